@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import { Router } from '@koa/router';
+import Koa from 'koa';
+import type { Logger } from 'pino';
+import { ScalerError } from '../errors.js';
+import { registerHistoryRoutes } from '../history/history-controller.js';
+import { registerPolicyRoutes } from '../policy/policy-controller.js';
+import type { PolicyService } from '../policy/policy-service.js';
+import type { Storage } from '../storage/storage.js';
+import { problemMiddleware } from './problem.js';
+
+export const API_PREFIX = '/api/v1/scaling';
+
+/** A readiness probe: a name and a check that resolves to detail or throws. */
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<Record<string, unknown>>;
+}
+
+/** Extra routes a later part of the daemon mounts (evaluation, sources, openapi...). */
+export type RouteRegistrar = (scaling: Router, root: Router) => void;
+
+export interface AppDeps {
+  logger: Logger;
+  storage: Storage;
+  policies: PolicyService;
+  readiness?: ReadinessCheck[];
+  extraRoutes?: RouteRegistrar[];
+}
+
+/** Builds the Koa app without listening; main() and the tests both use it. */
+export function createApp(deps: AppDeps): Koa {
+  const app = new Koa();
+  app.proxy = false;
+  // Koa's own error printing would duplicate the problem middleware's log line.
+  app.silent = true;
+
+  app.use(async (ctx, next) => {
+    const incoming = ctx.get('x-request-id');
+    const id = /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
+    ctx.state['requestId'] = id;
+    ctx.set('X-Request-Id', id);
+    await next();
+  });
+  app.use(problemMiddleware(deps.logger));
+
+  const root = new Router();
+  root.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  root.get('/readyz', async (ctx) => {
+    const checks: Record<string, unknown> = {};
+    let ready = true;
+    for (const c of deps.readiness ?? []) {
+      try {
+        checks[c.name] = { ok: true, ...(await c.check()) };
+      } catch (err) {
+        ready = false;
+        checks[c.name] = { ok: false, error: (err as Error).message };
+      }
+    }
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ready' : 'not_ready', checks };
+  });
+
+  const scaling = new Router({ prefix: API_PREFIX });
+  registerPolicyRoutes(scaling, deps.policies);
+  registerHistoryRoutes(scaling, deps.storage, deps.policies);
+  for (const register of deps.extraRoutes ?? []) register(scaling, root);
+
+  for (const r of [root, scaling]) {
+    app.use(r.routes());
+    app.use(
+      r.allowedMethods({
+        throw: true,
+        methodNotAllowed: () => new ScalerError('METHOD_NOT_ALLOWED', 'this route does not accept that method'),
+        notImplemented: () => new ScalerError('METHOD_NOT_ALLOWED', 'this method is not implemented'),
+      }),
+    );
+  }
+  return app;
+}

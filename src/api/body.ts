@@ -1,0 +1,48 @@
+import type { Context } from 'koa';
+import getRawBody from 'raw-body';
+import { ScalerError } from '../errors.js';
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+function isJsonType(ctx: Context): boolean {
+  const type = ctx.request.type; // media type without parameters, lower-cased
+  return type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type);
+}
+
+/**
+ * Reads a JSON request body: 415 unless the content type is JSON, 413 over 1 MiB, 400 when it does
+ * not parse. With `optional`, an absent body reads as undefined (POST .../enable, .../evaluate).
+ */
+export async function readJson(ctx: Context, opts: { optional?: boolean } = {}): Promise<unknown> {
+  const length = ctx.request.length;
+  const hasBody = ctx.request.headers['transfer-encoding'] !== undefined || (length !== undefined && length > 0);
+  if (!hasBody) {
+    if (opts.optional === true) return undefined;
+    throw new ScalerError('BAD_REQUEST', 'the request needs a JSON body', [{ field: '/', message: 'is required' }]);
+  }
+  if (!isJsonType(ctx)) {
+    throw new ScalerError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `the body must be sent as Content-Type: application/json, not ${ctx.request.headers['content-type'] ?? 'no content type'}`,
+    );
+  }
+  let text: string;
+  try {
+    text = await getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length, encoding: 'utf8' });
+  } catch (err) {
+    const e = err as { type?: string; status?: number };
+    if (e.type === 'entity.too.large') {
+      throw new ScalerError('PAYLOAD_TOO_LARGE', `the body is larger than ${MAX_BODY_BYTES} bytes`);
+    }
+    throw new ScalerError('BAD_REQUEST', 'the request body could not be read');
+  }
+  if (text.trim() === '') {
+    if (opts.optional === true) return undefined;
+    throw new ScalerError('BAD_REQUEST', 'the request needs a JSON body', [{ field: '/', message: 'is required' }]);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ScalerError('MALFORMED_JSON', `the body is not valid JSON: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,190 @@
+import { Cron } from 'croner';
+import type { FieldError } from '../errors.js';
+import { toFieldErrors, validator, POLICY_SCHEMA_ID } from '../schemas.js';
+import { parseDuration } from '../util/duration.js';
+import type { PolicyInput } from './policy-model.js';
+
+/** What validation needs to know about the running daemon; the service supplies it. */
+export interface ValidationContext {
+  /** Target types a policy may name: the built-in four, the config's, and those loaded executors declare. */
+  targetTypes(): ReadonlySet<string>;
+  /** Names of metric sources a rule may name. */
+  metricSources(): ReadonlySet<string>;
+  /** Names of executors a policy may name. */
+  executors(): ReadonlySet<string>;
+  /** The config's price of one replica-hour for a target type, if any. */
+  priceFor(targetType: string): number | undefined;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+
+/** True when the zone is an IANA name the runtime knows. */
+export function isValidTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Checks a five-field cron expression; returns a message, or undefined when it is valid. */
+export function cronProblem(expr: string, timezone: string): string | undefined {
+  const fields = expr.trim().split(/\s+/);
+  if (fields.length !== 5) return `must have 5 fields (minute hour day-of-month month day-of-week), found ${fields.length}`;
+  try {
+    const cron = new Cron(expr, { timezone: isValidTimeZone(timezone) ? timezone : 'UTC' });
+    if (cron.nextRun(new Date()) === null) return 'never fires';
+    return undefined;
+  } catch (err) {
+    return `is not a valid cron expression: ${(err as Error).message}`;
+  }
+}
+
+function checkDuration(item: Obj, at: string, errors: FieldError[]): number | undefined {
+  const d = item['duration'];
+  const ds = item['duration_seconds'];
+  let seconds: number | undefined;
+  if (typeof d === 'string') {
+    seconds = parseDuration(d);
+    if (seconds === undefined) {
+      errors.push({ field: `${at}/duration`, message: `"${d}" is not a duration; use forms like "90s", "5m", "1h30m"` });
+    }
+  }
+  if (isInt(ds) && seconds !== undefined && ds !== seconds) {
+    errors.push({ field: `${at}/duration_seconds`, message: `is ${ds} but duration "${String(d)}" is ${seconds} seconds; give one or make them agree` });
+  }
+  return seconds ?? (isInt(ds) ? ds : undefined);
+}
+
+function checkRules(p: Obj, key: 'scale_up_rules' | 'scale_down_rules', ctx: ValidationContext, errors: FieldError[]): void {
+  const rules = p[key];
+  if (!Array.isArray(rules)) return;
+  const up = key === 'scale_up_rules';
+  rules.forEach((rule: unknown, i) => {
+    if (!isObj(rule)) return;
+    const at = `/${key}/${i}`;
+    const by = rule['scale_by'];
+    if (isInt(by)) {
+      if (up && by <= 0) errors.push({ field: `${at}/scale_by`, message: 'must be greater than 0 for a scale-up rule' });
+      if (!up && by >= 0) errors.push({ field: `${at}/scale_by`, message: 'must be less than 0 for a scale-down rule' });
+    }
+    const t = rule['threshold'];
+    if (typeof t === 'number') {
+      if (!Number.isFinite(t)) errors.push({ field: `${at}/threshold`, message: 'must be a finite number' });
+      else if (t < 0) errors.push({ field: `${at}/threshold`, message: 'must not be negative' });
+    }
+    checkDuration(rule, at, errors);
+    const source = rule['source'];
+    if (typeof source === 'string' && !ctx.metricSources().has(source)) {
+      errors.push({ field: `${at}/source`, message: `unknown metric source "${source}"; known: ${[...ctx.metricSources()].join(', ') || 'none'}` });
+    }
+    if (typeof rule['metric'] === 'string' && rule['metric'].trim() === '') {
+      errors.push({ field: `${at}/metric`, message: 'must not be blank' });
+    }
+  });
+}
+
+function checkSchedules(p: Obj, ctx: { min?: number; max?: number; scaleToZero: boolean }, errors: FieldError[]): void {
+  const schedules = p['schedules'];
+  if (!Array.isArray(schedules)) return;
+  schedules.forEach((s: unknown, i) => {
+    if (!isObj(s)) return;
+    const at = `/schedules/${i}`;
+    const tz = s['timezone'];
+    const zone = typeof tz === 'string' ? tz : 'UTC';
+    if (typeof tz === 'string' && !isValidTimeZone(tz)) {
+      errors.push({ field: `${at}/timezone`, message: `"${tz}" is not an IANA time zone (such as Europe/Budapest or UTC)` });
+    }
+    const expr = s['cron_expression'];
+    if (typeof expr === 'string') {
+      const problem = cronProblem(expr, zone);
+      if (problem !== undefined) errors.push({ field: `${at}/cron_expression`, message: problem });
+    }
+    const desired = s['desired_replicas'];
+    if (isInt(desired) && ctx.min !== undefined && ctx.max !== undefined) {
+      if (desired === 0 && !ctx.scaleToZero && ctx.min > 0) {
+        errors.push({ field: `${at}/desired_replicas`, message: 'is 0, which needs scale_to_zero: true' });
+      } else if (desired !== 0 && (desired < ctx.min || desired > ctx.max)) {
+        errors.push({ field: `${at}/desired_replicas`, message: `must be within [min_replicas, max_replicas] = [${ctx.min}, ${ctx.max}]` });
+      }
+    }
+    checkDuration(s, at, errors);
+  });
+}
+
+/**
+ * The service-layer checks on top of the schema (DESIGN.md "Validation"). Written defensively so
+ * it can run on input that failed the schema too: every problem is reported at once.
+ */
+export function semanticProblems(input: unknown, ctx: ValidationContext): FieldError[] {
+  const errors: FieldError[] = [];
+  if (!isObj(input)) return errors;
+  const min = isInt(input['min_replicas']) ? input['min_replicas'] : undefined;
+  const max = isInt(input['max_replicas']) ? input['max_replicas'] : undefined;
+  const scaleToZero = input['scale_to_zero'] === true;
+
+  if (max !== undefined && max < 1) errors.push({ field: '/max_replicas', message: 'must be at least 1' });
+  if (min !== undefined && max !== undefined && min > max) {
+    errors.push({ field: '/min_replicas', message: `must not exceed max_replicas (${min} > ${max})` });
+  }
+
+  const targetType = input['target_type'];
+  if (typeof targetType === 'string' && !ctx.targetTypes().has(targetType)) {
+    errors.push({ field: '/target_type', message: `unknown target type "${targetType}"; known: ${[...ctx.targetTypes()].join(', ')}` });
+  }
+  const executor = input['executor'];
+  if (typeof executor === 'string' && !ctx.executors().has(executor)) {
+    errors.push({ field: '/executor', message: `unknown executor "${executor}"; known: ${[...ctx.executors()].join(', ') || 'none'}` });
+  }
+
+  checkRules(input, 'scale_up_rules', ctx, errors);
+  checkRules(input, 'scale_down_rules', ctx, errors);
+  checkSchedules(input, { min, max, scaleToZero }, errors);
+
+  // Cost cap: needs a price, and must at least pay for min_replicas.
+  const cap = input['max_hourly_cost'];
+  if (typeof cap === 'number') {
+    const own = input['cost_per_replica_hour'];
+    const price = typeof own === 'number' ? own : typeof targetType === 'string' ? ctx.priceFor(targetType) : undefined;
+    if (price === undefined) {
+      errors.push({
+        field: '/max_hourly_cost',
+        message: `needs a price: set cost_per_replica_hour or a config price for target type "${String(targetType)}"`,
+      });
+    } else if (min !== undefined && min * price > cap) {
+      errors.push({
+        field: '/max_hourly_cost',
+        message: `${cap} cannot pay for min_replicas: ${min} x ${price} = ${min * price} per hour`,
+      });
+    }
+  }
+
+  const mode = input['on_metric_error'];
+  const fallback = input['fallback'];
+  if (mode === 'fallback' && !isObj(fallback)) {
+    errors.push({ field: '/fallback', message: 'is required when on_metric_error is "fallback"' });
+  }
+  if (isObj(fallback) && isInt(fallback['replicas']) && min !== undefined && max !== undefined) {
+    const r = fallback['replicas'];
+    if ((r !== 0 || !scaleToZero) && (r < min || r > max)) {
+      errors.push({ field: '/fallback/replicas', message: `must be within [min_replicas, max_replicas] = [${min}, ${max}]` });
+    }
+  }
+  return errors;
+}
+
+/** Schema then semantic checks; every problem, each with its field. */
+export function validatePolicyInput(input: unknown, ctx: ValidationContext): { ok: true; value: PolicyInput } | { ok: false; errors: FieldError[] } {
+  const validate = validator<PolicyInput>(POLICY_SCHEMA_ID);
+  const schemaOk = validate(input);
+  const errors = schemaOk ? [] : toFieldErrors(validate.errors);
+  const seen = new Set(errors.map((e) => e.field));
+  for (const e of semanticProblems(input, ctx)) {
+    if (!seen.has(e.field)) errors.push(e);
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, value: input as PolicyInput };
+}

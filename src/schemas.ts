@@ -1,0 +1,82 @@
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import type { FormatsPlugin } from 'ajv-formats';
+import type { FieldError } from './errors.js';
+import { readPackageJson } from './util/package-root.js';
+
+// ajv-formats is CommonJS; under NodeNext its default export arrives as a namespace.
+const addFormats = (addFormatsModule as unknown as { default: FormatsPlugin }).default;
+
+export const POLICY_SCHEMA_ID = 'https://philotes.dev/schemas/policy.schema.json';
+export const CONFIG_SCHEMA_ID = 'https://philotes.dev/schemas/config.schema.json';
+export const PROBLEM_SCHEMA_ID = 'https://philotes.dev/schemas/problem.schema.json';
+
+/** Reads one of the package's JSON Schemas from `schemas/`. */
+export function loadSchema(file: string): Record<string, unknown> {
+  return readPackageJson<Record<string, unknown>>('schemas', file);
+}
+
+/** Creates an ajv instance with the package's settings; used for schemas and plugin configs. */
+export function createAjv(): Ajv2020 {
+  const ajv = new Ajv2020({ allErrors: true, strict: true, useDefaults: false, strictTypes: false, allowUnionTypes: true });
+  addFormats(ajv);
+  return ajv;
+}
+
+let shared: Ajv2020 | undefined;
+
+/** The one ajv instance; schemas are compiled once, at first use, never per request. */
+export function ajv(): Ajv2020 {
+  if (shared === undefined) {
+    shared = createAjv();
+    for (const file of ['policy.schema.json', 'config.schema.json', 'problem.schema.json']) {
+      shared.addSchema(loadSchema(file));
+    }
+  }
+  return shared;
+}
+
+export function validator<T>(id: string): ValidateFunction<T> {
+  const fn = ajv().getSchema<T>(id);
+  if (fn === undefined) throw new Error(`schema ${id} is not registered`);
+  return fn;
+}
+
+function pointerEscape(key: string): string {
+  return key.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
+/**
+ * Turns ajv errors into field errors: the pointer names the offending value itself, so a missing
+ * or unknown property points at that property, not at its parent object.
+ */
+export function toFieldErrors(errors: ErrorObject[] | null | undefined, prefix = ''): FieldError[] {
+  const out: FieldError[] = [];
+  const seen = new Set<string>();
+  for (const e of errors ?? []) {
+    let field = e.instancePath;
+    let message = e.message ?? 'is not valid';
+    if (e.keyword === 'required') {
+      const p = (e.params as { missingProperty: string }).missingProperty;
+      field = `${field}/${pointerEscape(p)}`;
+      message = 'is required';
+    } else if (e.keyword === 'additionalProperties') {
+      const p = (e.params as { additionalProperty: string }).additionalProperty;
+      field = `${field}/${pointerEscape(p)}`;
+      message = 'is not a known property';
+    } else if (e.keyword === 'enum') {
+      const allowed = (e.params as { allowedValues: unknown[] }).allowedValues;
+      message = `must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`;
+    } else if (e.keyword === 'oneOf' || e.keyword === 'if') {
+      // The branch errors already say what is wrong; the summary adds nothing.
+      continue;
+    }
+    field = prefix + field;
+    const key = `${field}\u0000${message}`;
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.push({ field, message });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,27 @@
+/** Runs SQL written with `?` placeholders; the driver translates to its own dialect. */
+export interface SqlExecutor {
+  all<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  /** Runs a statement that returns no rows; resolves to the number of rows changed. */
+  run(sql: string, params?: readonly unknown[]): Promise<number>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+/**
+ * One database backend, kept small on purpose (kysely's Driver/DialectAdapter split): the shared
+ * SqlStorage speaks to this, so backend differences live here and never in `if (kind === ...)`.
+ */
+export interface SqlDriver extends SqlExecutor {
+  readonly kind: string;
+  /** Folder under migrations/ with this backend's files. */
+  readonly migrationsFolder: string;
+  readonly supportsSharedAccess: boolean;
+  /** Runs fn in one transaction; rolls back when it throws. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /** Serialises migrations between processes (an advisory lock on PostgreSQL). */
+  withMigrationLock<T>(fn: () => Promise<T>): Promise<T>;
+  isUniqueViolation(err: unknown): boolean;
+  /** True when the error means the database cannot be reached right now. */
+  isUnavailable(err: unknown): boolean;
+  close(): Promise<void>;
+}

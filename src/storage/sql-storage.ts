@@ -1,0 +1,419 @@
+import { ScalerError } from '../errors.js';
+import type { Policy, Rule, Schedule } from '../policy/policy-model.js';
+import { formatDuration } from '../util/duration.js';
+import { MIGRATIONS_TABLE, migrate } from './migrator.js';
+import type { SqlDriver, SqlExecutor } from './sql-driver.js';
+import type {
+  HistoryQuery,
+  HistoryRow,
+  MigrationStatus,
+  PolicyListQuery,
+  PolicyState,
+  Storage,
+} from './storage.js';
+
+type Row = Record<string, unknown>;
+
+// Backends return booleans as 0/1 or true/false, times as text or Date, JSON as text or objects.
+const bool = (v: unknown): boolean => v === true || v === 1 || v === '1';
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
+const str = (v: unknown): string => String(v);
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+const iso = (v: unknown): string => (v instanceof Date ? v.toISOString() : new Date(String(v)).toISOString());
+const isoOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : iso(v));
+const json = <T>(v: unknown): T | null => (v === null || v === undefined ? null : typeof v === 'string' ? (JSON.parse(v) as T) : (v as T));
+
+const POLICY_COLUMNS = [
+  'id', 'name', 'description', 'target_type', 'target_id', 'executor', 'min_replicas', 'max_replicas',
+  'cooldown_seconds', 'max_hourly_cost', 'cost_per_replica_hour', 'scale_to_zero', 'enabled', 'dry_run',
+  'on_metric_error', 'fallback_after_failures', 'fallback_replicas', 'scale_up_match', 'scale_down_match',
+  'source', 'created_at', 'updated_at',
+] as const;
+
+function policyValues(p: Policy): unknown[] {
+  return [
+    p.id, p.name, p.description, p.target_type, p.target_id, p.executor, p.min_replicas, p.max_replicas,
+    p.cooldown_seconds, p.max_hourly_cost, p.cost_per_replica_hour, p.scale_to_zero, p.enabled, p.dry_run,
+    p.on_metric_error, p.fallback?.after_failures ?? null, p.fallback?.replicas ?? null, p.scale_up_match,
+    p.scale_down_match, p.source, p.created_at, p.updated_at,
+  ];
+}
+
+function ruleFrom(r: Row): Rule {
+  const seconds = num(r['duration_seconds']);
+  return {
+    id: str(r['id']),
+    metric: str(r['metric']),
+    source: strOrNull(r['source']),
+    operator: str(r['operator']) as Rule['operator'],
+    threshold: num(r['threshold']),
+    duration: formatDuration(seconds),
+    duration_seconds: seconds,
+    aggregation: str(r['aggregation']) as Rule['aggregation'],
+    scale_by: num(r['scale_by']),
+  };
+}
+
+function scheduleFrom(r: Row): Schedule {
+  const seconds = num(r['duration_seconds']);
+  return {
+    id: str(r['id']),
+    cron_expression: str(r['cron_expression']),
+    timezone: str(r['timezone']),
+    desired_replicas: num(r['desired_replicas']),
+    duration: formatDuration(seconds),
+    duration_seconds: seconds,
+    mode: str(r['mode']) as Schedule['mode'],
+    enabled: bool(r['enabled']),
+  };
+}
+
+function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
+  const after = numOrNull(r['fallback_after_failures']);
+  const replicas = numOrNull(r['fallback_replicas']);
+  return {
+    id: str(r['id']),
+    name: str(r['name']),
+    description: strOrNull(r['description']),
+    target_type: str(r['target_type']),
+    target_id: strOrNull(r['target_id']),
+    executor: strOrNull(r['executor']),
+    min_replicas: num(r['min_replicas']),
+    max_replicas: num(r['max_replicas']),
+    cooldown_seconds: numOrNull(r['cooldown_seconds']),
+    max_hourly_cost: numOrNull(r['max_hourly_cost']),
+    cost_per_replica_hour: numOrNull(r['cost_per_replica_hour']),
+    scale_to_zero: bool(r['scale_to_zero']),
+    enabled: bool(r['enabled']),
+    dry_run: bool(r['dry_run']),
+    on_metric_error: str(r['on_metric_error']) as Policy['on_metric_error'],
+    fallback: after !== null && replicas !== null ? { after_failures: after, replicas } : null,
+    scale_up_match: str(r['scale_up_match']) as Policy['scale_up_match'],
+    scale_down_match: str(r['scale_down_match']) as Policy['scale_down_match'],
+    scale_up_rules: rules.filter((x) => x['rule_type'] === 'scale_up').map(ruleFrom),
+    scale_down_rules: rules.filter((x) => x['rule_type'] === 'scale_down').map(ruleFrom),
+    schedules: schedules.map(scheduleFrom),
+    source: str(r['source']),
+    created_at: iso(r['created_at']),
+    updated_at: iso(r['updated_at']),
+  };
+}
+
+function historyFrom(r: Row): HistoryRow {
+  return {
+    id: str(r['id']),
+    policy_id: strOrNull(r['policy_id']),
+    policy_name: str(r['policy_name']),
+    action: str(r['action']) as HistoryRow['action'],
+    target_type: str(r['target_type']),
+    target_id: strOrNull(r['target_id']),
+    previous_replicas: num(r['previous_replicas']),
+    new_replicas: num(r['new_replicas']),
+    reason: str(r['reason']),
+    reason_code: strOrNull(r['reason_code']),
+    triggered_by: str(r['triggered_by']) as HistoryRow['triggered_by'],
+    dry_run: bool(r['dry_run']),
+    status: str(r['status']) as HistoryRow['status'],
+    error: strOrNull(r['error']),
+    executed_at: iso(r['executed_at']),
+    details: json<Record<string, unknown>>(r['details']),
+  };
+}
+
+function encodeCursor(row: HistoryRow): string {
+  return Buffer.from(JSON.stringify([row.executed_at, row.id])).toString('base64url');
+}
+
+/** Decodes a history cursor; throws BAD_REQUEST for anything a client could not have received. */
+export function decodeCursor(cursor: string): [string, string] {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string' && !Number.isNaN(Date.parse(v[0]))) {
+      return [new Date(v[0]).toISOString(), v[1]];
+    }
+  } catch {
+    // fall through
+  }
+  throw new ScalerError('BAD_REQUEST', 'cursor is not a cursor this server issued', [{ field: '/query/cursor', message: 'is not valid' }]);
+}
+
+/**
+ * The Storage implementation shared by every SQL backend. Writes of a policy and its children
+ * run in one transaction; history keyset-paginates newest first on (executed_at, id).
+ */
+export class SqlStorage implements Storage {
+  readonly driver: SqlDriver;
+
+  constructor(driver: SqlDriver) {
+    this.driver = driver;
+  }
+
+  get kind(): string {
+    return this.driver.kind;
+  }
+
+  get supportsSharedAccess(): boolean {
+    return this.driver.supportsSharedAccess;
+  }
+
+  /** Maps backend errors to catalogue errors, so a client sees 409 or 503, never a driver message. */
+  async #guard<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof ScalerError) throw err;
+      if (this.driver.isUniqueViolation(err)) throw new ScalerError('DUPLICATE_NAME', 'a policy with this name already exists');
+      if (this.driver.isUnavailable(err)) {
+        throw new ScalerError('STORAGE_UNAVAILABLE', `the ${this.driver.kind} database cannot be reached; retry shortly`);
+      }
+      throw err;
+    }
+  }
+
+  migrate(): Promise<MigrationStatus[]> {
+    return this.#guard(() => migrate(this.driver));
+  }
+
+  async appliedMigrations(): Promise<string[]> {
+    return this.#guard(async () => {
+      const rows = await this.driver.all<{ name: string }>(`SELECT name FROM ${MIGRATIONS_TABLE} ORDER BY name`);
+      return rows.map((r) => r.name);
+    });
+  }
+
+  async ping(): Promise<void> {
+    await this.#guard(() => this.driver.all('SELECT 1 AS ok'));
+  }
+
+  async #insertChildren(tx: SqlExecutor, p: Policy): Promise<void> {
+    const rules: Array<[string, Rule, number]> = [
+      ...p.scale_up_rules.map((r, i): [string, Rule, number] => ['scale_up', r, i]),
+      ...p.scale_down_rules.map((r, i): [string, Rule, number] => ['scale_down', r, i]),
+    ];
+    for (const [type, r, i] of rules) {
+      await tx.run(
+        `INSERT INTO scaling_rules (id, policy_id, rule_type, position, metric, source, operator, threshold,
+           duration_seconds, aggregation, scale_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [r.id, p.id, type, i, r.metric, r.source, r.operator, r.threshold, r.duration_seconds, r.aggregation, r.scale_by, p.updated_at],
+      );
+    }
+    for (const [i, s] of p.schedules.entries()) {
+      await tx.run(
+        `INSERT INTO scaling_schedules (id, policy_id, position, cron_expression, timezone, desired_replicas,
+           duration_seconds, mode, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [s.id, p.id, i, s.cron_expression, s.timezone, s.desired_replicas, s.duration_seconds, s.mode, s.enabled, p.updated_at],
+      );
+    }
+  }
+
+  async #insert(tx: SqlExecutor, p: Policy): Promise<void> {
+    await tx.run(
+      `INSERT INTO scaling_policies (${POLICY_COLUMNS.join(', ')}) VALUES (${POLICY_COLUMNS.map(() => '?').join(', ')})`,
+      policyValues(p),
+    );
+    await this.#insertChildren(tx, p);
+  }
+
+  async #update(tx: SqlExecutor, p: Policy): Promise<boolean> {
+    const cols = POLICY_COLUMNS.filter((c) => c !== 'id' && c !== 'created_at');
+    const values = policyValues(p).filter((_, i) => POLICY_COLUMNS[i] !== 'id' && POLICY_COLUMNS[i] !== 'created_at');
+    const changed = await tx.run(`UPDATE scaling_policies SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`, [...values, p.id]);
+    if (changed === 0) return false;
+    await tx.run('DELETE FROM scaling_rules WHERE policy_id = ?', [p.id]);
+    await tx.run('DELETE FROM scaling_schedules WHERE policy_id = ?', [p.id]);
+    await this.#insertChildren(tx, p);
+    return true;
+  }
+
+  async #load(db: SqlExecutor, where: string, params: unknown[], suffix = ''): Promise<Policy[]> {
+    const rows = await db.all<Row>(`SELECT * FROM scaling_policies ${where} ${suffix}`, params);
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => str(r['id']));
+    const marks = ids.map(() => '?').join(', ');
+    const rules = await db.all<Row>(
+      `SELECT * FROM scaling_rules WHERE policy_id IN (${marks}) ORDER BY policy_id, rule_type, position`,
+      ids,
+    );
+    const schedules = await db.all<Row>(
+      `SELECT * FROM scaling_schedules WHERE policy_id IN (${marks}) ORDER BY policy_id, position`,
+      ids,
+    );
+    const group = (list: Row[]): Map<string, Row[]> => {
+      const m = new Map<string, Row[]>();
+      for (const r of list) {
+        const id = str(r['policy_id']);
+        const arr = m.get(id);
+        if (arr === undefined) m.set(id, [r]);
+        else arr.push(r);
+      }
+      return m;
+    };
+    const rulesBy = group(rules);
+    const schedulesBy = group(schedules);
+    return rows.map((r) => policyFrom(r, rulesBy.get(str(r['id'])) ?? [], schedulesBy.get(str(r['id'])) ?? []));
+  }
+
+  createPolicy(policy: Policy): Promise<Policy> {
+    return this.#guard(async () => {
+      await this.driver.transaction((tx) => this.#insert(tx, policy));
+      return policy;
+    });
+  }
+
+  replacePolicy(policy: Policy): Promise<Policy | undefined> {
+    return this.#guard(async () => {
+      const ok = await this.driver.transaction((tx) => this.#update(tx, policy));
+      return ok ? policy : undefined;
+    });
+  }
+
+  getPolicy(id: string): Promise<Policy | undefined> {
+    return this.#guard(async () => (await this.#load(this.driver, 'WHERE id = ?', [id]))[0]);
+  }
+
+  getPolicyByName(name: string): Promise<Policy | undefined> {
+    return this.#guard(async () => (await this.#load(this.driver, 'WHERE name = ?', [name]))[0]);
+  }
+
+  listPolicies(q: PolicyListQuery): Promise<{ policies: Policy[]; total: number }> {
+    return this.#guard(async () => {
+      const conds: string[] = [];
+      const params: unknown[] = [];
+      if (q.enabled !== undefined) {
+        conds.push('enabled = ?');
+        params.push(q.enabled);
+      }
+      if (q.target_type !== undefined) {
+        conds.push('target_type = ?');
+        params.push(q.target_type);
+      }
+      if (q.source !== undefined) {
+        conds.push('source = ?');
+        params.push(q.source);
+      }
+      const where = conds.length > 0 ? `WHERE ${conds.join(' AND ')}` : '';
+      const [count] = await this.driver.all<{ n: unknown }>(`SELECT COUNT(*) AS n FROM scaling_policies ${where}`, params);
+      const policies = await this.#load(this.driver, where, [...params, q.limit, q.offset], 'ORDER BY created_at, id LIMIT ? OFFSET ?');
+      return { policies, total: num(count?.n ?? 0) };
+    });
+  }
+
+  listEnabledPolicies(): Promise<Policy[]> {
+    return this.#guard(() => this.#load(this.driver, 'WHERE enabled = ?', [true], 'ORDER BY name'));
+  }
+
+  setEnabled(id: string, enabled: boolean, now: string): Promise<Policy | undefined> {
+    return this.#guard(async () => {
+      const changed = await this.driver.run('UPDATE scaling_policies SET enabled = ?, updated_at = ? WHERE id = ?', [enabled, now, id]);
+      if (changed === 0) return undefined;
+      return this.getPolicy(id);
+    });
+  }
+
+  deletePolicy(id: string): Promise<boolean> {
+    return this.#guard(async () => (await this.driver.run('DELETE FROM scaling_policies WHERE id = ?', [id])) > 0);
+  }
+
+  syncSource(source: string, policies: Policy[]): Promise<void> {
+    return this.#guard(() =>
+      this.driver.transaction(async (tx) => {
+        const existing = await tx.all<{ id: string; name: string }>('SELECT id, name FROM scaling_policies WHERE source = ?', [source]);
+        const wanted = new Set(policies.map((p) => p.name));
+        for (const row of existing) {
+          if (!wanted.has(row.name)) await tx.run('DELETE FROM scaling_policies WHERE id = ?', [row.id]);
+        }
+        const byName = new Map(existing.map((r) => [r.name, r.id]));
+        for (const p of policies) {
+          const id = byName.get(p.name);
+          if (id === undefined) await this.#insert(tx, { ...p, source });
+          else await this.#update(tx, { ...p, id, source });
+        }
+      }),
+    );
+  }
+
+  appendHistory(row: HistoryRow): Promise<HistoryRow> {
+    const stored = { ...row, executed_at: iso(row.executed_at) };
+    return this.#guard(async () => {
+      await this.driver.run(
+        `INSERT INTO scaling_history (id, policy_id, policy_name, action, target_type, target_id, previous_replicas,
+           new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [
+          stored.id, stored.policy_id, stored.policy_name, stored.action, stored.target_type, stored.target_id,
+          stored.previous_replicas, stored.new_replicas, stored.reason, stored.reason_code, stored.triggered_by,
+          stored.dry_run, stored.status, stored.error, stored.executed_at,
+          stored.details === null ? null : JSON.stringify(stored.details),
+        ],
+      );
+      return stored;
+    });
+  }
+
+  listHistory(q: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }> {
+    return this.#guard(async () => {
+      const conds: string[] = [];
+      const params: unknown[] = [];
+      const add = (sql: string, ...values: unknown[]): void => {
+        conds.push(sql);
+        params.push(...values);
+      };
+      if (q.policy_id !== undefined) add('policy_id = ?', q.policy_id);
+      if (q.action !== undefined) add('action = ?', q.action);
+      if (q.dry_run !== undefined) add('dry_run = ?', q.dry_run);
+      if (q.since !== undefined) add('executed_at >= ?', iso(q.since));
+      if (q.until !== undefined) add('executed_at < ?', iso(q.until));
+      if (q.cursor !== undefined) {
+        const [at, id] = decodeCursor(q.cursor);
+        add('(executed_at < ? OR (executed_at = ? AND id < ?))', at, at, id);
+      }
+      const where = conds.length > 0 ? `WHERE ${conds.join(' AND ')}` : '';
+      const rows = await this.driver.all<Row>(
+        `SELECT * FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+        [...params, q.limit + 1],
+      );
+      const page = rows.slice(0, q.limit).map(historyFrom);
+      const last = page.at(-1);
+      return { rows: page, next_cursor: rows.length > q.limit && last !== undefined ? encodeCursor(last) : null };
+    });
+  }
+
+  getState(policyId: string): Promise<PolicyState | undefined> {
+    return this.#guard(async () => {
+      const [r] = await this.driver.all<Row>('SELECT * FROM scaling_state WHERE policy_id = ?', [policyId]);
+      if (r === undefined) return undefined;
+      return {
+        policy_id: str(r['policy_id']),
+        current_replicas: numOrNull(r['current_replicas']),
+        last_change_at: isoOrNull(r['last_change_at']),
+        last_change_kind: strOrNull(r['last_change_kind']),
+        consecutive_failures: num(r['consecutive_failures']),
+        last_blocked: strOrNull(r['last_blocked']),
+        data: json<Record<string, unknown>>(r['data']) ?? {},
+        updated_at: iso(r['updated_at']),
+      };
+    });
+  }
+
+  putState(s: PolicyState): Promise<void> {
+    return this.#guard(async () => {
+      await this.driver.run(
+        `INSERT INTO scaling_state (policy_id, current_replicas, last_change_at, last_change_kind, consecutive_failures,
+           last_blocked, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (policy_id) DO UPDATE SET current_replicas = excluded.current_replicas,
+           last_change_at = excluded.last_change_at, last_change_kind = excluded.last_change_kind,
+           consecutive_failures = excluded.consecutive_failures, last_blocked = excluded.last_blocked,
+           data = excluded.data, updated_at = excluded.updated_at`,
+        [
+          s.policy_id, s.current_replicas, s.last_change_at, s.last_change_kind, s.consecutive_failures,
+          s.last_blocked, JSON.stringify(s.data), s.updated_at,
+        ],
+      );
+    });
+  }
+
+  close(): Promise<void> {
+    return this.driver.close();
+  }
+}

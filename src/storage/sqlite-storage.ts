@@ -1,0 +1,127 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { Mutex } from '../util/async.js';
+import type { SqlDriver, SqlExecutor } from './sql-driver.js';
+import { SqlStorage } from './sql-storage.js';
+
+type Db = Database.Database;
+
+// better-sqlite3 binds neither booleans nor undefined.
+function bind(params: readonly unknown[]): unknown[] {
+  return params.map((p) => (p === true ? 1 : p === false ? 0 : p === undefined ? null : p));
+}
+
+class SqliteExecutor implements SqlExecutor {
+  readonly #db: Db;
+  readonly #cache = new Map<string, Database.Statement>();
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  #stmt(sql: string): Database.Statement {
+    let s = this.#cache.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      if (this.#cache.size > 500) this.#cache.clear();
+      this.#cache.set(sql, s);
+    }
+    return s;
+  }
+
+  allSync<T>(sql: string, params: readonly unknown[] = []): T[] {
+    return this.#stmt(sql).all(...bind(params)) as T[];
+  }
+
+  runSync(sql: string, params: readonly unknown[] = []): number {
+    return this.#stmt(sql).run(...bind(params)).changes;
+  }
+
+  async all<T>(sql: string, params?: readonly unknown[]): Promise<T[]> {
+    return this.allSync<T>(sql, params);
+  }
+
+  async run(sql: string, params?: readonly unknown[]): Promise<number> {
+    return this.runSync(sql, params);
+  }
+
+  async exec(sql: string): Promise<void> {
+    this.#db.exec(sql);
+  }
+}
+
+/**
+ * better-sqlite3 driver. The connection is one, and a transaction spans awaits, so every
+ * statement and transaction goes through one FIFO lock: nothing from another request can slip
+ * into an open transaction.
+ */
+export class SqliteDriver implements SqlDriver {
+  readonly kind = 'sqlite';
+  readonly migrationsFolder = 'sqlite';
+  readonly supportsSharedAccess = false;
+  readonly #db: Db;
+  readonly #exec: SqliteExecutor;
+  readonly #lock = new Mutex();
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.#db = new Database(path);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = NORMAL');
+    this.#db.pragma('foreign_keys = ON');
+    this.#db.pragma('busy_timeout = 5000');
+    this.#exec = new SqliteExecutor(this.#db);
+  }
+
+  all<T>(sql: string, params?: readonly unknown[]): Promise<T[]> {
+    return this.#lock.run(() => this.#exec.allSync<T>(sql, params));
+  }
+
+  run(sql: string, params?: readonly unknown[]): Promise<number> {
+    return this.#lock.run(() => this.#exec.runSync(sql, params));
+  }
+
+  exec(sql: string): Promise<void> {
+    return this.#lock.run(() => this.#exec.exec(sql));
+  }
+
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return this.#lock.run(async () => {
+      this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = await fn(this.#exec);
+        this.#db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+        throw err;
+      }
+    });
+  }
+
+  // A SQLite file has one writer at a time and BEGIN IMMEDIATE already serialises the
+  // migration transactions, so no separate lock is needed.
+  withMigrationLock<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
+  }
+
+  isUniqueViolation(err: unknown): boolean {
+    const code = (err as { code?: unknown }).code;
+    return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+  }
+
+  isUnavailable(err: unknown): boolean {
+    const code = (err as { code?: unknown }).code;
+    return code === 'SQLITE_BUSY' || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_IOERR';
+  }
+
+  async close(): Promise<void> {
+    await this.#lock.run(() => this.#db.close());
+  }
+}
+
+/** Opens (creating the folder and file when needed) a SQLite store. Call migrate() before use. */
+export function createSqliteStorage(path: string): SqlStorage {
+  return new SqlStorage(new SqliteDriver(path));
+}

@@ -1,0 +1,108 @@
+import type { Policy } from '../policy/policy-model.js';
+
+export type HistoryAction = 'scale_up' | 'scale_down' | 'scheduled' | 'fallback' | 'none';
+export type TriggeredBy = 'rule' | 'schedule' | 'fallback' | 'api';
+export type HistoryStatus = 'succeeded' | 'failed' | 'blocked';
+
+/** One row of the append-only audit trail (DESIGN.md "REST API"). */
+export interface HistoryRow {
+  id: string;
+  policy_id: string | null;
+  policy_name: string;
+  action: HistoryAction;
+  target_type: string;
+  target_id: string | null;
+  previous_replicas: number;
+  new_replicas: number;
+  reason: string;
+  reason_code: string | null;
+  triggered_by: TriggeredBy;
+  dry_run: boolean;
+  status: HistoryStatus;
+  error: string | null;
+  executed_at: string;
+  /** The decision record that led to this row. */
+  details: Record<string, unknown> | null;
+}
+
+/** The engine's persisted memory of a policy: what survives a restart. */
+export interface PolicyState {
+  policy_id: string;
+  current_replicas: number | null;
+  /** Time and kind of the last executed (not dry-run, not failed) change; cooldown counts from it. */
+  last_change_at: string | null;
+  last_change_kind: string | null;
+  consecutive_failures: number;
+  /** Reason code of the last `blocked` history row, so it is not repeated while it persists. */
+  last_blocked: string | null;
+  /** Free-form engine memory (last decision, one-shot schedule marks, observations of sources without range queries). */
+  data: Record<string, unknown>;
+  updated_at: string;
+}
+
+export interface PolicyListQuery {
+  limit: number;
+  offset: number;
+  enabled?: boolean;
+  target_type?: string;
+  source?: string;
+}
+
+export interface HistoryQuery {
+  limit: number;
+  /** Opaque cursor from a previous page's next_cursor. */
+  cursor?: string;
+  policy_id?: string;
+  action?: HistoryAction;
+  since?: string;
+  until?: string;
+  dry_run?: boolean;
+}
+
+export interface MigrationStatus {
+  name: string;
+  status: 'applied' | 'already-applied';
+}
+
+/**
+ * Where policies, state and history live. Two adapters implement it (SQLite and PostgreSQL) and
+ * one contract suite (test/storage.contract.ts) holds both to the same behaviour.
+ */
+export interface Storage {
+  /** Short name of the backend, for logs and /readyz only; never branched on. */
+  readonly kind: string;
+  /** Whether several daemons may share this storage (and so need leader election). */
+  readonly supportsSharedAccess: boolean;
+
+  /** Applies pending migrations in order, each in its own transaction, under the backend's lock. */
+  migrate(): Promise<MigrationStatus[]>;
+  /** Names of the migrations recorded as applied. */
+  appliedMigrations(): Promise<string[]>;
+  ping(): Promise<void>;
+
+  /** Inserts a policy with its rules and schedules in one transaction. Throws DUPLICATE_NAME. */
+  createPolicy(policy: Policy): Promise<Policy>;
+  /** Replaces a policy with its rules and schedules in one transaction; undefined when absent. */
+  replacePolicy(policy: Policy): Promise<Policy | undefined>;
+  getPolicy(id: string): Promise<Policy | undefined>;
+  getPolicyByName(name: string): Promise<Policy | undefined>;
+  listPolicies(query: PolicyListQuery): Promise<{ policies: Policy[]; total: number }>;
+  /** Every enabled policy; the evaluation loop's read. */
+  listEnabledPolicies(): Promise<Policy[]>;
+  setEnabled(id: string, enabled: boolean, now: string): Promise<Policy | undefined>;
+  /** Deletes a policy, its rules, schedules and state; its history stays. */
+  deletePolicy(id: string): Promise<boolean>;
+  /**
+   * Makes the policies of one source (a file) exactly `policies`, in one transaction: upserts by
+   * name, deletes the source's policies not listed.
+   */
+  syncSource(source: string, policies: Policy[]): Promise<void>;
+
+  appendHistory(row: HistoryRow): Promise<HistoryRow>;
+  listHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }>;
+
+  getState(policyId: string): Promise<PolicyState | undefined>;
+  putState(state: PolicyState): Promise<void>;
+
+  close(): Promise<void>;
+}
