@@ -18,7 +18,8 @@ export async function readJson(ctx: Context, opts: { optional?: boolean } = {}):
   const hasBody = ctx.request.headers['transfer-encoding'] !== undefined || (length !== undefined && length > 0);
   if (!hasBody) {
     if (opts.optional === true) return undefined;
-    throw new ScalerError('BAD_REQUEST', 'the request needs a JSON body', [{ field: '/', message: 'is required' }]);
+    // "" is the JSON pointer of the whole document, as for a body that is not an object.
+    throw new ScalerError('BAD_REQUEST', 'the request needs a JSON body', [{ field: '', message: 'is required' }]);
   }
   if (!isJsonType(ctx)) {
     throw new ScalerError(
@@ -38,7 +39,7 @@ export async function readJson(ctx: Context, opts: { optional?: boolean } = {}):
   }
   if (text.trim() === '') {
     if (opts.optional === true) return undefined;
-    throw new ScalerError('BAD_REQUEST', 'the request needs a JSON body', [{ field: '/', message: 'is required' }]);
+    throw new ScalerError('BAD_REQUEST', 'the request needs a JSON body', [{ field: '', message: 'is required' }]);
   }
   try {
     return JSON.parse(text) as unknown;

@@ -10,6 +10,39 @@ type Spec =
 
 type Out<S> = S extends { type: 'int' } ? number : S extends { type: 'bool' } ? boolean : string;
 
+const ISO_TIME_RE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+\- ]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * Parses an ISO-8601 date or date-time strictly, into a UTC ISO string. Date.parse alone is not
+ * enough: V8 accepts "2026-02-30" (as March 2) and "2026-01-01 junk" (as June 1), and reads a
+ * date-time without an offset in the server's local zone. Here a missing offset means UTC, a
+ * day or time that does not exist is refused, and an offset's "+" sent unencoded (so arriving as
+ * a space) still counts.
+ */
+export function parseIsoTime(raw: string): string | undefined {
+  const m = ISO_TIME_RE.exec(raw);
+  if (m === null) return undefined;
+  const [, y, mo, d, h = '00', mi = '00', s = '00', frac = '', zone] = m;
+  const year = Number(y);
+  const month = Number(mo);
+  const day = Number(d);
+  if (month < 1 || month > 12 || day < 1 || Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) return undefined;
+  const last = new Date(0);
+  last.setUTCFullYear(year, month, 0); // day 0 of the next month: the month's last day (Date.UTC maps years 0-99 to 19xx)
+  const daysInMonth = last.getUTCDate();
+  if (day > daysInMonth) return undefined;
+  let offset = 'Z';
+  if (zone !== undefined && zone.toUpperCase() !== 'Z') {
+    // An unencoded "+" in a query string arrives as a space.
+    const digits = zone.replace(':', '').replace(' ', '+');
+    if (Number(digits.slice(1, 3)) > 23 || Number(digits.slice(3, 5)) > 59) return undefined;
+    offset = `${digits.slice(0, 3)}:${digits.slice(3, 5)}`;
+  }
+  const ms = frac === '' ? '' : frac.slice(0, 4).padEnd(4, '0');
+  const t = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}${ms}${offset}`);
+  return Number.isNaN(t) ? undefined : new Date(t).toISOString();
+}
+
 /**
  * Parses query parameters by a small spec; every bad value is a 400 naming `/query/<name>`.
  * A parameter given twice is an error too, rather than a silent pick of one.
@@ -41,9 +74,10 @@ export function parseQuery<T extends Record<string, Spec>>(query: ParsedUrlQuery
         else errors.push({ field, message: `must be one of ${s.values.join(', ')}` });
         break;
       case 'time': {
-        const t = Date.parse(raw);
-        if (Number.isNaN(t) || !/^\d{4}-\d{2}-\d{2}/.test(raw)) errors.push({ field, message: 'must be an ISO-8601 time such as 2026-01-28T12:00:00Z' });
-        else out[name] = new Date(t).toISOString();
+        const iso = parseIsoTime(raw);
+        if (iso === undefined) {
+          errors.push({ field, message: 'must be an ISO-8601 date or time such as 2026-01-28 or 2026-01-28T12:00:00Z (UTC unless an offset is given)' });
+        } else out[name] = iso;
         break;
       }
       default:

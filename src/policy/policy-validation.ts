@@ -1,7 +1,7 @@
 import { Cron } from 'croner';
 import type { FieldError } from '../errors.js';
 import { toFieldErrors, validator, POLICY_SCHEMA_ID } from '../schemas.js';
-import { parseDuration } from '../util/duration.js';
+import { formatDuration, parseDuration } from '../util/duration.js';
 import type { PolicyInput } from './policy-model.js';
 
 /** What validation needs to know about the running daemon; the service supplies it. */
@@ -19,6 +19,7 @@ export interface ValidationContext {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** True when the zone is an IANA name the runtime knows. */
 export function isValidTimeZone(zone: string): boolean {
@@ -43,7 +44,21 @@ export function cronProblem(expr: string, timezone: string): string | undefined 
   }
 }
 
-function checkDuration(item: Obj, at: string, errors: FieldError[]): number | undefined {
+// The schema's maxima for duration_seconds: a string duration must respect them too, or a policy
+// would be stored whose answer (which carries duration_seconds) the API then refuses on a PUT.
+const MAX_RULE_DURATION = 604_800; // 7 days
+const MAX_SCHEDULE_DURATION = 31_536_000; // 365 days
+
+/**
+ * Whether `replicas` at `price` per replica-hour stays within `cap`. Prices are decimal money, so
+ * a float product such as 3 x 0.1 = 0.30000000000000004 must still fit a cap of 0.3; the engine's
+ * cost cap should use this same test so validation and evaluation agree.
+ */
+export function costWithinCap(replicas: number, price: number, cap: number): boolean {
+  return replicas * price <= cap + Math.max(1e-9, Math.abs(cap) * 1e-12);
+}
+
+function checkDuration(item: Obj, at: string, max: number, errors: FieldError[]): number | undefined {
   const d = item['duration'];
   const ds = item['duration_seconds'];
   let seconds: number | undefined;
@@ -51,6 +66,9 @@ function checkDuration(item: Obj, at: string, errors: FieldError[]): number | un
     seconds = parseDuration(d);
     if (seconds === undefined) {
       errors.push({ field: `${at}/duration`, message: `"${d}" is not a duration; use forms like "90s", "5m", "1h30m"` });
+    } else if (seconds > max) {
+      errors.push({ field: `${at}/duration`, message: `"${d}" is ${seconds} seconds, more than the maximum of ${max} (${formatDuration(max)})` });
+      seconds = undefined;
     }
   }
   if (isInt(ds) && seconds !== undefined && ds !== seconds) {
@@ -73,10 +91,10 @@ function checkRules(p: Obj, key: 'scale_up_rules' | 'scale_down_rules', ctx: Val
     }
     const t = rule['threshold'];
     if (typeof t === 'number') {
-      if (!Number.isFinite(t)) errors.push({ field: `${at}/threshold`, message: 'must be a finite number' });
+      if (!Number.isFinite(t)) errors.push({ field: `${at}/threshold`, message: `must be a finite number, not ${String(t)}` });
       else if (t < 0) errors.push({ field: `${at}/threshold`, message: 'must not be negative' });
     }
-    checkDuration(rule, at, errors);
+    checkDuration(rule, at, MAX_RULE_DURATION, errors);
     const source = rule['source'];
     if (typeof source === 'string' && !ctx.metricSources().has(source)) {
       errors.push({ field: `${at}/source`, message: `unknown metric source "${source}"; known: ${[...ctx.metricSources()].join(', ') || 'none'}` });
@@ -111,7 +129,7 @@ function checkSchedules(p: Obj, ctx: { min?: number; max?: number; scaleToZero: 
         errors.push({ field: `${at}/desired_replicas`, message: `must be within [min_replicas, max_replicas] = [${ctx.min}, ${ctx.max}]` });
       }
     }
-    checkDuration(s, at, errors);
+    checkDuration(s, at, MAX_SCHEDULE_DURATION, errors);
   });
 }
 
@@ -135,6 +153,11 @@ export function semanticProblems(input: unknown, ctx: ValidationContext): FieldE
   if (typeof targetType === 'string' && !ctx.targetTypes().has(targetType)) {
     errors.push({ field: '/target_type', message: `unknown target type "${targetType}"; known: ${[...ctx.targetTypes()].join(', ')}` });
   }
+  // The schema's "uuid" format (ajv-formats) also accepts a "urn:uuid:" prefix; a target id is the bare UUID.
+  const targetId = input['target_id'];
+  if (typeof targetId === 'string' && !UUID_RE.test(targetId)) {
+    errors.push({ field: '/target_id', message: 'must be a UUID such as 550e8400-e29b-41d4-a716-446655440000' });
+  }
   const executor = input['executor'];
   if (typeof executor === 'string' && !ctx.executors().has(executor)) {
     errors.push({ field: '/executor', message: `unknown executor "${executor}"; known: ${[...ctx.executors()].join(', ') || 'none'}` });
@@ -154,7 +177,7 @@ export function semanticProblems(input: unknown, ctx: ValidationContext): FieldE
         field: '/max_hourly_cost',
         message: `needs a price: set cost_per_replica_hour or a config price for target type "${String(targetType)}"`,
       });
-    } else if (min !== undefined && min * price > cap) {
+    } else if (min !== undefined && !costWithinCap(min, price, cap)) {
       errors.push({
         field: '/max_hourly_cost',
         message: `${cap} cannot pay for min_replicas: ${min} x ${price} = ${min * price} per hour`,
@@ -176,11 +199,35 @@ export function semanticProblems(input: unknown, ctx: ValidationContext): FieldE
   return errors;
 }
 
+/** The value a JSON pointer names inside `doc`, or undefined. */
+function valueAt(doc: unknown, pointer: string): unknown {
+  let v: unknown = doc;
+  for (const raw of pointer.split('/').slice(1)) {
+    const key = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (Array.isArray(v)) v = v[Number(key)];
+    else if (isObj(v) && Object.hasOwn(v, key)) v = v[key];
+    else return undefined;
+  }
+  return v;
+}
+
+/**
+ * YAML can say `.inf` and `.nan`, which ajv refuses as "must be number" (it checks numbers are
+ * finite); to a reader who wrote a number that message is a riddle, so it says what is wrong.
+ */
+function explainNonFinite(errors: FieldError[], input: unknown): FieldError[] {
+  return errors.map((e) => {
+    if (e.message !== 'must be number' && e.message !== 'must be integer') return e;
+    const v = valueAt(input, e.field);
+    return typeof v === 'number' && !Number.isFinite(v) ? { field: e.field, message: `must be a finite number, not ${String(v)}` } : e;
+  });
+}
+
 /** Schema then semantic checks; every problem, each with its field. */
 export function validatePolicyInput(input: unknown, ctx: ValidationContext): { ok: true; value: PolicyInput } | { ok: false; errors: FieldError[] } {
   const validate = validator<PolicyInput>(POLICY_SCHEMA_ID);
   const schemaOk = validate(input);
-  const errors = schemaOk ? [] : toFieldErrors(validate.errors);
+  const errors = schemaOk ? [] : explainNonFinite(toFieldErrors(validate.errors), input);
   const seen = new Set(errors.map((e) => e.field));
   for (const e of semanticProblems(input, ctx)) {
     if (!seen.has(e.field)) errors.push(e);

@@ -1,0 +1,128 @@
+import type { Policy, Rule, RuleDirection } from '../policy/policy-model.js';
+import type { Sample } from '../plugins/api.js';
+
+/** What a metric source answered for one rule's window (or the error instead). */
+export interface Observation {
+  /** Values in the window, oldest first; for a zero-duration rule, the latest value. */
+  samples: Sample[];
+  error?: { kind: string; message: string };
+}
+
+/** The window a rule needs at `now`: [start, end] in unix seconds, sampled every `step` seconds. */
+export interface RuleWindow {
+  start: number;
+  end: number;
+  step: number;
+  seconds: number;
+}
+
+/** The engine memory the decision reads and returns updated; the manager persists it. */
+export interface EngineMemory {
+  current_replicas: number | null;
+  /** ISO time of the last executed change; cooldown counts from it. */
+  last_change_at: string | null;
+  consecutive_failures: number;
+  /** Reason code of the last blocked change recorded, so it is not repeated while it persists. */
+  last_blocked: string | null;
+  /** One-shot schedules already applied: schedule id -> ISO fire time. */
+  one_shots: Record<string, string>;
+}
+
+export const EMPTY_MEMORY: EngineMemory = {
+  current_replicas: null,
+  last_change_at: null,
+  consecutive_failures: 0,
+  last_blocked: null,
+  one_shots: {},
+};
+
+export type Action = 'scale_up' | 'scale_down' | 'scheduled' | 'fallback' | 'none';
+
+/** Why nothing changed (DESIGN.md step 9), or why something did. */
+export type ReasonCode =
+  | 'no_rule_held'
+  | 'at_max'
+  | 'at_min'
+  | 'cooldown'
+  | 'cost_capped'
+  | 'schedule_hold'
+  | 'metric_error'
+  | 'disabled'
+  | 'rules_held'
+  | 'schedule_fired'
+  | 'schedule_window'
+  | 'fallback'
+  | 'out_of_bounds';
+
+export interface RuleRecord {
+  id: string;
+  direction: RuleDirection;
+  metric: string;
+  source: string;
+  operator: Rule['operator'];
+  threshold: number;
+  aggregation: Rule['aggregation'];
+  window_seconds: number;
+  step_seconds: number;
+  samples: number;
+  /** The value that decided: the weakest in the window for gt/gte/lt/lte, else the latest. */
+  value: number | null;
+  latest: number | null;
+  held: boolean;
+  error: string | null;
+  /** Why it did not hold, when it did not. */
+  detail: string | null;
+}
+
+export interface DirectionRecord {
+  match: 'all' | 'any';
+  rules: number;
+  held: boolean;
+  step: number;
+}
+
+export interface AdjustmentRecord {
+  kind: 'max_replicas' | 'min_replicas' | 'cost_cap' | 'scale_to_zero' | 'schedule_floor' | 'cooldown' | 'schedule_hold';
+  from: number;
+  to: number;
+  detail: string;
+}
+
+export interface ScheduleRecord {
+  id: string;
+  cron_expression: string;
+  timezone: string;
+  kind: 'one_shot' | 'window';
+  mode: 'exact' | 'floor';
+  fired_at: string;
+  until: string | null;
+  desired_replicas: number;
+}
+
+/** The explanation of one evaluation (DESIGN.md step 9, "The decision record"). */
+export interface DecisionRecord {
+  policy_id: string;
+  policy_name: string;
+  evaluated_at: string;
+  current_replicas: number;
+  current_replicas_from: 'executor' | 'state' | 'min_replicas';
+  desired_replicas: number;
+  action: Action;
+  reason_code: ReasonCode;
+  reason: string;
+  should_scale: boolean;
+  dry_run: boolean;
+  dry_run_from: Array<'policy' | 'request' | 'config'>;
+  triggered_by: 'rule' | 'schedule' | 'fallback' | null;
+  triggered_rules: string[];
+  rules: RuleRecord[];
+  directions: { scale_up: DirectionRecord; scale_down: DirectionRecord; chosen: 'scale_up' | 'scale_down' | null };
+  schedule: ScheduleRecord | null;
+  adjustments: AdjustmentRecord[];
+  cooldown_remaining_seconds: number;
+  consecutive_metric_failures: number;
+  /** Replicas rules (or a schedule, or fallback) wanted before bounds, cost cap and cooldown. */
+  wanted_replicas: number;
+  /** True when a bound, the cost cap or cooldown stopped a change rules wanted. */
+  blocked: boolean;
+}

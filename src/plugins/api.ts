@@ -1,0 +1,140 @@
+/**
+ * The plugin contract of Philotes Scaler, version 1. Third parties import these types from
+ * 'philotes-scaler/plugin'. A plugin sees only what is here: its validated config and a logger.
+ *
+ * A plugin is a folder with a package.json that carries a "philotes-scaler" manifest
+ * ({@link PluginManifest}) and an ES module entry whose default export is a {@link PluginFactory}.
+ */
+
+/** The plugin API version this daemon implements; manifests declare a semver range of it. */
+export const PLUGIN_API_VERSION = '1.0.0';
+
+export type PluginKind = 'metric-source' | 'executor';
+
+/** The "philotes-scaler" key of a plugin's package.json. */
+export interface PluginManifest {
+  kind: PluginKind;
+  /** Name policies and config use; default: the package name without scope. */
+  name?: string;
+  /** Range of plugin API versions supported, such as "^1.0.0". */
+  apiVersion: string;
+  /** JSON Schema (2020-12) of the plugin's config, or a path to one relative to the package. */
+  configSchema?: Record<string, unknown> | string;
+}
+
+/** The logger a plugin gets: a child of the daemon's, tagged with the plugin's name. */
+export interface PluginLogger {
+  debug(obj: object | string, msg?: string): void;
+  info(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+  error(obj: object | string, msg?: string): void;
+}
+
+/** What a plugin factory receives. */
+export interface PluginContext<Config = Record<string, unknown>> {
+  /** The plugin's name. */
+  name: string;
+  /** Its config, validated against its schema, defaults applied. */
+  config: Config;
+  logger: PluginLogger;
+  /** The daemon's plugin API version. */
+  apiVersion: string;
+}
+
+/** How several series fold into one value per time. */
+export type Aggregation = 'max' | 'min' | 'avg' | 'sum';
+
+/** One value at one time (unix seconds). */
+export interface Sample {
+  t: number;
+  v: number;
+}
+
+export interface InstantQuery {
+  query: string;
+  aggregation: Aggregation;
+  time: Date;
+  /** Aborted when the daemon's per-call timeout passes. */
+  signal: AbortSignal;
+}
+
+export interface RangeQuery {
+  query: string;
+  aggregation: Aggregation;
+  start: Date;
+  end: Date;
+  stepSeconds: number;
+  signal: AbortSignal;
+}
+
+/**
+ * A metric source. Answers are folded to one value per time with the query's aggregation.
+ * Errors, empty results, NaN and infinities must be thrown (as {@link MetricSourceError}), never
+ * returned as numbers; the daemon also rejects such answers.
+ */
+export interface MetricSource {
+  /** The latest value at `time`. */
+  instantQuery(q: InstantQuery): Promise<Sample>;
+  /** Values at each step of [start, end]; a missing step is a gap. Optional. */
+  rangeQuery?(q: RangeQuery): Promise<Sample[]>;
+  /** Resolves when the source is reachable; used by /readyz. Optional. */
+  healthCheck?(signal: AbortSignal): Promise<void>;
+  close?(): Promise<void>;
+}
+
+/** The target of a scaling action. */
+export interface ScaleTarget {
+  policyId: string;
+  policyName: string;
+  targetType: string;
+  targetId: string | null;
+}
+
+export interface ScaleOptions {
+  /** Decide and report, but change nothing. */
+  dryRun: boolean;
+  /** One sentence saying why, for the executor's own logs. */
+  reason: string;
+  signal: AbortSignal;
+}
+
+/** An executor: reports and changes the replica count of targets of the types it declares. */
+export interface Executor {
+  /** Target types this executor handles. */
+  readonly targetTypes: readonly string[];
+  /** Current replicas, or null when the executor cannot tell. */
+  getCurrentReplicas(target: ScaleTarget, opts: { signal: AbortSignal }): Promise<number | null>;
+  /** Sets the replica count; throws when it cannot. */
+  scale(target: ScaleTarget, replicas: number, opts: ScaleOptions): Promise<void>;
+  close?(): Promise<void>;
+}
+
+/** The default export of a plugin's entry module. */
+export type PluginFactory = (ctx: PluginContext) => MetricSource | Executor | Promise<MetricSource | Executor>;
+
+/** Error kinds a metric source reports; they appear in decision records. */
+export type MetricErrorKind = 'unreachable' | 'timeout' | 'http' | 'query' | 'empty' | 'nan' | 'infinite' | 'malformed';
+
+/** The error a metric source throws for a bad or missing answer. */
+export class MetricSourceError extends Error {
+  readonly kind: MetricErrorKind;
+  constructor(kind: MetricErrorKind, message: string) {
+    super(message);
+    this.name = 'MetricSourceError';
+    this.kind = kind;
+  }
+}
+
+/** Folds values of several series at one time; shared so every source folds the same way. */
+export function fold(values: readonly number[], aggregation: Aggregation): number {
+  switch (aggregation) {
+    case 'min':
+      return Math.min(...values);
+    case 'sum':
+      return values.reduce((a, b) => a + b, 0);
+    case 'avg':
+      return values.reduce((a, b) => a + b, 0) / values.length;
+    default:
+      return Math.max(...values);
+  }
+}

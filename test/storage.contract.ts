@@ -1,0 +1,573 @@
+import { randomUUID } from 'node:crypto';
+import type tap from 'tap';
+import { ScalerError } from '../src/errors.js';
+import type { Policy, PolicyInput } from '../src/policy/policy-model.js';
+import { normalizePolicy } from '../src/policy/policy-normalize.js';
+import { readMigrations } from '../src/storage/migrator.js';
+import type { SqlDriver } from '../src/storage/sql-driver.js';
+import type { HistoryQuery, HistoryRow, PolicyState, Storage } from '../src/storage/storage.js';
+
+/** A tap test object, as tap hands it to a subtest callback. */
+export type TapTest = Parameters<Parameters<typeof tap.test>[0]>[0];
+
+/** The store under test, with its driver exposed so the suite can check what is really in the tables. */
+export type ContractStorage = Storage & { readonly driver: SqlDriver };
+
+/** Opens an empty, not yet migrated store; cleanup closes it and removes whatever open created. */
+export type OpenStorage = () => Promise<{ storage: ContractStorage; cleanup: () => Promise<void> }>;
+
+const BASE = Date.parse('2026-01-28T12:00:00.000Z');
+const at = (seconds: number): string => new Date(BASE + seconds * 1000).toISOString();
+
+function input(name: string, extra: Partial<PolicyInput> = {}): PolicyInput {
+  return {
+    name,
+    target_type: 'cdc-worker',
+    min_replicas: 1,
+    max_replicas: 10,
+    scale_up_rules: [
+      { metric: 'max(philotes_cdc_lag_seconds{source="orders"})', operator: 'gt', threshold: 60, duration: '5m', scale_by: 2 },
+      { metric: 'avg(cpu)', operator: 'gte', threshold: 0.75, scale_by: 1, aggregation: 'avg', source: 'prometheus' },
+    ],
+    scale_down_rules: [{ metric: 'max(philotes_cdc_lag_seconds{source="orders"})', operator: 'lt', threshold: 10.5, duration: '10m', scale_by: -1 }],
+    schedules: [
+      { cron_expression: '0 8 * * 1-5', timezone: 'Europe/Budapest', desired_replicas: 5, duration: '9h', mode: 'floor' },
+      { cron_expression: '0 20 * * *', desired_replicas: 2 },
+    ],
+    ...extra,
+  };
+}
+
+function makePolicy(name: string, extra: Partial<PolicyInput> = {}, opts: { source?: string; now?: string; createdAt?: string } = {}): Policy {
+  return normalizePolicy(input(name, extra), {
+    source: opts.source ?? 'api',
+    now: new Date(opts.now ?? at(0)),
+    ...(opts.createdAt !== undefined ? { createdAt: opts.createdAt } : {}),
+  });
+}
+
+/** A policy with every optional field set to a non-default value. */
+function fullPolicy(name: string): Policy {
+  return makePolicy(name, {
+    description: 'CDC workers for the orders pipeline — ünïcödé',
+    target_type: 'trino',
+    target_id: '550e8400-e29b-41d4-a716-446655440000',
+    executor: 'keda',
+    min_replicas: 0,
+    max_replicas: 12,
+    cooldown_seconds: 120,
+    max_hourly_cost: 4.5,
+    cost_per_replica_hour: 0.45,
+    scale_to_zero: true,
+    enabled: false,
+    dry_run: true,
+    on_metric_error: 'fallback',
+    fallback: { after_failures: 3, replicas: 4 },
+    scale_up_match: 'any',
+    scale_down_match: 'any',
+  });
+}
+
+function historyRow(extra: Partial<HistoryRow> = {}): HistoryRow {
+  return {
+    id: randomUUID(),
+    policy_id: null,
+    policy_name: 'some-policy',
+    action: 'scale_up',
+    target_type: 'cdc-worker',
+    target_id: null,
+    previous_replicas: 1,
+    new_replicas: 3,
+    reason: 'lag held above 60 for 5m',
+    reason_code: null,
+    triggered_by: 'rule',
+    dry_run: false,
+    status: 'succeeded',
+    error: null,
+    executed_at: at(0),
+    details: null,
+    ...extra,
+  };
+}
+
+/** Newest first by executed_at, then id: the order listHistory promises. */
+function newestFirst(rows: HistoryRow[]): string[] {
+  return [...rows]
+    .sort((a, b) => (a.executed_at === b.executed_at ? (a.id < b.id ? 1 : -1) : a.executed_at < b.executed_at ? 1 : -1))
+    .map((r) => r.id);
+}
+
+async function count(storage: ContractStorage, sql: string, params: unknown[] = []): Promise<number> {
+  const [row] = await storage.driver.all<{ n: unknown }>(sql, params);
+  return Number(row?.n);
+}
+
+const ruleRows = (s: ContractStorage, policyId: string): Promise<number> =>
+  count(s, 'SELECT COUNT(*) AS n FROM scaling_rules WHERE policy_id = ?', [policyId]);
+const scheduleRows = (s: ContractStorage, policyId: string): Promise<number> =>
+  count(s, 'SELECT COUNT(*) AS n FROM scaling_schedules WHERE policy_id = ?', [policyId]);
+
+/** Resolves to the rejection of p, failing the test when p resolves. */
+async function rejection(t: TapTest, p: Promise<unknown>, what: string): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  t.fail(`${what}: expected a rejection`);
+  return undefined;
+}
+
+async function expectCode(t: TapTest, p: Promise<unknown>, code: string, what: string): Promise<void> {
+  const err = await rejection(t, p, what);
+  t.ok(err instanceof ScalerError, `${what}: a ScalerError`);
+  t.equal((err as ScalerError | undefined)?.code, code, `${what}: code ${code}`);
+}
+
+/** Walks every page of a history query; each page at most `limit` rows. */
+async function walk(t: TapTest, storage: Storage, q: Omit<HistoryQuery, 'cursor'>): Promise<{ ids: string[]; pages: number }> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  let pages = 0;
+  for (;;) {
+    const page = await storage.listHistory(cursor === undefined ? q : { ...q, cursor });
+    pages += 1;
+    if (page.rows.length > q.limit) t.fail(`page ${pages} has ${page.rows.length} rows, limit ${q.limit}`);
+    ids.push(...page.rows.map((r) => r.id));
+    if (page.next_cursor === null) break;
+    if (page.rows.length === 0) t.fail('a page with no rows must not offer a next cursor');
+    cursor = page.next_cursor;
+    if (pages > 500) throw new Error('history pagination does not end');
+  }
+  return { ids, pages };
+}
+
+/**
+ * The behaviour every Storage adapter must have. Each subtest gets its own empty, migrated store,
+ * so they neither see nor depend on each other's rows.
+ */
+export function storageContract(t: TapTest, name: string, open: OpenStorage): void {
+  const fresh = async (t: TapTest): Promise<ContractStorage> => {
+    const { storage, cleanup } = await open();
+    t.teardown(cleanup);
+    const statuses = await storage.migrate();
+    if (!statuses.every((s) => s.status === 'applied')) t.fail('a new store has every migration pending');
+    return storage;
+  };
+
+  t.test(`${name}: migrate() is idempotent`, async (t) => {
+    const { storage, cleanup } = await open();
+    t.teardown(cleanup);
+    await storage.ping();
+    const files = readMigrations(storage.driver.migrationsFolder).map((f) => f.name);
+    t.ok(files.length > 0, 'there are migrations');
+    const first = await storage.migrate();
+    t.strictSame(first, files.map((n) => ({ name: n, status: 'applied' })));
+    const second = await storage.migrate();
+    t.strictSame(second, files.map((n) => ({ name: n, status: 'already-applied' })));
+    t.strictSame(await storage.appliedMigrations(), files);
+  });
+
+  t.test(`${name}: create, get and getByName round-trip every field`, async (t) => {
+    const storage = await fresh(t);
+    for (const p of [fullPolicy('full-policy'), makePolicy('plain-policy', { scale_down_rules: [], schedules: [] })]) {
+      const created = await storage.createPolicy(p);
+      t.strictSame(created, p, `${p.name}: create answers the policy`);
+      t.strictSame(await storage.getPolicy(p.id), p, `${p.name}: get`);
+      t.strictSame(await storage.getPolicyByName(p.name), p, `${p.name}: getByName`);
+    }
+    const full = await storage.getPolicyByName('full-policy');
+    t.equal(full?.scale_up_rules[1]?.threshold, 0.75, 'fractional thresholds survive');
+    t.strictSame(full?.scale_up_rules.map((r) => r.metric), ['max(philotes_cdc_lag_seconds{source="orders"})', 'avg(cpu)'], 'rule order kept');
+    t.strictSame(full?.schedules.map((s) => s.cron_expression), ['0 8 * * 1-5', '0 20 * * *'], 'schedule order kept');
+    t.equal(await storage.getPolicy(randomUUID()), undefined, 'unknown id');
+    t.equal(await storage.getPolicyByName('no-such-policy'), undefined, 'unknown name');
+  });
+
+  t.test(`${name}: times in any ISO form are stored as instants`, async (t) => {
+    const storage = await fresh(t);
+    // Same instant order, different spellings: no millis, an offset, millis.
+    const a = makePolicy('time-a', {}, { now: '2026-01-28T12:00:00Z' });
+    const b = makePolicy('time-b', {}, { now: '2026-01-28T12:00:00.500Z' });
+    const c = makePolicy('time-c', {}, { now: '2026-01-28T14:00:01+02:00' });
+    a.created_at = '2026-01-28T12:00:00Z';
+    c.created_at = '2026-01-28T14:00:01+02:00';
+    for (const p of [c, a, b]) await storage.createPolicy(p);
+    const got = await storage.getPolicy(a.id);
+    t.equal(got?.created_at, '2026-01-28T12:00:00.000Z', 'answered in canonical UTC form');
+    const list = await storage.listPolicies({ limit: 10, offset: 0 });
+    t.strictSame(list.policies.map((p) => p.name), ['time-a', 'time-b', 'time-c'], 'ordered by instant, not by spelling');
+  });
+
+  t.test(`${name}: listPolicies orders, pages, filters and counts`, async (t) => {
+    const storage = await fresh(t);
+    const specs: Array<[string, string, boolean, number]> = [
+      ['list-c', 'trino', true, 30],
+      ['list-a', 'cdc-worker', true, 10],
+      ['list-e', 'cdc-worker', false, 50],
+      ['list-b', 'trino', false, 20],
+      ['list-d', 'cdc-worker', true, 40],
+    ];
+    for (const [n, type, enabled, s] of specs) {
+      await storage.createPolicy(makePolicy(n, { target_type: type, enabled }, { now: at(s) }));
+    }
+    const names = async (q: Parameters<Storage['listPolicies']>[0]): Promise<[string[], number]> => {
+      const r = await storage.listPolicies(q);
+      return [r.policies.map((p) => p.name), r.total];
+    };
+    t.strictSame(await names({ limit: 100, offset: 0 }), [['list-a', 'list-b', 'list-c', 'list-d', 'list-e'], 5], 'oldest first');
+    t.strictSame(await names({ limit: 2, offset: 0 }), [['list-a', 'list-b'], 5], 'first page, total of all');
+    t.strictSame(await names({ limit: 2, offset: 2 }), [['list-c', 'list-d'], 5], 'second page');
+    t.strictSame(await names({ limit: 2, offset: 4 }), [['list-e'], 5], 'last page');
+    t.strictSame(await names({ limit: 2, offset: 10 }), [[], 5], 'past the end');
+    t.strictSame(await names({ limit: 100, offset: 0, enabled: true }), [['list-a', 'list-c', 'list-d'], 3], 'enabled');
+    t.strictSame(await names({ limit: 100, offset: 0, enabled: false }), [['list-b', 'list-e'], 2], 'disabled');
+    t.strictSame(await names({ limit: 100, offset: 0, target_type: 'trino' }), [['list-b', 'list-c'], 2], 'target_type');
+    t.strictSame(await names({ limit: 1, offset: 1, target_type: 'cdc-worker', enabled: true }), [['list-d'], 2], 'filters combine with paging');
+    t.strictSame(await names({ limit: 100, offset: 0, target_type: 'nodes' }), [[], 0], 'no match');
+    t.strictSame(await names({ limit: 100, offset: 0, source: 'api' }), [['list-a', 'list-b', 'list-c', 'list-d', 'list-e'], 5], 'source');
+    const listed = await storage.listPolicies({ limit: 1, offset: 0 });
+    t.strictSame(listed.policies[0], await storage.getPolicyByName('list-a'), 'listed policies carry their rules and schedules');
+    t.strictSame((await storage.listEnabledPolicies()).map((p) => p.name), ['list-a', 'list-c', 'list-d'], 'listEnabledPolicies');
+  });
+
+  t.test(`${name}: replacePolicy replaces children and keeps created_at`, async (t) => {
+    const storage = await fresh(t);
+    const original = await storage.createPolicy(makePolicy('replace-me', {}, { now: at(0) }));
+    const other = await storage.createPolicy(makePolicy('bystander', {}, { now: at(0) }));
+    const next = makePolicy(
+      'replace-me-renamed',
+      {
+        max_replicas: 20,
+        description: 'second version',
+        scale_up_rules: [{ metric: 'new_metric', operator: 'gt', threshold: 1, scale_by: 3 }],
+        scale_down_rules: [],
+        schedules: [{ cron_expression: '*/5 * * * *', desired_replicas: 3, duration: '1h' }],
+      },
+      { now: at(100) },
+    );
+    next.id = original.id;
+    next.created_at = at(50); // a caller cannot move created_at
+    const replaced = await storage.replacePolicy(next);
+    const stored = await storage.getPolicy(original.id);
+    t.strictSame(replaced, stored, 'answers what is stored');
+    t.equal(stored?.created_at, original.created_at, 'created_at kept');
+    t.equal(stored?.updated_at, at(100), 'updated_at moved');
+    t.equal(stored?.name, 'replace-me-renamed');
+    t.equal(stored?.max_replicas, 20);
+    t.strictSame(stored?.scale_up_rules, next.scale_up_rules, 'new up rules');
+    t.strictSame(stored?.scale_down_rules, [], 'down rules removed');
+    t.strictSame(stored?.schedules, next.schedules, 'new schedules');
+    t.equal(await ruleRows(storage, original.id), 1, 'old rule rows gone');
+    t.equal(await scheduleRows(storage, original.id), 1, 'old schedule rows gone');
+    t.equal(await storage.getPolicyByName('replace-me'), undefined, 'old name free');
+    t.strictSame(await storage.getPolicy(other.id), other, 'other policies untouched');
+
+    const ghost = makePolicy('ghost');
+    t.equal(await storage.replacePolicy(ghost), undefined, 'unknown id: undefined');
+    t.equal(await storage.getPolicy(ghost.id), undefined, 'and nothing is created');
+    t.equal(await ruleRows(storage, ghost.id), 0, 'no stray rules');
+
+    const clash = makePolicy('bystander');
+    clash.id = original.id;
+    await expectCode(t, storage.replacePolicy(clash), 'DUPLICATE_NAME', 'renaming onto a taken name');
+    t.strictSame(await storage.getPolicy(original.id), stored, 'the clash changed nothing');
+  });
+
+  t.test(`${name}: setEnabled`, async (t) => {
+    const storage = await fresh(t);
+    const p = await storage.createPolicy(makePolicy('toggle'));
+    const off = await storage.setEnabled(p.id, false, at(60));
+    t.equal(off?.enabled, false);
+    t.equal(off?.updated_at, at(60));
+    t.strictSame(off, { ...p, enabled: false, updated_at: at(60) }, 'only enabled and updated_at change');
+    t.strictSame(await storage.getPolicy(p.id), off, 'stored');
+    t.strictSame((await storage.listEnabledPolicies()).map((x) => x.id), [], 'no longer listed as enabled');
+    const on = await storage.setEnabled(p.id, true, at(120));
+    t.equal(on?.enabled, true);
+    t.strictSame((await storage.listEnabledPolicies()).map((x) => x.id), [p.id]);
+    t.equal(await storage.setEnabled(randomUUID(), true, at(1)), undefined, 'unknown id');
+  });
+
+  t.test(`${name}: deletePolicy cascades to rules, schedules and state; history stays`, async (t) => {
+    const storage = await fresh(t);
+    const p = await storage.createPolicy(makePolicy('doomed'));
+    const keep = await storage.createPolicy(makePolicy('kept'));
+    await storage.putState({ policy_id: p.id, current_replicas: 3, last_change_at: at(0), last_change_kind: 'scale_up', consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0) });
+    await storage.putState({ policy_id: keep.id, current_replicas: 2, last_change_at: null, last_change_kind: null, consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0) });
+    const row = await storage.appendHistory(historyRow({ policy_id: p.id, policy_name: p.name }));
+    t.equal(await ruleRows(storage, p.id), 3, 'rules before');
+    t.equal(await storage.deletePolicy(p.id), true);
+    t.equal(await storage.getPolicy(p.id), undefined);
+    t.equal(await storage.getPolicyByName('doomed'), undefined);
+    t.equal(await ruleRows(storage, p.id), 0, 'rules gone');
+    t.equal(await scheduleRows(storage, p.id), 0, 'schedules gone');
+    t.equal(await storage.getState(p.id), undefined, 'state gone');
+    const history = await storage.listHistory({ limit: 10, policy_id: p.id });
+    t.strictSame(history.rows, [row], 'history row stays');
+    t.equal(history.rows[0]?.policy_name, 'doomed', 'with the policy name');
+    t.equal(history.rows[0]?.policy_id, p.id, 'and the policy id');
+    t.equal(await storage.deletePolicy(p.id), false, 'second delete: false');
+    t.strictSame(await storage.getPolicy(keep.id), keep, 'other policy untouched');
+    t.equal(await ruleRows(storage, keep.id), 3, 'its rules untouched');
+    t.equal((await storage.getState(keep.id))?.current_replicas, 2, 'its state untouched');
+    const again = await storage.createPolicy(makePolicy('doomed'));
+    t.equal((await storage.getPolicyByName('doomed'))?.id, again.id, 'the name is free again');
+  });
+
+  t.test(`${name}: names are unique`, async (t) => {
+    const storage = await fresh(t);
+    const first = await storage.createPolicy(makePolicy('only-one'));
+    const second = makePolicy('only-one', { target_type: 'trino' });
+    await expectCode(t, storage.createPolicy(second), 'DUPLICATE_NAME', 'second create');
+    t.strictSame(await storage.getPolicyByName('only-one'), first, 'the first stays');
+    t.equal(await storage.getPolicy(second.id), undefined, 'the second was not stored');
+    t.equal(await ruleRows(storage, second.id), 0, 'nor its rules');
+    t.equal((await storage.listPolicies({ limit: 10, offset: 0 })).total, 1);
+  });
+
+  t.test(`${name}: syncSource upserts by name and removes what a source no longer lists`, async (t) => {
+    const storage = await fresh(t);
+    const fileA = 'policies/a.yaml';
+    const fileB = 'policies/b.yaml';
+    await storage.syncSource(fileA, [makePolicy('a-one', {}, { now: at(0) }), makePolicy('a-two', {}, { now: at(0) })]);
+    await storage.syncSource(fileB, [makePolicy('b-one', {}, { now: at(0) })]);
+    const api = await storage.createPolicy(makePolicy('api-one', {}, { now: at(0) }));
+    const aOne = await storage.getPolicyByName('a-one');
+    const bOne = await storage.getPolicyByName('b-one');
+    t.equal(aOne?.source, fileA, 'source recorded');
+    t.equal(bOne?.source, fileB);
+    t.equal(await ruleRows(storage, aOne?.id ?? ''), 3, 'children inserted');
+
+    const changed = makePolicy('a-one', { max_replicas: 7, scale_up_rules: [], schedules: [] }, { now: at(100), source: 'ignored' });
+    await storage.syncSource(fileA, [changed, makePolicy('a-three', {}, { now: at(100) })]);
+    const aOneAfter = await storage.getPolicyByName('a-one');
+    t.equal(aOneAfter?.id, aOne?.id, 'an existing name keeps its id');
+    t.equal(aOneAfter?.created_at, aOne?.created_at, 'and its created_at');
+    t.equal(aOneAfter?.updated_at, at(100));
+    t.equal(aOneAfter?.max_replicas, 7, 'fields updated');
+    t.equal(aOneAfter?.source, fileA, 'source is the synced one');
+    t.strictSame(aOneAfter?.scale_up_rules, [], 'rules replaced');
+    t.equal(await ruleRows(storage, aOne?.id ?? ''), 1, 'old rule rows gone');
+    t.equal(await storage.getPolicyByName('a-two'), undefined, 'unlisted policy removed');
+    t.equal((await storage.getPolicyByName('a-three'))?.source, fileA, 'new policy added');
+    t.strictSame(await storage.getPolicyByName('b-one'), bOne, 'other source untouched');
+    t.strictSame(await storage.getPolicy(api.id), api, 'api policy untouched');
+
+    // A name another source owns: the whole sync fails and changes nothing.
+    const before = (await storage.listPolicies({ limit: 100, offset: 0 })).policies;
+    await expectCode(
+      t,
+      storage.syncSource(fileA, [makePolicy('a-one', { max_replicas: 3 }), makePolicy('api-one')]),
+      'DUPLICATE_NAME',
+      'sync onto a name of another source',
+    );
+    t.strictSame((await storage.listPolicies({ limit: 100, offset: 0 })).policies, before, 'nothing changed');
+
+    await storage.syncSource(fileA, []);
+    t.strictSame((await storage.listPolicies({ limit: 100, offset: 0, source: fileA })).total, 0, 'empty sync removes the source');
+    t.strictSame((await storage.listPolicies({ limit: 100, offset: 0 })).policies.map((p) => p.name), ['api-one', 'b-one']);
+  });
+
+  t.test(`${name}: history round-trips, newest first, cursor walks every row once`, async (t) => {
+    const storage = await fresh(t);
+    const full = historyRow({
+      policy_id: randomUUID(),
+      target_id: '550e8400-e29b-41d4-a716-446655440000',
+      action: 'scale_down',
+      reason_code: 'cooldown',
+      triggered_by: 'schedule',
+      dry_run: true,
+      status: 'blocked',
+      error: 'executor said no',
+      executed_at: '2026-01-28T13:00:00+01:00',
+      details: { action: 'scale_down', rules: [{ metric: 'm', value: 1.5, held: true, error: null }], nested: { ü: 'ß' } },
+    });
+    const stored = await storage.appendHistory(full);
+    t.equal(stored.executed_at, '2026-01-28T12:00:00.000Z', 'executed_at normalised');
+    const [back] = (await storage.listHistory({ limit: 1 })).rows;
+    t.strictSame(back, stored, 'every field round-trips');
+
+    // 24 more rows over 5 instants, so many share executed_at; inserted in scrambled order.
+    const rows: HistoryRow[] = [stored];
+    for (let i = 0; i < 24; i += 1) rows.push(historyRow({ executed_at: at(((i * 7) % 5) * 10 - 20) }));
+    for (const r of rows.slice(1).sort(() => Math.random() - 0.5)) await storage.appendHistory(r);
+    const expected = newestFirst(rows);
+    t.strictSame((await storage.listHistory({ limit: 1000 })).rows.map((r) => r.id), expected, 'newest first, then id');
+    t.equal((await storage.listHistory({ limit: 25 })).next_cursor, null, 'exactly one full page: no cursor');
+    for (const limit of [1, 3, 4, 7, 24]) {
+      const { ids, pages } = await walk(t, storage, { limit });
+      t.strictSame(ids, expected, `limit ${limit}: every row once, in order`);
+      t.equal(pages, Math.ceil(25 / limit), `limit ${limit}: page count`);
+    }
+    // Rows appended after a cursor was issued with an older time do not disturb the walk.
+    const page1 = await storage.listHistory({ limit: 5 });
+    await storage.appendHistory(historyRow({ executed_at: at(1000) }));
+    const rest = await walk(t, storage, { limit: 5 });
+    t.equal(rest.ids.length, 26);
+    const page2 = await storage.listHistory({ limit: 5, cursor: page1.next_cursor ?? '' });
+    t.strictSame(page2.rows.map((r) => r.id), expected.slice(5, 10), 'a cursor is stable under appends');
+  });
+
+  t.test(`${name}: history filters`, async (t) => {
+    const storage = await fresh(t);
+    const p1 = randomUUID();
+    const p2 = randomUUID();
+    const rows: HistoryRow[] = [];
+    for (let i = 0; i < 30; i += 1) {
+      rows.push(
+        historyRow({
+          policy_id: i % 3 === 0 ? p2 : p1,
+          action: i % 2 === 0 ? 'scale_up' : 'none',
+          dry_run: i % 5 === 0,
+          executed_at: at(Math.floor(i / 2) * 60),
+        }),
+      );
+    }
+    for (const r of rows) await storage.appendHistory(r);
+    const cases: Array<[string, Omit<HistoryQuery, 'limit' | 'cursor'>, (r: HistoryRow) => boolean]> = [
+      ['policy_id', { policy_id: p2 }, (r) => r.policy_id === p2],
+      ['action', { action: 'none' }, (r) => r.action === 'none'],
+      ['dry_run true', { dry_run: true }, (r) => r.dry_run],
+      ['dry_run false', { dry_run: false }, (r) => !r.dry_run],
+      ['since (inclusive)', { since: at(300) }, (r) => r.executed_at >= at(300)],
+      ['until (exclusive)', { until: at(300) }, (r) => r.executed_at < at(300)],
+      ['since and until', { since: at(120), until: at(480) }, (r) => r.executed_at >= at(120) && r.executed_at < at(480)],
+      ['since with an offset', { since: '2026-01-28T13:05:00+01:00' }, (r) => r.executed_at >= at(300)],
+      ['everything', { policy_id: p1, action: 'scale_up', dry_run: false, since: at(60) }, (r) => r.policy_id === p1 && r.action === 'scale_up' && !r.dry_run && r.executed_at >= at(60)],
+      ['no match', { policy_id: randomUUID() }, () => false],
+    ];
+    for (const [label, filter, keep] of cases) {
+      const expected = newestFirst(rows.filter(keep));
+      if (label !== 'no match') t.ok(expected.length > 0 && expected.length < rows.length, `${label}: the case selects some rows`);
+      t.strictSame((await walk(t, storage, { ...filter, limit: 4 })).ids, expected, label);
+    }
+  });
+
+  t.test(`${name}: a cursor the server did not issue is BAD_REQUEST`, async (t) => {
+    const storage = await fresh(t);
+    await storage.appendHistory(historyRow());
+    const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+    for (const cursor of ['', 'not-a-cursor!', b64({ at: at(0) }), b64(['not a time', 'x']), b64([at(0)]), b64([at(0), 5]), 'W10']) {
+      await expectCode(t, storage.listHistory({ limit: 10, cursor }), 'BAD_REQUEST', `cursor ${JSON.stringify(cursor)}`);
+    }
+  });
+
+  t.test(`${name}: history is append-only`, async (t) => {
+    const storage = await fresh(t);
+    const row = await storage.appendHistory(historyRow({ reason: 'original' }));
+    await rejection(t, storage.driver.run('UPDATE scaling_history SET reason = ? WHERE id = ?', ['forged', row.id]), 'UPDATE');
+    await rejection(t, storage.driver.run('DELETE FROM scaling_history WHERE id = ?', [row.id]), 'DELETE');
+    await rejection(t, storage.driver.run('DELETE FROM scaling_history'), 'DELETE all');
+    const dup = await rejection(t, storage.appendHistory({ ...row, reason: 'forged' }), 'appending an existing id');
+    t.not((dup as ScalerError | undefined)?.code, 'DUPLICATE_NAME', 'a history id clash is not a policy name clash');
+    t.strictSame((await storage.listHistory({ limit: 10 })).rows, [row], 'the row is unchanged');
+  });
+
+  t.test(`${name}: state round-trips`, async (t) => {
+    const storage = await fresh(t);
+    const p = await storage.createPolicy(makePolicy('stateful'));
+    t.equal(await storage.getState(p.id), undefined, 'no state yet');
+    const empty: PolicyState = {
+      policy_id: p.id, current_replicas: null, last_change_at: null, last_change_kind: null,
+      consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0),
+    };
+    await storage.putState(empty);
+    t.strictSame(await storage.getState(p.id), empty, 'nulls and empty data');
+    const full: PolicyState = {
+      policy_id: p.id,
+      current_replicas: 4,
+      last_change_at: at(30),
+      last_change_kind: 'scale_up',
+      consecutive_failures: 2,
+      last_blocked: 'cooldown',
+      data: {
+        last_decision: { action: 'none', reason_code: 'cooldown', rules: [{ value: 12.25, held: false, error: null }] },
+        fired: { 'schedule-1': at(10) },
+        observations: [[1, 2.5], [2, null]],
+        flag: true,
+        text: 'ünïcödé "quoted" \\ slash',
+      },
+      updated_at: at(31),
+    };
+    await storage.putState(full);
+    t.strictSame(await storage.getState(p.id), full, 'upsert replaces every field');
+    await storage.putState({ ...full, current_replicas: 0, last_change_at: '2026-01-28T13:01:00+01:00', data: {} });
+    const last = await storage.getState(p.id);
+    t.equal(last?.current_replicas, 0, 'zero is not null');
+    t.equal(last?.last_change_at, at(60), 'times answered in UTC');
+    t.strictSame(last?.data, {}, 'data replaced, not merged');
+  });
+
+  t.test(`${name}: concurrent writes`, async (t) => {
+    const storage = await fresh(t);
+    const many = Array.from({ length: 50 }, (_, i) => makePolicy(`parallel-${String(i).padStart(2, '0')}`));
+    const results = await Promise.allSettled(many.map((p) => storage.createPolicy(p)));
+    t.equal(results.filter((r) => r.status === 'fulfilled').length, 50, '50 distinct creates all succeed');
+    const listed = await storage.listPolicies({ limit: 100, offset: 0 });
+    t.equal(listed.total, 50);
+    t.equal(await count(storage, 'SELECT COUNT(*) AS n FROM scaling_rules'), 150, 'every rule landed');
+
+    const rivals = Array.from({ length: 10 }, () => makePolicy('contested'));
+    const outcomes = await Promise.allSettled(rivals.map((p) => storage.createPolicy(p)));
+    const won = outcomes.flatMap((r, i) => (r.status === 'fulfilled' ? [rivals[i]] : []));
+    const lost = outcomes.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    t.equal(won.length, 1, 'exactly one same-name create wins');
+    t.equal(lost.length, 9);
+    t.ok(lost.every((e) => e instanceof ScalerError && e.code === 'DUPLICATE_NAME'), 'the others are DUPLICATE_NAME');
+    t.equal((await storage.getPolicyByName('contested'))?.id, won[0]?.id, 'the winner is stored');
+    const ruleCounts = await Promise.all(rivals.map((p) => ruleRows(storage, p.id)));
+    t.equal(ruleCounts.reduce((a, b) => a + b, 0), 3, 'only the winner has rule rows');
+
+    const appended = await Promise.all(Array.from({ length: 50 }, () => storage.appendHistory(historyRow())));
+    t.strictSame((await walk(t, storage, { limit: 1000 })).ids.sort(), appended.map((r) => r.id).sort(), '50 parallel appends all land');
+
+    const target = many[0] as Policy;
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        storage.putState({ policy_id: target.id, current_replicas: i, last_change_at: null, last_change_kind: null, consecutive_failures: i, last_blocked: null, data: { i }, updated_at: at(i) }),
+      ),
+    );
+    const state = await storage.getState(target.id);
+    t.ok(state !== undefined && state.current_replicas === state.consecutive_failures && state.data['i'] === state.current_replicas, 'parallel putState leaves one whole write, not a mix');
+  });
+
+  t.test(`${name}: a transaction that fails half-way leaves nothing behind`, async (t) => {
+    const storage = await fresh(t);
+    const broken = makePolicy('half-written');
+    const firstRule = broken.scale_up_rules[0];
+    if (firstRule === undefined) throw new Error('fixture has rules');
+    broken.scale_up_rules = [firstRule, { ...firstRule }]; // second insert violates the rule primary key
+    const err = await rejection(t, storage.createPolicy(broken), 'create with a duplicate rule id');
+    t.not((err as ScalerError | undefined)?.code, 'DUPLICATE_NAME', 'a rule id clash is not reported as a name clash');
+    t.equal(await storage.getPolicy(broken.id), undefined, 'no policy row');
+    t.equal(await storage.getPolicyByName('half-written'), undefined, 'name not taken');
+    t.equal(await ruleRows(storage, broken.id), 0, 'no rule rows');
+    t.equal(await scheduleRows(storage, broken.id), 0, 'no schedule rows');
+    t.ok(await storage.createPolicy(makePolicy('half-written')), 'the name can be used afterwards');
+
+    const bad = makePolicy('check-violation', { min_replicas: 5, max_replicas: 2 });
+    await rejection(t, storage.createPolicy(bad), 'create violating a CHECK');
+    t.equal(await storage.getPolicy(bad.id), undefined, 'no policy row');
+
+    const original = await storage.createPolicy(makePolicy('replace-half'));
+    const next = makePolicy('replace-half', { max_replicas: 99 }, { now: at(500) });
+    next.id = original.id;
+    const rule = next.scale_down_rules[0];
+    if (rule === undefined) throw new Error('fixture has rules');
+    next.scale_down_rules = [rule, { ...rule }];
+    await rejection(t, storage.replacePolicy(next), 'replace with a duplicate rule id');
+    t.strictSame(await storage.getPolicy(original.id), original, 'the old version is intact, children included');
+    t.equal(await ruleRows(storage, original.id), 3, 'old rule rows still there');
+
+    await storage.syncSource('policies/x.yaml', [makePolicy('x-one'), makePolicy('x-two')]);
+    const before = (await storage.listPolicies({ limit: 100, offset: 0, source: 'policies/x.yaml' })).policies;
+    const x1 = makePolicy('x-one', { max_replicas: 9 });
+    const x3 = makePolicy('x-three');
+    const r3 = x3.scale_up_rules[0];
+    if (r3 === undefined) throw new Error('fixture has rules');
+    x3.scale_up_rules = [r3, { ...r3 }];
+    await rejection(t, storage.syncSource('policies/x.yaml', [x1, x3]), 'sync whose last policy fails');
+    t.strictSame((await storage.listPolicies({ limit: 100, offset: 0, source: 'policies/x.yaml' })).policies, before, 'the source is as before');
+  });
+}
