@@ -2,6 +2,9 @@ import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { createApp, type RouteRegistrar, type ReadinessCheck } from './api/app.js';
 import type { ResolvedConfig } from './config/config.js';
+import { registerEngineRoutes } from './engine/engine-controller.js';
+import { ScalingManager } from './engine/manager.js';
+import { PluginManager } from './plugins/plugin-manager.js';
 import { PolicyService } from './policy/policy-service.js';
 import { createValidationContext } from './policy/validation-context.js';
 import { openStorage } from './storage/open-storage.js';
@@ -12,36 +15,136 @@ export interface Daemon {
   readonly server: Server;
   readonly storage: Storage;
   readonly policies: PolicyService;
+  readonly plugins: PluginManager;
+  readonly manager: ScalingManager;
   /** The port actually bound (useful with port 0). */
   readonly port: number;
   close(): Promise<void>;
 }
 
-/** Wires config -> storage -> migrations -> services -> HTTP, and listens. */
+class ReadinessError extends Error {
+  constructor(
+    message: string,
+    readonly detail: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+/** Plugin configs from the daemon config; the prometheus source gets prometheus_url by default. */
+function pluginConfigs(config: ResolvedConfig): Record<string, Record<string, unknown>> {
+  return {
+    ...config.plugins,
+    prometheus: { url: config.prometheus_url, ...config.plugins['prometheus'] },
+  };
+}
+
+/** Wires config -> storage -> migrations -> plugins -> services -> loop -> HTTP, and listens. */
 export async function startDaemon(config: ResolvedConfig, logger: Logger): Promise<Daemon> {
   const stops: Array<{ name: string; stop: () => Promise<void> }> = [];
-  const storage = openStorage(config);
-  stops.push({ name: 'storage', stop: () => storage.close() });
+  const stopAll = async (): Promise<void> => {
+    for (const s of [...stops].reverse()) {
+      try {
+        await s.stop();
+      } catch (err) {
+        logger.warn({ err, part: s.name }, 'error while stopping');
+      }
+    }
+  };
   try {
+    const storage = openStorage(config);
+    stops.push({ name: 'storage', stop: () => storage.close() });
     const migrations = await storage.migrate();
     const applied = migrations.filter((m) => m.status === 'applied').map((m) => m.name);
     logger.info({ storage: storage.kind, applied }, applied.length > 0 ? 'migrations applied' : 'schema up to date');
 
+    const plugins = new PluginManager({
+      dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
+      configs: pluginConfigs(config),
+      logger,
+      timeoutMs: config.plugin_timeout_ms,
+    });
+    await plugins.loadAll();
+    stops.push({ name: 'plugins', stop: () => plugins.close() });
+
     const policies = new PolicyService({
       storage,
-      validation: createValidationContext(config),
+      validation: createValidationContext(config, {
+        metricSources: () => plugins.sources.keys(),
+        executors: () => plugins.executors.keys(),
+        executorTargetTypes: () => plugins.executorTargetTypes(),
+      }),
       defaultCooldown: config.default_cooldown,
     });
+    const manager = new ScalingManager({ storage, logger, sources: plugins.sources, executors: plugins.executors, config });
+
     const readiness: ReadinessCheck[] = [
       {
         name: 'storage',
+        critical: true,
         check: async () => {
           await storage.ping();
-          return { kind: storage.kind, migrations: (await storage.appliedMigrations()).length };
+          return { kind: storage.kind, migrations: await storage.appliedMigrations() };
+        },
+      },
+      {
+        name: 'metric_sources',
+        critical: false,
+        check: async () => {
+          const detail: Record<string, unknown> = {};
+          let bad = 0;
+          await Promise.all(
+            [...plugins.sources.values()].map(async (s) => {
+              try {
+                await s.healthCheck();
+                detail[s.name] = { ok: true };
+              } catch (err) {
+                bad++;
+                detail[s.name] = { ok: false, error: (err as Error).message };
+              }
+            }),
+          );
+          if (bad > 0) throw new ReadinessError(`${bad} metric source(s) unreachable`, { sources: detail });
+          return { sources: detail };
+        },
+      },
+      {
+        name: 'evaluation_loop',
+        critical: false,
+        check: async () => {
+          const last = manager.lastCycle;
+          const detail = {
+            enabled: config.enabled,
+            interval_seconds: manager.intervalSeconds,
+            last_cycle_at: last?.started_at ?? null,
+            last_cycle_age_seconds: last === undefined ? null : Math.round((Date.now() - Date.parse(last.started_at)) / 1000),
+            last_cycle: last ?? null,
+          };
+          if (config.enabled && last !== undefined && detail.last_cycle_age_seconds !== null && detail.last_cycle_age_seconds > (3 * config.evaluation_interval_ms) / 1000) {
+            throw new ReadinessError('the evaluation loop has not completed a cycle in three intervals', detail);
+          }
+          return detail;
+        },
+      },
+      {
+        name: 'plugins',
+        critical: false,
+        check: async () => {
+          const failed = plugins.statuses.filter((s) => s.status === 'failed');
+          const detail = { plugins: plugins.statuses.map((s) => ({ name: s.name, kind: s.kind, status: s.status, error: s.error })) };
+          if (failed.length > 0) throw new ReadinessError(`${failed.length} plugin(s) failed to load`, detail);
+          return detail;
         },
       },
     ];
-    const extraRoutes: RouteRegistrar[] = [];
+    const extraRoutes: RouteRegistrar[] = [
+      (scaling) => registerEngineRoutes(scaling, { manager, policies, storage, defaultCooldown: config.default_cooldown }),
+      (scaling) => {
+        scaling.get('/plugins', (ctx) => {
+          ctx.body = { plugins: plugins.statuses };
+        });
+      },
+    ];
     const app = createApp({ logger, storage, policies, readiness, extraRoutes });
     const server = await new Promise<Server>((resolve, reject) => {
       const s = app.listen(config.port, config.host);
@@ -56,6 +159,12 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
           server.closeIdleConnections();
         }),
     });
+    if (config.enabled) {
+      manager.start();
+      stops.push({ name: 'evaluation loop', stop: () => manager.stop() });
+    } else {
+      logger.info('evaluation loop disabled (enabled: false); serving the API only');
+    }
     const address = server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
     logger.info({ port, storage: storage.kind }, `Philotes Scaler API listening on :${port}`);
@@ -65,22 +174,16 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       server,
       storage,
       policies,
+      plugins,
+      manager,
       port,
       close() {
-        closing ??= (async () => {
-          for (const s of [...stops].reverse()) {
-            try {
-              await s.stop();
-            } catch (err) {
-              logger.warn({ err, part: s.name }, 'error while stopping');
-            }
-          }
-        })();
+        closing ??= stopAll();
         return closing;
       },
     };
   } catch (err) {
-    for (const s of [...stops].reverse()) await s.stop().catch(() => undefined);
+    await stopAll();
     throw err;
   }
 }

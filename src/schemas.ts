@@ -10,6 +10,7 @@ const addFormats = (addFormatsModule as unknown as { default: FormatsPlugin }).d
 export const POLICY_SCHEMA_ID = 'https://philotes.dev/schemas/policy.schema.json';
 export const CONFIG_SCHEMA_ID = 'https://philotes.dev/schemas/config.schema.json';
 export const PROBLEM_SCHEMA_ID = 'https://philotes.dev/schemas/problem.schema.json';
+export const PLUGIN_MANIFEST_SCHEMA_ID = 'https://philotes.dev/schemas/plugin-manifest.schema.json';
 
 /** Reads one of the package's JSON Schemas from `schemas/`. */
 export function loadSchema(file: string): Record<string, unknown> {
@@ -17,8 +18,8 @@ export function loadSchema(file: string): Record<string, unknown> {
 }
 
 /** Creates an ajv instance with the package's settings; used for schemas and plugin configs. */
-export function createAjv(): Ajv2020 {
-  const ajv = new Ajv2020({ allErrors: true, strict: true, useDefaults: false, strictTypes: false, allowUnionTypes: true });
+export function createAjv(opts: { useDefaults?: boolean } = {}): Ajv2020 {
+  const ajv = new Ajv2020({ allErrors: true, strict: true, useDefaults: opts.useDefaults ?? false, strictTypes: false, allowUnionTypes: true });
   addFormats(ajv);
   return ajv;
 }
@@ -29,7 +30,7 @@ let shared: Ajv2020 | undefined;
 export function ajv(): Ajv2020 {
   if (shared === undefined) {
     shared = createAjv();
-    for (const file of ['policy.schema.json', 'config.schema.json', 'problem.schema.json']) {
+    for (const file of ['policy.schema.json', 'config.schema.json', 'problem.schema.json', 'plugin-manifest.schema.json']) {
       shared.addSchema(loadSchema(file));
     }
   }

@@ -14,6 +14,8 @@ export const API_PREFIX = '/api/v1/scaling';
 /** A readiness probe: a name and a check that resolves to detail or throws. */
 export interface ReadinessCheck {
   name: string;
+  /** A failing critical check makes /readyz 503; a failing non-critical one reports "degraded" with 200. */
+  critical: boolean;
   check(): Promise<Record<string, unknown>>;
 }
 
@@ -51,16 +53,21 @@ export function createApp(deps: AppDeps): Koa {
   root.get('/readyz', async (ctx) => {
     const checks: Record<string, unknown> = {};
     let ready = true;
-    for (const c of deps.readiness ?? []) {
-      try {
-        checks[c.name] = { ok: true, ...(await c.check()) };
-      } catch (err) {
-        ready = false;
-        checks[c.name] = { ok: false, error: (err as Error).message };
-      }
-    }
+    let degraded = false;
+    await Promise.all(
+      (deps.readiness ?? []).map(async (c) => {
+        try {
+          checks[c.name] = { ok: true, critical: c.critical, ...(await c.check()) };
+        } catch (err) {
+          if (c.critical) ready = false;
+          else degraded = true;
+          const detail = (err as { detail?: Record<string, unknown> }).detail ?? {};
+          checks[c.name] = { ok: false, critical: c.critical, error: (err as Error).message, ...detail };
+        }
+      }),
+    );
     ctx.status = ready ? 200 : 503;
-    ctx.body = { status: ready ? 'ready' : 'not_ready', checks };
+    ctx.body = { status: !ready ? 'not_ready' : degraded ? 'degraded' : 'ready', checks };
   });
 
   const scaling = new Router({ prefix: API_PREFIX });

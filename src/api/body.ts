@@ -3,6 +3,7 @@ import getRawBody from 'raw-body';
 import { ScalerError } from '../errors.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
 
 function isJsonType(ctx: Context): boolean {
   const type = ctx.request.type; // media type without parameters, lower-cased
@@ -26,6 +27,16 @@ export async function readJson(ctx: Context, opts: { optional?: boolean } = {}):
       'UNSUPPORTED_MEDIA_TYPE',
       `the body must be sent as Content-Type: application/json, not ${ctx.request.headers['content-type'] ?? 'no content type'}`,
     );
+  }
+  // JSON is UTF-8 (RFC 8259); another charset or a compressed body would otherwise be read as
+  // UTF-8 text and fail as "malformed JSON", or worse, parse as something the client did not send.
+  const charset = ctx.request.charset.toLowerCase();
+  if (charset !== '' && !UTF8_CHARSETS.has(charset)) {
+    throw new ScalerError('UNSUPPORTED_MEDIA_TYPE', `the body must be UTF-8 JSON, not charset=${charset.slice(0, 40)}`);
+  }
+  const encoding = (ctx.request.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'identity' && encoding !== '') {
+    throw new ScalerError('UNSUPPORTED_MEDIA_TYPE', `the body must not be compressed (Content-Encoding: ${encoding.slice(0, 40)} is not supported)`);
   }
   let text: string;
   try {

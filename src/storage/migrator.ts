@@ -62,15 +62,20 @@ export async function migrate(driver: SqlDriver, dir?: string): Promise<Migratio
       if (lastApplied !== undefined && file.name < lastApplied) {
         throw new Error(`migration ${file.name} is pending but sorts before applied migration ${lastApplied}; rename it to run last`);
       }
-      await driver.transaction(async (tx) => {
+      const ran = await driver.transaction(async (tx) => {
+        // Where the lock is per process (SQLite), another process may have applied this file
+        // since the list above was read; inside the transaction we see its commit.
+        const done = await tx.all(`SELECT name FROM ${MIGRATIONS_TABLE} WHERE name = ?`, [file.name]);
+        if (done.length > 0) return false;
         await tx.exec(file.sql);
         await tx.run(`INSERT INTO ${MIGRATIONS_TABLE} (name, checksum, applied_at) VALUES (?, ?, ?)`, [
           file.name,
           file.checksum,
           new Date().toISOString(),
         ]);
+        return true;
       });
-      statuses.push({ name: file.name, status: 'applied' });
+      statuses.push({ name: file.name, status: ran ? 'applied' : 'already-applied' });
     }
     return statuses;
   });

@@ -97,22 +97,43 @@ export class PostgresDriver implements SqlDriver {
     }
   }
 
+  // A session-level lock on one pooled connection; fn's statements use other connections, which
+  // is fine: the lock only has to keep other daemons' migrate() calls out.
   async withMigrationLock<T>(fn: () => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    let broken = false;
     try {
-      await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      try {
+        await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      } catch (err) {
+        broken = true;
+        throw err;
+      }
       try {
         return await fn();
       } finally {
-        await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+        try {
+          await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+        } catch {
+          // The connection is gone, and a session lock dies with its session: keep fn's outcome
+          // rather than hide it behind this error, and keep the dead connection out of the pool.
+          broken = true;
+        }
       }
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
 
-  isUniqueViolation(err: unknown): boolean {
-    return (err as { code?: unknown }).code === '23505';
+  uniqueViolation(err: unknown): string | undefined {
+    const e = err as { code?: unknown; table?: unknown; detail?: unknown; constraint?: unknown };
+    if (e.code !== '23505') return undefined;
+    const table = typeof e.table === 'string' ? e.table : '';
+    // detail: "Key (name)=(x) already exists."; without it, the default constraint name "<table>_<cols>_key".
+    const fromDetail = /^Key \((.+?)\)=/.exec(typeof e.detail === 'string' ? e.detail : '')?.[1];
+    const constraint = typeof e.constraint === 'string' ? e.constraint : '';
+    const columns = fromDetail?.split(', ').join(',') ?? constraint.slice(table.length + 1).replace(/_key$/, '');
+    return `${table}.${columns}`;
   }
 
   isUnavailable(err: unknown): boolean {

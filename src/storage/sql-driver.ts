@@ -20,7 +20,12 @@ export interface SqlDriver extends SqlExecutor {
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
   /** Serialises migrations between processes (an advisory lock on PostgreSQL). */
   withMigrationLock<T>(fn: () => Promise<T>): Promise<T>;
-  isUniqueViolation(err: unknown): boolean;
+  /**
+   * For a unique-constraint violation, the key it hit as `table.column` (several columns joined by
+   * `,`); undefined for any other error. Lets shared code tell a taken policy name (a client's
+   * 409) from any other clash, such as a duplicate rule id (a server bug, never a 409).
+   */
+  uniqueViolation(err: unknown): string | undefined;
   /** True when the error means the database cannot be reached right now. */
   isUnavailable(err: unknown): boolean;
   close(): Promise<void>;

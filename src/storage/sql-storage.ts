@@ -24,6 +24,9 @@ const iso = (v: unknown): string => (v instanceof Date ? v.toISOString() : new D
 const isoOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : iso(v));
 const json = <T>(v: unknown): T | null => (v === null || v === undefined ? null : typeof v === 'string' ? (JSON.parse(v) as T) : (v as T));
 
+/** The unique key a taken policy name violates, as SqlDriver.uniqueViolation reports it. */
+const POLICY_NAME_KEY = 'scaling_policies.name';
+
 const POLICY_COLUMNS = [
   'id', 'name', 'description', 'target_type', 'target_id', 'executor', 'min_replicas', 'max_replicas',
   'cooldown_seconds', 'max_hourly_cost', 'cost_per_replica_hour', 'scale_to_zero', 'enabled', 'dry_run',
@@ -31,12 +34,14 @@ const POLICY_COLUMNS = [
   'source', 'created_at', 'updated_at',
 ] as const;
 
+// Times are written in one canonical UTC form: SQLite compares them as text, so "…12:00:00Z"
+// and "…14:00:01+02:00" would otherwise sort by spelling rather than by instant.
 function policyValues(p: Policy): unknown[] {
   return [
     p.id, p.name, p.description, p.target_type, p.target_id, p.executor, p.min_replicas, p.max_replicas,
     p.cooldown_seconds, p.max_hourly_cost, p.cost_per_replica_hour, p.scale_to_zero, p.enabled, p.dry_run,
     p.on_metric_error, p.fallback?.after_failures ?? null, p.fallback?.replicas ?? null, p.scale_up_match,
-    p.scale_down_match, p.source, p.created_at, p.updated_at,
+    p.scale_down_match, p.source, iso(p.created_at), iso(p.updated_at),
   ];
 }
 
@@ -163,7 +168,11 @@ export class SqlStorage implements Storage {
       return await work();
     } catch (err) {
       if (err instanceof ScalerError) throw err;
-      if (this.driver.isUniqueViolation(err)) throw new ScalerError('DUPLICATE_NAME', 'a policy with this name already exists');
+      // Only the name is a client's clash; any other unique key (a rule id, a history id) is a bug
+      // on our side and must surface as one, not as a misleading 409.
+      if (this.driver.uniqueViolation(err) === POLICY_NAME_KEY) {
+        throw new ScalerError('DUPLICATE_NAME', 'a policy with this name already exists');
+      }
       if (this.driver.isUnavailable(err)) {
         throw new ScalerError('STORAGE_UNAVAILABLE', `the ${this.driver.kind} database cannot be reached; retry shortly`);
       }
@@ -195,14 +204,14 @@ export class SqlStorage implements Storage {
       await tx.run(
         `INSERT INTO scaling_rules (id, policy_id, rule_type, position, metric, source, operator, threshold,
            duration_seconds, aggregation, scale_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [r.id, p.id, type, i, r.metric, r.source, r.operator, r.threshold, r.duration_seconds, r.aggregation, r.scale_by, p.updated_at],
+        [r.id, p.id, type, i, r.metric, r.source, r.operator, r.threshold, r.duration_seconds, r.aggregation, r.scale_by, iso(p.updated_at)],
       );
     }
     for (const [i, s] of p.schedules.entries()) {
       await tx.run(
         `INSERT INTO scaling_schedules (id, policy_id, position, cron_expression, timezone, desired_replicas,
            duration_seconds, mode, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [s.id, p.id, i, s.cron_expression, s.timezone, s.desired_replicas, s.duration_seconds, s.mode, s.enabled, p.updated_at],
+        [s.id, p.id, i, s.cron_expression, s.timezone, s.desired_replicas, s.duration_seconds, s.mode, s.enabled, iso(p.updated_at)],
       );
     }
   }
@@ -254,18 +263,26 @@ export class SqlStorage implements Storage {
     return rows.map((r) => policyFrom(r, rulesBy.get(str(r['id'])) ?? [], schedulesBy.get(str(r['id'])) ?? []));
   }
 
+  // Both answer the row as stored (read back in the same transaction), not the argument: a
+  // replacement keeps the stored created_at whatever the caller passed, and times come back canonical.
   createPolicy(policy: Policy): Promise<Policy> {
-    return this.#guard(async () => {
-      await this.driver.transaction((tx) => this.#insert(tx, policy));
-      return policy;
-    });
+    return this.#guard(() =>
+      this.driver.transaction(async (tx) => {
+        await this.#insert(tx, policy);
+        const [stored] = await this.#load(tx, 'WHERE id = ?', [policy.id]);
+        if (stored === undefined) throw new Error(`policy ${policy.id} vanished inside its own transaction`);
+        return stored;
+      }),
+    );
   }
 
   replacePolicy(policy: Policy): Promise<Policy | undefined> {
-    return this.#guard(async () => {
-      const ok = await this.driver.transaction((tx) => this.#update(tx, policy));
-      return ok ? policy : undefined;
-    });
+    return this.#guard(() =>
+      this.driver.transaction(async (tx) => {
+        if (!(await this.#update(tx, policy))) return undefined;
+        return (await this.#load(tx, 'WHERE id = ?', [policy.id]))[0];
+      }),
+    );
   }
 
   getPolicy(id: string): Promise<Policy | undefined> {
@@ -305,7 +322,7 @@ export class SqlStorage implements Storage {
 
   setEnabled(id: string, enabled: boolean, now: string): Promise<Policy | undefined> {
     return this.#guard(async () => {
-      const changed = await this.driver.run('UPDATE scaling_policies SET enabled = ?, updated_at = ? WHERE id = ?', [enabled, now, id]);
+      const changed = await this.driver.run('UPDATE scaling_policies SET enabled = ?, updated_at = ? WHERE id = ?', [enabled, iso(now), id]);
       if (changed === 0) return undefined;
       return this.getPolicy(id);
     });
@@ -406,8 +423,8 @@ export class SqlStorage implements Storage {
            consecutive_failures = excluded.consecutive_failures, last_blocked = excluded.last_blocked,
            data = excluded.data, updated_at = excluded.updated_at`,
         [
-          s.policy_id, s.current_replicas, s.last_change_at, s.last_change_kind, s.consecutive_failures,
-          s.last_blocked, JSON.stringify(s.data), s.updated_at,
+          s.policy_id, s.current_replicas, isoOrNull(s.last_change_at), s.last_change_kind, s.consecutive_failures,
+          s.last_blocked, JSON.stringify(s.data), iso(s.updated_at),
         ],
       );
     });

@@ -63,6 +63,7 @@ export class SqliteDriver implements SqlDriver {
   readonly #db: Db;
   readonly #exec: SqliteExecutor;
   readonly #lock = new Mutex();
+  readonly #migrationLock = new Mutex();
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -100,15 +101,22 @@ export class SqliteDriver implements SqlDriver {
     });
   }
 
-  // A SQLite file has one writer at a time and BEGIN IMMEDIATE already serialises the
-  // migration transactions, so no separate lock is needed.
+  // Not the statement lock: fn runs statements through it and would wait on itself. This one
+  // serialises migrate() calls within the process (a second call would otherwise read the same
+  // pending list and re-run it); between processes the migrator re-checks each migration inside
+  // its BEGIN IMMEDIATE transaction, which SQLite grants to one writer at a time.
   withMigrationLock<T>(fn: () => Promise<T>): Promise<T> {
-    return fn();
+    return this.#migrationLock.run(fn);
   }
 
-  isUniqueViolation(err: unknown): boolean {
-    const code = (err as { code?: unknown }).code;
-    return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+  uniqueViolation(err: unknown): string | undefined {
+    const { code, message } = err as { code?: unknown; message?: unknown };
+    if (code !== 'SQLITE_CONSTRAINT_UNIQUE' && code !== 'SQLITE_CONSTRAINT_PRIMARYKEY') return undefined;
+    // "UNIQUE constraint failed: scaling_policies.name" (several columns: "t.a, t.b")
+    const m = /constraint failed: (.+)$/.exec(typeof message === 'string' ? message : '');
+    const parts = (m?.[1] ?? '').split(', ').map((c) => c.split('.'));
+    const table = parts[0]?.[0] ?? '';
+    return `${table}.${parts.map((c) => c[1] ?? '').join(',')}`;
   }
 
   isUnavailable(err: unknown): boolean {

@@ -1,0 +1,159 @@
+// @ts-check
+/**
+ * Prometheus metric source for Philotes Scaler, written as any third-party plugin would be:
+ * it depends on nothing but the plugin contract ('philotes-scaler/plugin', types only).
+ *
+ * @typedef {import('philotes-scaler/plugin').MetricSource} MetricSource
+ * @typedef {import('philotes-scaler/plugin').PluginContext<PrometheusConfig>} Context
+ * @typedef {import('philotes-scaler/plugin').Aggregation} Aggregation
+ * @typedef {import('philotes-scaler/plugin').Sample} Sample
+ * @typedef {{ url: string, timeout_ms: number, bearer_token?: string,
+ *   basic_auth?: { username: string, password: string }, headers: Record<string, string> }} PrometheusConfig
+ */
+
+/** An error with a kind the daemon understands (see MetricErrorKind in the plugin contract). */
+class PrometheusError extends Error {
+  /** @param {string} kind @param {string} message */
+  constructor(kind, message) {
+    super(message);
+    this.name = 'PrometheusError';
+    this.kind = kind;
+  }
+}
+
+/** @param {number[]} values @param {Aggregation} aggregation */
+function fold(values, aggregation) {
+  switch (aggregation) {
+    case 'min':
+      return Math.min(...values);
+    case 'sum':
+      return values.reduce((a, b) => a + b, 0);
+    case 'avg':
+      return values.reduce((a, b) => a + b, 0) / values.length;
+    default:
+      return Math.max(...values);
+  }
+}
+
+/** Prometheus writes values as strings, including "NaN", "+Inf" and "-Inf". @param {unknown} raw */
+function parseValue(raw) {
+  if (typeof raw !== 'string') throw new PrometheusError('malformed', `value ${JSON.stringify(raw)} is not a string`);
+  const v = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
+  if (raw !== 'NaN' && Number.isNaN(v)) throw new PrometheusError('malformed', `value "${raw}" is not a number`);
+  return v;
+}
+
+/** @param {number} v @param {string} query */
+function requireFinite(v, query) {
+  if (Number.isNaN(v)) throw new PrometheusError('nan', `${query} evaluated to NaN`);
+  if (!Number.isFinite(v)) throw new PrometheusError('infinite', `${query} evaluated to ${v > 0 ? '+Inf' : '-Inf'}`);
+  return v;
+}
+
+/** @param {Context} ctx @returns {MetricSource} */
+export default function createPrometheusSource(ctx) {
+  const base = ctx.config.url.replace(/\/+$/, '');
+  /** @type {Record<string, string>} */
+  const headers = { Accept: 'application/json', ...ctx.config.headers };
+  if (ctx.config.bearer_token !== undefined) headers['Authorization'] = `Bearer ${ctx.config.bearer_token}`;
+  else if (ctx.config.basic_auth !== undefined) {
+    const { username, password } = ctx.config.basic_auth;
+    headers['Authorization'] = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+  }
+
+  /**
+   * GETs an API path and returns `data`; every failure becomes a PrometheusError with a kind.
+   * @param {string} path @param {Record<string, string>} params @param {AbortSignal} signal
+   */
+  async function get(path, params, signal) {
+    const url = `${base}${path}?${new URLSearchParams(params)}`;
+    const timeout = AbortSignal.timeout(ctx.config.timeout_ms);
+    /** @type {Response} */
+    let res;
+    try {
+      res = await fetch(url, { headers, signal: AbortSignal.any([signal, timeout]) });
+    } catch (err) {
+      if (timeout.aborted) throw new PrometheusError('timeout', `${base} did not answer within ${ctx.config.timeout_ms} ms`);
+      if (signal.aborted) throw new PrometheusError('timeout', `${base}: the request was cancelled`);
+      const cause = /** @type {{ cause?: { code?: string } }} */ (err).cause;
+      throw new PrometheusError('unreachable', `${base} is unreachable (${cause?.code ?? /** @type {Error} */ (err).message})`);
+    }
+    const text = await res.text();
+    /** @type {any} */
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new PrometheusError(res.ok ? 'malformed' : 'http', `${base} answered HTTP ${res.status} with a body that is not JSON`);
+    }
+    if (!res.ok || body?.status !== 'success') {
+      const detail = typeof body?.error === 'string' ? body.error : `HTTP ${res.status}`;
+      throw new PrometheusError(res.status === 400 || res.status === 422 ? 'query' : 'http', `${base}: ${detail}`);
+    }
+    if (typeof body.data !== 'object' || body.data === null) throw new PrometheusError('malformed', `${base} answered without data`);
+    return body.data;
+  }
+
+  return {
+    async instantQuery(q) {
+      const data = await get('/api/v1/query', { query: q.query, time: String(q.time.getTime() / 1000) }, q.signal);
+      if (data.resultType === 'scalar') {
+        const [t, raw] = data.result;
+        return { t, v: requireFinite(parseValue(raw), q.query) };
+      }
+      if (data.resultType !== 'vector' || !Array.isArray(data.result)) {
+        throw new PrometheusError('malformed', `expected an instant vector, got ${data.resultType}`);
+      }
+      if (data.result.length === 0) throw new PrometheusError('empty', `${q.query} returned no series`);
+      const values = data.result.map((/** @type {any} */ s) => parseValue(s?.value?.[1]));
+      const t = Number(data.result[0].value[0]);
+      return { t, v: requireFinite(fold(values, q.aggregation), q.query) };
+    },
+
+    async rangeQuery(q) {
+      const data = await get(
+        '/api/v1/query_range',
+        {
+          query: q.query,
+          start: String(q.start.getTime() / 1000),
+          end: String(q.end.getTime() / 1000),
+          step: `${q.stepSeconds}s`,
+        },
+        q.signal,
+      );
+      if (data.resultType !== 'matrix' || !Array.isArray(data.result)) {
+        throw new PrometheusError('malformed', `expected a range vector, got ${data.resultType}`);
+      }
+      if (data.result.length === 0) throw new PrometheusError('empty', `${q.query} returned no series in the window`);
+      /** @type {Map<number, number[]>} */
+      const byTime = new Map();
+      for (const series of data.result) {
+        for (const [t, raw] of series.values ?? []) {
+          const list = byTime.get(t);
+          const v = parseValue(raw);
+          if (list === undefined) byTime.set(t, [v]);
+          else list.push(v);
+        }
+      }
+      /** @type {Sample[]} */
+      const samples = [...byTime.entries()]
+        .sort((a, b) => a[0] - b[0])
+        .map(([t, values]) => ({ t, v: requireFinite(fold(values, q.aggregation), q.query) }));
+      if (samples.length === 0) throw new PrometheusError('empty', `${q.query} returned no values in the window`);
+      return samples;
+    },
+
+    async healthCheck(signal) {
+      const timeout = AbortSignal.timeout(ctx.config.timeout_ms);
+      let res;
+      try {
+        res = await fetch(`${base}/-/ready`, { headers, signal: AbortSignal.any([signal, timeout]) });
+      } catch (err) {
+        const cause = /** @type {{ cause?: { code?: string } }} */ (err).cause;
+        throw new PrometheusError('unreachable', `${base} is unreachable (${cause?.code ?? /** @type {Error} */ (err).message})`);
+      }
+      await res.arrayBuffer();
+      if (!res.ok) throw new PrometheusError('http', `${base}/-/ready answered HTTP ${res.status}`);
+    },
+  };
+}

@@ -1,0 +1,380 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { ScaleTarget } from '../plugins/api.js';
+import type { IsolatedExecutor, IsolatedMetricSource, PluginCallError } from '../plugins/plugin-manager.js';
+import type { Policy, Rule } from '../policy/policy-model.js';
+import type { HistoryRow, PolicyState, Storage } from '../storage/storage.js';
+import { Mutex, mapLimit } from '../util/async.js';
+import { decide } from './decide.js';
+import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from './decision.js';
+import { observationKey, ruleWindow } from './rule-window.js';
+
+/** What the manager needs from the daemon; plugins come in already isolated. */
+export interface ManagerDeps {
+  storage: Storage;
+  logger: Logger;
+  sources: ReadonlyMap<string, IsolatedMetricSource>;
+  executors: ReadonlyMap<string, IsolatedExecutor>;
+  config: {
+    evaluation_interval_ms: number;
+    default_cooldown: number;
+    default_metric_source: string;
+    dry_run: boolean;
+    max_concurrency: number;
+    executors: Readonly<Record<string, string>>;
+    prices: Readonly<Record<string, number>>;
+  };
+  now?: () => Date;
+  /** Called after every cycle (metrics, tests). */
+  onCycle?: (report: CycleReport) => void;
+}
+
+export interface CycleReport {
+  started_at: string;
+  duration_ms: number;
+  policies: number;
+  fetches: number;
+  fetch_errors: number;
+  outcomes: Record<string, number>;
+  errors: number;
+}
+
+interface Fetch {
+  source: string;
+  rule: Rule;
+}
+
+/** Health of a metric source as the loop last saw it; logged on change, served by /readyz. */
+export interface SourceHealth {
+  ok: boolean;
+  checked_at: string;
+  error: string | null;
+}
+
+const STATE_KEYS = { memory: 'memory', lastDecision: 'last_decision' } as const;
+
+/** The engine memory kept in a PolicyState row. */
+export function memoryFromState(state: PolicyState | undefined): EngineMemory {
+  if (state === undefined) return EMPTY_MEMORY;
+  const stored = (state.data[STATE_KEYS.memory] ?? {}) as Partial<EngineMemory>;
+  return {
+    current_replicas: state.current_replicas,
+    last_change_at: state.last_change_at,
+    consecutive_failures: state.consecutive_failures,
+    last_blocked: state.last_blocked,
+    one_shots: stored.one_shots ?? {},
+  };
+}
+
+/**
+ * The evaluation loop (DESIGN.md "The manager loop"): every interval it loads enabled policies,
+ * fetches each distinct (source, query, window) once, evaluates policies with bounded
+ * concurrency, executes, and records. Cycles never overlap; a per-policy lock keeps a manual
+ * evaluation and the loop off the same policy at once.
+ */
+export class ScalingManager {
+  readonly #deps: ManagerDeps;
+  readonly #now: () => Date;
+  readonly #locks = new Map<string, Mutex>();
+  /** Samples kept for sources without range queries, by observation key. */
+  readonly #buffers = new Map<string, Array<{ t: number; v: number }>>();
+  readonly sourceHealth = new Map<string, SourceHealth>();
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<CycleReport> | undefined;
+  #stopped = true;
+  lastCycle: CycleReport | undefined;
+
+  constructor(deps: ManagerDeps) {
+    this.#deps = deps;
+    this.#now = deps.now ?? (() => new Date());
+  }
+
+  get intervalSeconds(): number {
+    return Math.max(1, Math.round(this.#deps.config.evaluation_interval_ms / 1000));
+  }
+
+  /** Starts the loop: a cycle now, then one per interval after the previous finished (never overlapping). */
+  start(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    const tick = async (): Promise<void> => {
+      if (this.#stopped) return;
+      const started = Date.now();
+      try {
+        await this.runCycle();
+      } catch (err) {
+        this.#deps.logger.error({ err }, 'evaluation cycle failed');
+      }
+      if (this.#stopped) return;
+      const wait = Math.max(0, this.#deps.config.evaluation_interval_ms - (Date.now() - started));
+      this.#timer = setTimeout(() => void tick(), wait);
+    };
+    void tick();
+  }
+
+  /** Stops the loop and waits (bounded) for a running cycle to finish. */
+  async stop(timeoutMs = 15_000): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#running !== undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.#running.catch(() => undefined),
+        new Promise((r) => {
+          timer = setTimeout(r, timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  #lock(policyId: string): Mutex {
+    let m = this.#locks.get(policyId);
+    if (m === undefined) {
+      m = new Mutex();
+      this.#locks.set(policyId, m);
+    }
+    return m;
+  }
+
+  /** Runs one cycle; a second call while one runs joins it instead of overlapping. */
+  runCycle(): Promise<CycleReport> {
+    this.#running ??= this.#cycle().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async #cycle(): Promise<CycleReport> {
+    const t0 = performance.now();
+    const now = this.#now();
+    const policies = await this.#deps.storage.listEnabledPolicies();
+    const { observations, fetches, errors: fetchErrors } = await this.#fetchAll(policies, now);
+    const outcomes: Record<string, number> = {};
+    let errors = 0;
+    await mapLimit(policies, this.#deps.config.max_concurrency, async (policy) => {
+      try {
+        const record = await this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'loop' }));
+        const k = record.action === 'none' ? record.reason_code : record.action;
+        outcomes[k] = (outcomes[k] ?? 0) + 1;
+      } catch (err) {
+        errors++;
+        this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
+      }
+    });
+    // Forget locks of policies that are gone.
+    const live = new Set(policies.map((p) => p.id));
+    for (const id of this.#locks.keys()) if (!live.has(id)) this.#locks.delete(id);
+    const report: CycleReport = {
+      started_at: now.toISOString(),
+      duration_ms: Math.round(performance.now() - t0),
+      policies: policies.length,
+      fetches,
+      fetch_errors: fetchErrors,
+      outcomes,
+      errors,
+    };
+    this.lastCycle = report;
+    this.#deps.logger.debug(report, 'evaluation cycle done');
+    this.#deps.onCycle?.(report);
+    return report;
+  }
+
+  /** One request per distinct (source, query, aggregation, window) across the given policies. */
+  async #fetchAll(policies: readonly Policy[], now: Date): Promise<{ observations: Map<string, Observation>; fetches: number; errors: number }> {
+    const distinct = new Map<string, Fetch>();
+    const defaultSource = this.#deps.config.default_metric_source;
+    for (const p of policies) {
+      for (const rule of [...p.scale_up_rules, ...p.scale_down_rules]) {
+        const key = observationKey(rule, defaultSource);
+        if (!distinct.has(key)) distinct.set(key, { source: rule.source ?? defaultSource, rule });
+      }
+    }
+    const observations = new Map<string, Observation>();
+    let errors = 0;
+    await mapLimit([...distinct.entries()], this.#deps.config.max_concurrency, async ([key, f]) => {
+      const obs = await this.#fetch(key, f, now);
+      if (obs.error !== undefined) errors++;
+      observations.set(key, obs);
+    });
+    return { observations, fetches: distinct.size, errors };
+  }
+
+  async #fetch(key: string, f: Fetch, now: Date): Promise<Observation> {
+    const source = this.#deps.sources.get(f.source);
+    if (source === undefined) {
+      return { samples: [], error: { kind: 'unknown_source', message: `metric source "${f.source}" is not loaded` } };
+    }
+    const win = ruleWindow(f.rule, now, this.intervalSeconds);
+    try {
+      let samples;
+      if (win.seconds > 0 && source.supportsRange) {
+        samples = await source.rangeQuery({
+          query: f.rule.metric,
+          aggregation: f.rule.aggregation,
+          start: new Date(win.start * 1000),
+          end: new Date(win.end * 1000),
+          stepSeconds: win.step,
+        });
+      } else {
+        const s = await source.instantQuery({ query: f.rule.metric, aggregation: f.rule.aggregation, time: now });
+        if (win.seconds > 0) {
+          // No range queries: keep our own observations. After a restart the buffer is empty, so a
+          // window is not covered until it has been observed again: decisions are delayed, never hastened.
+          const buf = this.#buffers.get(key) ?? [];
+          buf.push({ t: win.end, v: s.v });
+          const kept = buf.filter((x) => x.t >= win.start - win.step);
+          this.#buffers.set(key, kept);
+          samples = kept;
+        } else samples = [s];
+      }
+      this.#markSource(f.source, null);
+      return { samples };
+    } catch (err) {
+      const e = err as PluginCallError;
+      this.#markSource(f.source, e.message);
+      if (win.seconds > 0) this.#buffers.delete(key);
+      return { samples: [], error: { kind: e.kind ?? 'error', message: e.message } };
+    }
+  }
+
+  #markSource(name: string, error: string | null): void {
+    const prev = this.sourceHealth.get(name);
+    const ok = error === null;
+    // Only source-level failures flip health; one bad query does not make Prometheus "down".
+    if (!ok && !/unreachable|timeout|no answer/i.test(error)) {
+      if (prev === undefined) this.sourceHealth.set(name, { ok: true, checked_at: new Date().toISOString(), error: null });
+      return;
+    }
+    if (prev === undefined || prev.ok !== ok) {
+      if (ok) this.#deps.logger.info({ source: name }, `metric source ${name} is answering again`);
+      else this.#deps.logger.warn({ source: name }, `metric source ${name} is unreachable: ${error}; its rules do not hold and decisions record metric_error until it answers`);
+    }
+    this.sourceHealth.set(name, { ok, checked_at: new Date().toISOString(), error });
+  }
+
+  /** The executor that serves a policy: its own `executor`, else the config's mapping, else one declaring the type. */
+  executorFor(policy: Policy): { name: string; executor: IsolatedExecutor | undefined } {
+    const name =
+      policy.executor ??
+      this.#deps.config.executors[policy.target_type] ??
+      [...this.#deps.executors.entries()].find(([, e]) => e.targetTypes.includes(policy.target_type))?.[0] ??
+      'none';
+    return { name, executor: this.#deps.executors.get(name) };
+  }
+
+  priceFor(policy: Policy): number | null {
+    return policy.cost_per_replica_hour ?? this.#deps.config.prices[policy.target_type] ?? null;
+  }
+
+  /**
+   * Evaluates one policy now, outside the loop (POST .../evaluate). Dry-run by default; with
+   * dryRun false it executes and records like the loop, marked triggered_by "api".
+   */
+  async evaluateNow(policy: Policy, opts: { dryRun: boolean }): Promise<DecisionRecord> {
+    const now = this.#now();
+    const { observations } = await this.#fetchAll([policy], now);
+    return this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'api', requestDryRun: opts.dryRun }));
+  }
+
+  async #evaluate(
+    policy: Policy,
+    now: Date,
+    observations: ReadonlyMap<string, Observation>,
+    opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean },
+  ): Promise<DecisionRecord> {
+    const { storage, logger } = this.#deps;
+    const log = logger.child({ policy_id: policy.id, policy: policy.name });
+    const target: ScaleTarget = { policyId: policy.id, policyName: policy.name, targetType: policy.target_type, targetId: policy.target_id };
+    const { name: executorName, executor } = this.executorFor(policy);
+    let executorReplicas: number | null = null;
+    if (executor !== undefined) {
+      try {
+        executorReplicas = await executor.getCurrentReplicas(target);
+      } catch (err) {
+        log.warn({ executor: executorName, err: (err as Error).message }, 'executor could not report current replicas; using stored state');
+      }
+    }
+    const state = await storage.getState(policy.id);
+    const memory = memoryFromState(state);
+    const { record, memory: next, recordBlocked } = await decide({
+      policy,
+      now,
+      intervalSeconds: this.intervalSeconds,
+      defaultCooldown: this.#deps.config.default_cooldown,
+      defaultSource: this.#deps.config.default_metric_source,
+      price: this.priceFor(policy),
+      executorReplicas,
+      memory,
+      observations,
+      dryRun: { request: opts.requestDryRun === true, global: this.#deps.config.dry_run },
+    });
+
+    // A manual preview (request dry-run) changes nothing: no history, no state.
+    if (opts.requestDryRun === true) return record;
+
+    const triggeredBy = opts.trigger === 'api' ? 'api' : (record.triggered_by ?? 'rule');
+    const row = (status: HistoryRow['status'], newReplicas: number, error: string | null): HistoryRow => ({
+      id: randomUUID(),
+      policy_id: policy.id,
+      policy_name: policy.name,
+      action: record.action === 'none' ? (record.directions.chosen ?? 'none') : record.action,
+      target_type: policy.target_type,
+      target_id: policy.target_id,
+      previous_replicas: record.current_replicas,
+      new_replicas: newReplicas,
+      reason: record.reason,
+      reason_code: record.reason_code,
+      triggered_by: triggeredBy,
+      dry_run: record.dry_run,
+      status,
+      error,
+      executed_at: now.toISOString(),
+      details: record as unknown as Record<string, unknown>,
+    });
+
+    if (record.should_scale) {
+      let status: HistoryRow['status'] = 'succeeded';
+      let error: string | null = null;
+      if (executor === undefined) {
+        status = 'failed';
+        error = `executor "${executorName}" is not loaded`;
+      } else {
+        try {
+          await executor.scale(target, record.desired_replicas, { dryRun: record.dry_run, reason: record.reason });
+        } catch (err) {
+          status = 'failed';
+          error = (err as Error).message;
+        }
+      }
+      await storage.appendHistory(row(status, record.desired_replicas, error));
+      if (status === 'succeeded' && !record.dry_run) {
+        next.current_replicas = record.desired_replicas;
+        next.last_change_at = now.toISOString();
+      }
+      const line = `${record.dry_run ? 'dry run: ' : ''}${record.action} ${record.current_replicas} -> ${record.desired_replicas} (${record.reason_code}) ${status}`;
+      if (status === 'failed') log.warn({ executor: executorName, error }, line);
+      else log.info({ executor: executorName, action: record.action, from: record.current_replicas, to: record.desired_replicas }, line);
+    } else if (recordBlocked) {
+      await storage.appendHistory(row('blocked', record.wanted_replicas, null));
+      log.info({ reason_code: record.reason_code }, `blocked: ${record.reason}`);
+    }
+
+    const kind = record.should_scale && !record.dry_run && next.last_change_at === now.toISOString() ? record.action : (state?.last_change_kind ?? null);
+    await storage.putState({
+      policy_id: policy.id,
+      current_replicas: next.current_replicas,
+      last_change_at: next.last_change_at,
+      last_change_kind: kind,
+      consecutive_failures: next.consecutive_failures,
+      last_blocked: next.last_blocked,
+      data: { [STATE_KEYS.memory]: { one_shots: next.one_shots }, [STATE_KEYS.lastDecision]: record },
+      updated_at: now.toISOString(),
+    });
+    return record;
+  }
+
+  static lastDecision(state: PolicyState | undefined): DecisionRecord | null {
+    return (state?.data[STATE_KEYS.lastDecision] as DecisionRecord | undefined) ?? null;
+  }
+}

@@ -1,0 +1,279 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Logger } from 'pino';
+import semver from 'semver';
+import { createAjv, PLUGIN_MANIFEST_SCHEMA_ID, toFieldErrors, validator } from '../schemas.js';
+import { withTimeout } from '../util/async.js';
+import { packageRoot } from '../util/package-root.js';
+import {
+  PLUGIN_API_VERSION,
+  type Executor,
+  type InstantQuery,
+  type MetricSource,
+  type PluginContext,
+  type PluginFactory,
+  type PluginKind,
+  type PluginManifest,
+  type RangeQuery,
+  type Sample,
+  type ScaleOptions,
+  type ScaleTarget,
+} from './api.js';
+
+/** What discovery and loading found out about one plugin folder; served at /api/v1/scaling/plugins. */
+export interface PluginStatus {
+  name: string;
+  kind: PluginKind | null;
+  dir: string;
+  version: string | null;
+  status: 'loaded' | 'failed';
+  error: string | null;
+  target_types?: string[];
+  range_queries?: boolean;
+}
+
+/** Thrown by isolated plugin calls: says which plugin and call failed, and how. */
+export class PluginCallError extends Error {
+  readonly kind: string;
+  constructor(plugin: string, call: string, kind: string, message: string) {
+    super(`${plugin}.${call}: ${message}`);
+    this.name = 'PluginCallError';
+    this.kind = kind;
+  }
+}
+
+async function isolate<T>(plugin: string, call: string, timeoutMs: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  try {
+    // A plugin that throws synchronously or hangs is contained here: the caller gets an error.
+    return await withTimeout(Promise.resolve().then(() => fn(ac.signal)), timeoutMs, `${plugin}.${call}`);
+  } catch (err) {
+    if (err instanceof PluginCallError) throw err;
+    const e = err as { name?: string; kind?: unknown; message?: unknown };
+    if (e.name === 'TimeoutError') {
+      ac.abort();
+      throw new PluginCallError(plugin, call, 'timeout', `no answer within ${timeoutMs} ms`);
+    }
+    const kind = typeof e.kind === 'string' ? e.kind : 'plugin_error';
+    throw new PluginCallError(plugin, call, kind, typeof e.message === 'string' ? e.message : String(err));
+  } finally {
+    ac.abort();
+  }
+}
+
+function checkSample(plugin: string, call: string, s: unknown): Sample {
+  const o = s as { t?: unknown; v?: unknown } | null;
+  if (o === null || typeof o !== 'object' || typeof o.t !== 'number' || typeof o.v !== 'number' || !Number.isFinite(o.t)) {
+    throw new PluginCallError(plugin, call, 'malformed', `answered ${JSON.stringify(s)?.slice(0, 100)}, not {t: number, v: number}`);
+  }
+  if (Number.isNaN(o.v)) throw new PluginCallError(plugin, call, 'nan', 'answered NaN');
+  if (!Number.isFinite(o.v)) throw new PluginCallError(plugin, call, 'infinite', `answered ${o.v}`);
+  return { t: o.t, v: o.v };
+}
+
+/** A metric source behind timeouts and answer checks: whatever the plugin does, callers get samples or an error. */
+export class IsolatedMetricSource {
+  constructor(
+    readonly name: string,
+    private readonly impl: MetricSource,
+    private readonly timeoutMs: number,
+  ) {}
+
+  get supportsRange(): boolean {
+    return typeof this.impl.rangeQuery === 'function';
+  }
+
+  instantQuery(q: Omit<InstantQuery, 'signal'>): Promise<Sample> {
+    return isolate(this.name, 'instantQuery', this.timeoutMs, async (signal) => checkSample(this.name, 'instantQuery', await this.impl.instantQuery({ ...q, signal })));
+  }
+
+  rangeQuery(q: Omit<RangeQuery, 'signal'>): Promise<Sample[]> {
+    const range = this.impl.rangeQuery;
+    if (range === undefined) return Promise.reject(new PluginCallError(this.name, 'rangeQuery', 'unsupported', 'range queries are not supported'));
+    return isolate(this.name, 'rangeQuery', this.timeoutMs, async (signal) => {
+      const out: unknown = await range.call(this.impl, { ...q, signal });
+      if (!Array.isArray(out)) throw new PluginCallError(this.name, 'rangeQuery', 'malformed', 'did not answer an array of samples');
+      return out.map((s) => checkSample(this.name, 'rangeQuery', s));
+    });
+  }
+
+  async healthCheck(): Promise<void> {
+    const hc = this.impl.healthCheck;
+    if (hc === undefined) return;
+    await isolate(this.name, 'healthCheck', this.timeoutMs, (signal) => hc.call(this.impl, signal));
+  }
+
+  async close(): Promise<void> {
+    const c = this.impl.close;
+    if (c !== undefined) await isolate(this.name, 'close', this.timeoutMs, () => c.call(this.impl));
+  }
+}
+
+/** An executor behind timeouts and answer checks. */
+export class IsolatedExecutor {
+  constructor(
+    readonly name: string,
+    private readonly impl: Executor,
+    private readonly timeoutMs: number,
+  ) {}
+
+  get targetTypes(): readonly string[] {
+    return this.impl.targetTypes;
+  }
+
+  getCurrentReplicas(target: ScaleTarget): Promise<number | null> {
+    return isolate(this.name, 'getCurrentReplicas', this.timeoutMs, async (signal) => {
+      const n: unknown = await this.impl.getCurrentReplicas(target, { signal });
+      if (n === null || n === undefined) return null;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+        throw new PluginCallError(this.name, 'getCurrentReplicas', 'malformed', `answered ${JSON.stringify(n)}, not a non-negative integer or null`);
+      }
+      return n;
+    });
+  }
+
+  scale(target: ScaleTarget, replicas: number, opts: Omit<ScaleOptions, 'signal'>): Promise<void> {
+    return isolate(this.name, 'scale', this.timeoutMs, async (signal) => {
+      await this.impl.scale(target, replicas, { ...opts, signal });
+    });
+  }
+
+  async close(): Promise<void> {
+    const c = this.impl.close;
+    if (c !== undefined) await isolate(this.name, 'close', this.timeoutMs, () => c.call(this.impl));
+  }
+}
+
+export interface PluginManagerOptions {
+  /** Folders to scan; each subfolder with a package.json is a plugin. Earlier folders win name clashes. */
+  dirs: string[];
+  /** Config per plugin name. */
+  configs: Record<string, Record<string, unknown>>;
+  logger: Logger;
+  timeoutMs: number;
+}
+
+/** Loads plugins and holds them isolated. Homebridge-style: a bad plugin is reported and skipped, never fatal. */
+export class PluginManager {
+  readonly statuses: PluginStatus[] = [];
+  readonly sources = new Map<string, IsolatedMetricSource>();
+  readonly executors = new Map<string, IsolatedExecutor>();
+  readonly #opts: PluginManagerOptions;
+  // Plugin configs get their schema's defaults filled in; policies and the daemon config do not.
+  readonly #configAjv = createAjv({ useDefaults: true });
+
+  constructor(opts: PluginManagerOptions) {
+    this.#opts = opts;
+  }
+
+  /** The bundled plugins folder, shipped with the package. */
+  static bundledDir(): string {
+    return join(packageRoot(), 'plugins');
+  }
+
+  async loadAll(): Promise<PluginStatus[]> {
+    const seen = new Set<string>();
+    for (const dir of this.#opts.dirs) {
+      const root = isAbsolute(dir) ? dir : resolve(dir);
+      if (!existsSync(root)) {
+        this.#opts.logger.warn({ dir: root }, 'plugin folder does not exist; skipped');
+        continue;
+      }
+      for (const entry of readdirSync(root).sort()) {
+        const pdir = join(root, entry);
+        if (!statSync(pdir).isDirectory() || !existsSync(join(pdir, 'package.json'))) continue;
+        const status = await this.#loadOne(pdir, seen);
+        this.statuses.push(status);
+        if (status.status === 'loaded') seen.add(status.name);
+      }
+    }
+    return this.statuses;
+  }
+
+  async #loadOne(dir: string, seen: Set<string>): Promise<PluginStatus> {
+    const log = this.#opts.logger;
+    let name = dir.split(/[\\/]/).pop() ?? dir;
+    let kind: PluginKind | null = null;
+    let version: string | null = null;
+    const failed = (error: string): PluginStatus => {
+      log.error({ plugin: name, dir }, `PLUGIN NOT LOADED: ${name}: ${error}`);
+      return { name, kind, dir, version, status: 'failed', error };
+    };
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: string;
+        version?: string;
+        main?: string;
+        exports?: unknown;
+        'philotes-scaler'?: unknown;
+      };
+      version = typeof pkg.version === 'string' ? pkg.version : null;
+      const manifest = pkg['philotes-scaler'];
+      if (manifest === undefined) return failed('package.json has no "philotes-scaler" manifest');
+      const mv = validator<PluginManifest>(PLUGIN_MANIFEST_SCHEMA_ID);
+      if (!mv(manifest)) {
+        return failed(`invalid manifest: ${toFieldErrors(mv.errors, '/philotes-scaler').map((e) => `${e.field} ${e.message}`).join('; ')}`);
+      }
+      kind = manifest.kind;
+      name = manifest.name ?? (pkg.name ?? name).replace(/^@[^/]+\//, '');
+      if (seen.has(name)) return failed(`a plugin named "${name}" is already loaded; names must be unique`);
+      if (semver.validRange(manifest.apiVersion) === null) return failed(`apiVersion "${manifest.apiVersion}" is not a semver range`);
+      if (!semver.satisfies(PLUGIN_API_VERSION, manifest.apiVersion)) {
+        return failed(`supports plugin API ${manifest.apiVersion}, but this daemon implements ${PLUGIN_API_VERSION}; upgrade the plugin or the daemon`);
+      }
+      // Config: validated by the plugin's own schema before its code runs.
+      let schema: unknown = manifest.configSchema ?? { type: 'object' };
+      if (typeof schema === 'string') schema = JSON.parse(readFileSync(join(dir, schema), 'utf8'));
+      const config = structuredClone(this.#opts.configs[name] ?? {});
+      const validate = this.#configAjv.compile({ ...(schema as object), $id: undefined, $schema: undefined });
+      if (!validate(config)) {
+        return failed(`invalid config (plugins.${name}): ${toFieldErrors(validate.errors, `/plugins/${name}`).map((e) => `${e.field} ${e.message}`).join('; ')}`);
+      }
+      const entry = typeof pkg.main === 'string' ? pkg.main : 'index.js';
+      const mod = (await withTimeout(import(pathToFileURL(join(dir, entry)).href), this.#opts.timeoutMs, `loading ${name}`)) as { default?: unknown };
+      if (typeof mod.default !== 'function') return failed(`${entry} has no default export that is a factory function`);
+      const ctx: PluginContext = {
+        name,
+        config,
+        apiVersion: PLUGIN_API_VERSION,
+        logger: log.child({ plugin: name }),
+      };
+      const instance: unknown = await withTimeout(Promise.resolve().then(() => (mod.default as PluginFactory)(ctx)), this.#opts.timeoutMs, `starting ${name}`);
+      if (instance === null || typeof instance !== 'object') return failed('the factory did not return an object');
+      if (kind === 'metric-source') {
+        if (typeof (instance as MetricSource).instantQuery !== 'function') return failed('a metric source must have instantQuery()');
+        const src = new IsolatedMetricSource(name, instance as MetricSource, this.#opts.timeoutMs);
+        this.sources.set(name, src);
+        log.info({ plugin: name, version, range: src.supportsRange }, `metric source ${name} loaded`);
+        return { name, kind, dir, version, status: 'loaded', error: null, range_queries: src.supportsRange };
+      }
+      const ex = instance as Executor;
+      if (typeof ex.getCurrentReplicas !== 'function' || typeof ex.scale !== 'function' || !Array.isArray(ex.targetTypes)) {
+        return failed('an executor must have targetTypes[], getCurrentReplicas() and scale()');
+      }
+      this.executors.set(name, new IsolatedExecutor(name, ex, this.#opts.timeoutMs));
+      log.info({ plugin: name, version, targetTypes: ex.targetTypes }, `executor ${name} loaded`);
+      return { name, kind, dir, version, status: 'loaded', error: null, target_types: [...ex.targetTypes] };
+    } catch (err) {
+      return failed((err as Error).message ?? String(err));
+    }
+  }
+
+  /** Target types declared by loaded executors. */
+  executorTargetTypes(): string[] {
+    return [...this.executors.values()].flatMap((e) => [...e.targetTypes]);
+  }
+
+  /** Closes every plugin, in reverse load order; a failing close is logged, not thrown. */
+  async close(): Promise<void> {
+    const all: Array<IsolatedMetricSource | IsolatedExecutor> = [...this.sources.values(), ...this.executors.values()].reverse();
+    for (const p of all) {
+      try {
+        await p.close();
+      } catch (err) {
+        this.#opts.logger.warn({ plugin: p.name, err: (err as Error).message }, 'plugin close failed');
+      }
+    }
+  }
+}
