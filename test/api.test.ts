@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import t from 'tap';
+import { parseIsoTime } from '../src/api/query.js';
 import type { HistoryRow } from '../src/storage/storage.js';
 import { call, startTestApp, type TestApp } from './helpers/app.js';
 
@@ -254,7 +255,7 @@ t.test('DELETE answers 204, then the policy is gone (404); its history stays wit
   t.match(get.body, { status: 404, code: 'NOT_FOUND' });
   t.equal((await call('GET', `${app.api}/policies/cdc-worker-autoscaling`)).status, 404);
   t.equal((await call('DELETE', `${app.api}/policies/${p.id}`)).status, 404, 'deleting twice is a 404');
-  t.equal((await call('GET', `${app.api}/policies`)).body && ((await call('GET', `${app.api}/policies`)).body as Json)['total_count'], 0);
+  t.match((await call('GET', `${app.api}/policies`)).body, { total_count: 0 });
 
   const history = (await call('GET', `${app.api}/history?policy_id=${p.id}`)).body as { history: HistoryRow[] };
   t.equal(history.history.length, 1);
@@ -327,8 +328,8 @@ t.test('history: newest first, cursor pagination, filters, limits', async (t) =>
   t.same(await filter(`until=${encodeURIComponent(since)}`), [...rowsA.slice(3), ...rowsB].map((r) => r.id), 'until (exclusive)');
   t.same(
     await filter(`since=2026-01-28T11:50:00Z&until=2026-01-28T11:58:00Z`),
-    rowsB.slice(0, 0).concat(rowsA.slice(3)).map((r) => r.id).filter((id) => id !== rowsA[4]?.id || true),
-    'since and until together',
+    [rowsA[3], rowsA[4], rowsB[0]].map((r) => r?.id),
+    'since and until together: [11:50, 11:58)',
   );
   t.same(await filter('since=2026-01-28T12:57:00%2B01:00'), rowsA.slice(0, 4).map((r) => r.id), 'an offset is honoured');
   t.same(await filter('since=2026-01-28T12:57:00+01:00'), rowsA.slice(0, 4).map((r) => r.id), 'an unencoded + (a space) still reads as an offset');
@@ -391,7 +392,7 @@ t.test('probes: /healthz and /readyz', async (t) => {
   t.same(health.body, { status: 'ok' });
   const ready = await call('GET', `${app.root}/readyz`);
   t.equal(ready.status, 200);
-  t.same(ready.body, { status: 'ready', checks: { storage: { ok: true, kind: 'sqlite', migrations: 1 } } });
+  t.same(ready.body, { status: 'ready', checks: { storage: { ok: true, critical: true, kind: 'sqlite', migrations: ['001_initial.sql'] } } });
   t.match(health.headers.get('x-request-id'), /^[0-9a-f-]{36}$/, 'every answer carries a request id');
   const echoed = await call('GET', `${app.root}/healthz`, undefined, { 'x-request-id': 'abc-123' });
   t.equal(echoed.headers.get('x-request-id'), 'abc-123');
@@ -403,5 +404,40 @@ t.test('/readyz answers 503 when storage is gone', async (t) => {
   await app.storage.close();
   const ready = await call('GET', `${app.root}/readyz`);
   t.equal(ready.status, 503);
-  t.match(ready.body, { status: 'not_ready', checks: { storage: { ok: false, error: String } } });
+  t.match(ready.body, { status: 'not_ready', checks: { storage: { ok: false, critical: true, error: String } } });
+});
+
+t.test('JSON bodies: media-type parameters and +json types are accepted', async (t) => {
+  const app = await startTestApp();
+  t.teardown(() => app.close());
+  const a = await call('POST', `${app.api}/policies`, policyBody('charset'), { 'content-type': 'application/json; charset=UTF-8' });
+  t.equal(a.status, 201, a.text);
+  const b = await call('POST', `${app.api}/policies`, policyBody('vendor-type'), { 'content-type': 'application/vnd.philotes+json' });
+  t.equal(b.status, 201, b.text);
+  const c = await call('POST', `${app.api}/policies`, policyBody('identity'), { 'content-type': 'application/json', 'content-encoding': 'identity' });
+  t.equal(c.status, 201, c.text);
+});
+
+t.test('parseIsoTime: strict ISO-8601 for since/until', async (t) => {
+  const ok: Array<[string, string]> = [
+    ['2026-01-28', '2026-01-28T00:00:00.000Z'],
+    ['2026-01-28T12:00:00Z', '2026-01-28T12:00:00.000Z'],
+    ['2026-01-28T12:00:00.5z', '2026-01-28T12:00:00.500Z'],
+    ['2026-01-28T12:00:00.123456Z', '2026-01-28T12:00:00.123Z'],
+    ['2026-01-28T12:00Z', '2026-01-28T12:00:00.000Z'],
+    ['2026-01-28T12:00:00', '2026-01-28T12:00:00.000Z'],
+    ['2026-01-28 12:00:00', '2026-01-28T12:00:00.000Z'],
+    ['2026-01-28T12:00:00+01:00', '2026-01-28T11:00:00.000Z'],
+    ['2026-01-28T12:00:00-0230', '2026-01-28T14:30:00.000Z'],
+    ['2026-01-28T12:00:00 01:00', '2026-01-28T11:00:00.000Z'],
+    ['2024-02-29', '2024-02-29T00:00:00.000Z'],
+    ['2000-02-29', '2000-02-29T00:00:00.000Z'],
+  ];
+  for (const [raw, iso] of ok) t.equal(parseIsoTime(raw), iso, raw);
+  const bad = [
+    'yesterday', '', '2026', '2026-01', '2026-1-28', '2026-02-29', '1900-02-29', '2026-02-30', '2026-04-31', '2026-13-01',
+    '2026-00-10', '2026-01-00', '2026-01-01 junk', '2026-01-01x', '2026-01-01T24:00:00Z', '2026-01-01T12:60:00Z',
+    '2026-01-01T12:00:61Z', '2026-01-01T12:00:00+25:00', '2026-01-01T12:00:00+01:75', '1769601600000', ' 2026-01-01',
+  ];
+  for (const raw of bad) t.equal(parseIsoTime(raw), undefined, JSON.stringify(raw));
 });

@@ -122,7 +122,8 @@ function checkSchedules(p: Obj, ctx: { min?: number; max?: number; scaleToZero: 
       if (problem !== undefined) errors.push({ field: `${at}/cron_expression`, message: problem });
     }
     const desired = s['desired_replicas'];
-    if (isInt(desired) && ctx.min !== undefined && ctx.max !== undefined) {
+    // With min > max the range is empty; that one problem is reported on /min_replicas, not here too.
+    if (isInt(desired) && ctx.min !== undefined && ctx.max !== undefined && ctx.min <= ctx.max) {
       if (desired === 0 && !ctx.scaleToZero && ctx.min > 0) {
         errors.push({ field: `${at}/desired_replicas`, message: 'is 0, which needs scale_to_zero: true' });
       } else if (desired !== 0 && (desired < ctx.min || desired > ctx.max)) {
@@ -190,7 +191,7 @@ export function semanticProblems(input: unknown, ctx: ValidationContext): FieldE
   if (mode === 'fallback' && !isObj(fallback)) {
     errors.push({ field: '/fallback', message: 'is required when on_metric_error is "fallback"' });
   }
-  if (isObj(fallback) && isInt(fallback['replicas']) && min !== undefined && max !== undefined) {
+  if (isObj(fallback) && isInt(fallback['replicas']) && min !== undefined && max !== undefined && min <= max) {
     const r = fallback['replicas'];
     if ((r !== 0 || !scaleToZero) && (r < min || r > max)) {
       errors.push({ field: '/fallback/replicas', message: `must be within [min_replicas, max_replicas] = [${min}, ${max}]` });

@@ -6,12 +6,14 @@ export class TimeoutError extends Error {
   }
 }
 
-/** Races a promise against a timer; the timer never keeps the process alive. */
+/**
+ * Races a promise against a timer. The timer is cleared as soon as the work settles; it is not
+ * unref'd, because a caller awaiting a hung plugin must still get its timeout.
+ */
 export function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new TimeoutError(what, ms)), ms);
-    timer.unref();
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

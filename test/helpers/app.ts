@@ -46,9 +46,10 @@ export async function startTestApp(overrides: Partial<TestConfig> = {}): Promise
   const readiness: ReadinessCheck[] = [
     {
       name: 'storage',
+      critical: true,
       check: async () => {
         await storage.ping();
-        return { kind: storage.kind, migrations: (await storage.appliedMigrations()).length };
+        return { kind: storage.kind, migrations: await storage.appliedMigrations() };
       },
     },
   ];
