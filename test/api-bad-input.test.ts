@@ -186,6 +186,8 @@ export const BAD_INPUTS: BadInput[] = [
   { description: 'GET on /enable', method: 'GET', path: `${P}/existing-a/enable`, status: 405, code: 'METHOD_NOT_ALLOWED' },
   { description: 'POST on /history', method: 'POST', path: `${S}/history`, json: {}, status: 405, code: 'METHOD_NOT_ALLOWED' },
   { description: 'POST on /healthz', method: 'POST', path: '/healthz', status: 405, code: 'METHOD_NOT_ALLOWED' },
+  { description: 'a method HTTP routers do not know (PROPFIND) on /policies', method: 'PROPFIND', path: P, status: 405, code: 'METHOD_NOT_ALLOWED' },
+  { description: 'a method HTTP routers do not know on an unknown route', method: 'PROPFIND', path: `${S}/nothing-here`, status: 404, code: 'ROUTE_NOT_FOUND' },
 
   // Conflicts.
   { description: 'duplicate name', method: 'POST', path: P, json: policy({ name: 'existing-a' }), status: 409, code: 'DUPLICATE_NAME' },
@@ -249,6 +251,11 @@ t.test('every bad input answers its status as problem+json and stores nothing', 
       t.fail(`${label}: body is not JSON: ${text.slice(0, 200)}`);
     }
     t.ok(problemValid(problem), `${label}: matches problem.schema.json`);
+    if (row.status === 405) {
+      const allow = res.headers.get('allow') ?? '';
+      t.match(allow, /^[A-Z]+(, [A-Z]+)*$/, `${label}: 405 names the allowed methods (${allow})`);
+      t.notOk(allow.split(', ').includes(row.method), `${label}: and not the refused one`);
+    }
     t.match(problem, { type: /^https:\/\//, title: String, status: row.status, detail: String, code: row.code }, `${label}: problem fields`);
     if (row.fields !== undefined) {
       const errors = (problem['errors'] ?? []) as Array<{ field: string; message: string }>;
@@ -369,4 +376,30 @@ t.test('property: no mutation of a valid policy, and no query string, gets a 5xx
     }),
     { numRuns: 300 },
   );
+});
+
+t.test('errors from inside: a library client error stays 4xx, anything else is a 500 that reveals nothing', async (t) => {
+  const app = await startTestApp({}, {
+    extraRoutes: [
+      (scaling) => {
+        scaling.get('/test/client-error', () => {
+          throw Object.assign(new Error('request timed out'), { status: 408, expose: true });
+        });
+        scaling.get('/test/crash', () => {
+          throw new Error('secret internal detail at /srv/db');
+        });
+      },
+    ],
+  });
+  t.teardown(() => app.close());
+  const client = await fetch(`${app.api}/test/client-error`);
+  t.equal(client.status, 400);
+  t.match(client.headers.get('content-type'), /^application\/problem\+json/);
+  t.match(await client.json(), { status: 400, code: 'BAD_REQUEST', detail: 'request timed out' });
+  const crash = await fetch(`${app.api}/test/crash`);
+  t.equal(crash.status, 500);
+  t.match(crash.headers.get('content-type'), /^application\/problem\+json/);
+  const text = await crash.text();
+  t.notMatch(text, /secret|\/srv|at .*\.ts/, 'no message or stack from inside');
+  t.match(JSON.parse(text), { status: 500, code: 'INTERNAL', title: String, detail: String });
 });

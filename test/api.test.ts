@@ -407,6 +407,16 @@ t.test('/readyz answers 503 when storage is gone', async (t) => {
   t.match(ready.body, { status: 'not_ready', checks: { storage: { ok: false, critical: true, error: String } } });
 });
 
+t.test('Location of a created policy, also when POSTed with a trailing slash', async (t) => {
+  const app = await startTestApp();
+  t.teardown(() => app.close());
+  const res = await call('POST', `${app.api}/policies/`, SEED_MINIMAL);
+  t.equal(res.status, 201);
+  const id = (res.body as PolicyAnswer).id;
+  t.equal(res.headers.get('location'), `/api/v1/scaling/policies/${id}`);
+  t.equal((await call('GET', `${app.root}${res.headers.get('location') ?? ''}`)).status, 200);
+});
+
 t.test('JSON bodies: media-type parameters and +json types are accepted', async (t) => {
   const app = await startTestApp();
   t.teardown(() => app.close());

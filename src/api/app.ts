@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Router } from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
-import { ScalerError } from '../errors.js';
 import { registerHistoryRoutes } from '../history/history-controller.js';
 import { registerPolicyRoutes } from '../policy/policy-controller.js';
 import type { PolicyService } from '../policy/policy-service.js';
@@ -77,13 +76,9 @@ export function createApp(deps: AppDeps): Koa {
 
   for (const r of [root, scaling]) {
     app.use(r.routes());
-    app.use(
-      r.allowedMethods({
-        throw: true,
-        methodNotAllowed: () => new ScalerError('METHOD_NOT_ALLOWED', 'this route does not accept that method'),
-        notImplemented: () => new ScalerError('METHOD_NOT_ALLOWED', 'this method is not implemented'),
-      }),
-    );
+    // Not `throw: true`: thrown, the router's 405 carries no Allow header (RFC 9110 requires one).
+    // The problem middleware turns the bare 405/501 the router sets into a problem answer.
+    app.use(r.allowedMethods());
   }
   return app;
 }

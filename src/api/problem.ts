@@ -43,8 +43,15 @@ export function problemMiddleware(logger: Logger) {
   return async function problems(ctx: Context, next: Next): Promise<void> {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined) {
-        sendProblem(ctx, 'ROUTE_NOT_FOUND', `no route for ${ctx.method} ${ctx.path}`);
+      if (ctx.body === undefined || ctx.body === null) {
+        // The router answers a known path with a wrong method by a bare 405 (or 501 for a method it
+        // does not know at all) and an Allow header, which stays on the problem answer.
+        const allow = ctx.response.get('Allow');
+        if (ctx.status === 404 || (ctx.status === 501 && allow === '')) {
+          sendProblem(ctx, 'ROUTE_NOT_FOUND', `no route for ${ctx.method} ${ctx.path}`);
+        } else if (ctx.status === 405 || ctx.status === 501) {
+          sendProblem(ctx, 'METHOD_NOT_ALLOWED', `${ctx.method} is not allowed on ${ctx.path}; allowed: ${allow}`);
+        }
       }
     } catch (err) {
       if (err instanceof ScalerError) {
@@ -53,7 +60,9 @@ export function problemMiddleware(logger: Logger) {
         return;
       }
       const e = err as { status?: unknown; expose?: unknown; message?: unknown; type?: unknown };
-      const code = libraryCode(e);
+      // Any other client error a library exposes is still the client's: a 400, never a 500.
+      const clientError = typeof e.status === 'number' && e.status >= 400 && e.status < 500;
+      const code = libraryCode(e) ?? (clientError ? 'BAD_REQUEST' : undefined);
       if (code !== undefined && e.expose === true) {
         sendProblem(ctx, code, typeof e.message === 'string' ? e.message : ERROR_CATALOGUE[code].title);
         return;

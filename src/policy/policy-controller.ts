@@ -15,7 +15,7 @@ export function registerPolicyRoutes(router: Router, service: PolicyService): vo
   router.post('/policies', async (ctx) => {
     const created = await service.create(await readJson(ctx));
     ctx.status = 201;
-    ctx.set('Location', `${ctx.path}/${created.id}`);
+    ctx.set('Location', `${ctx.path.replace(/\/+$/, '')}/${created.id}`);
     ctx.body = service.view(created);
   });
 

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { createApp, type ReadinessCheck } from '../../src/api/app.js';
+import { createApp, type ReadinessCheck, type RouteRegistrar } from '../../src/api/app.js';
 import type { ScalerConfig } from '../../src/config/config.js';
 import { PolicyService } from '../../src/policy/policy-service.js';
 import { createValidationContext } from '../../src/policy/validation-context.js';
@@ -33,7 +33,7 @@ export interface TestApp {
 }
 
 /** Builds the real app (createApp) the way main() does, listening on an ephemeral port. */
-export async function startTestApp(overrides: Partial<TestConfig> = {}): Promise<TestApp> {
+export async function startTestApp(overrides: Partial<TestConfig> = {}, opts: { extraRoutes?: RouteRegistrar[] } = {}): Promise<TestApp> {
   const config: TestConfig = { ...DEFAULT_TEST_CONFIG, ...overrides };
   const dir = await mkdtemp(join(tmpdir(), 'philotes-api-test-'));
   const storage = createSqliteStorage(join(dir, 'scaler.db'));
@@ -53,7 +53,7 @@ export async function startTestApp(overrides: Partial<TestConfig> = {}): Promise
       },
     },
   ];
-  const app = createApp({ logger: pino({ level: 'silent' }), storage, policies, readiness });
+  const app = createApp({ logger: pino({ level: 'silent' }), storage, policies, readiness, extraRoutes: opts.extraRoutes ?? [] });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(0, '127.0.0.1');
     s.once('listening', () => resolve(s));

@@ -1,0 +1,240 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import t, { type Test } from 'tap';
+import { ScalingManager, type ManagerDeps } from '../src/engine/manager.js';
+import type { Executor, MetricSource, Sample } from '../src/plugins/api.js';
+import { IsolatedExecutor, IsolatedMetricSource } from '../src/plugins/plugin-manager.js';
+import type { PolicyInput } from '../src/policy/policy-model.js';
+import { normalizePolicy } from '../src/policy/policy-normalize.js';
+import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
+import type { SqlStorage } from '../src/storage/sql-storage.js';
+
+const silent = pino({ level: 'silent' });
+
+async function tempStorage(t: Test): Promise<SqlStorage> {
+  const dir = mkdtempSync(join(tmpdir(), 'ps-manager-'));
+  const storage = createSqliteStorage(join(dir, 'db.sqlite'));
+  await storage.migrate();
+  t.teardown(async () => {
+    await storage.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return storage;
+}
+
+/** A metric source whose answers the test sets per query, counting requests. */
+function scriptedSource(values: Record<string, number | 'hang' | 'throw'>, opts: { range?: boolean } = {}) {
+  const calls: string[] = [];
+  const answer = async (query: string, signal: AbortSignal): Promise<number> => {
+    calls.push(query);
+    const v = values[query];
+    if (v === 'hang') return new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted'))));
+    if (v === 'throw' || v === undefined) throw Object.assign(new Error(`no data for ${query}`), { kind: 'empty' });
+    return v;
+  };
+  const impl: MetricSource = {
+    async instantQuery(q) {
+      return { t: q.time.getTime() / 1000, v: await answer(q.query, q.signal) };
+    },
+  };
+  if (opts.range !== false) {
+    impl.rangeQuery = async (q) => {
+      const v = await answer(q.query, q.signal);
+      const out: Sample[] = [];
+      for (let s = q.start.getTime() / 1000; s <= q.end.getTime() / 1000; s += q.stepSeconds) out.push({ t: s, v });
+      return out;
+    };
+  }
+  return { impl, calls, values };
+}
+
+/** An executor that remembers counts, and can be told to throw or hang for a target. */
+function scriptedExecutor(behaviour: Record<string, 'throw' | 'hang' | 'slow'> = {}) {
+  const replicas = new Map<string, number>();
+  const scaled: Array<[string, number, boolean]> = [];
+  let inFlight = 0;
+  let maxInFlightPerPolicy = 0;
+  const impl: Executor = {
+    targetTypes: ['cdc-worker', 'trino', 'risingwave', 'nodes'],
+    async getCurrentReplicas(target, { signal }) {
+      inFlight++;
+      maxInFlightPerPolicy = Math.max(maxInFlightPerPolicy, inFlight);
+      try {
+        if (behaviour[target.policyName] === 'slow') await new Promise((r) => setTimeout(r, 50));
+        if (behaviour[target.policyName] === 'hang') await new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted'))));
+        return replicas.get(target.policyName) ?? null;
+      } finally {
+        inFlight--;
+      }
+    },
+    async scale(target, n, { dryRun }) {
+      if (behaviour[target.policyName] === 'throw') throw new Error('the cluster refused');
+      scaled.push([target.policyName, n, dryRun]);
+      if (!dryRun) replicas.set(target.policyName, n);
+    },
+  };
+  return { impl, replicas, scaled, maxInFlight: () => maxInFlightPerPolicy };
+}
+
+function manager(storage: SqlStorage, source: MetricSource, executor: Executor, now: () => Date, extra: Partial<ManagerDeps['config']> = {}): ScalingManager {
+  return new ScalingManager({
+    storage,
+    logger: silent,
+    sources: new Map([['prometheus', new IsolatedMetricSource('prometheus', source, 300)]]),
+    executors: new Map([['keda', new IsolatedExecutor('keda', executor, 300)]]),
+    now,
+    config: {
+      evaluation_interval_ms: 30_000,
+      default_cooldown: 300,
+      default_metric_source: 'prometheus',
+      dry_run: false,
+      max_concurrency: 8,
+      executors: { 'cdc-worker': 'keda', trino: 'keda', risingwave: 'keda', nodes: 'keda' },
+      prices: {},
+      ...extra,
+    },
+  });
+}
+
+async function addPolicy(storage: SqlStorage, input: Partial<PolicyInput> & { name: string }): Promise<string> {
+  const p = normalizePolicy(
+    { target_type: 'cdc-worker', min_replicas: 1, max_replicas: 10, ...input } as PolicyInput,
+    { source: 'api', now: new Date('2026-01-01T00:00:00Z') },
+  );
+  await storage.createPolicy(p);
+  return p.id;
+}
+
+const upRule = (metric: string, scale_by = 2) => ({ metric, operator: 'gt' as const, threshold: 60, duration: '1m', scale_by });
+
+t.test('one request per distinct (source, query, aggregation, window) per cycle', async (t) => {
+  const storage = await tempStorage(t);
+  const queries = Array.from({ length: 10 }, (_, i) => `lag_${i}`);
+  const src = scriptedSource(Object.fromEntries(queries.map((q) => [q, 10])));
+  for (let i = 0; i < 100; i++) {
+    await addPolicy(storage, {
+      name: `p-${i}`,
+      scale_up_rules: [upRule(queries[i % 10] as string), upRule(queries[(i + 1) % 10] as string)],
+      scale_down_rules: [{ metric: queries[(i + 2) % 10] as string, operator: 'lt', threshold: 5, duration: '1m', scale_by: -1 }],
+    });
+  }
+  const m = manager(storage, src.impl, scriptedExecutor().impl, () => new Date('2026-01-28T12:00:00Z'));
+  const report = await m.runCycle();
+  t.equal(report.policies, 100);
+  t.equal(report.fetches, 10, '10 distinct queries');
+  t.equal(src.calls.length, 10, 'the source was asked 10 times for 100 policies');
+  t.comment(`100 policies sharing 10 queries: ${src.calls.length} metric requests in one cycle`);
+  t.same(report.outcomes, { no_rule_held: 100 });
+});
+
+t.test('an executor that throws: failed history row, no cooldown, retried next cycle, others unaffected', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 100 });
+  const ex = scriptedExecutor({ broken: 'throw' });
+  const brokenId = await addPolicy(storage, { name: 'broken', scale_up_rules: [upRule('lag')] });
+  const fineId = await addPolicy(storage, { name: 'fine', scale_up_rules: [upRule('lag')] });
+  let now = new Date('2026-01-28T12:00:00Z');
+  const m = manager(storage, src.impl, ex.impl, () => now);
+  await m.runCycle();
+  const broken = await storage.listHistory({ limit: 10, policy_id: brokenId });
+  t.equal(broken.rows.length, 1);
+  t.equal(broken.rows[0]?.status, 'failed');
+  t.match(broken.rows[0]?.error, /the cluster refused/);
+  t.equal((await storage.getState(brokenId))?.last_change_at, null, 'a failed change starts no cooldown');
+  const fine = await storage.listHistory({ limit: 10, policy_id: fineId });
+  t.equal(fine.rows[0]?.status, 'succeeded');
+  t.same(ex.scaled, [['fine', 3, false]]);
+
+  now = new Date('2026-01-28T12:00:30Z');
+  await m.runCycle();
+  const again = await storage.listHistory({ limit: 10, policy_id: brokenId });
+  t.equal(again.rows.length, 2, 'retried on the next cycle, not held by a cooldown');
+  t.equal(again.rows[0]?.status, 'failed');
+  const fineAgain = await storage.listHistory({ limit: 10, policy_id: fineId });
+  t.equal(fineAgain.rows[0]?.status, 'blocked', 'the healthy policy is in its cooldown');
+  t.equal(fineAgain.rows[0]?.reason_code, 'cooldown');
+});
+
+t.test('a hanging source or executor times out without stalling other policies', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 100, stuck: 'hang' });
+  const ex = scriptedExecutor({ 'hangs-executor': 'hang' });
+  await addPolicy(storage, { name: 'hangs-source', scale_up_rules: [upRule('stuck')] });
+  await addPolicy(storage, { name: 'hangs-executor', scale_up_rules: [upRule('lag')] });
+  const okId = await addPolicy(storage, { name: 'healthy', scale_up_rules: [upRule('lag')] });
+  const m = manager(storage, src.impl, ex.impl, () => new Date('2026-01-28T12:00:00Z'));
+  const started = Date.now();
+  const report = await m.runCycle();
+  t.ok(Date.now() - started < 3000, `the cycle finished in ${Date.now() - started} ms despite two hung calls`);
+  t.equal(report.errors, 0);
+  t.equal(report.fetch_errors, 1);
+  t.equal((await storage.listHistory({ limit: 5, policy_id: okId })).rows[0]?.new_replicas, 3);
+  const hung = await storage.getPolicyByName('hangs-source');
+  const state = await storage.getState(hung?.id ?? '');
+  const last = ScalingManager.lastDecision(state);
+  t.equal(last?.reason_code, 'metric_error');
+  t.match(last?.rules[0]?.error, /timeout/);
+  t.same(ex.scaled.map((s) => s[0]).sort(), ['hangs-executor', 'healthy'], 'current replicas unknown: state is used and the change still goes out');
+});
+
+t.test('cycles never overlap, and a manual evaluation never runs beside the loop on one policy', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 1 });
+  const ex = scriptedExecutor({ slow: 'slow' });
+  const id = await addPolicy(storage, { name: 'slow', scale_up_rules: [upRule('lag')] });
+  const m = manager(storage, src.impl, ex.impl, () => new Date('2026-01-28T12:00:00Z'));
+  const a = m.runCycle();
+  const b = m.runCycle();
+  t.equal(a, b, 'a second runCycle joins the running one');
+  const policy = await storage.getPolicy(id);
+  if (policy === undefined) throw new Error('policy missing');
+  await Promise.all([a, m.evaluateNow(policy, { dryRun: true }), m.evaluateNow(policy, { dryRun: false })]);
+  t.equal(ex.maxInFlight(), 1, 'never two evaluations of the policy at once');
+});
+
+t.test('dry-run policies record what they would do and start no cooldown; blocked rows are not repeated', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 100 });
+  const ex = scriptedExecutor();
+  const shadowId = await addPolicy(storage, { name: 'shadow', dry_run: true, scale_up_rules: [upRule('lag')] });
+  const cappedId = await addPolicy(storage, { name: 'capped', min_replicas: 10, max_replicas: 10, scale_up_rules: [upRule('lag')] });
+  let now = new Date('2026-01-28T12:00:00Z');
+  const m = manager(storage, src.impl, ex.impl, () => now);
+  for (let i = 0; i < 3; i++) {
+    await m.runCycle();
+    now = new Date(now.getTime() + 30_000);
+  }
+  const shadow = await storage.listHistory({ limit: 10, policy_id: shadowId });
+  t.equal(shadow.rows.length, 3, 'a row per dry-run change');
+  t.ok(shadow.rows.every((r) => r.dry_run && r.status === 'succeeded' && r.new_replicas === 3));
+  t.equal((await storage.getState(shadowId))?.last_change_at, null, 'dry run starts no cooldown');
+  t.same(ex.scaled.filter((s) => s[0] === 'shadow').map((s) => s[2]), [true, true, true], 'the executor was told it is a dry run');
+  const capped = await storage.listHistory({ limit: 10, policy_id: cappedId });
+  t.equal(capped.rows.length, 1, 'at_max recorded once while it persists');
+  t.equal(capped.rows[0]?.status, 'blocked');
+  t.equal(capped.rows[0]?.reason_code, 'at_max');
+});
+
+t.test('a source without range queries: the engine keeps observations, and the window must fill first', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 100 }, { range: false });
+  const ex = scriptedExecutor();
+  const id = await addPolicy(storage, { name: 'instant-only', scale_up_rules: [upRule('lag')] });
+  let now = new Date('2026-01-28T12:00:00Z');
+  const m = manager(storage, src.impl, ex.impl, () => now);
+  const actions: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    await m.runCycle();
+    actions.push(ScalingManager.lastDecision(await storage.getState(id))?.action ?? '?');
+    now = new Date(now.getTime() + 30_000);
+  }
+  t.same(actions, ['none', 'none', 'scale_up', 'none'], 'acts once 1m of observations (3 samples 30s apart) exist');
+
+  // A restart forgets the observations: the decision is delayed, never hastened.
+  const restarted = manager(storage, src.impl, ex.impl, () => now);
+  src.values['lag'] = 100;
+  await restarted.runCycle();
+  t.equal(ScalingManager.lastDecision(await storage.getState(id))?.reason_code, 'no_rule_held');
+});
