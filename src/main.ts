@@ -4,6 +4,7 @@ import { createApp, type RouteRegistrar, type ReadinessCheck } from './api/app.j
 import type { ResolvedConfig } from './config/config.js';
 import { registerEngineRoutes } from './engine/engine-controller.js';
 import { ScalingManager } from './engine/manager.js';
+import { PolicyFileLoader } from './files/policy-file-loader.js';
 import { PluginManager } from './plugins/plugin-manager.js';
 import { PolicyService } from './policy/policy-service.js';
 import { createValidationContext } from './policy/validation-context.js';
@@ -17,6 +18,7 @@ export interface Daemon {
   readonly policies: PolicyService;
   readonly plugins: PluginManager;
   readonly manager: ScalingManager;
+  readonly files: PolicyFileLoader;
   /** The port actually bound (useful with port 0). */
   readonly port: number;
   close(): Promise<void>;
@@ -76,6 +78,10 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       }),
       defaultCooldown: config.default_cooldown,
     });
+    const files = new PolicyFileLoader({ dirs: config.policy_dirs, storage, policies, logger });
+    await files.start();
+    stops.push({ name: 'policy files', stop: () => files.close() });
+
     const manager = new ScalingManager({ storage, logger, sources: plugins.sources, executors: plugins.executors, config });
 
     const readiness: ReadinessCheck[] = [
@@ -127,6 +133,17 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
         },
       },
       {
+        name: 'policy_files',
+        critical: false,
+        check: async () => {
+          const all = files.statuses();
+          const broken = all.filter((f) => f.status === 'error');
+          const detail = { dirs: config.policy_dirs, files: all.length, broken: broken.map((f) => ({ path: f.path, errors: f.errors.length, in_force: f.policies })) };
+          if (broken.length > 0) throw new ReadinessError(`${broken.length} policy file(s) rejected; their last good policies stay in force`, detail);
+          return detail;
+        },
+      },
+      {
         name: 'plugins',
         critical: false,
         check: async () => {
@@ -142,6 +159,9 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       (scaling) => {
         scaling.get('/plugins', (ctx) => {
           ctx.body = { plugins: plugins.statuses };
+        });
+        scaling.get('/sources', (ctx) => {
+          ctx.body = { sources: files.statuses() };
         });
       },
     ];
@@ -176,6 +196,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       policies,
       plugins,
       manager,
+      files,
       port,
       close() {
         closing ??= stopAll();

@@ -71,6 +71,7 @@ export const BAD_INPUTS: BadInput[] = [
   { description: 'name with capitals', method: 'POST', path: P, json: policy({ name: 'My-Policy' }), status: 422, code: 'VALIDATION_FAILED', fields: ['/name'] },
   { description: 'name of 64 characters', method: 'POST', path: P, json: policy({ name: 'a'.repeat(64) }), status: 422, code: 'VALIDATION_FAILED', fields: ['/name'] },
   { description: 'name starting with a dash', method: 'POST', path: P, json: policy({ name: '-policy' }), status: 422, code: 'VALIDATION_FAILED', fields: ['/name'] },
+  { description: 'name shaped like a UUID (ambiguous with an id)', method: 'POST', path: P, json: policy({ name: '550e8400-e29b-41d4-a716-446655440000' }), status: 422, code: 'VALIDATION_FAILED', fields: ['/name'] },
   { description: 'name empty', method: 'POST', path: P, json: policy({ name: '' }), status: 422, code: 'VALIDATION_FAILED', fields: ['/name'] },
   { description: 'target_id not a UUID', method: 'POST', path: P, json: policy({ target_id: 'orders-worker' }), status: 422, code: 'VALIDATION_FAILED', fields: ['/target_id'] },
   { description: 'target_id as a urn:uuid: URN', method: 'POST', path: P, json: policy({ target_id: 'urn:uuid:550e8400-e29b-41d4-a716-446655440000' }), status: 422, code: 'VALIDATION_FAILED', fields: ['/target_id'] },

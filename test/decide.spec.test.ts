@@ -277,6 +277,12 @@ const TABLES: Record<Step, { title: string; rows: Row[] }> = {
         expected: { held: { up0: false }, samples: { up0: 10 }, action: 'none', reason_code: 'no_rule_held' },
       },
       {
+        name: 'step 2: when the window is not a whole number of steps, the last range-query step (15s before now) is the last one needed',
+        policy: { scale_up_rules: [{ ...LAG_HIGH, duration: '45s' }] },
+        series: { up0: LAGGING },
+        expected: { held: { up0: true }, samples: { up0: 2 }, action: 'scale_up' },
+      },
+      {
         name: 'step 2: a window where one value violates the condition does not hold; the value reported is the weakest one',
         series: { up0: { values: LAGGING, at: { 6: 50 } } },
         expected: { held: { up0: false }, samples: { up0: 11 }, values: { up0: 50 }, errors: { up0: null }, action: 'none', reason_code: 'no_rule_held', reason: /50 > 60 is false/ },
@@ -415,6 +421,27 @@ const TABLES: Record<Step, { title: string; rows: Row[] }> = {
             series: { up0: LAGGING },
             expected: { action: 'scale_up', desired_replicas: 8, schedule: null, memory: { one_shots: { s0: '2026-05-04T12:00:00.000Z' } } },
           },
+          {
+            name: 'an evaluation exactly one interval after the fire, with the mark, does not fire again either',
+            now: '2026-05-04T12:00:30Z',
+            executorReplicas: 8,
+            expected: { action: 'none', reason_code: 'no_rule_held', desired_replicas: 8, schedule: null },
+          },
+        ],
+      },
+      {
+        name: 'step 4: a schedule action starts a cooldown: once the manager persists the executed change, rules 60s later are held',
+        policy: { schedules: [oneShot('0 12 * * *', 6)] },
+        expected: { action: 'scheduled', desired_replicas: 6 },
+        then: [
+          {
+            name: 'rules holding 60s after the scheduled change are held by cooldown',
+            now: '2026-05-04T12:01:00Z',
+            executorReplicas: 6,
+            memory: { last_change_at: '2026-05-04T12:00:00.000Z' },
+            series: { up0: LAGGING },
+            expected: { action: 'none', reason_code: 'cooldown', desired_replicas: 6, cooldown_remaining_seconds: 240 },
+          },
         ],
       },
       {
@@ -455,6 +482,7 @@ const TABLES: Record<Step, { title: string; rows: Row[] }> = {
           schedule: { kind: 'window', mode: 'exact', fired_at: '2026-05-04T08:00:00.000Z', until: '2026-05-04T17:00:00.000Z' },
           blocked: false,
           recordBlocked: false,
+          reason: /rules were evaluated but suppressed/,
         },
       },
       {
@@ -505,6 +533,25 @@ const TABLES: Record<Step, { title: string; rows: Row[] }> = {
         memory: { last_change_at: before(NOW, 10) },
         series: { up0: LAGGING },
         expected: { action: 'scheduled', reason_code: 'schedule_window', desired_replicas: 4, triggered_by: 'schedule', adjustments: ['cooldown'] },
+      },
+      {
+        name: 'step 4: a one-shot firing inside an exact window does not move the target: the window holds (DESIGN.md is silent; current behaviour)',
+        policy: { schedules: [exact('0 8 * * *', 5, '9h'), oneShot('0 12 * * *', 8)] },
+        executorReplicas: 5,
+        expected: { action: 'none', reason_code: 'schedule_hold', desired_replicas: 5, schedule: { id: 's0' }, memory: { one_shots: {} } },
+      },
+      {
+        name: 'step 4: a one-shot firing inside a floor window is raised to the floor (DESIGN.md is silent; current behaviour)',
+        policy: { schedules: [floorWindow('0 8 * * *', 4, '9h'), oneShot('0 12 * * *', 2)] },
+        executorReplicas: 3,
+        expected: { action: 'scheduled', reason_code: 'schedule_fired', desired_replicas: 4, adjustments: ['schedule_floor'], schedule: { id: 's1' } },
+      },
+      {
+        name: 'step 4: an exact window outranks the metric-error fallback (DESIGN.md is silent; current behaviour)',
+        policy: { schedules: [exact('0 8 * * *', 5, '9h')], on_metric_error: 'fallback', fallback: { after_failures: 1, replicas: 8 } },
+        executorReplicas: 5,
+        series: { up0: { error: { kind: 'timeout', message: 'slow' } } },
+        expected: { action: 'none', reason_code: 'schedule_hold', desired_replicas: 5, memory: { consecutive_failures: 1 } },
       },
       {
         name: 'step 4: among overlapping windows the one fired last wins',

@@ -72,6 +72,7 @@ t.test('semantic rules: each problem names its field', async (t) => {
   const cases: Array<[string, Obj, string, RegExp]> = [
     ['min > max', base({ min_replicas: 11 }), '/min_replicas', /must not exceed max_replicas \(11 > 10\)/],
     ['max 0', base({ min_replicas: 0, max_replicas: 0 }), '/max_replicas', /at least 1/],
+    ['name shaped like a UUID', base({ name: '550e8400-e29b-41d4-a716-446655440000' }), '/name', /must not be a UUID/],
     ['unknown target type', base({ target_type: 'spaceship' }), '/target_type', /unknown target type "spaceship"; known: cdc-worker, trino, risingwave, nodes/],
     ['unknown executor', base({ executor: 'kubectl' }), '/executor', /unknown executor "kubectl"; known: keda, logger/],
     ['target_id URN', base({ target_id: 'urn:uuid:550e8400-e29b-41d4-a716-446655440000' }), '/target_id', /must be a UUID/],

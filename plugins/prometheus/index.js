@@ -68,17 +68,24 @@ export default function createPrometheusSource(ctx) {
   async function get(path, params, signal) {
     const url = `${base}${path}?${new URLSearchParams(params)}`;
     const timeout = AbortSignal.timeout(ctx.config.timeout_ms);
+    /** @param {unknown} err */
+    const transportError = (err) => {
+      if (timeout.aborted) return new PrometheusError('timeout', `${base} did not answer within ${ctx.config.timeout_ms} ms`);
+      if (signal.aborted) return new PrometheusError('timeout', `${base}: the request was cancelled`);
+      const cause = /** @type {{ cause?: { code?: string } }} */ (err).cause;
+      return new PrometheusError('unreachable', `${base} is unreachable (${cause?.code ?? /** @type {Error} */ (err).message})`);
+    };
     /** @type {Response} */
     let res;
+    /** @type {string} */
+    let text;
     try {
       res = await fetch(url, { headers, signal: AbortSignal.any([signal, timeout]) });
+      // The body can fail too (timeout or connection closed mid-answer): same classification.
+      text = await res.text();
     } catch (err) {
-      if (timeout.aborted) throw new PrometheusError('timeout', `${base} did not answer within ${ctx.config.timeout_ms} ms`);
-      if (signal.aborted) throw new PrometheusError('timeout', `${base}: the request was cancelled`);
-      const cause = /** @type {{ cause?: { code?: string } }} */ (err).cause;
-      throw new PrometheusError('unreachable', `${base} is unreachable (${cause?.code ?? /** @type {Error} */ (err).message})`);
+      throw transportError(err);
     }
-    const text = await res.text();
     /** @type {any} */
     let body;
     try {
@@ -148,11 +155,12 @@ export default function createPrometheusSource(ctx) {
       let res;
       try {
         res = await fetch(`${base}/-/ready`, { headers, signal: AbortSignal.any([signal, timeout]) });
+        await res.arrayBuffer();
       } catch (err) {
+        if (timeout.aborted || signal.aborted) throw new PrometheusError('timeout', `${base}/-/ready did not answer in time`);
         const cause = /** @type {{ cause?: { code?: string } }} */ (err).cause;
         throw new PrometheusError('unreachable', `${base} is unreachable (${cause?.code ?? /** @type {Error} */ (err).message})`);
       }
-      await res.arrayBuffer();
       if (!res.ok) throw new PrometheusError('http', `${base}/-/ready answered HTTP ${res.status}`);
     },
   };

@@ -42,6 +42,15 @@ export interface DecisionResult {
   recordBlocked: boolean;
 }
 
+type Driver = 'rule' | 'schedule' | 'fallback' | null;
+
+interface Settled {
+  driver: Driver;
+  wanted: number;
+  target: number;
+  floorHeld: boolean;
+}
+
 interface ActiveSchedule {
   schedule: Schedule;
   index: number;
@@ -178,7 +187,7 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
   // Step 4 (and 8's fallback): who sets the target.
   const { window, oneShot } = activeSchedules(p, now, intervalSeconds, memory);
   const adjustments: AdjustmentRecord[] = [];
-  let driver: 'rule' | 'schedule' | 'fallback' | null = null;
+  let driver: Driver = null;
   let wanted = current;
   let schedule: ScheduleRecord | null = null;
   let scheduleHold = false;
@@ -209,65 +218,95 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
     driver = 'rule';
     wanted = ruleTarget;
   }
-  if (window !== undefined && window.schedule.mode === 'floor') {
-    const floor = window.schedule.desired_replicas;
-    schedule = scheduleRecord(window);
-    if (driver !== 'schedule' && current < floor && wanted <= floor) {
-      driver = 'schedule';
-      wanted = floor;
-    } else if (wanted < floor) {
-      adjustments.push({ kind: 'schedule_floor', from: wanted, to: floor, detail: `the floor schedule window keeps at least ${floor} until ${schedule.until}` });
-      wanted = floor;
-      scheduleHold = true;
+  const floorWindow = window !== undefined && window.schedule.mode === 'floor' ? window : undefined;
+  const floorRecord = floorWindow !== undefined ? scheduleRecord(floorWindow) : null;
+  if (schedule === null) schedule = floorRecord;
+
+  /**
+   * A floor window (step 4), bounds (step 5) and the cost cap (step 6) applied to what `by` wants.
+   * Used for the decision and, under cooldown, for the same evaluation without the rules.
+   */
+  const settle = (by: Driver, wants: number, adj: AdjustmentRecord[]): Settled => {
+    let d = by;
+    let w = wants;
+    let floorHeld = false;
+    if (floorWindow !== undefined) {
+      const floor = floorWindow.schedule.desired_replicas;
+      if (d !== 'schedule' && current < floor && w <= floor) {
+        // Below the floor: the schedule raises the target (and ignores cooldown).
+        d = 'schedule';
+        w = floor;
+      } else if (w < floor) {
+        adj.push({ kind: 'schedule_floor', from: w, to: floor, detail: `the floor schedule window keeps at least ${floor} until ${floorRecord?.until}` });
+        w = floor;
+        floorHeld = true;
+      }
     }
-  }
 
-  // Step 5: bounds, with scale-to-zero.
-  let target = wanted;
-  const asleep = p.scale_to_zero && current === 0;
-  if (driver === 'rule' && chosen === 'scale_down' && p.scale_to_zero && current > 0 && current <= p.min_replicas && window === undefined) {
-    adjustments.push({ kind: 'scale_to_zero', from: target, to: 0, detail: `scale-down from min_replicas ${p.min_replicas} goes to 0 (scale_to_zero)` });
-    target = 0;
-  } else if (target === 0 && p.scale_to_zero && (driver === 'schedule' || driver === 'fallback' || (driver === null && asleep))) {
-    // Zero is allowed: a schedule or fallback asked for it, or the target sleeps and nothing woke it.
-  } else if (target > p.max_replicas) {
-    adjustments.push({ kind: 'max_replicas', from: target, to: p.max_replicas, detail: `clamped to max_replicas ${p.max_replicas}` });
-    target = p.max_replicas;
-  } else if (target < p.min_replicas) {
-    const detail = current === 0 && target > 0 ? `waking from 0 goes to at least min_replicas ${p.min_replicas}` : `clamped to min_replicas ${p.min_replicas}`;
-    adjustments.push({ kind: 'min_replicas', from: target, to: p.min_replicas, detail });
-    target = p.min_replicas;
-  }
-
-  // Step 6: cost cap; outranks schedules, never min_replicas.
-  if (input.price !== null && input.price > 0 && p.max_hourly_cost !== null) {
-    const affordable = Math.max(p.min_replicas, Math.floor(p.max_hourly_cost / input.price + 1e-9));
-    if (target > affordable) {
-      adjustments.push({
-        kind: 'cost_cap',
-        from: target,
-        to: affordable,
-        detail: `${target} x ${input.price}/h = ${(target * input.price).toFixed(2)}/h exceeds max_hourly_cost ${p.max_hourly_cost}; at most ${affordable} replicas`,
-      });
-      target = affordable;
+    // Step 5: bounds, with scale-to-zero.
+    let target = w;
+    const asleep = p.scale_to_zero && current === 0;
+    const floorAllowsZero = floorWindow === undefined || floorWindow.schedule.desired_replicas === 0;
+    if (d === 'rule' && chosen === 'scale_down' && p.scale_to_zero && current > 0 && current <= p.min_replicas && floorAllowsZero) {
+      adj.push({ kind: 'scale_to_zero', from: target, to: 0, detail: `scale-down from min_replicas ${p.min_replicas} goes to 0 (scale_to_zero)` });
+      target = 0;
+    } else if (target <= 0 && p.scale_to_zero && (d === 'schedule' || d === 'fallback' || asleep)) {
+      // Zero is allowed: a schedule or fallback asked for it, or the target sleeps and nothing
+      // woke it (a scale-down at 0 stays at 0; only a scale-up wakes it, to min_replicas).
+      target = 0;
+    } else if (target > p.max_replicas) {
+      adj.push({ kind: 'max_replicas', from: target, to: p.max_replicas, detail: `clamped to max_replicas ${p.max_replicas}` });
+      target = p.max_replicas;
+    } else if (target < p.min_replicas) {
+      const detail = current === 0 && target > 0 ? `waking from 0 goes to at least min_replicas ${p.min_replicas}` : `clamped to min_replicas ${p.min_replicas}`;
+      adj.push({ kind: 'min_replicas', from: target, to: p.min_replicas, detail });
+      target = p.min_replicas;
     }
-  }
 
-  // Step 7: cooldown, for rule-driven changes only.
+    // Step 6: cost cap; outranks schedules, never min_replicas.
+    if (input.price !== null && input.price > 0 && p.max_hourly_cost !== null) {
+      const affordable = Math.max(p.min_replicas, Math.floor(p.max_hourly_cost / input.price + 1e-9));
+      if (target > affordable) {
+        adj.push({
+          kind: 'cost_cap',
+          from: target,
+          to: affordable,
+          detail: `${target} x ${input.price}/h = ${(target * input.price).toFixed(2)}/h exceeds max_hourly_cost ${p.max_hourly_cost}; at most ${affordable} replicas`,
+        });
+        target = affordable;
+      }
+    }
+    return { driver: d, wanted: w, target, floorHeld };
+  };
+
+  const settled = settle(driver, wanted, adjustments);
+  driver = settled.driver;
+  wanted = settled.wanted;
+  if (settled.floorHeld) scheduleHold = true;
+
+  // Step 7: cooldown, for rule-driven changes only. It suppresses what the rules add; the floor
+  // window, the bounds and the cost cap still apply as if no rule had held.
   const cooldown = p.cooldown_seconds ?? input.defaultCooldown;
   const sinceChange = memory.last_change_at === null ? Infinity : (now.getTime() - Date.parse(memory.last_change_at)) / 1000;
   const cooldownRemaining = Math.max(0, Math.ceil(cooldown - sinceChange));
-  let final = target;
+  let final = settled.target;
+  let finalDriver: Driver = driver;
   let cooled = false;
-  if (driver === 'rule' && target !== current && cooldownRemaining > 0) {
-    adjustments.push({
-      kind: 'cooldown',
-      from: target,
-      to: current,
-      detail: `the last change was ${Math.floor(sinceChange)}s ago; cooldown is ${cooldown}s (${cooldownRemaining}s left)`,
-    });
-    final = current;
-    cooled = true;
+  if (driver === 'rule' && settled.target !== current && cooldownRemaining > 0) {
+    const rest: AdjustmentRecord[] = [];
+    const withoutRules = settle(null, current, rest);
+    finalDriver = withoutRules.driver;
+    if (withoutRules.target !== settled.target) {
+      adjustments.push({
+        kind: 'cooldown',
+        from: settled.target,
+        to: withoutRules.target,
+        detail: `the last change was ${Math.floor(sinceChange)}s ago; cooldown is ${cooldown}s (${cooldownRemaining}s left)`,
+      });
+      adjustments.push(...rest);
+      final = withoutRules.target;
+      cooled = true;
+    }
   }
 
   // Step 9: the outcome.
@@ -279,15 +318,15 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
   if (final !== current) {
     const up = final > current;
     const verb = `from ${current} to ${final}`;
-    if (driver === 'schedule' && schedule !== null) {
+    if (finalDriver === 'schedule' && schedule !== null) {
       action = 'scheduled';
       reasonCode = schedule.kind === 'window' ? 'schedule_window' : 'schedule_fired';
       reason = `Scheduled ${verb}: "${schedule.cron_expression}" (${schedule.timezone}) fired at ${schedule.fired_at}${schedule.until !== null ? `, ${schedule.mode} window until ${schedule.until}` : ''}.`;
-    } else if (driver === 'fallback') {
+    } else if (finalDriver === 'fallback') {
       action = 'fallback';
       reasonCode = 'fallback';
       reason = `Fallback ${verb}: metrics failed in ${failures} consecutive evaluations (after_failures ${p.fallback?.after_failures}).`;
-    } else if (driver === 'rule' && (up ? chosen === 'scale_up' : chosen === 'scale_down')) {
+    } else if (finalDriver === 'rule' && (up ? chosen === 'scale_up' : chosen === 'scale_down')) {
       action = up ? 'scale_up' : 'scale_down';
       reasonCode = 'rules_held';
       reason = `Scaled ${up ? 'up' : 'down'} ${verb}: ${heldText}.`;
@@ -301,7 +340,7 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
     }
   } else if (cooled) {
     reasonCode = 'cooldown';
-    reason = `Rules wanted ${target} (${heldText}) but cooldown holds ${current}: ${adjustments.at(-1)?.detail ?? ''}.`;
+    reason = `Rules wanted ${settled.target} (${heldText}) but cooldown holds ${current}: ${adjustments.find((a) => a.kind === 'cooldown')?.detail ?? ''}.`;
   } else if (driver === 'schedule' || scheduleHold) {
     reasonCode = 'schedule_hold';
     reason =
@@ -316,7 +355,10 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
       : `Scale-up rules held (${heldText}) but ${current} is already max_replicas ${p.max_replicas}.`;
   } else if (driver === 'rule' && chosen === 'scale_down') {
     reasonCode = 'at_min';
-    reason = `Scale-down rules held (${heldText}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
+    reason =
+      current === 0
+        ? `Scale-down rules held (${heldText}) but the target is already scaled to zero.`
+        : `Scale-down rules held (${heldText}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
   } else if (anyError || driver === 'fallback') {
     reasonCode = 'metric_error';
     const errs = rules.filter((r) => r.error !== null);
@@ -339,7 +381,7 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
     reason_code: reasonCode,
     reason,
     should_scale: action !== 'none',
-    triggered_by: action === 'none' ? null : driver ?? 'rule',
+    triggered_by: action === 'none' ? null : finalDriver ?? 'rule',
     triggered_rules: triggeredRules,
     schedule,
     adjustments,

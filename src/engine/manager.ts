@@ -53,6 +53,9 @@ export interface SourceHealth {
 
 const STATE_KEYS = { memory: 'memory', lastDecision: 'last_decision' } as const;
 
+/** Error kinds that mean the source itself did not answer (as opposed to answering badly). */
+const SOURCE_DOWN_KINDS: ReadonlySet<string> = new Set(['unreachable', 'timeout', 'http']);
+
 /** The engine memory kept in a PolicyState row. */
 export function memoryFromState(state: PolicyState | undefined): EngineMemory {
   if (state === undefined) return EMPTY_MEMORY;
@@ -232,25 +235,35 @@ export class ScalingManager {
       return { samples };
     } catch (err) {
       const e = err as PluginCallError;
-      this.#markSource(f.source, e.message);
+      this.#markSource(f.source, { kind: e.kind ?? 'error', message: e.message });
       if (win.seconds > 0) this.#buffers.delete(key);
       return { samples: [], error: { kind: e.kind ?? 'error', message: e.message } };
     }
   }
 
-  #markSource(name: string, error: string | null): void {
+  /**
+   * Tracks whether a source answers. Only source-level failures (unreachable, timeout, an HTTP
+   * error) mark it down; an answer that was empty, NaN or a bad query still proves it answers, so
+   * one bad query does not make Prometheus "down". Decided by the error's kind, never by its
+   * message: messages quote the query, and a metric may well be called `..._timeout_total`.
+   */
+  #markSource(name: string, error: { kind: string; message: string } | null): void {
     const prev = this.sourceHealth.get(name);
-    const ok = error === null;
-    // Only source-level failures flip health; one bad query does not make Prometheus "down".
-    if (!ok && !/unreachable|timeout|no answer/i.test(error)) {
-      if (prev === undefined) this.sourceHealth.set(name, { ok: true, checked_at: new Date().toISOString(), error: null });
+    const down = error !== null && SOURCE_DOWN_KINDS.has(error.kind);
+    const checkedAt = new Date().toISOString();
+    if (!down) {
+      // A first successful contact is not "answering again": log only a recovery.
+      if (prev !== undefined && !prev.ok) this.#deps.logger.info({ source: name }, `metric source ${name} is answering again`);
+      this.sourceHealth.set(name, { ok: true, checked_at: checkedAt, error: null });
       return;
     }
-    if (prev === undefined || prev.ok !== ok) {
-      if (ok) this.#deps.logger.info({ source: name }, `metric source ${name} is answering again`);
-      else this.#deps.logger.warn({ source: name }, `metric source ${name} is unreachable: ${error}; its rules do not hold and decisions record metric_error until it answers`);
+    if (prev === undefined || prev.ok) {
+      this.#deps.logger.warn(
+        { source: name, kind: error.kind },
+        `metric source ${name} is unreachable: ${error.message}; its rules do not hold and decisions record metric_error until it answers`,
+      );
     }
-    this.sourceHealth.set(name, { ok, checked_at: new Date().toISOString(), error });
+    this.sourceHealth.set(name, { ok: false, checked_at: checkedAt, error: error.message });
   }
 
   /** The executor that serves a policy: its own `executor`, else the config's mapping, else one declaring the type. */

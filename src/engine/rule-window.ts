@@ -86,8 +86,10 @@ export function checkRule(
     if (first > win.start + tol) {
       return fail(null, `no value from ${new Date(win.start * 1000).toISOString()} to ${new Date(first * 1000).toISOString()}: the condition has not been observed for the whole ${win.seconds}s`, samples.length, decisive, latest);
     }
-    if (last < win.end - win.step - tol) {
-      return fail(null, `the latest value is from ${new Date(last * 1000).toISOString()}, older than one step`, samples.length, decisive, latest);
+    // The last step of the range query: `end` itself when the window is a whole number of steps.
+    const lastStep = win.start + Math.floor(win.seconds / win.step) * win.step;
+    if (last < lastStep - tol) {
+      return fail(null, `no value at the last step ${new Date(lastStep * 1000).toISOString()} (the latest is from ${new Date(last * 1000).toISOString()}): the condition has not been observed for the whole ${win.seconds}s`, samples.length, decisive, latest);
     }
     for (let i = 1; i < samples.length; i++) {
       const gap = (samples[i] as { t: number }).t - (samples[i - 1] as { t: number }).t;

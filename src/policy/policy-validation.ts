@@ -154,6 +154,11 @@ export function semanticProblems(input: unknown, ctx: ValidationContext): FieldE
   if (typeof targetType === 'string' && !ctx.targetTypes().has(targetType)) {
     errors.push({ field: '/target_type', message: `unknown target type "${targetType}"; known: ${[...ctx.targetTypes()].join(', ')}` });
   }
+  // `/policies/:id` takes an id or a name; a name shaped like a UUID would be read as an id.
+  const name = input['name'];
+  if (typeof name === 'string' && UUID_RE.test(name)) {
+    errors.push({ field: '/name', message: 'must not be a UUID: /policies/:id would read it as a policy id' });
+  }
   // The schema's "uuid" format (ajv-formats) also accepts a "urn:uuid:" prefix; a target id is the bare UUID.
   const targetId = input['target_id'];
   if (typeof targetId === 'string' && !UUID_RE.test(targetId)) {

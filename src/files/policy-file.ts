@@ -1,0 +1,125 @@
+import { readFile } from 'node:fs/promises';
+import { LineCounter, parseAllDocuments, type Document } from 'yaml';
+import { ScalerError, type FieldError } from '../errors.js';
+import type { Policy } from '../policy/policy-model.js';
+
+/** One problem in a policy file, located as precisely as the parser allows. */
+export interface FileProblem {
+  file: string;
+  /** 1-based; null when the problem has no place in the text (such as an unreadable file). */
+  line: number | null;
+  column: number | null;
+  /** 0-based index of the YAML document in the file. */
+  document: number | null;
+  /** JSON pointer within the document's policy; "" for the document itself. */
+  field: string;
+  message: string;
+}
+
+export interface ParsedFile {
+  file: string;
+  policies: Policy[];
+  problems: FileProblem[];
+}
+
+/** Turns one YAML document into a stored policy (validation + normalisation); throws ScalerError. */
+export type PolicyParser = (input: unknown, source: string) => Policy;
+
+function unescapePointer(seg: string): string {
+  return seg.replaceAll('~1', '/').replaceAll('~0', '~');
+}
+
+/** Finds the line and column of a JSON pointer in a document, walking up to the nearest node that exists. */
+function locate(doc: Document, lc: LineCounter, pointer: string): { line: number; column: number } | null {
+  const path = pointer
+    .split('/')
+    .slice(1)
+    .map(unescapePointer)
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+  for (let n = path.length; n >= 0; n--) {
+    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
+    const range = (node as { range?: [number, number, number] } | undefined)?.range;
+    if (range !== undefined) {
+      // For a key that exists, point at its key rather than its value when we can.
+      const pos = lc.linePos(range[0]);
+      return { line: pos.line, column: pos.col };
+    }
+  }
+  return null;
+}
+
+/**
+ * Parses a policy file: one policy per YAML document, several documents allowed. Reports every
+ * problem with file, line, column and field; `policies` holds only what parsed cleanly, and a
+ * caller must treat a file with problems as broken as a whole.
+ */
+export function parsePolicyText(file: string, text: string, parse: PolicyParser): ParsedFile {
+  const lc = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const problems: FileProblem[] = [];
+  const policies: Policy[] = [];
+  const list = Array.isArray(docs) ? docs : [];
+  if (!Array.isArray(docs)) {
+    problems.push({ file, line: 1, column: 1, document: null, field: '', message: 'the file is not a YAML stream' });
+  }
+  const names = new Map<string, number>();
+  list.forEach((doc, index) => {
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const pos = e.linePos?.[0];
+        problems.push({
+          file,
+          line: pos?.line ?? null,
+          column: pos?.col ?? null,
+          document: index,
+          field: '',
+          message: `YAML syntax: ${e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
+        });
+      }
+      return;
+    }
+    if (doc.contents === null) return; // an empty document (such as a trailing ---) is allowed
+    let input: unknown;
+    try {
+      input = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      problems.push({ file, line: 1, column: 1, document: index, field: '', message: `YAML: ${(err as Error).message}` });
+      return;
+    }
+    try {
+      const policy = parse(input, file);
+      const seen = names.get(policy.name);
+      if (seen !== undefined) {
+        const at = locate(doc, lc, '/name');
+        problems.push({ file, line: at?.line ?? null, column: at?.column ?? null, document: index, field: '/name', message: `"${policy.name}" is already defined in document ${seen} of this file` });
+        return;
+      }
+      names.set(policy.name, index);
+      policies.push(policy);
+    } catch (err) {
+      if (!(err instanceof ScalerError)) throw err;
+      const errors: FieldError[] = err.errors ?? [{ field: '', message: err.message }];
+      for (const e of errors) {
+        const at = locate(doc, lc, e.field);
+        problems.push({ file, line: at?.line ?? null, column: at?.column ?? null, document: index, field: e.field, message: e.message });
+      }
+    }
+  });
+  return { file, policies, problems };
+}
+
+export async function parsePolicyFile(file: string, parse: PolicyParser, displayName = file): Promise<ParsedFile> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    return { file: displayName, policies: [], problems: [{ file: displayName, line: null, column: null, document: null, field: '', message: `cannot read the file: ${(err as Error).message}` }] };
+  }
+  return parsePolicyText(displayName, text, parse);
+}
+
+/** The `file:line:col field message` form of a problem, for logs and the validate command. */
+export function formatProblem(p: FileProblem): string {
+  const where = p.line !== null ? `${p.file}:${p.line}:${p.column ?? 1}` : p.file;
+  return `${where} ${p.field === '' ? '/' : p.field} ${p.message}`;
+}
