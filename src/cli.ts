@@ -8,12 +8,37 @@ const HELP = `philotes-scaler: the Philotes scaling engine
 
 Usage:
   philotes-scaler [serve] [--config FILE] [--port N] [--dry-run] [--database-url URL]
+  philotes-scaler validate [--format text|json] <files or folders...>
   philotes-scaler migrate [--config FILE]
-  philotes-scaler --help
+  philotes-scaler <command> --help
 
 Configuration: defaults, then the config file (--config, or ./philotes-scaler.yaml),
 then environment variables, then flags. See README.md for every key.
 `;
+
+const COMMAND_HELP: Record<string, string> = {
+  serve: `philotes-scaler serve: run the daemon (the default command)
+
+  --config FILE        config file (YAML or JSON); default ./philotes-scaler.yaml when present
+  --port N             HTTP port (PORT)
+  --dry-run            decide and record, never execute (PHILOTES_SCALING_DRY_RUN)
+  --database-url URL   use PostgreSQL (DATABASE_URL)
+  --database-path FILE SQLite file (PHILOTES_SCALING_DATABASE_PATH)
+  --log-level LEVEL    fatal, error, warn, info, debug, trace or silent
+`,
+  validate: `philotes-scaler validate [--format text|json] <files or folders...>
+
+Checks policy files exactly as the daemon would (YAML syntax, schema, semantic rules, unique
+names across the files) without a database or network. Folders are searched for *.yaml / *.yml.
+Prints one line per problem, "file:line:col field message", and exits 1 if there is any;
+exit 0 when every policy is valid. --format json prints a machine-readable report.
+`,
+  migrate: `philotes-scaler migrate [--config FILE] [--database-url URL]
+
+Applies pending database migrations and prints each migration's status. The daemon also
+migrates at start; this command is for deploy pipelines.
+`,
+};
 
 function flagsFrom(values: Record<string, unknown>): Partial<Record<keyof ScalerConfig, unknown>> {
   const flags: Partial<Record<keyof ScalerConfig, unknown>> = {};
@@ -40,14 +65,15 @@ async function main(argv: string[]): Promise<number> {
       'database-url': { type: 'string' },
       'database-path': { type: 'string' },
       'log-level': { type: 'string' },
+      format: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
+  const command = positionals[0] ?? 'serve';
   if (values.help === true) {
-    process.stdout.write(HELP);
+    process.stdout.write(COMMAND_HELP[command] ?? HELP);
     return 0;
   }
-  const command = positionals[0] ?? 'serve';
   const config = loadConfig({ file: values.config, flags: flagsFrom(values) });
   const logger = createLogger(config.log_level);
 
@@ -72,6 +98,19 @@ async function main(argv: string[]): Promise<number> {
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
       return -1; // keep running
+    }
+    case 'validate': {
+      const paths = positionals.slice(1);
+      if (paths.length === 0) {
+        process.stderr.write(COMMAND_HELP['validate'] ?? HELP);
+        return 2;
+      }
+      const format = values.format ?? 'text';
+      if (format !== 'text' && format !== 'json') throw new ConfigError([{ field: '--format', message: `must be text or json, got "${format}"` }], 'flags');
+      const { validatePaths, formatValidateText } = await import('./files/validate-command.js');
+      const result = await validatePaths(paths, config);
+      process.stdout.write(format === 'json' ? `${JSON.stringify({ valid: result.problems.length === 0, ...result }, null, 2)}\n` : formatValidateText(result));
+      return result.problems.length === 0 ? 0 : 1;
     }
     case 'migrate': {
       const { openStorage } = await import('./storage/open-storage.js');

@@ -1,4 +1,4 @@
-import type { Policy, Rule, RuleDirection } from '../policy/policy-model.js';
+import type { Rule, RuleDirection } from '../policy/policy-model.js';
 import type { Sample } from '../plugins/api.js';
 
 /** What a metric source answered for one rule's window (or the error instead). */

@@ -260,6 +260,32 @@ export class PluginManager {
     }
   }
 
+  /**
+   * Names and kinds from the manifests in the given folders, without running plugin code: what
+   * `philotes-scaler validate` needs to know which sources and executors a policy may name.
+   */
+  static readManifests(dirs: string[]): Array<{ name: string; kind: PluginKind }> {
+    const out: Array<{ name: string; kind: PluginKind }> = [];
+    const mv = validator<PluginManifest>(PLUGIN_MANIFEST_SCHEMA_ID);
+    for (const dir of dirs) {
+      const root = resolve(dir);
+      if (!existsSync(root)) continue;
+      for (const entry of readdirSync(root).sort()) {
+        const file = join(root, entry, 'package.json');
+        if (!existsSync(file)) continue;
+        try {
+          const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; 'philotes-scaler'?: unknown };
+          const m = pkg['philotes-scaler'];
+          if (!mv(m)) continue;
+          out.push({ name: m.name ?? (pkg.name ?? entry).replace(/^@[^/]+\//, ''), kind: m.kind });
+        } catch {
+          // An unreadable manifest is reported when the daemon loads plugins; here it is simply unknown.
+        }
+      }
+    }
+    return out;
+  }
+
   /** Target types declared by loaded executors. */
   executorTargetTypes(): string[] {
     return [...this.executors.values()].flatMap((e) => [...e.targetTypes]);

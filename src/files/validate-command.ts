@@ -1,0 +1,84 @@
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { ResolvedConfig } from '../config/config.js';
+import { PluginManager } from '../plugins/plugin-manager.js';
+import { API_SOURCE } from '../policy/policy-model.js';
+import { validatePolicyInput } from '../policy/policy-validation.js';
+import { normalizePolicy } from '../policy/policy-normalize.js';
+import { createValidationContext } from '../policy/validation-context.js';
+import { validationError } from '../errors.js';
+import { formatProblem, parsePolicyFile, type FileProblem } from './policy-file.js';
+
+const POLICY_FILE = /\.ya?ml$/i;
+
+/** Expands files and folders (recursively) into policy files, sorted. */
+export function collectPolicyFiles(paths: string[]): { files: string[]; missing: string[] } {
+  const files: string[] = [];
+  const missing: string[] = [];
+  const walk = (p: string): void => {
+    const st = statSync(p);
+    if (st.isDirectory()) {
+      for (const e of readdirSync(p).sort()) {
+        if (e.startsWith('.') || e === 'node_modules') continue;
+        walk(join(p, e));
+      }
+    } else if (POLICY_FILE.test(p)) files.push(p);
+  };
+  for (const p of paths) {
+    if (!existsSync(p)) missing.push(p);
+    else if (statSync(p).isFile()) files.push(p);
+    else walk(p);
+  }
+  return { files, missing };
+}
+
+export interface ValidateResult {
+  files: Array<{ file: string; policies: string[]; problems: FileProblem[] }>;
+  problems: FileProblem[];
+}
+
+/**
+ * `philotes-scaler validate`: the same parsing and validation the daemon applies to policy files,
+ * without a database or a network; names must also be unique across the files given.
+ */
+export async function validatePaths(paths: string[], config: ResolvedConfig): Promise<ValidateResult> {
+  const manifests = PluginManager.readManifests([PluginManager.bundledDir(), ...config.plugin_dirs]);
+  const ctx = createValidationContext(config, {
+    metricSources: () => manifests.filter((m) => m.kind === 'metric-source').map((m) => m.name),
+    executors: () => manifests.filter((m) => m.kind === 'executor').map((m) => m.name),
+    executorTargetTypes: () => [],
+  });
+  const parse = (input: unknown, source: string) => {
+    const r = validatePolicyInput(input, ctx);
+    if (!r.ok) throw validationError(r.errors);
+    return normalizePolicy(r.value, { source: source || API_SOURCE, now: new Date() });
+  };
+  const { files, missing } = collectPolicyFiles(paths);
+  const result: ValidateResult = { files: [], problems: [] };
+  for (const m of missing) result.problems.push({ file: m, line: null, column: null, document: null, field: '', message: 'no such file or folder' });
+  const owner = new Map<string, string>();
+  for (const f of files) {
+    const parsed = await parsePolicyFile(resolve(f), parse, f);
+    for (const p of parsed.policies) {
+      const other = owner.get(p.name);
+      if (other !== undefined) {
+        parsed.problems.push({ file: f, line: null, column: null, document: null, field: '/name', message: `"${p.name}" is also defined in ${other}` });
+      } else owner.set(p.name, f);
+    }
+    result.files.push({ file: f, policies: parsed.policies.map((p) => p.name), problems: parsed.problems });
+    result.problems.push(...parsed.problems);
+  }
+  return result;
+}
+
+/** Text output: one line per problem (`file:line:col field message`), then a summary line. */
+export function formatValidateText(r: ValidateResult): string {
+  const lines = r.problems.map(formatProblem);
+  const policies = r.files.reduce((n, f) => n + f.policies.length, 0);
+  lines.push(
+    r.problems.length === 0
+      ? `ok: ${r.files.length} file(s), ${policies} policies valid`
+      : `${r.problems.length} problem(s) in ${new Set(r.problems.map((p) => p.file)).size} of ${r.files.length} file(s)`,
+  );
+  return `${lines.join('\n')}\n`;
+}
