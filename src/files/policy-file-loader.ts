@@ -82,9 +82,11 @@ export class PolicyFileLoader {
     this.#watcher = watcher;
     let ready = false;
     await new Promise<void>((resolveReady, reject) => {
-      watcher.on('add', (p) => (ready ? this.#schedule(p) : initial.push(p)));
-      watcher.on('change', (p) => this.#schedule(p));
-      watcher.on('unlink', (p) => this.#schedule(p));
+      watcher.on('add', (p) => (ready ? this.#schedule(p, 25) : initial.push(p)));
+      watcher.on('change', (p) => this.#schedule(p, 25));
+      // Removals wait a little longer than the write-finish delay, so that in a rename the new
+      // file is loaded first and takes its policies (and their ids and history) along.
+      watcher.on('unlink', (p) => this.#schedule(p, stability + 150));
       watcher.on('error', (err) => this.#opts.logger.error({ err }, 'policy folder watcher error'));
       watcher.once('ready', () => {
         ready = true;
@@ -103,7 +105,7 @@ export class PolicyFileLoader {
   }
 
   /** Debounces events per file; a burst of writes becomes one reload. */
-  #schedule(path: string): void {
+  #schedule(path: string, delayMs: number): void {
     if (!POLICY_FILE.test(path)) return;
     const prev = this.#pending.get(path);
     if (prev !== undefined) clearTimeout(prev);
@@ -112,7 +114,7 @@ export class PolicyFileLoader {
       setTimeout(() => {
         this.#pending.delete(path);
         void this.#lock.run(() => (existsSync(path) && statSync(path).isFile() ? this.#load(path) : this.#remove(path)));
-      }, 25),
+      }, delayMs),
     );
   }
 
@@ -186,8 +188,7 @@ export class PolicyFileLoader {
       return;
     }
     try {
-      for (const old of moved) await storage.syncSource(old, []);
-      await storage.syncSource(path, parsed.policies);
+      await storage.syncSource(path, parsed.policies, { adoptFrom: [...moved] });
     } catch (err) {
       const status: SourceStatus = {
         path,

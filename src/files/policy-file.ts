@@ -66,11 +66,11 @@ export function parsePolicyText(file: string, text: string, parse: PolicyParser)
   list.forEach((doc, index) => {
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
-        const pos = e.linePos?.[0];
+        const pos = lc.linePos(e.pos[0]);
         problems.push({
           file,
-          line: pos?.line ?? null,
-          column: pos?.col ?? null,
+          line: pos.line,
+          column: pos.col,
           document: index,
           field: '',
           message: `YAML syntax: ${e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
@@ -78,7 +78,6 @@ export function parsePolicyText(file: string, text: string, parse: PolicyParser)
       }
       return;
     }
-    if (doc.contents === null) return; // an empty document (such as a trailing ---) is allowed
     let input: unknown;
     try {
       input = doc.toJS({ maxAliasCount: 100 });
@@ -86,6 +85,8 @@ export function parsePolicyText(file: string, text: string, parse: PolicyParser)
       problems.push({ file, line: 1, column: 1, document: index, field: '', message: `YAML: ${(err as Error).message}` });
       return;
     }
+    // An empty document (a trailing ---, or a file of comments) is allowed and holds no policy.
+    if (input === null || input === undefined) return;
     try {
       const policy = parse(input, file);
       const seen = names.get(policy.name);

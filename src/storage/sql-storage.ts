@@ -332,7 +332,7 @@ export class SqlStorage implements Storage {
     return this.#guard(async () => (await this.driver.run('DELETE FROM scaling_policies WHERE id = ?', [id])) > 0);
   }
 
-  syncSource(source: string, policies: Policy[]): Promise<void> {
+  syncSource(source: string, policies: Policy[], opts: { adoptFrom?: readonly string[] } = {}): Promise<void> {
     return this.#guard(() =>
       this.driver.transaction(async (tx) => {
         const existing = await tx.all<{ id: string; name: string }>('SELECT id, name FROM scaling_policies WHERE source = ?', [source]);
@@ -340,7 +340,16 @@ export class SqlStorage implements Storage {
         for (const row of existing) {
           if (!wanted.has(row.name)) await tx.run('DELETE FROM scaling_policies WHERE id = ?', [row.id]);
         }
-        const byName = new Map(existing.map((r) => [r.name, r.id]));
+        // Policies that moved here from another source keep their id (and so their state and history).
+        const adopt = opts.adoptFrom ?? [];
+        const adopted =
+          adopt.length === 0
+            ? []
+            : await tx.all<{ id: string; name: string }>(
+                `SELECT id, name FROM scaling_policies WHERE source IN (${adopt.map(() => '?').join(', ')})`,
+                [...adopt],
+              );
+        const byName = new Map([...adopted.filter((r) => wanted.has(r.name)), ...existing].map((r) => [r.name, r.id]));
         for (const p of policies) {
           const id = byName.get(p.name);
           if (id === undefined) await this.#insert(tx, { ...p, source });

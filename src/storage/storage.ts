@@ -94,9 +94,10 @@ export interface Storage {
   deletePolicy(id: string): Promise<boolean>;
   /**
    * Makes the policies of one source (a file) exactly `policies`, in one transaction: upserts by
-   * name, deletes the source's policies not listed.
+   * name, deletes the source's policies not listed. Policies found by name under a source in
+   * `adoptFrom` (a renamed file) move to `source` keeping their ids.
    */
-  syncSource(source: string, policies: Policy[]): Promise<void>;
+  syncSource(source: string, policies: Policy[], opts?: { adoptFrom?: readonly string[] }): Promise<void>;
 
   appendHistory(row: HistoryRow): Promise<HistoryRow>;
   listHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }>;
