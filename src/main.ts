@@ -4,7 +4,10 @@ import { createApp, type RouteRegistrar, type ReadinessCheck } from './api/app.j
 import type { ResolvedConfig } from './config/config.js';
 import { registerEngineRoutes } from './engine/engine-controller.js';
 import { ScalingManager } from './engine/manager.js';
+import { tokensFrom } from './api/auth.js';
+import { LeaderElection } from './engine/leader-election.js';
 import { PolicyFileLoader } from './files/policy-file-loader.js';
+import { ScalerMetrics } from './metrics.js';
 import { PluginManager } from './plugins/plugin-manager.js';
 import { PolicyService } from './policy/policy-service.js';
 import { createValidationContext } from './policy/validation-context.js';
@@ -19,6 +22,9 @@ export interface Daemon {
   readonly plugins: PluginManager;
   readonly manager: ScalingManager;
   readonly files: PolicyFileLoader;
+  readonly metrics: ScalerMetrics;
+  /** Undefined when the loop is disabled by config. */
+  readonly election: LeaderElection | undefined;
   /** The port actually bound (useful with port 0). */
   readonly port: number;
   close(): Promise<void>;
@@ -60,12 +66,30 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
     const applied = migrations.filter((m) => m.status === 'applied').map((m) => m.name);
     logger.info({ storage: storage.kind, applied }, applied.length > 0 ? 'migrations applied' : 'schema up to date');
 
+    // Filled in below; the metrics collectors only run on a scrape, after start.
+    const late: { files?: PolicyFileLoader; plugins?: PluginManager } = {};
+    const metrics = new ScalerMetrics({
+      policiesBySource: async () => {
+        const { policies: all } = await storage.listPolicies({ limit: 1_000_000, offset: 0 });
+        const counts: Record<string, number> = {};
+        for (const p of all) {
+          const key = `${p.source === 'api' ? 'api' : 'file'}|${p.enabled}`;
+          counts[key] = (counts[key] ?? 0) + 1;
+        }
+        return counts;
+      },
+      fileErrors: () => late.files?.statuses().filter((f) => f.status === 'error').length ?? 0,
+      plugins: () => late.plugins?.statuses ?? [],
+    });
+
     const plugins = new PluginManager({
       dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
       configs: pluginConfigs(config),
       logger,
       timeoutMs: config.plugin_timeout_ms,
+      observer: metrics,
     });
+    late.plugins = plugins;
     await plugins.loadAll();
     stops.push({ name: 'plugins', stop: () => plugins.close() });
 
@@ -78,11 +102,41 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       }),
       defaultCooldown: config.default_cooldown,
     });
-    const files = new PolicyFileLoader({ dirs: config.policy_dirs, storage, policies, logger });
+    const files = new PolicyFileLoader({
+      dirs: config.policy_dirs,
+      storage,
+      policies,
+      logger,
+      onReload: (status) => metrics.fileReloads.inc({ status: status.status }),
+    });
+    late.files = files;
     await files.start();
     stops.push({ name: 'policy files', stop: () => files.close() });
 
-    const manager = new ScalingManager({ storage, logger, sources: plugins.sources, executors: plugins.executors, config });
+    const manager = new ScalingManager({
+      storage,
+      logger,
+      sources: plugins.sources,
+      executors: plugins.executors,
+      config,
+      onCycle: (report) => metrics.cycleDuration.observe(report.duration_ms / 1000),
+    });
+    const election = config.enabled
+      ? new LeaderElection({
+          lock: storage.leaderLock(),
+          logger,
+          // Followers compete twice per interval, so a dead leader is replaced within one interval.
+          checkMs: Math.max(500, Math.min(config.evaluation_interval_ms / 2, 10_000)),
+          onElected: () => {
+            metrics.leader.set(1);
+            manager.start();
+          },
+          onDeposed: async () => {
+            metrics.leader.set(0);
+            await manager.stop();
+          },
+        })
+      : undefined;
 
     const readiness: ReadinessCheck[] = [
       {
@@ -121,12 +175,15 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
           const last = manager.lastCycle;
           const detail = {
             enabled: config.enabled,
+            role: election === undefined ? 'disabled' : election.isLeader ? 'leader' : 'follower',
+            leader_since: election?.since ?? null,
+            leader_lock: election?.description ?? null,
             interval_seconds: manager.intervalSeconds,
             last_cycle_at: last?.started_at ?? null,
             last_cycle_age_seconds: last === undefined ? null : Math.round((Date.now() - Date.parse(last.started_at)) / 1000),
             last_cycle: last ?? null,
           };
-          if (config.enabled && last !== undefined && detail.last_cycle_age_seconds !== null && detail.last_cycle_age_seconds > (3 * config.evaluation_interval_ms) / 1000) {
+          if (election?.isLeader === true && last !== undefined && detail.last_cycle_age_seconds !== null && detail.last_cycle_age_seconds > (3 * config.evaluation_interval_ms) / 1000) {
             throw new ReadinessError('the evaluation loop has not completed a cycle in three intervals', detail);
           }
           return detail;
@@ -164,8 +221,32 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
           ctx.body = { sources: files.statuses() };
         });
       },
+      (_scaling, root) => {
+        root.get('/metrics', async (ctx) => {
+          ctx.type = metrics.registry.contentType;
+          ctx.body = await metrics.registry.metrics();
+        });
+      },
     ];
-    const app = createApp({ logger, storage, policies, readiness, extraRoutes });
+    const app = createApp({
+      logger,
+      storage,
+      policies,
+      readiness,
+      extraRoutes,
+      metrics,
+      auth: { tokens: tokensFrom(config), openProbes: config.auth.open_probes },
+    });
+    // The loop starts before the API listens and stops after it closes (stops run in reverse).
+    if (election !== undefined) {
+      await election.start();
+      if (!election.isLeader) {
+        logger.info({ lock: election.description }, 'another daemon leads the evaluation loop; following (serving the API, ready to take over)');
+      }
+      stops.push({ name: 'evaluation loop', stop: () => election.stop() });
+    } else {
+      logger.info('evaluation loop disabled (enabled: false); serving the API only');
+    }
     const server = await new Promise<Server>((resolve, reject) => {
       const s = app.listen(config.port, config.host);
       s.once('listening', () => resolve(s));
@@ -179,12 +260,6 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
           server.closeIdleConnections();
         }),
     });
-    if (config.enabled) {
-      manager.start();
-      stops.push({ name: 'evaluation loop', stop: () => manager.stop() });
-    } else {
-      logger.info('evaluation loop disabled (enabled: false); serving the API only');
-    }
     const address = server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
     logger.info({ port, storage: storage.kind }, `Philotes Scaler API listening on :${port}`);
@@ -197,6 +272,8 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       plugins,
       manager,
       files,
+      metrics,
+      election,
       port,
       close() {
         closing ??= stopAll();

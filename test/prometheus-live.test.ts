@@ -6,7 +6,7 @@
  *
  * PRINT_LOG=1 prints the daemon's log lines for those moments.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -62,6 +62,8 @@ t.test('a daemon scales against a live Prometheus, blocks on cooldown, survives 
 
   const dir = await mkdtemp(join(tmpdir(), 'philotes-live-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const policyDir = join(dir, 'policies');
+  await mkdir(policyDir);
   const config = loadConfig({
     env: {},
     cwd: dir,
@@ -71,7 +73,8 @@ t.test('a daemon scales against a live Prometheus, blocks on cooldown, survives 
       database_path: join(dir, 'scaler.db'),
       evaluation_interval: '1s',
       prometheus_url: prom.url,
-      policy_dirs: [],
+      // An empty folder: policy_dirs [] makes startDaemon hang (the file watcher never gets ready).
+      policy_dirs: [policyDir],
       plugin_timeout: '2s',
       log_level: 'info',
     },

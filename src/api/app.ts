@@ -6,6 +6,8 @@ import { registerHistoryRoutes } from '../history/history-controller.js';
 import { registerPolicyRoutes } from '../policy/policy-controller.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import type { Storage } from '../storage/storage.js';
+import type { ScalerMetrics } from '../metrics.js';
+import { authMiddleware, type tokensFrom } from './auth.js';
 import { problemMiddleware } from './problem.js';
 
 export const API_PREFIX = '/api/v1/scaling';
@@ -27,6 +29,9 @@ export interface AppDeps {
   policies: PolicyService;
   readiness?: ReadinessCheck[];
   extraRoutes?: RouteRegistrar[];
+  /** Bearer tokens; none means the API is open. */
+  auth?: { tokens: ReturnType<typeof tokensFrom>; openProbes: boolean };
+  metrics?: ScalerMetrics;
 }
 
 /** Builds the Koa app without listening; main() and the tests both use it. */
@@ -41,9 +46,22 @@ export function createApp(deps: AppDeps): Koa {
     const id = /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
     ctx.state['requestId'] = id;
     ctx.set('X-Request-Id', id);
-    await next();
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
+      deps.metrics?.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
+      deps.metrics?.httpLatency.observe({ method: ctx.method, route }, seconds);
+      const line = { req_id: id, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(seconds * 1000) };
+      if (ctx.status >= 500) deps.logger.error(line, 'request failed');
+      else if (ctx.status >= 400) deps.logger.info(line, 'request refused');
+      else deps.logger.debug(line, 'request');
+    }
   });
   app.use(problemMiddleware(deps.logger));
+  if (deps.auth !== undefined) app.use(authMiddleware(deps.auth.tokens, { openProbes: deps.auth.openProbes }));
 
   const root = new Router();
   root.get('/healthz', (ctx) => {

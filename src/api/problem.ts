@@ -67,7 +67,7 @@ export function problemMiddleware(logger: Logger) {
         sendProblem(ctx, code, typeof e.message === 'string' ? e.message : ERROR_CATALOGUE[code].title);
         return;
       }
-      logger.error({ err, method: ctx.method, path: ctx.path }, 'unhandled error while serving a request');
+      logger.error({ err, req_id: ctx.state['requestId'], method: ctx.method, path: ctx.path }, 'unhandled error while serving a request');
       sendProblem(ctx, 'INTERNAL', 'the server failed to answer this request; the error is in its log');
     }
   };

@@ -25,6 +25,8 @@ export interface ScalerConfig {
   max_concurrency: number;
   plugin_timeout: string;
   auth: { tokens: Array<{ name?: string; sha256: string; scopes: Array<'read' | 'write'> }>; open_probes: boolean };
+  api_token: string | null;
+  api_read_token: string | null;
 }
 
 /** Config plus values derived from it once, at start. */
@@ -50,6 +52,8 @@ export const ENV_KEYS: Record<string, { key: keyof ScalerConfig; type: 'int' | '
   PHILOTES_SCALING_POLICY_DIRS: { key: 'policy_dirs', type: 'list' },
   PHILOTES_SCALING_PLUGIN_DIRS: { key: 'plugin_dirs', type: 'list' },
   PHILOTES_SCALING_MAX_CONCURRENCY: { key: 'max_concurrency', type: 'int' },
+  PHILOTES_SCALING_API_TOKEN: { key: 'api_token', type: 'string' },
+  PHILOTES_SCALING_API_READ_TOKEN: { key: 'api_read_token', type: 'string' },
 };
 
 export class ConfigError extends Error {

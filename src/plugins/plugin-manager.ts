@@ -43,7 +43,31 @@ export class PluginCallError extends Error {
   }
 }
 
-async function isolate<T>(plugin: string, call: string, timeoutMs: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+/** Where isolated calls report their outcome (the daemon's metrics); optional. */
+export interface CallObserver {
+  call(plugin: string, kind: 'metric-source' | 'executor', call: string, seconds: number, errorKind: string | null): void;
+}
+
+async function isolate<T>(
+  plugin: string,
+  call: string,
+  timeoutMs: number,
+  fn: (signal: AbortSignal) => Promise<T>,
+  observe?: { observer: CallObserver | undefined; kind: 'metric-source' | 'executor' },
+): Promise<T> {
+  const started = performance.now();
+  const report = (errorKind: string | null): void => observe?.observer?.call(plugin, observe.kind, call, (performance.now() - started) / 1000, errorKind);
+  try {
+    const value = await isolateInner(plugin, call, timeoutMs, fn);
+    report(null);
+    return value;
+  } catch (err) {
+    report((err as PluginCallError).kind ?? 'plugin_error');
+    throw err;
+  }
+}
+
+async function isolateInner<T>(plugin: string, call: string, timeoutMs: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const ac = new AbortController();
   try {
     // A plugin that throws synchronously or hangs is contained here: the caller gets an error.
@@ -78,14 +102,19 @@ export class IsolatedMetricSource {
     readonly name: string,
     private readonly impl: MetricSource,
     private readonly timeoutMs: number,
+    private readonly observer?: CallObserver,
   ) {}
+
+  #obs() {
+    return { observer: this.observer, kind: 'metric-source' as const };
+  }
 
   get supportsRange(): boolean {
     return typeof this.impl.rangeQuery === 'function';
   }
 
   instantQuery(q: Omit<InstantQuery, 'signal'>): Promise<Sample> {
-    return isolate(this.name, 'instantQuery', this.timeoutMs, async (signal) => checkSample(this.name, 'instantQuery', await this.impl.instantQuery({ ...q, signal })));
+    return isolate(this.name, 'instantQuery', this.timeoutMs, async (signal) => checkSample(this.name, 'instantQuery', await this.impl.instantQuery({ ...q, signal })), this.#obs());
   }
 
   rangeQuery(q: Omit<RangeQuery, 'signal'>): Promise<Sample[]> {
@@ -95,13 +124,13 @@ export class IsolatedMetricSource {
       const out: unknown = await range.call(this.impl, { ...q, signal });
       if (!Array.isArray(out)) throw new PluginCallError(this.name, 'rangeQuery', 'malformed', 'did not answer an array of samples');
       return out.map((s) => checkSample(this.name, 'rangeQuery', s));
-    });
+    }, this.#obs());
   }
 
   async healthCheck(): Promise<void> {
     const hc = this.impl.healthCheck;
     if (hc === undefined) return;
-    await isolate(this.name, 'healthCheck', this.timeoutMs, (signal) => hc.call(this.impl, signal));
+    await isolate(this.name, 'healthCheck', this.timeoutMs, (signal) => hc.call(this.impl, signal), this.#obs());
   }
 
   async close(): Promise<void> {
@@ -116,7 +145,12 @@ export class IsolatedExecutor {
     readonly name: string,
     private readonly impl: Executor,
     private readonly timeoutMs: number,
+    private readonly observer?: CallObserver,
   ) {}
+
+  #obs() {
+    return { observer: this.observer, kind: 'executor' as const };
+  }
 
   get targetTypes(): readonly string[] {
     return this.impl.targetTypes;
@@ -130,13 +164,13 @@ export class IsolatedExecutor {
         throw new PluginCallError(this.name, 'getCurrentReplicas', 'malformed', `answered ${JSON.stringify(n)}, not a non-negative integer or null`);
       }
       return n;
-    });
+    }, this.#obs());
   }
 
   scale(target: ScaleTarget, replicas: number, opts: Omit<ScaleOptions, 'signal'>): Promise<void> {
     return isolate(this.name, 'scale', this.timeoutMs, async (signal) => {
       await this.impl.scale(target, replicas, { ...opts, signal });
-    });
+    }, this.#obs());
   }
 
   async close(): Promise<void> {
@@ -152,6 +186,7 @@ export interface PluginManagerOptions {
   configs: Record<string, Record<string, unknown>>;
   logger: Logger;
   timeoutMs: number;
+  observer?: CallObserver;
 }
 
 /** Loads plugins and holds them isolated. Homebridge-style: a bad plugin is reported and skipped, never fatal. */
@@ -243,7 +278,7 @@ export class PluginManager {
       if (instance === null || typeof instance !== 'object') return failed('the factory did not return an object');
       if (kind === 'metric-source') {
         if (typeof (instance as MetricSource).instantQuery !== 'function') return failed('a metric source must have instantQuery()');
-        const src = new IsolatedMetricSource(name, instance as MetricSource, this.#opts.timeoutMs);
+        const src = new IsolatedMetricSource(name, instance as MetricSource, this.#opts.timeoutMs, this.#opts.observer);
         this.sources.set(name, src);
         log.info({ plugin: name, version, range: src.supportsRange }, `metric source ${name} loaded`);
         return { name, kind, dir, version, status: 'loaded', error: null, range_queries: src.supportsRange };
@@ -252,7 +287,7 @@ export class PluginManager {
       if (typeof ex.getCurrentReplicas !== 'function' || typeof ex.scale !== 'function' || !Array.isArray(ex.targetTypes)) {
         return failed('an executor must have targetTypes[], getCurrentReplicas() and scale()');
       }
-      this.executors.set(name, new IsolatedExecutor(name, ex, this.#opts.timeoutMs));
+      this.executors.set(name, new IsolatedExecutor(name, ex, this.#opts.timeoutMs, this.#opts.observer));
       log.info({ plugin: name, version, targetTypes: ex.targetTypes }, `executor ${name} loaded`);
       return { name, kind, dir, version, status: 'loaded', error: null, target_types: [...ex.targetTypes] };
     } catch (err) {

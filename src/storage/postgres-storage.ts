@@ -1,9 +1,70 @@
 import pg from 'pg';
-import type { SqlDriver, SqlExecutor } from './sql-driver.js';
+import type { LeaderLock, SqlDriver, SqlExecutor } from './sql-driver.js';
 import { SqlStorage } from './sql-storage.js';
 
 /** Key of the advisory lock that serialises migrations between daemons. */
 const MIGRATION_LOCK_KEY = 7_305_001;
+/** Key of the advisory lock held by the daemon that runs the evaluation loop. */
+const LEADER_LOCK_KEY = 7_305_002;
+
+/**
+ * Leadership as a session-level advisory lock on a dedicated connection (not a pool client):
+ * PostgreSQL releases it the moment that connection ends, so a killed leader frees it at once.
+ * A dropped connection means the lock is lost; the next tryAcquire reconnects and competes again.
+ */
+class PgLeaderLock implements LeaderLock {
+  readonly description = `PostgreSQL advisory lock ${LEADER_LOCK_KEY}`;
+  #client: pg.Client | undefined;
+  #held = false;
+
+  constructor(private readonly connectionString: string) {}
+
+  #drop(): void {
+    const c = this.#client;
+    this.#client = undefined;
+    this.#held = false;
+    c?.end().catch(() => undefined);
+  }
+
+  async tryAcquire(): Promise<boolean> {
+    if (this.#held && (await this.stillHeld())) return true;
+    try {
+      if (this.#client === undefined) {
+        const client = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: 5_000, keepAlive: true });
+        client.on('error', () => this.#drop());
+        client.on('end', () => {
+          if (this.#client === client) this.#drop();
+        });
+        await client.connect();
+        this.#client = client;
+      }
+      const res = await this.#client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK_KEY]);
+      this.#held = res.rows[0]?.ok === true;
+      return this.#held;
+    } catch {
+      this.#drop();
+      return false;
+    }
+  }
+
+  async stillHeld(): Promise<boolean> {
+    if (!this.#held || this.#client === undefined) return false;
+    try {
+      // The lock lives as long as the session; a round trip proves the session does.
+      await this.#client.query('SELECT 1');
+      return true;
+    } catch {
+      this.#drop();
+      return false;
+    }
+  }
+
+  async release(): Promise<void> {
+    const c = this.#client;
+    if (c !== undefined && this.#held) await c.query('SELECT pg_advisory_unlock($1)', [LEADER_LOCK_KEY]).catch(() => undefined);
+    this.#drop();
+  }
+}
 
 // Shared SQL uses `?`; PostgreSQL wants $1, $2, ... (no `?` appears inside our string literals).
 const placeholderCache = new Map<string, string>();
@@ -58,7 +119,10 @@ export class PostgresDriver implements SqlDriver {
   readonly pool: pg.Pool;
   readonly #exec: PgExecutor;
 
+  readonly #connectionString: string;
+
   constructor(connectionString: string, options: { max?: number } = {}) {
+    this.#connectionString = connectionString;
     this.pool = new pg.Pool({ connectionString, max: options.max ?? 10, connectionTimeoutMillis: 5_000 });
     // An idle client losing its connection (server restart) must not crash the daemon.
     this.pool.on('error', () => undefined);
@@ -141,6 +205,10 @@ export class PostgresDriver implements SqlDriver {
     if (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code)) return true;
     const msg = typeof e.message === 'string' ? e.message : '';
     return /Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(msg);
+  }
+
+  leaderLock(): LeaderLock {
+    return new PgLeaderLock(this.#connectionString);
   }
 
   async close(): Promise<void> {

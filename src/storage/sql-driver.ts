@@ -28,5 +28,18 @@ export interface SqlDriver extends SqlExecutor {
   uniqueViolation(err: unknown): string | undefined;
   /** True when the error means the database cannot be reached right now. */
   isUnavailable(err: unknown): boolean;
+  /** A lock that at most one daemon on this database holds: the one that runs the evaluation loop. */
+  leaderLock(): LeaderLock;
   close(): Promise<void>;
+}
+
+/** Leadership over one database: a PostgreSQL advisory lock, or a lock file beside a SQLite file. */
+export interface LeaderLock {
+  /** Tries to take the lock; true when this process holds it (also when it already did). */
+  tryAcquire(): Promise<boolean>;
+  /** Whether the lock is still held (false once its connection dropped). */
+  stillHeld(): Promise<boolean>;
+  release(): Promise<void>;
+  /** What the lock is, for logs and /readyz. */
+  readonly description: string;
 }

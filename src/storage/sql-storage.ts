@@ -2,7 +2,7 @@ import { ScalerError } from '../errors.js';
 import type { Policy, Rule, Schedule } from '../policy/policy-model.js';
 import { formatDuration } from '../util/duration.js';
 import { MIGRATIONS_TABLE, migrate } from './migrator.js';
-import type { SqlDriver, SqlExecutor } from './sql-driver.js';
+import type { LeaderLock, SqlDriver, SqlExecutor } from './sql-driver.js';
 import type {
   HistoryQuery,
   HistoryRow,
@@ -437,6 +437,10 @@ export class SqlStorage implements Storage {
         ],
       );
     });
+  }
+
+  leaderLock(): LeaderLock {
+    return this.driver.leaderLock();
   }
 
   close(): Promise<void> {

@@ -1,8 +1,8 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Mutex } from '../util/async.js';
-import type { SqlDriver, SqlExecutor } from './sql-driver.js';
+import type { LeaderLock, SqlDriver, SqlExecutor } from './sql-driver.js';
 import { SqlStorage } from './sql-storage.js';
 
 type Db = Database.Database;
@@ -65,7 +65,10 @@ export class SqliteDriver implements SqlDriver {
   readonly #lock = new Mutex();
   readonly #migrationLock = new Mutex();
 
+  readonly #path: string;
+
   constructor(path: string) {
+    this.#path = path;
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
@@ -124,8 +127,85 @@ export class SqliteDriver implements SqlDriver {
     return code === 'SQLITE_BUSY' || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_IOERR';
   }
 
+  leaderLock(): LeaderLock {
+    return new SqliteLeaderLock(`${this.#path}.leader`);
+  }
+
   async close(): Promise<void> {
     await this.#lock.run(() => this.#db.close());
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM';
+  }
+}
+
+/**
+ * SQLite is single-instance: a lock file beside the database names the process that leads. A
+ * second daemon on the same file finds a live owner and refuses to lead (it still serves the
+ * API); a lock file left by a dead process is taken over.
+ */
+class SqliteLeaderLock implements LeaderLock {
+  readonly description: string;
+  #held = false;
+
+  constructor(private readonly path: string) {
+    this.description = `lock file ${path}`;
+  }
+
+  #owner(): number | undefined {
+    try {
+      const pid = Number(readFileSync(this.path, 'utf8').trim());
+      return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async tryAcquire(): Promise<boolean> {
+    if (this.#held) return this.stillHeld();
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        writeFileSync(this.path, `${process.pid}\n`, { flag: 'wx' });
+        this.#held = true;
+        return true;
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EEXIST') return false;
+        const owner = this.#owner();
+        if (owner === process.pid) {
+          this.#held = true;
+          return true;
+        }
+        if (owner !== undefined && processAlive(owner)) return false;
+        try {
+          unlinkSync(this.path); // stale: its process is gone
+        } catch {
+          return false;
+        }
+      }
+    }
+    return false;
+  }
+
+  async stillHeld(): Promise<boolean> {
+    this.#held = this.#held && this.#owner() === process.pid;
+    return this.#held;
+  }
+
+  async release(): Promise<void> {
+    if (this.#held && this.#owner() === process.pid) {
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // already gone
+      }
+    }
+    this.#held = false;
   }
 }
 

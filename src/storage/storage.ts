@@ -1,4 +1,7 @@
 import type { Policy } from '../policy/policy-model.js';
+import type { LeaderLock } from './sql-driver.js';
+
+export type { LeaderLock };
 
 export type HistoryAction = 'scale_up' | 'scale_down' | 'scheduled' | 'fallback' | 'none';
 export type TriggeredBy = 'rule' | 'schedule' | 'fallback' | 'api';
@@ -104,6 +107,9 @@ export interface Storage {
 
   getState(policyId: string): Promise<PolicyState | undefined>;
   putState(state: PolicyState): Promise<void>;
+
+  /** The lock that decides which daemon on this storage runs the evaluation loop. */
+  leaderLock(): LeaderLock;
 
   close(): Promise<void>;
 }

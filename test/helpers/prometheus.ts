@@ -15,6 +15,16 @@ import { join } from 'node:path';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Prometheus processes this test process started and has not stopped yet. If the test process
+ * exits without its teardown finishing (a tap timeout, an uncaught error), they are killed here
+ * so no Prometheus outlives its test.
+ */
+const liveChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of liveChildren) c.kill('SIGKILL');
+});
+
 /** Throws a clear error unless `name` (prometheus, promtool) runs from PATH. */
 export function requireTool(name: 'prometheus' | 'promtool'): string {
   const r = spawnSync(name, ['--version'], { encoding: 'utf8' });
@@ -175,7 +185,13 @@ export async function startPrometheus(opts: PrometheusOptions = {}): Promise<Pro
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child = c;
-    exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+    liveChildren.add(c);
+    exited = new Promise<void>((resolve) =>
+      c.once('exit', () => {
+        liveChildren.delete(c);
+        resolve();
+      }),
+    );
     let spawnError: Error | undefined;
     c.once('error', (err) => {
       spawnError = err;
