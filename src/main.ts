@@ -5,6 +5,9 @@ import type { ResolvedConfig } from './config/config.js';
 import { registerEngineRoutes } from './engine/engine-controller.js';
 import { ScalingManager } from './engine/manager.js';
 import { tokensFrom } from './api/auth.js';
+import { buildOpenApi } from './api/openapi.js';
+import { readPackageJson } from './util/package-root.js';
+import type Koa from 'koa';
 import { LeaderElection } from './engine/leader-election.js';
 import { PolicyFileLoader } from './files/policy-file-loader.js';
 import { ScalerMetrics } from './metrics.js';
@@ -16,6 +19,7 @@ import type { Storage } from './storage/storage.js';
 
 /** A running daemon; close() stops its parts in the reverse order of start. */
 export interface Daemon {
+  readonly app: Koa;
   readonly server: Server;
   readonly storage: Storage;
   readonly policies: PolicyService;
@@ -222,6 +226,10 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
         });
       },
       (_scaling, root) => {
+        const openapi = buildOpenApi(readPackageJson<{ version: string }>('package.json').version);
+        root.get('/api/v1/openapi.json', (ctx) => {
+          ctx.body = openapi;
+        });
         root.get('/metrics', async (ctx) => {
           ctx.type = metrics.registry.contentType;
           ctx.body = await metrics.registry.metrics();
@@ -266,6 +274,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
 
     let closing: Promise<void> | undefined;
     return {
+      app,
       server,
       storage,
       policies,

@@ -233,9 +233,9 @@ t.test('a daemon scales against a live Prometheus, blocks on cooldown, survives 
     logLines.some((l) => /metric source prometheus is answering again/.test(l.msg) && l.time >= restartedAt),
     'recovery is logged',
   );
-  const readyAgain = await waitFor('/readyz ready again', async () => {
+  const readyAgain = await waitFor('/readyz to show the metric source answering', async () => {
     const r = await call('GET', `${root}/readyz`);
-    return (r.body as { status?: string }).status === 'ready' ? r : undefined;
+    return (r.body as { checks?: { metric_sources?: { ok?: boolean } } }).checks?.metric_sources?.ok === true ? r : undefined;
   });
   t.match(readyAgain.body, { checks: { metric_sources: { ok: true, sources: { prometheus: { ok: true } } } } }, '/readyz shows the source answering');
   t.equal(daemon.manager.sourceHealth.get('prometheus')?.ok, true, 'the loop sees the source up');

@@ -1,0 +1,202 @@
+import type Koa from 'koa';
+import { loadSchema } from '../schemas.js';
+import { API_PREFIX } from './app.js';
+
+type Json = Record<string, unknown>;
+
+/** One documented operation; the route table below is the API's documentation. */
+interface Operation {
+  method: 'get' | 'post' | 'put' | 'delete';
+  path: string;
+  summary: string;
+  tag: string;
+  scope?: 'read' | 'write' | 'none';
+  body?: 'Policy' | 'EvaluateRequest';
+  bodyRequired?: boolean;
+  ok: { status: number; schema?: string; description: string; contentType?: string };
+  query?: Array<{ name: string; schema: Json; description: string }>;
+  errors: number[];
+}
+
+const idParam = { name: 'id', in: 'path', required: true, description: 'Policy id (UUID) or policy name.', schema: { type: 'string' } };
+const listQuery = [
+  { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, description: 'Page size.' },
+  { name: 'offset', schema: { type: 'integer', minimum: 0, default: 0 }, description: 'Rows to skip.' },
+  { name: 'enabled', schema: { type: 'boolean' }, description: 'Only enabled (true) or disabled (false) policies.' },
+  { name: 'target_type', schema: { type: 'string' }, description: 'Only policies for this target type.' },
+];
+const historyQuery = [
+  { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, description: 'Page size.' },
+  { name: 'cursor', schema: { type: 'string' }, description: 'next_cursor of the previous page.' },
+  { name: 'policy_id', schema: { type: 'string', format: 'uuid' }, description: 'Only rows of this policy.' },
+  { name: 'action', schema: { enum: ['scale_up', 'scale_down', 'scheduled', 'fallback', 'none'] }, description: 'Only rows with this action.' },
+  { name: 'since', schema: { type: 'string', format: 'date-time' }, description: 'Rows executed at or after this time.' },
+  { name: 'until', schema: { type: 'string', format: 'date-time' }, description: 'Rows executed before this time.' },
+  { name: 'dry_run', schema: { type: 'boolean' }, description: 'Only dry-run (true) or real (false) rows.' },
+];
+
+export const OPERATIONS: Operation[] = [
+  { method: 'post', path: '/policies', tag: 'policies', summary: 'Create a policy', body: 'Policy', bodyRequired: true, ok: { status: 201, schema: 'Policy', description: 'The created policy.' }, errors: [400, 401, 403, 409, 413, 415, 422] },
+  { method: 'get', path: '/policies', tag: 'policies', summary: 'List policies', query: listQuery, ok: { status: 200, schema: 'PolicyList', description: 'A page of policies.' }, errors: [400, 401, 403] },
+  { method: 'get', path: '/policies/{id}', tag: 'policies', summary: 'Get a policy by id or name', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404] },
+  { method: 'put', path: '/policies/{id}', tag: 'policies', summary: 'Replace a policy (atomic)', body: 'Policy', bodyRequired: true, ok: { status: 200, schema: 'Policy', description: 'The policy as stored.' }, errors: [400, 401, 403, 404, 409, 413, 415, 422] },
+  { method: 'delete', path: '/policies/{id}', tag: 'policies', summary: 'Delete a policy (its history stays)', ok: { status: 204, description: 'Deleted.' }, errors: [400, 401, 403, 404, 409] },
+  { method: 'post', path: '/policies/{id}/enable', tag: 'policies', summary: 'Enable a policy', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404, 409] },
+  { method: 'post', path: '/policies/{id}/disable', tag: 'policies', summary: 'Disable a policy', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404, 409] },
+  { method: 'post', path: '/policies/{id}/evaluate', tag: 'engine', summary: 'Evaluate a policy now (a dry run unless {"dry_run": false})', body: 'EvaluateRequest', ok: { status: 200, schema: 'DecisionRecord', description: 'The decision record.' }, errors: [400, 401, 403, 404, 415, 422] },
+  { method: 'get', path: '/policies/{id}/state', tag: 'engine', summary: 'Engine state of a policy', ok: { status: 200, schema: 'PolicyState', description: 'Current replicas, cooldown, failures, last decision, next schedule fires.' }, errors: [400, 401, 403, 404] },
+  { method: 'get', path: '/policies/{id}/history', tag: 'history', summary: 'History of one policy, newest first', query: historyQuery.filter((q) => q.name !== 'policy_id'), ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403, 404] },
+  { method: 'get', path: '/history', tag: 'history', summary: 'Scaling history, newest first', query: historyQuery, ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403] },
+  { method: 'get', path: '/sources', tag: 'files', summary: 'Policy files: status, policies in force, errors', ok: { status: 200, schema: 'SourceList', description: 'Every policy file.' }, errors: [401, 403] },
+  { method: 'get', path: '/plugins', tag: 'plugins', summary: 'Plugins found, loaded or failed', ok: { status: 200, schema: 'PluginList', description: 'Every plugin folder found.' }, errors: [401, 403] },
+];
+
+/** Routes outside /api/v1/scaling. */
+export const ROOT_OPERATIONS: Operation[] = [
+  { method: 'get', path: '/healthz', tag: 'probes', summary: 'Liveness: the process answers', scope: 'none', ok: { status: 200, description: 'Alive.' }, errors: [] },
+  { method: 'get', path: '/readyz', tag: 'probes', summary: 'Readiness with detail; 503 when storage is unreachable', scope: 'none', ok: { status: 200, description: 'Ready or degraded, with detail per check.' }, errors: [503] },
+  { method: 'get', path: '/metrics', tag: 'probes', summary: 'Prometheus metrics of the daemon', scope: 'none', ok: { status: 200, description: 'Prometheus text format.', contentType: 'text/plain' }, errors: [] },
+  { method: 'get', path: '/api/v1/openapi.json', tag: 'meta', summary: 'This document', ok: { status: 200, description: 'OpenAPI 3.1 document.' }, errors: [] },
+];
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'The request cannot be read (malformed JSON, bad query parameter, bad id).',
+  401: 'A bearer token is required, or the one sent is not valid.',
+  403: 'The token lacks the scope this request needs.',
+  404: 'No such policy.',
+  409: 'Duplicate name, or the policy is managed by a policy file.',
+  413: 'The body is larger than 1 MiB.',
+  415: 'The body is not application/json.',
+  422: 'The body is not a valid policy; errors lists every problem with a JSON pointer.',
+  503: 'Storage is unavailable.',
+};
+
+/** Moves a schema's $defs into components and rewrites its refs, so every tool can follow them. */
+function hoist(schema: Json, prefix: string, components: Json): Json {
+  const defs = (schema['$defs'] ?? {}) as Record<string, Json>;
+  const name = (key: string): string => `${prefix}${key.charAt(0).toUpperCase()}${key.slice(1)}`;
+  const rewrite = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(rewrite);
+    if (node === null || typeof node !== 'object') return node;
+    const out: Json = {};
+    for (const [k, v] of Object.entries(node as Json)) {
+      if (k === '$ref' && typeof v === 'string' && v.startsWith('#/$defs/')) out[k] = `#/components/schemas/${name(v.slice('#/$defs/'.length))}`;
+      else if (k !== '$defs' && k !== '$id' && k !== '$schema') out[k] = rewrite(v);
+    }
+    return out;
+  };
+  for (const [k, v] of Object.entries(defs)) components[name(k)] = rewrite(v);
+  return rewrite(schema) as Json;
+}
+
+/** The OpenAPI 3.1 document, built from the same JSON Schemas that validate requests. */
+export function buildOpenApi(version: string): Json {
+  const schemas: Json = {};
+  const policy = hoist(loadSchema('policy.schema.json'), 'Policy', schemas);
+  schemas['Policy'] = policy;
+  schemas['Problem'] = hoist(loadSchema('problem.schema.json'), 'Problem', schemas);
+  schemas['PolicyList'] = {
+    type: 'object',
+    required: ['policies', 'total_count'],
+    properties: { policies: { type: 'array', items: { $ref: '#/components/schemas/Policy' } }, total_count: { type: 'integer' } },
+  };
+  schemas['EvaluateRequest'] = { type: 'object', additionalProperties: false, properties: { dry_run: { type: 'boolean', default: true } } };
+  schemas['RuleVerdict'] = {
+    type: 'object',
+    properties: {
+      id: { type: 'string' }, direction: { enum: ['scale_up', 'scale_down'] }, metric: { type: 'string' }, source: { type: 'string' },
+      operator: { type: 'string' }, threshold: { type: 'number' }, window_seconds: { type: 'integer' }, step_seconds: { type: 'integer' },
+      samples: { type: 'integer' }, value: { type: ['number', 'null'] }, latest: { type: ['number', 'null'] }, held: { type: 'boolean' },
+      error: { type: ['string', 'null'] }, detail: { type: ['string', 'null'] },
+    },
+  };
+  schemas['DecisionRecord'] = {
+    type: 'object',
+    description: 'The explanation of one evaluation (DESIGN.md step 9).',
+    required: ['policy_id', 'evaluated_at', 'current_replicas', 'desired_replicas', 'action', 'reason_code', 'reason', 'should_scale', 'dry_run', 'triggered_rules', 'rules'],
+    properties: {
+      policy_id: { type: 'string' }, policy_name: { type: 'string' }, evaluated_at: { type: 'string', format: 'date-time' },
+      current_replicas: { type: 'integer' }, desired_replicas: { type: 'integer' },
+      action: { enum: ['scale_up', 'scale_down', 'scheduled', 'fallback', 'none'] },
+      reason_code: { type: 'string' }, reason: { type: 'string' }, should_scale: { type: 'boolean' }, dry_run: { type: 'boolean' },
+      triggered_by: { type: ['string', 'null'] }, triggered_rules: { type: 'array', items: { type: 'string' } },
+      rules: { type: 'array', items: { $ref: '#/components/schemas/RuleVerdict' } },
+      directions: { type: 'object' }, schedule: { type: ['object', 'null'] }, adjustments: { type: 'array', items: { type: 'object' } },
+      cooldown_remaining_seconds: { type: 'integer' }, consecutive_metric_failures: { type: 'integer' },
+    },
+  };
+  schemas['PolicyState'] = { type: 'object', properties: { policy_id: { type: 'string' }, current_replicas: { type: ['integer', 'null'] }, cooldown_remaining_seconds: { type: 'integer' }, consecutive_metric_failures: { type: 'integer' }, last_decision: { oneOf: [{ $ref: '#/components/schemas/DecisionRecord' }, { type: 'null' }] }, next_schedule_fires: { type: 'array', items: { type: 'object' } } } };
+  schemas['HistoryRow'] = {
+    type: 'object',
+    properties: {
+      id: { type: 'string' }, policy_id: { type: ['string', 'null'] }, policy_name: { type: 'string' }, action: { type: 'string' },
+      target_type: { type: 'string' }, target_id: { type: ['string', 'null'] }, previous_replicas: { type: 'integer' }, new_replicas: { type: 'integer' },
+      reason: { type: 'string' }, reason_code: { type: ['string', 'null'] }, triggered_by: { enum: ['rule', 'schedule', 'fallback', 'api'] },
+      dry_run: { type: 'boolean' }, status: { enum: ['succeeded', 'failed', 'blocked'] }, error: { type: ['string', 'null'] },
+      executed_at: { type: 'string', format: 'date-time' }, details: { oneOf: [{ $ref: '#/components/schemas/DecisionRecord' }, { type: 'null' }] },
+    },
+  };
+  schemas['HistoryPage'] = { type: 'object', required: ['history', 'next_cursor'], properties: { history: { type: 'array', items: { $ref: '#/components/schemas/HistoryRow' } }, next_cursor: { type: ['string', 'null'] } } };
+  schemas['SourceList'] = { type: 'object', properties: { sources: { type: 'array', items: { type: 'object' } } } };
+  schemas['PluginList'] = { type: 'object', properties: { plugins: { type: 'array', items: { type: 'object' } } } };
+
+  const paths: Record<string, Json> = {};
+  const add = (op: Operation, base: string): void => {
+    const full = `${base}${op.path}`;
+    const responses: Json = {
+      [op.ok.status]: {
+        description: op.ok.description,
+        ...(op.ok.schema !== undefined ? { content: { 'application/json': { schema: { $ref: `#/components/schemas/${op.ok.schema}` } } } } : {}),
+        ...(op.ok.contentType !== undefined ? { content: { [op.ok.contentType]: { schema: { type: 'string' } } } } : {}),
+      },
+    };
+    for (const status of op.errors) {
+      responses[status] = { description: STATUS_TEXT[status] ?? 'Error.', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
+    }
+    const operation: Json = {
+      operationId: `${op.method}${full.replace(/[^a-zA-Z0-9]+(.)?/g, (_, c: string | undefined) => (c ?? '').toUpperCase())}`,
+      summary: op.summary,
+      tags: [op.tag],
+      responses,
+      parameters: [...(op.path.includes('{id}') ? [idParam] : []), ...(op.query ?? []).map((q) => ({ ...q, in: 'query', required: false }))],
+      ...(op.scope === 'none' ? { security: [] } : {}),
+      ...(op.body !== undefined
+        ? { requestBody: { required: op.bodyRequired === true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${op.body}` } } } } }
+        : {}),
+    };
+    paths[full] = { ...(paths[full] ?? {}), [op.method]: operation };
+  };
+  for (const op of OPERATIONS) add(op, API_PREFIX);
+  for (const op of ROOT_OPERATIONS) add(op, '');
+
+  return {
+    openapi: '3.1.0',
+    jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
+    info: {
+      title: 'Philotes Scaler API',
+      version,
+      description: 'Scaling policies, evaluations and history of the Philotes scaling engine. Errors are application/problem+json (RFC 9457).',
+    },
+    servers: [{ url: '/' }],
+    security: [{ bearer: [] }],
+    tags: ['policies', 'engine', 'history', 'files', 'plugins', 'probes', 'meta'].map((name) => ({ name })),
+    paths,
+    components: {
+      schemas,
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Needed when tokens are configured: reads need the read scope, writes the write scope.' } },
+    },
+  };
+}
+
+/** Every route the app serves, as "METHOD /path/{param}", read from its routers. */
+export function servedRoutes(app: Koa): string[] {
+  const out = new Set<string>();
+  for (const mw of app.middleware) {
+    const router = (mw as { router?: { stack: Array<{ path: string; methods: string[] }> } }).router;
+    for (const layer of router?.stack ?? []) {
+      const path = layer.path.replace(/:([a-zA-Z_]+)/g, '{$1}');
+      for (const m of layer.methods) if (m !== 'HEAD') out.add(`${m} ${path}`);
+    }
+  }
+  return [...out].sort();
+}
