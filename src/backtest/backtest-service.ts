@@ -1,0 +1,101 @@
+import { validationError, type FieldError } from '../errors.js';
+import type { IsolatedMetricSource } from '../plugins/plugin-manager.js';
+import type { Policy } from '../policy/policy-model.js';
+import { parseDuration } from '../util/duration.js';
+import { fetchSeries } from './fetch-series.js';
+import { replay, type ReplayResult } from './replay.js';
+
+export interface BacktestRequest {
+  from: Date;
+  to: Date;
+  stepSeconds: number;
+  initialReplicas: number | null;
+}
+
+export interface BacktestDeps {
+  sources: ReadonlyMap<string, IsolatedMetricSource>;
+  defaultSource: string;
+  defaultCooldown: number;
+  prices: Readonly<Record<string, number>>;
+}
+
+/** At most this many evaluations per backtest, so one request cannot occupy the daemon for long. */
+export const MAX_BACKTEST_STEPS = 500_000;
+
+export type BacktestResult = ReplayResult & { requests: number; policy: Pick<Policy, 'id' | 'name'> };
+
+/** Parses and checks backtest parameters (API body or CLI flags); every problem names its field. */
+export function parseBacktestRequest(raw: Record<string, unknown>, prefix = ''): BacktestRequest {
+  const errors: FieldError[] = [];
+  const time = (key: string): Date | undefined => {
+    const v = raw[key];
+    if (v === undefined) {
+      errors.push({ field: `${prefix}/${key}`, message: 'is required (an ISO-8601 time such as 2026-01-28T00:00:00Z)' });
+      return undefined;
+    }
+    if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/.test(v) || Number.isNaN(Date.parse(v))) {
+      errors.push({ field: `${prefix}/${key}`, message: 'must be an ISO-8601 time with an offset, such as 2026-01-28T00:00:00Z' });
+      return undefined;
+    }
+    return new Date(v);
+  };
+  const from = time('from');
+  const to = time('to');
+  let stepSeconds = 60;
+  const step = raw['step'];
+  if (step !== undefined) {
+    const s = typeof step === 'string' ? parseDuration(step) : typeof step === 'number' && Number.isInteger(step) ? step : undefined;
+    if (s === undefined || s < 1 || s > 86_400) errors.push({ field: `${prefix}/step`, message: 'must be a duration from 1s to 1d, such as "1m" or 60' });
+    else stepSeconds = s;
+  }
+  let initialReplicas: number | null = null;
+  const init = raw['initial_replicas'];
+  if (init !== undefined && init !== null) {
+    if (typeof init !== 'number' || !Number.isInteger(init) || init < 0 || init > 100_000) errors.push({ field: `${prefix}/initial_replicas`, message: 'must be an integer from 0 to 100000' });
+    else initialReplicas = init;
+  }
+  for (const key of Object.keys(raw)) {
+    if (!['from', 'to', 'step', 'initial_replicas', 'policy'].includes(key)) errors.push({ field: `${prefix}/${key}`, message: 'is not a known property' });
+  }
+  if (from !== undefined && to !== undefined) {
+    if (to <= from) errors.push({ field: `${prefix}/to`, message: 'must be after from' });
+    else if ((to.getTime() - from.getTime()) / 1000 / stepSeconds > MAX_BACKTEST_STEPS) {
+      errors.push({ field: `${prefix}/step`, message: `gives more than ${MAX_BACKTEST_STEPS} evaluations for this range; use a larger step or a shorter range` });
+    }
+  }
+  if (errors.length > 0 || from === undefined || to === undefined) throw validationError(errors, 'backtest request');
+  return { from, to, stepSeconds, initialReplicas };
+}
+
+/** Fetches history once per distinct query and replays the policy over it. */
+export async function runBacktest(policy: Policy, req: BacktestRequest, deps: BacktestDeps): Promise<BacktestResult> {
+  const { series, requests } = await fetchSeries([policy], req.from, req.to, req.stepSeconds, deps.sources, deps.defaultSource);
+  const result = await replay({
+    policy,
+    from: req.from,
+    to: req.to,
+    intervalSeconds: req.stepSeconds,
+    initialReplicas: req.initialReplicas ?? policy.min_replicas,
+    defaultCooldown: deps.defaultCooldown,
+    defaultSource: deps.defaultSource,
+    price: policy.cost_per_replica_hour ?? deps.prices[policy.target_type] ?? null,
+    series,
+  });
+  return { ...result, requests, policy: { id: policy.id, name: policy.name } };
+}
+
+/** The timeline as CSV: one row per evaluation, one column per rule value. */
+export function timelineCsv(policy: Policy, result: ReplayResult): string {
+  const rules = [...policy.scale_up_rules, ...policy.scale_down_rules];
+  const quote = (s: string): string => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
+  const header = ['time', ...rules.map((r, i) => `${i < policy.scale_up_rules.length ? 'up' : 'down'}:${r.metric}`), 'replicas_before', 'replicas', 'action', 'reason_code'];
+  const lines = [header.map(quote).join(',')];
+  for (const row of result.timeline) {
+    lines.push(
+      [row.time, ...rules.map((r) => (row.values[r.id] === null || row.values[r.id] === undefined ? '' : String(row.values[r.id]))), String(row.replicas_before), String(row.replicas), row.action, row.reason_code]
+        .map(quote)
+        .join(','),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,52 @@
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { ResolvedConfig } from '../config/config.js';
+import { formatProblem, parsePolicyFile } from '../files/policy-file.js';
+import { PluginManager } from '../plugins/plugin-manager.js';
+import { PolicyService } from '../policy/policy-service.js';
+import { createValidationContext } from '../policy/validation-context.js';
+import { createSqliteStorage } from '../storage/sqlite-storage.js';
+import type { DecisionRecord } from './decision.js';
+import { ScalingManager } from './manager.js';
+
+export type EvaluateFileResult = { ok: true; records: DecisionRecord[] } | { ok: false; problems: string[] };
+
+/**
+ * `philotes-scaler evaluate <policy file>`: evaluates the file's policies once against the
+ * configured metric sources, as a dry run, and returns the decision records. It touches no
+ * store: state lives in an in-memory database that is thrown away.
+ */
+export async function evaluatePolicyFile(file: string, config: ResolvedConfig, logger: Logger): Promise<EvaluateFileResult> {
+  const plugins = new PluginManager({
+    dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
+    configs: { ...config.plugins, prometheus: { url: config.prometheus_url, ...config.plugins['prometheus'] } },
+    logger,
+    timeoutMs: config.plugin_timeout_ms,
+  });
+  await plugins.loadAll();
+  const storage = createSqliteStorage(':memory:');
+  try {
+    await storage.migrate();
+    const service = new PolicyService({
+      storage,
+      validation: createValidationContext(config, {
+        metricSources: () => plugins.sources.keys(),
+        executors: () => plugins.executors.keys(),
+        executorTargetTypes: () => plugins.executorTargetTypes(),
+      }),
+      defaultCooldown: config.default_cooldown,
+    });
+    const parsed = await parsePolicyFile(resolve(file), (input, source) => service.parse(input, { source }), file);
+    if (parsed.problems.length > 0) return { ok: false, problems: parsed.problems.map(formatProblem) };
+    const manager = new ScalingManager({ storage, logger, sources: plugins.sources, executors: plugins.executors, config });
+    const records: DecisionRecord[] = [];
+    for (const p of parsed.policies) {
+      const stored = await storage.createPolicy(p);
+      records.push(await manager.evaluateNow(stored, { dryRun: true }));
+    }
+    return { ok: true, records };
+  } finally {
+    await storage.close();
+    await plugins.close();
+  }
+}
