@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { createApp, type RouteRegistrar, type ReadinessCheck } from './api/app.js';
 import type { ResolvedConfig } from './config/config.js';
+import { registerBacktestRoutes } from './backtest/backtest-controller.js';
 import { registerEngineRoutes } from './engine/engine-controller.js';
 import { ScalingManager } from './engine/manager.js';
 import { tokensFrom } from './api/auth.js';
@@ -217,6 +218,14 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
     ];
     const extraRoutes: RouteRegistrar[] = [
       (scaling) => registerEngineRoutes(scaling, { manager, policies, storage, defaultCooldown: config.default_cooldown }),
+      (scaling) =>
+        registerBacktestRoutes(scaling, {
+          policies,
+          sources: plugins.sources,
+          defaultSource: config.default_metric_source,
+          defaultCooldown: config.default_cooldown,
+          prices: config.prices,
+        }),
       (scaling) => {
         scaling.get('/plugins', (ctx) => {
           ctx.body = { plugins: plugins.statuses };

@@ -11,7 +11,7 @@ interface Operation {
   summary: string;
   tag: string;
   scope?: 'read' | 'write' | 'none';
-  body?: 'Policy' | 'EvaluateRequest';
+  body?: 'Policy' | 'EvaluateRequest' | 'BacktestRequest' | 'BacktestInlineRequest';
   bodyRequired?: boolean;
   ok: { status: number; schema?: string; description: string; contentType?: string };
   query?: Array<{ name: string; schema: Json; description: string }>;
@@ -25,6 +25,7 @@ const listQuery = [
   { name: 'enabled', schema: { type: 'boolean' }, description: 'Only enabled (true) or disabled (false) policies.' },
   { name: 'target_type', schema: { type: 'string' }, description: 'Only policies for this target type.' },
 ];
+const formatQuery = { name: 'format', schema: { enum: ['json', 'svg'], default: 'json' }, description: 'svg answers the chart as image/svg+xml.' };
 const historyQuery = [
   { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, description: 'Page size.' },
   { name: 'cursor', schema: { type: 'string' }, description: 'next_cursor of the previous page.' },
@@ -45,6 +46,8 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/policies/{id}/disable', tag: 'policies', summary: 'Disable a policy', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404, 409] },
   { method: 'post', path: '/policies/{id}/evaluate', tag: 'engine', summary: 'Evaluate a policy now (a dry run unless {"dry_run": false})', body: 'EvaluateRequest', ok: { status: 200, schema: 'DecisionRecord', description: 'The decision record.' }, errors: [400, 401, 403, 404, 415, 422] },
   { method: 'get', path: '/policies/{id}/state', tag: 'engine', summary: 'Engine state of a policy', ok: { status: 200, schema: 'PolicyState', description: 'Current replicas, cooldown, failures, last decision, next schedule fires.' }, errors: [400, 401, 403, 404] },
+  { method: 'post', path: '/policies/{id}/backtest', tag: 'backtest', summary: 'Backtest a stored policy over metric history (?format=svg for a chart)', body: 'BacktestRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary, or an SVG chart.' }, errors: [400, 401, 403, 404, 415, 422] },
+  { method: 'post', path: '/backtest', tag: 'backtest', summary: 'Backtest an inline policy over metric history (?format=svg for a chart)', body: 'BacktestInlineRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary, or an SVG chart.' }, errors: [400, 401, 403, 415, 422] },
   { method: 'get', path: '/policies/{id}/history', tag: 'history', summary: 'History of one policy, newest first', query: historyQuery.filter((q) => q.name !== 'policy_id'), ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403, 404] },
   { method: 'get', path: '/history', tag: 'history', summary: 'Scaling history, newest first', query: historyQuery, ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403] },
   { method: 'get', path: '/sources', tag: 'files', summary: 'Policy files: status, policies in force, errors', ok: { status: 200, schema: 'SourceList', description: 'Every policy file.' }, errors: [401, 403] },
@@ -137,6 +140,23 @@ export function buildOpenApi(version: string): Json {
     },
   };
   schemas['HistoryPage'] = { type: 'object', required: ['history', 'next_cursor'], properties: { history: { type: 'array', items: { $ref: '#/components/schemas/HistoryRow' } }, next_cursor: { type: ['string', 'null'] } } };
+  const backtestProps = {
+    from: { type: 'string', format: 'date-time' },
+    to: { type: 'string', format: 'date-time' },
+    step: { oneOf: [{ type: 'string', description: 'A duration such as 1m.' }, { type: 'integer', minimum: 1 }], default: '1m' },
+    initial_replicas: { type: 'integer', minimum: 0 },
+  };
+  schemas['BacktestRequest'] = { type: 'object', additionalProperties: false, required: ['from', 'to'], properties: backtestProps };
+  schemas['BacktestInlineRequest'] = { type: 'object', additionalProperties: false, required: ['policy', 'from', 'to'], properties: { policy: { $ref: '#/components/schemas/Policy' }, ...backtestProps } };
+  schemas['BacktestResult'] = {
+    type: 'object',
+    properties: {
+      policy: { type: 'object' },
+      requests: { type: 'integer', description: 'Metric requests made (one per distinct query, per chunk).' },
+      summary: { type: 'object', description: 'Actions by kind, replica-hours, estimated cost, scale-up pending minutes, peak replicas.' },
+      timeline: { type: 'array', items: { type: 'object', description: 'One evaluation: time, rule values, verdicts, replicas, action, reason code.' } },
+    },
+  };
   schemas['SourceList'] = { type: 'object', properties: { sources: { type: 'array', items: { type: 'object' } } } };
   schemas['PluginList'] = { type: 'object', properties: { plugins: { type: 'array', items: { type: 'object' } } } };
 
@@ -179,7 +199,7 @@ export function buildOpenApi(version: string): Json {
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
-    tags: ['policies', 'engine', 'history', 'files', 'plugins', 'probes', 'meta'].map((name) => ({ name })),
+    tags: ['policies', 'engine', 'backtest', 'history', 'files', 'plugins', 'probes', 'meta'].map((name) => ({ name })),
     paths,
     components: {
       schemas,

@@ -67,6 +67,12 @@ export class PolicyFileLoader {
   /** Loads every file now, removes policies of files that vanished while stopped, then watches. */
   async start(): Promise<void> {
     const dirs = this.#opts.dirs.map((d) => resolve(this.#cwd, d));
+    if (dirs.length === 0) {
+      // Nothing to watch (policies come only from the API); chokidar would never report ready.
+      await this.#lock.run(() => this.#removeVanished());
+      this.#opts.logger.info('no policy folders configured; policies come from the API only');
+      return;
+    }
     for (const d of dirs) {
       if (!existsSync(d)) this.#opts.logger.warn({ dir: d }, 'policy folder does not exist; watching for it to appear');
     }

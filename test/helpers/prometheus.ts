@@ -31,7 +31,7 @@ export function requireTool(name: 'prometheus' | 'promtool'): string {
   if (r.error !== undefined || r.status !== 0) {
     throw new Error(
       `${name} is not on PATH (${r.error?.message ?? `exit ${r.status}: ${r.stderr}`}); ` +
-        'these tests need a real Prometheus: install it (Debian: apt-get install prometheus) — .ci/run.sh does',
+        'these tests need a real Prometheus: install it (Debian: apt-get install prometheus) — .ci/run does',
     );
   }
   return `${r.stdout}${r.stderr}`.split('\n')[0] ?? name;
