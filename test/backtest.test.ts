@@ -3,7 +3,7 @@ import t from 'tap';
 import { parseBacktestRequest, runBacktest, timelineCsv } from '../src/backtest/backtest-service.js';
 import { replay } from '../src/backtest/replay.js';
 import { decide } from '../src/engine/decide.js';
-import { EMPTY_MEMORY } from '../src/engine/decision.js';
+import { EMPTY_MEMORY, type EngineMemory } from '../src/engine/decision.js';
 import { applyExecution } from '../src/engine/execution.js';
 import { observationKey } from '../src/engine/rule-window.js';
 import { ScalerError } from '../src/errors.js';
@@ -81,7 +81,7 @@ t.test('the replay makes the same decisions as calling decide() step by step lik
   const { source } = syntheticSource();
   const to = new Date(FROM.getTime() + 2 * 3600_000);
   const bt = await runBacktest(policy, { from: FROM, to, stepSeconds: 60, initialReplicas: 1 }, deps(source));
-  let memory = { ...EMPTY_MEMORY, current_replicas: 1 };
+  let memory: EngineMemory = { ...EMPTY_MEMORY, current_replicas: 1 };
   let replicas = 1;
   const live: string[] = [];
   for (let at = FROM.getTime(); at <= to.getTime(); at += 60_000) {
