@@ -125,6 +125,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       executors: plugins.executors,
       config,
       onCycle: (report) => metrics.cycleDuration.observe(report.duration_ms / 1000),
+      onDecision: (record, trigger) => metrics.evaluations.inc({ action: record.action, reason_code: record.reason_code, trigger }),
     });
     const election = config.enabled
       ? new LeaderElection({

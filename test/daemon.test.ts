@@ -116,6 +116,7 @@ t.test('/metrics: the daemon\'s own metrics, prefixed philotes_scaling_', async 
   const text = await (await fetch(`${base}/metrics`)).text();
   for (const name of [
     'philotes_scaling_cycle_duration_seconds_count',
+    'philotes_scaling_evaluations_total{action="none",reason_code="metric_error",trigger="loop"}',
     'philotes_scaling_metric_source_requests_total{source="prometheus",call="instantQuery"}',
     'philotes_scaling_metric_source_errors_total{source="prometheus",call="instantQuery",kind="unreachable"}',
     'philotes_scaling_policies{source="api",enabled="true"} 1',

@@ -7,6 +7,7 @@ import type { HistoryRow, PolicyState, Storage } from '../storage/storage.js';
 import { Mutex, mapLimit } from '../util/async.js';
 import { decide } from './decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from './decision.js';
+import { applyExecution } from './execution.js';
 import { observationKey, ruleWindow } from './rule-window.js';
 
 /** What the manager needs from the daemon; plugins come in already isolated. */
@@ -27,6 +28,8 @@ export interface ManagerDeps {
   now?: () => Date;
   /** Called after every cycle (metrics, tests). */
   onCycle?: (report: CycleReport) => void;
+  /** Called after every evaluation, loop or manual (metrics). */
+  onDecision?: (record: DecisionRecord, trigger: 'loop' | 'api') => void;
 }
 
 export interface CycleReport {
@@ -324,7 +327,10 @@ export class ScalingManager {
     });
 
     // A manual preview (request dry-run) changes nothing: no history, no state.
-    if (opts.requestDryRun === true) return record;
+    if (opts.requestDryRun === true) {
+      this.#deps.onDecision?.(record, opts.trigger);
+      return record;
+    }
 
     const triggeredBy = opts.trigger === 'api' ? 'api' : (record.triggered_by ?? 'rule');
     const row = (status: HistoryRow['status'], newReplicas: number, error: string | null): HistoryRow => ({
@@ -346,7 +352,27 @@ export class ScalingManager {
       details: record as unknown as Record<string, unknown>,
     });
 
+    const saveState = (m: EngineMemory, kind: string | null, extra: Record<string, unknown> = {}) =>
+      storage.putState({
+        policy_id: policy.id,
+        current_replicas: m.current_replicas,
+        last_change_at: m.last_change_at,
+        last_change_kind: kind,
+        consecutive_failures: m.consecutive_failures,
+        last_blocked: m.last_blocked,
+        data: { [STATE_KEYS.memory]: { one_shots: m.one_shots }, [STATE_KEYS.lastDecision]: record, ...extra },
+        updated_at: now.toISOString(),
+      });
+
+    let final = next;
+    let kind = state?.last_change_kind ?? null;
     if (record.should_scale) {
+      const real = !record.dry_run;
+      if (real) {
+        // Record the intent first: if the process dies while the executor works, the restarted
+        // daemon still honours the cooldown of a change that may have happened (never a double scale).
+        await saveState(applyExecution(next, record, now, { succeeded: true }), record.action, { pending: { desired: record.desired_replicas, at: now.toISOString() } });
+      }
       let status: HistoryRow['status'] = 'succeeded';
       let error: string | null = null;
       if (executor === undefined) {
@@ -361,10 +387,8 @@ export class ScalingManager {
         }
       }
       await storage.appendHistory(row(status, record.desired_replicas, error));
-      if (status === 'succeeded' && !record.dry_run) {
-        next.current_replicas = record.desired_replicas;
-        next.last_change_at = now.toISOString();
-      }
+      final = applyExecution(next, record, now, { succeeded: status === 'succeeded' });
+      if (real && status === 'succeeded') kind = record.action;
       const line = `${record.dry_run ? 'dry run: ' : ''}${record.action} ${record.current_replicas} -> ${record.desired_replicas} (${record.reason_code}) ${status}`;
       if (status === 'failed') log.warn({ executor: executorName, error }, line);
       else log.info({ executor: executorName, action: record.action, from: record.current_replicas, to: record.desired_replicas }, line);
@@ -372,18 +396,8 @@ export class ScalingManager {
       await storage.appendHistory(row('blocked', record.wanted_replicas, null));
       log.info({ reason_code: record.reason_code }, `blocked: ${record.reason}`);
     }
-
-    const kind = record.should_scale && !record.dry_run && next.last_change_at === now.toISOString() ? record.action : (state?.last_change_kind ?? null);
-    await storage.putState({
-      policy_id: policy.id,
-      current_replicas: next.current_replicas,
-      last_change_at: next.last_change_at,
-      last_change_kind: kind,
-      consecutive_failures: next.consecutive_failures,
-      last_blocked: next.last_blocked,
-      data: { [STATE_KEYS.memory]: { one_shots: next.one_shots }, [STATE_KEYS.lastDecision]: record },
-      updated_at: now.toISOString(),
-    });
+    await saveState(final, kind);
+    this.#deps.onDecision?.(record, opts.trigger);
     return record;
   }
 
