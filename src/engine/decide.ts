@@ -123,10 +123,10 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
   const rules = [...upRecords, ...downRecords];
   const anyError = rules.some((r) => r.error !== null);
   const failures = anyError ? memory.consecutive_failures + 1 : 0;
-  const combined = await combinerFor(p).combine(
-    upRecords.map((r) => r.held),
-    downRecords.map((r) => r.held),
-  );
+  const combiner = combinerFor(p);
+  const upHeld = upRecords.map((r) => r.held);
+  const downHeld = downRecords.map((r) => r.held);
+  const combined = combiner.peek(upHeld, downHeld) ?? (await combiner.combine(upHeld, downHeld));
 
   // Step 3: direction and step. With `any`, the step comes from the rules that held.
   const heldUp = p.scale_up_rules.filter((_, i) => upRecords[i]?.held === true);

@@ -1,11 +1,17 @@
 import type { Logger } from 'pino';
 import type { LeaderLock } from '../storage/storage.js';
+import { withTimeout } from '../util/async.js';
 
 export interface LeaderElectionOptions {
   lock: LeaderLock;
   logger: Logger;
   /** How often a follower competes and a leader checks it still holds the lock. */
   checkMs: number;
+  /**
+   * Bound on one call of the lock (default: the larger of 10 s and two checks). A leader whose
+   * check does not answer in time steps down: it can no longer prove it holds the lock.
+   */
+  callTimeoutMs?: number;
   onElected: () => void | Promise<void>;
   onDeposed: () => void | Promise<void>;
 }
@@ -15,6 +21,8 @@ export interface LeaderElectionOptions {
  * the leader checks it still holds it as often, and steps down the moment it does not (its
  * database connection dropped), so two daemons never run the loop together for longer than one
  * check. When a leader dies, a follower takes over within `checkMs` of the lock being freed.
+ * Lock calls are bounded (`callTimeoutMs`), so a hung database connection can neither keep a
+ * leader that cannot prove its lock running, nor hang stop() (and with it the daemon's shutdown).
  */
 export class LeaderElection {
   readonly #opts: LeaderElectionOptions;
@@ -36,16 +44,25 @@ export class LeaderElection {
     return this.#opts.lock.description;
   }
 
+  get #callTimeoutMs(): number {
+    return this.#opts.callTimeoutMs ?? Math.max(10_000, 2 * this.#opts.checkMs);
+  }
+
   /** Competes once now, then every checkMs. */
   async start(): Promise<void> {
     this.#stopped = false;
-    await this.#tick();
+    // Tracked like a scheduled tick, so that a stop() during start waits for it.
+    this.#running = this.#tick().finally(() => {
+      this.#running = undefined;
+    });
+    await this.#running;
     this.#schedule();
   }
 
   #schedule(): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(() => {
+      this.#timer = undefined;
       this.#running = this.#tick().finally(() => {
         this.#running = undefined;
         this.#schedule();
@@ -55,22 +72,47 @@ export class LeaderElection {
 
   async #tick(): Promise<void> {
     const { lock, logger } = this.#opts;
-    try {
-      if (this.#leader) {
-        if (!(await lock.stillHeld())) {
-          this.#leader = false;
-          this.since = null;
-          logger.warn({ lock: lock.description }, 'lost leadership (the lock is gone); stopping the evaluation loop');
-          await this.#opts.onDeposed();
-        }
-      } else if (await lock.tryAcquire()) {
-        this.#leader = true;
-        this.since = new Date().toISOString();
-        logger.info({ lock: lock.description }, 'elected leader: running the evaluation loop');
-        await this.#opts.onElected();
+    if (this.#leader) {
+      let held: boolean;
+      let why = 'the lock is gone';
+      try {
+        held = await withTimeout(lock.stillHeld(), this.#callTimeoutMs, 'leader lock check');
+      } catch (err) {
+        // Not knowing is not holding: better no leader for a moment than two.
+        held = false;
+        why = `the lock cannot be checked: ${(err as Error).message}`;
       }
+      if (!held) await this.#depose(`lost leadership (${why}); stopping the evaluation loop`);
+      return;
+    }
+    if (this.#stopped) return;
+    try {
+      if (!(await withTimeout(lock.tryAcquire(), this.#callTimeoutMs, 'leader lock'))) return;
     } catch (err) {
-      logger.error({ err }, 'leader election check failed');
+      logger.warn({ err, lock: lock.description }, 'could not compete for leadership; trying again');
+      return;
+    }
+    if (this.#stopped) return; // stop() releases it
+    this.#leader = true;
+    this.since = new Date().toISOString();
+    logger.info({ lock: lock.description }, 'elected leader: running the evaluation loop');
+    try {
+      await this.#opts.onElected();
+    } catch (err) {
+      logger.error({ err }, 'could not start the evaluation loop; stepping down');
+      await this.#depose('stepping down');
+      await this.#opts.lock.release().catch(() => undefined);
+    }
+  }
+
+  async #depose(message: string): Promise<void> {
+    this.#leader = false;
+    this.since = null;
+    this.#opts.logger.warn({ lock: this.#opts.lock.description }, message);
+    try {
+      await this.#opts.onDeposed();
+    } catch (err) {
+      this.#opts.logger.error({ err }, 'error while stopping the evaluation loop');
     }
   }
 
@@ -78,11 +120,19 @@ export class LeaderElection {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
     await this.#running;
-    if (this.#leader) {
-      this.#leader = false;
-      await this.#opts.onDeposed();
+    try {
+      if (this.#leader) {
+        this.#leader = false;
+        this.since = null;
+        await this.#opts.onDeposed();
+      }
+    } finally {
+      // Always, bounded: a lock that does not answer is freed by the process exit anyway.
+      await withTimeout(this.#opts.lock.release(), this.#callTimeoutMs, 'leader lock release').catch((err: unknown) => {
+        this.#opts.logger.warn({ err, lock: this.#opts.lock.description }, 'could not release the leader lock');
+      });
     }
-    await this.#opts.lock.release();
   }
 }

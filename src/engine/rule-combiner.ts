@@ -38,8 +38,21 @@ export class DirectionCombiner {
     }
   }
 
+  /** The memoised answer for this verdict vector, without a promise; undefined the first time. */
+  peek(up: readonly boolean[], down: readonly boolean[]): { up: boolean; down: boolean } | undefined {
+    return this.#memo.get(DirectionCombiner.#key(up, down));
+  }
+
+  static #key(up: readonly boolean[], down: readonly boolean[]): string {
+    let k = '';
+    for (const v of up) k += v ? '1' : '0';
+    k += '|';
+    for (const v of down) k += v ? '1' : '0';
+    return k;
+  }
+
   async combine(up: readonly boolean[], down: readonly boolean[]): Promise<{ up: boolean; down: boolean }> {
-    const key = `${up.map(Number).join('')}|${down.map(Number).join('')}`;
+    const key = DirectionCombiner.#key(up, down);
     const hit = this.#memo.get(key);
     if (hit !== undefined) return hit;
     const facts: Record<string, boolean> = {};
@@ -53,9 +66,13 @@ export class DirectionCombiner {
 }
 
 const compiled = new Map<string, DirectionCombiner>();
+// Replays pass the same policy object at every step: a by-object cache skips building the key.
+const byObject = new WeakMap<Policy, DirectionCombiner>();
 
 /** The combiner of a policy version (id + updated_at), compiled once. */
 export function combinerFor(policy: Policy): DirectionCombiner {
+  const hit = byObject.get(policy);
+  if (hit !== undefined) return hit;
   const key = `${policy.id}\u0000${policy.updated_at}\u0000${policy.scale_up_match}${policy.scale_down_match}${policy.scale_up_rules.length}/${policy.scale_down_rules.length}`;
   let c = compiled.get(key);
   if (c === undefined) {
@@ -63,5 +80,6 @@ export function combinerFor(policy: Policy): DirectionCombiner {
     if (compiled.size > 50_000) compiled.clear();
     compiled.set(key, c);
   }
+  byObject.set(policy, c);
   return c;
 }
