@@ -88,6 +88,7 @@ for (const n of SIZES) {
     requests.push((after['/api/v1/query_range'] ?? 0) - (before['/api/v1/query_range'] ?? 0) + (after['/api/v1/query'] ?? 0) - (before['/api/v1/query'] ?? 0));
     rss = Math.max(rss, process.memoryUsage().rss);
     directs.push(await directTime(new Date()));
+    if (process.env['VERBOSE'] === '1') console.log(n, JSON.stringify(report.phases_ms), 'states written', report.states_written, 'rss MB', (process.memoryUsage().rss / 1048576).toFixed(0), 'heap MB', (process.memoryUsage().heapUsed / 1048576).toFixed(0));
     if (report.fetches !== QUERIES || report.errors > 0) throw new Error(`cycle fetched ${report.fetches} keys with ${report.errors} errors`);
   }
   const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? NaN;

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type ScalerConfig } from './config/config.js';
+import type { Logger } from 'pino';
 import { createLogger } from './logger.js';
-import { startDaemon } from './main.js';
+import { startDaemon, type Daemon } from './main.js';
 
 const HELP = `philotes-scaler: the Philotes scaling engine
 
@@ -53,6 +54,68 @@ function flagsFrom(values: Record<string, unknown>): Partial<Record<keyof Scaler
   return flags;
 }
 
+/** How long a graceful shutdown may take before the process exits anyway. */
+const SHUTDOWN_WATCHDOG_MS = 30_000;
+
+/**
+ * Runs the daemon until SIGTERM or SIGINT. The handlers are installed before the daemon starts,
+ * so a signal during start-up (migrations, plugin loading) still ends in a clean stop once the
+ * start completes, never in a kill halfway. The first signal closes the daemon (exit 0); a failed
+ * start exits 1 as before; a second signal, or a shutdown slower than the watchdog,
+ * exits at once with 1.
+ */
+function serve(config: ReturnType<typeof loadConfig>, logger: Logger): void {
+  let daemon: Daemon | undefined;
+  let stopping = false;
+  const exit = (code: number): void => {
+    // pino writes synchronously to stdout, so nothing logged before this line is lost.
+    process.exit(code);
+  };
+  const shutdown = (): void => {
+    if (daemon === undefined) return; // still starting: the start's continuation closes it
+    void daemon.close().then(
+      () => {
+        logger.info('stopped');
+        exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'error while shutting down');
+        exit(1);
+      },
+    );
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      exit(1);
+      return;
+    }
+    stopping = true;
+    logger.info({ signal }, daemon === undefined ? 'shutting down once the start completes' : 'shutting down');
+    const watchdog = setTimeout(() => {
+      logger.error(`shutdown took longer than ${SHUTDOWN_WATCHDOG_MS / 1000} s: exiting`);
+      exit(1);
+    }, SHUTDOWN_WATCHDOG_MS);
+    watchdog.unref();
+    shutdown();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  startDaemon(config, logger).then(
+    (started) => {
+      daemon = started;
+      if (stopping) shutdown();
+    },
+    (err: unknown) => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      // A failed start has already stopped what it had started: the process ends by itself.
+      reportFailure(err);
+    },
+  );
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -79,24 +142,7 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'serve': {
-      const daemon = await startDaemon(config, logger);
-      let stopping = false;
-      const stop = (signal: string): void => {
-        if (stopping) {
-          logger.warn({ signal }, 'second signal: exiting now');
-          process.exit(1);
-        }
-        stopping = true;
-        logger.info({ signal }, 'shutting down');
-        const watchdog = setTimeout(() => {
-          logger.error('shutdown took longer than 30 s: exiting');
-          process.exit(1);
-        }, 30_000);
-        watchdog.unref();
-        void daemon.close().then(() => process.exit(0));
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
+      serve(config, logger);
       return -1; // keep running
     }
     case 'validate': {
@@ -128,20 +174,22 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+function reportFailure(err: unknown): void {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`philotes-scaler: ${err.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const e = err as { code?: string; message?: string };
+  if (e.code === 'EADDRINUSE') process.stderr.write(`philotes-scaler: the port is already in use (${e.message ?? ''})\n`);
+  else if (e.code?.startsWith('ERR_PARSE_ARGS') === true) process.stderr.write(`philotes-scaler: ${e.message ?? ''}\n\n${HELP}`);
+  else process.stderr.write(`philotes-scaler: failed to start: ${e.message ?? String(err)}\n`);
+  process.exitCode = 1;
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     if (code >= 0) process.exitCode = code;
   },
-  (err: unknown) => {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`philotes-scaler: ${err.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    const e = err as { code?: string; message?: string };
-    if (e.code === 'EADDRINUSE') process.stderr.write(`philotes-scaler: the port is already in use (${e.message ?? ''})\n`);
-    else if (e.code?.startsWith('ERR_PARSE_ARGS') === true) process.stderr.write(`philotes-scaler: ${e.message ?? ''}\n\n${HELP}`);
-    else process.stderr.write(`philotes-scaler: failed to start: ${e.message ?? String(err)}\n`);
-    process.exitCode = 1;
-  },
+  reportFailure,
 );

@@ -4,7 +4,7 @@ import type { ScaleTarget } from '../plugins/api.js';
 import type { IsolatedExecutor, IsolatedMetricSource, PluginCallError } from '../plugins/plugin-manager.js';
 import type { Policy, Rule } from '../policy/policy-model.js';
 import type { HistoryRow, PolicyState, Storage } from '../storage/storage.js';
-import { Mutex, mapLimit } from '../util/async.js';
+import { Mutex, Semaphore } from '../util/async.js';
 import { decide } from './decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from './decision.js';
 import { applyExecution } from './execution.js';
@@ -40,6 +40,10 @@ export interface CycleReport {
   fetch_errors: number;
   outcomes: Record<string, number>;
   errors: number;
+  /** Policy states written this cycle (unchanged states are not rewritten). */
+  states_written: number;
+  /** Where the time went: loading policies, fetching (from load end), evaluating (overlaps fetch), writing states. */
+  phases_ms: { load: number; fetch: number; evaluate_until: number; write: number };
 }
 
 interface Fetch {
@@ -58,6 +62,27 @@ const STATE_KEYS = { memory: 'memory', lastDecision: 'last_decision' } as const;
 
 /** Error kinds that mean the source itself did not answer (as opposed to answering badly). */
 const SOURCE_DOWN_KINDS: ReadonlySet<string> = new Set(['unreachable', 'timeout', 'http']);
+
+/**
+ * What of a state is worth writing: the engine memory and the outcome of the last decision, not
+ * its timestamp. Two evaluations with the same fingerprint need only one write.
+ */
+function fingerprint(s: PolicyState): string {
+  const d = s.data[STATE_KEYS.lastDecision] as DecisionRecord | undefined;
+  return JSON.stringify([
+    s.current_replicas,
+    s.last_change_at,
+    s.last_change_kind,
+    s.consecutive_failures,
+    s.last_blocked,
+    s.data[STATE_KEYS.memory],
+    s.data['pending'] ?? null,
+    d?.action,
+    d?.reason_code,
+    d?.current_replicas,
+    d?.desired_replicas,
+  ]);
+}
 
 /** The engine memory kept in a PolicyState row. */
 export function memoryFromState(state: PolicyState | undefined): EngineMemory {
@@ -85,6 +110,14 @@ export class ScalingManager {
   /** Samples kept for sources without range queries, by observation key. */
   readonly #buffers = new Map<string, Array<{ t: number; v: number }>>();
   readonly sourceHealth = new Map<string, SourceHealth>();
+  /** Enabled policies as last loaded, by id; only changed versions are read again. */
+  readonly #policyCache = new Map<string, Policy>();
+  /**
+   * The latest state of each policy this manager evaluated, written or not: steady-state
+   * evaluations change nothing worth writing, so they are not written (the loop would otherwise
+   * rewrite every policy's state every cycle). Cleared when the loop (re)starts.
+   */
+  readonly #states = new Map<string, { state: PolicyState; fingerprint: string }>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<CycleReport> | undefined;
   #stopped = true;
@@ -103,6 +136,9 @@ export class ScalingManager {
   start(): void {
     if (!this.#stopped) return;
     this.#stopped = false;
+    // Another daemon may have led meanwhile: trust only storage from here on.
+    this.#states.clear();
+    this.#policyCache.clear();
     const tick = async (): Promise<void> => {
       if (this.#stopped) return;
       const started = Date.now();
@@ -151,26 +187,79 @@ export class ScalingManager {
     return this.#running;
   }
 
+  /** Enabled policies, reading again only those whose version changed since the last cycle. */
+  async #loadPolicies(): Promise<Policy[]> {
+    const { storage } = this.#deps;
+    const versions = await storage.listEnabledPolicyVersions();
+    const stale = versions.filter((v) => this.#policyCache.get(v.id)?.updated_at !== v.updated_at).map((v) => v.id);
+    if (stale.length > 0) for (const p of await storage.getPolicies(stale)) this.#policyCache.set(p.id, p);
+    const live = new Set(versions.map((v) => v.id));
+    for (const id of this.#policyCache.keys()) {
+      if (!live.has(id)) {
+        this.#policyCache.delete(id);
+        this.#states.delete(id);
+        this.#locks.delete(id);
+      }
+    }
+    return versions.map((v) => this.#policyCache.get(v.id)).filter((p): p is Policy => p !== undefined && p.enabled);
+  }
+
   async #cycle(): Promise<CycleReport> {
     const t0 = performance.now();
     const now = this.#now();
-    const policies = await this.#deps.storage.listEnabledPolicies();
-    const { observations, fetches, errors: fetchErrors } = await this.#fetchAll(policies, now);
+    const policies = await this.#loadPolicies();
+    const tLoaded = performance.now();
+    const unknown = policies.filter((p) => !this.#states.has(p.id)).map((p) => p.id);
+    const stored = unknown.length > 0 ? await this.#deps.storage.getStates(unknown) : new Map<string, PolicyState>();
+    for (const id of unknown) {
+      const st = stored.get(id);
+      if (st !== undefined) this.#states.set(id, { state: st, fingerprint: fingerprint(st) });
+    }
+
+    // Fetches start at once; each policy is evaluated as soon as its own observations are in,
+    // so evaluation overlaps the slowest queries instead of waiting for all of them.
+    const { pending, fetches } = this.#startFetches(policies, now);
+    const observations = new Map<string, Observation>();
+    let fetchErrors = 0;
+    for (const [key, promise] of pending) {
+      void promise.then((obs) => {
+        observations.set(key, obs);
+        if (obs.error !== undefined) fetchErrors++;
+      });
+    }
+    let fetchedAt = 0;
+    void Promise.all(pending.values()).then(() => {
+      fetchedAt = performance.now();
+    });
+    const slots = new Semaphore(this.#deps.config.max_concurrency);
+    const writes: PolicyState[] = [];
     const outcomes: Record<string, number> = {};
     let errors = 0;
-    await mapLimit(policies, this.#deps.config.max_concurrency, async (policy) => {
+    const defaultSource = this.#deps.config.default_metric_source;
+    await Promise.all(
+      policies.map(async (policy) => {
+        const keys = new Set([...policy.scale_up_rules, ...policy.scale_down_rules].map((r) => observationKey(r, defaultSource)));
+        await Promise.all([...keys].map((k) => pending.get(k)));
+        try {
+          const record = await slots.run(() => this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes })));
+          const k = record.action === 'none' ? record.reason_code : record.action;
+          outcomes[k] = (outcomes[k] ?? 0) + 1;
+        } catch (err) {
+          errors++;
+          this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
+        }
+      }),
+    );
+    const tEvaluated = performance.now();
+    if (writes.length > 0) {
       try {
-        const record = await this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'loop' }));
-        const k = record.action === 'none' ? record.reason_code : record.action;
-        outcomes[k] = (outcomes[k] ?? 0) + 1;
+        await this.#deps.storage.putStates(writes);
       } catch (err) {
-        errors++;
-        this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
+        // Not written: forget what we think is stored, so the next cycle reads and writes again.
+        for (const w of writes) this.#states.delete(w.policy_id);
+        this.#deps.logger.error({ err, states: writes.length }, 'could not store policy states; will retry next cycle');
       }
-    });
-    // Forget locks of policies that are gone.
-    const live = new Set(policies.map((p) => p.id));
-    for (const id of this.#locks.keys()) if (!live.has(id)) this.#locks.delete(id);
+    }
     const report: CycleReport = {
       started_at: now.toISOString(),
       duration_ms: Math.round(performance.now() - t0),
@@ -179,6 +268,13 @@ export class ScalingManager {
       fetch_errors: fetchErrors,
       outcomes,
       errors,
+      states_written: writes.length,
+      phases_ms: {
+        load: Math.round(tLoaded - t0),
+        fetch: Math.round((fetchedAt || tEvaluated) - tLoaded),
+        evaluate_until: Math.round(tEvaluated - tLoaded),
+        write: Math.round(performance.now() - tEvaluated),
+      },
     };
     this.lastCycle = report;
     this.#deps.logger.debug(report, 'evaluation cycle done');
@@ -186,8 +282,8 @@ export class ScalingManager {
     return report;
   }
 
-  /** One request per distinct (source, query, aggregation, window) across the given policies. */
-  async #fetchAll(policies: readonly Policy[], now: Date): Promise<{ observations: Map<string, Observation>; fetches: number; errors: number }> {
+  /** Starts one request per distinct (source, query, aggregation, window) across the given policies. */
+  #startFetches(policies: readonly Policy[], now: Date): { pending: Map<string, Promise<Observation>>; fetches: number } {
     const distinct = new Map<string, Fetch>();
     const defaultSource = this.#deps.config.default_metric_source;
     for (const p of policies) {
@@ -196,14 +292,23 @@ export class ScalingManager {
         if (!distinct.has(key)) distinct.set(key, { source: rule.source ?? defaultSource, rule });
       }
     }
+    const slots = new Semaphore(this.#deps.config.max_concurrency);
+    const pending = new Map<string, Promise<Observation>>();
+    for (const [key, f] of distinct) pending.set(key, slots.run(() => this.#fetch(key, f, now)));
+    return { pending, fetches: distinct.size };
+  }
+
+  /** Fetches everything the given policies need, and waits for all of it. */
+  async #fetchAll(policies: readonly Policy[], now: Date): Promise<{ observations: Map<string, Observation>; fetches: number; errors: number }> {
+    const { pending, fetches } = this.#startFetches(policies, now);
     const observations = new Map<string, Observation>();
     let errors = 0;
-    await mapLimit([...distinct.entries()], this.#deps.config.max_concurrency, async ([key, f]) => {
-      const obs = await this.#fetch(key, f, now);
+    for (const [key, p] of pending) {
+      const obs = await p;
       if (obs.error !== undefined) errors++;
       observations.set(key, obs);
-    });
-    return { observations, fetches: distinct.size, errors };
+    }
+    return { observations, fetches, errors };
   }
 
   async #fetch(key: string, f: Fetch, now: Date): Promise<Observation> {
@@ -297,10 +402,12 @@ export class ScalingManager {
     policy: Policy,
     now: Date,
     observations: ReadonlyMap<string, Observation>,
-    opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean },
+    opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean; deferWrite?: PolicyState[] },
   ): Promise<DecisionRecord> {
     const { storage, logger } = this.#deps;
-    const log = logger.child({ policy_id: policy.id, policy: policy.name });
+    // A child logger per evaluation is costly at 10,000 policies a cycle: made only when a line is written.
+    let child: Logger | undefined;
+    const log = (): Logger => (child ??= logger.child({ policy_id: policy.id, policy: policy.name }));
     const target: ScaleTarget = { policyId: policy.id, policyName: policy.name, targetType: policy.target_type, targetId: policy.target_id };
     const { name: executorName, executor } = this.executorFor(policy);
     let executorReplicas: number | null = null;
@@ -308,10 +415,10 @@ export class ScalingManager {
       try {
         executorReplicas = await executor.getCurrentReplicas(target);
       } catch (err) {
-        log.warn({ executor: executorName, err: (err as Error).message }, 'executor could not report current replicas; using stored state');
+        log().warn({ executor: executorName, err: (err as Error).message }, 'executor could not report current replicas; using stored state');
       }
     }
-    const state = await storage.getState(policy.id);
+    const state = this.#states.get(policy.id)?.state ?? (await storage.getState(policy.id));
     const memory = memoryFromState(state);
     const { record, memory: next, recordBlocked } = await decide({
       policy,
@@ -352,17 +459,27 @@ export class ScalingManager {
       details: record as unknown as Record<string, unknown>,
     });
 
-    const saveState = (m: EngineMemory, kind: string | null, extra: Record<string, unknown> = {}) =>
-      storage.putState({
+    /**
+     * Saves the state: at once when it matters now (a change is being made, or a manual
+     * evaluation), else in the cycle's batch, and only when something worth keeping changed.
+     */
+    const saveState = async (m: EngineMemory, kind: string | null, opts2: { now: boolean; extra?: Record<string, unknown> }): Promise<void> => {
+      const st: PolicyState = {
         policy_id: policy.id,
         current_replicas: m.current_replicas,
         last_change_at: m.last_change_at,
         last_change_kind: kind,
         consecutive_failures: m.consecutive_failures,
         last_blocked: m.last_blocked,
-        data: { [STATE_KEYS.memory]: { one_shots: m.one_shots }, [STATE_KEYS.lastDecision]: record, ...extra },
+        data: { [STATE_KEYS.memory]: { one_shots: m.one_shots }, [STATE_KEYS.lastDecision]: record, ...opts2.extra },
         updated_at: now.toISOString(),
-      });
+      };
+      const fp = fingerprint(st);
+      const known = this.#states.get(policy.id);
+      if (opts2.now || opts.deferWrite === undefined) await storage.putState(st);
+      else if (known?.fingerprint !== fp) opts.deferWrite.push(st);
+      this.#states.set(policy.id, { state: st, fingerprint: fp });
+    };
 
     let final = next;
     let kind = state?.last_change_kind ?? null;
@@ -371,7 +488,7 @@ export class ScalingManager {
       if (real) {
         // Record the intent first: if the process dies while the executor works, the restarted
         // daemon still honours the cooldown of a change that may have happened (never a double scale).
-        await saveState(applyExecution(next, record, now, { succeeded: true }), record.action, { pending: { desired: record.desired_replicas, at: now.toISOString() } });
+        await saveState(applyExecution(next, record, now, { succeeded: true }), record.action, { now: true, extra: { pending: { desired: record.desired_replicas, at: now.toISOString() } } });
       }
       let status: HistoryRow['status'] = 'succeeded';
       let error: string | null = null;
@@ -390,15 +507,20 @@ export class ScalingManager {
       final = applyExecution(next, record, now, { succeeded: status === 'succeeded' });
       if (real && status === 'succeeded') kind = record.action;
       const line = `${record.dry_run ? 'dry run: ' : ''}${record.action} ${record.current_replicas} -> ${record.desired_replicas} (${record.reason_code}) ${status}`;
-      if (status === 'failed') log.warn({ executor: executorName, error }, line);
-      else log.info({ executor: executorName, action: record.action, from: record.current_replicas, to: record.desired_replicas }, line);
+      if (status === 'failed') log().warn({ executor: executorName, error }, line);
+      else log().info({ executor: executorName, action: record.action, from: record.current_replicas, to: record.desired_replicas }, line);
     } else if (recordBlocked) {
       await storage.appendHistory(row('blocked', record.wanted_replicas, null));
-      log.info({ reason_code: record.reason_code }, `blocked: ${record.reason}`);
+      log().info({ reason_code: record.reason_code }, `blocked: ${record.reason}`);
     }
-    await saveState(final, kind);
+    await saveState(final, kind, { now: record.should_scale });
     this.#deps.onDecision?.(record, opts.trigger);
     return record;
+  }
+
+  /** The freshest state this manager knows for a policy (it may be newer than storage's). */
+  knownState(policyId: string): PolicyState | undefined {
+    return this.#states.get(policyId)?.state;
   }
 
   static lastDecision(state: PolicyState | undefined): DecisionRecord | null {

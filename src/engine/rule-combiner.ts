@@ -69,11 +69,15 @@ const compiled = new Map<string, DirectionCombiner>();
 // Replays pass the same policy object at every step: a by-object cache skips building the key.
 const byObject = new WeakMap<Policy, DirectionCombiner>();
 
-/** The combiner of a policy version (id + updated_at), compiled once. */
+/**
+ * The combiner for a policy. Its rules engine depends only on the policy's shape (how many rules
+ * each direction has and how they match), so policies of one shape share one: 10,000 policies
+ * need a handful of engines, not 10,000.
+ */
 export function combinerFor(policy: Policy): DirectionCombiner {
   const hit = byObject.get(policy);
   if (hit !== undefined) return hit;
-  const key = `${policy.id}\u0000${policy.updated_at}\u0000${policy.scale_up_match}${policy.scale_down_match}${policy.scale_up_rules.length}/${policy.scale_down_rules.length}`;
+  const key = `${policy.scale_up_match}:${policy.scale_up_rules.length}|${policy.scale_down_match}:${policy.scale_down_rules.length}`;
   let c = compiled.get(key);
   if (c === undefined) {
     c = new DirectionCombiner(policy);

@@ -10,7 +10,8 @@
  *
  * Terms are separated by whitespace. Hexadecimal is not read, as in promtool (`0x3` is 0 repeated).
  * Like promtool, a+bxn adds b n times rather than multiplying, so floating-point results are
- * bit-for-bit the ones promtool would produce.
+ * bit-for-bit the ones promtool would produce. One deliberate difference: promtool reads
+ * `stale+1x3` as a stale marker followed by NaNs; here it is an error.
  */
 
 /** A series value: a number, or null for a missing (or stale) sample. */

@@ -7,10 +7,19 @@ const MIGRATION_LOCK_KEY = 7_305_001;
 /** Key of the advisory lock held by the daemon that runs the evaluation loop. */
 const LEADER_LOCK_KEY = 7_305_002;
 
+/** Bound on every call of the leader lock's connection: connect, lock query, liveness check. */
+const LEADER_LOCK_TIMEOUT_MS = 5_000;
+
 /**
  * Leadership as a session-level advisory lock on a dedicated connection (not a pool client):
  * PostgreSQL releases it the moment that connection ends, so a killed leader frees it at once.
  * A dropped connection means the lock is lost; the next tryAcquire reconnects and competes again.
+ *
+ * Every query on that connection has a timeout: a session that stops answering (a frozen server,
+ * a network partition) counts as a lost lock, so the leader steps down instead of hanging in its
+ * check (and so hanging its shutdown) while it may no longer hold anything. The session also asks
+ * the server for short TCP keepalives, so that a daemon that vanished without closing its socket
+ * frees the lock for another in about half a minute rather than the kernel's two hours.
  */
 class PgLeaderLock implements LeaderLock {
   readonly description = `PostgreSQL advisory lock ${LEADER_LOCK_KEY}`;
@@ -19,50 +28,85 @@ class PgLeaderLock implements LeaderLock {
 
   constructor(private readonly connectionString: string) {}
 
-  #drop(): void {
-    const c = this.#client;
+  /** Forgets a session (and with it the lock) if it is the current one. */
+  #forget(client: pg.Client): void {
+    if (this.#client !== client) return;
     this.#client = undefined;
     this.#held = false;
-    c?.end().catch(() => undefined);
+  }
+
+  /** Forgets a session and closes its connection, without waiting for a server that may not answer. */
+  #drop(client: pg.Client): void {
+    this.#forget(client);
+    client.end().catch(() => undefined);
+  }
+
+  async #connect(): Promise<pg.Client> {
+    const client = new pg.Client({
+      connectionString: this.connectionString,
+      connectionTimeoutMillis: LEADER_LOCK_TIMEOUT_MS,
+      query_timeout: LEADER_LOCK_TIMEOUT_MS,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      application_name: 'philotes-scaler leader lock',
+    });
+    // Only ever about this client: a late event of an old session must not drop its successor.
+    client.on('error', () => this.#drop(client));
+    client.on('end', () => this.#forget(client));
+    try {
+      await client.connect();
+    } catch (err) {
+      client.end().catch(() => undefined);
+      throw err;
+    }
+    // Best effort (ignored on Unix sockets and by servers without these settings).
+    await client.query('SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3').catch(() => undefined);
+    return client;
   }
 
   async tryAcquire(): Promise<boolean> {
     if (this.#held && (await this.stillHeld())) return true;
+    let client = this.#client;
     try {
-      if (this.#client === undefined) {
-        const client = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: 5_000, keepAlive: true });
-        client.on('error', () => this.#drop());
-        client.on('end', () => {
-          if (this.#client === client) this.#drop();
-        });
-        await client.connect();
+      if (client === undefined) {
+        client = await this.#connect();
         this.#client = client;
       }
-      const res = await this.#client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK_KEY]);
+      // Never twice on one session while held: the lock is re-entrant and one unlock would not free it.
+      const res = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK_KEY]);
+      // The session may have died while the query ran; a lock on a dead session is no lock.
+      if (this.#client !== client) return false;
       this.#held = res.rows[0]?.ok === true;
       return this.#held;
     } catch {
-      this.#drop();
+      // Also a timeout: whether the server took the lock is unknown, so the session goes (and the lock with it).
+      if (client !== undefined) this.#drop(client);
       return false;
     }
   }
 
   async stillHeld(): Promise<boolean> {
-    if (!this.#held || this.#client === undefined) return false;
+    const client = this.#client;
+    if (!this.#held || client === undefined) return false;
     try {
-      // The lock lives as long as the session; a round trip proves the session does.
-      await this.#client.query('SELECT 1');
-      return true;
+      // The lock lives as long as the session; a round trip (within the timeout) proves the session does.
+      await client.query('SELECT 1');
+      return this.#held && this.#client === client;
     } catch {
-      this.#drop();
+      this.#drop(client);
       return false;
     }
   }
 
   async release(): Promise<void> {
-    const c = this.#client;
-    if (c !== undefined && this.#held) await c.query('SELECT pg_advisory_unlock($1)', [LEADER_LOCK_KEY]).catch(() => undefined);
-    this.#drop();
+    const client = this.#client;
+    if (client === undefined) return;
+    if (this.#held) await client.query('SELECT pg_advisory_unlock($1)', [LEADER_LOCK_KEY]).catch(() => undefined);
+    this.#forget(client);
+    // Closing the session frees the lock even when the unlock failed; wait a little for it, never long.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([client.end().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 1_000)))]);
+    clearTimeout(timer);
   }
 }
 
@@ -78,20 +122,49 @@ export function toPgPlaceholders(sql: string): string {
   return out;
 }
 
+/** Error codes meaning "the database cannot be reached right now": socket errors and SQLSTATEs. */
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
+  'ECONNABORTED',
   'ETIMEDOUT',
   'EPIPE',
   'ENOTFOUND',
+  'EAI_AGAIN', // DNS not answering
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+  '53300', // too_many_connections
   '57P01', // admin_shutdown
   '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now
-  '08000',
-  '08001',
-  '08003',
-  '08006',
+  '57P03', // cannot_connect_now (starting up, shutting down, in recovery)
+  '57P05', // idle_session_timeout
+  '08000', // connection_exception
+  '08001', // sqlclient_unable_to_establish_sqlconnection
+  '08003', // connection_does_not_exist
+  '08004', // sqlserver_rejected_establishment_of_sqlconnection
+  '08006', // connection_failure
+  '08007', // transaction_resolution_unknown
 ]);
+
+/** node-postgres and pg-pool errors that carry no code, by message. */
+const UNAVAILABLE_MESSAGES =
+  /Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect|Client was closed and is not queryable|Query read timeout/i;
+
+/**
+ * Whether an error means the database is unreachable. Looks into AggregateError.errors (Node
+ * tries each address of a host name and reports every failure) and into `cause`, a few levels deep.
+ */
+function pgUnavailable(err: unknown, depth = 0): boolean {
+  if (err === null || typeof err !== 'object' || depth > 4) return false;
+  const e = err as { code?: unknown; message?: unknown; errors?: unknown; cause?: unknown };
+  if (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code)) return true;
+  if (typeof e.message === 'string' && UNAVAILABLE_MESSAGES.test(e.message)) return true;
+  if (Array.isArray(e.errors) && e.errors.some((x) => pgUnavailable(x, depth + 1))) return true;
+  return e.cause !== undefined && pgUnavailable(e.cause, depth + 1);
+}
 
 class PgExecutor implements SqlExecutor {
   constructor(private readonly client: pg.Pool | pg.PoolClient) {}
@@ -201,10 +274,7 @@ export class PostgresDriver implements SqlDriver {
   }
 
   isUnavailable(err: unknown): boolean {
-    const e = err as { code?: unknown; message?: unknown };
-    if (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code)) return true;
-    const msg = typeof e.message === 'string' ? e.message : '';
-    return /Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(msg);
+    return pgUnavailable(err);
   }
 
   leaderLock(): LeaderLock {

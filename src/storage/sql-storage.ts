@@ -126,6 +126,30 @@ function historyFrom(r: Row): HistoryRow {
   };
 }
 
+function stateFrom(r: Row): PolicyState {
+  return {
+    policy_id: str(r['policy_id']),
+    current_replicas: numOrNull(r['current_replicas']),
+    last_change_at: isoOrNull(r['last_change_at']),
+    last_change_kind: strOrNull(r['last_change_kind']),
+    consecutive_failures: num(r['consecutive_failures']),
+    last_blocked: strOrNull(r['last_blocked']),
+    data: json<Record<string, unknown>>(r['data']) ?? {},
+    updated_at: iso(r['updated_at']),
+  };
+}
+
+const PUT_STATE_SQL = `INSERT INTO scaling_state (policy_id, current_replicas, last_change_at, last_change_kind, consecutive_failures,
+    last_blocked, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT (policy_id) DO UPDATE SET current_replicas = excluded.current_replicas,
+    last_change_at = excluded.last_change_at, last_change_kind = excluded.last_change_kind,
+    consecutive_failures = excluded.consecutive_failures, last_blocked = excluded.last_blocked,
+    data = excluded.data, updated_at = excluded.updated_at`;
+
+function stateValues(s: PolicyState): unknown[] {
+  return [s.policy_id, s.current_replicas, isoOrNull(s.last_change_at), s.last_change_kind, s.consecutive_failures, s.last_blocked, JSON.stringify(s.data), iso(s.updated_at)];
+}
+
 function encodeCursor(row: HistoryRow): string {
   return Buffer.from(JSON.stringify([row.executed_at, row.id])).toString('base64url');
 }
@@ -320,6 +344,25 @@ export class SqlStorage implements Storage {
     return this.#guard(() => this.#load(this.driver, 'WHERE enabled = ?', [true], 'ORDER BY name'));
   }
 
+  listEnabledPolicyVersions(): Promise<Array<{ id: string; updated_at: string }>> {
+    return this.#guard(async () => {
+      const rows = await this.driver.all<Row>('SELECT id, updated_at FROM scaling_policies WHERE enabled = ? ORDER BY name', [true]);
+      return rows.map((r) => ({ id: str(r['id']), updated_at: iso(r['updated_at']) }));
+    });
+  }
+
+  getPolicies(ids: readonly string[]): Promise<Policy[]> {
+    return this.#guard(async () => {
+      const out: Policy[] = [];
+      // Chunks keep every statement under the backends' limits on bound parameters.
+      for (let i = 0; i < ids.length; i += 500) {
+        const chunk = ids.slice(i, i + 500);
+        out.push(...(await this.#load(this.driver, `WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk)));
+      }
+      return out;
+    });
+  }
+
   setEnabled(id: string, enabled: boolean, now: string): Promise<Policy | undefined> {
     return this.#guard(async () => {
       const changed = await this.driver.run('UPDATE scaling_policies SET enabled = ?, updated_at = ? WHERE id = ?', [enabled, iso(now), id]);
@@ -408,35 +451,35 @@ export class SqlStorage implements Storage {
   getState(policyId: string): Promise<PolicyState | undefined> {
     return this.#guard(async () => {
       const [r] = await this.driver.all<Row>('SELECT * FROM scaling_state WHERE policy_id = ?', [policyId]);
-      if (r === undefined) return undefined;
-      return {
-        policy_id: str(r['policy_id']),
-        current_replicas: numOrNull(r['current_replicas']),
-        last_change_at: isoOrNull(r['last_change_at']),
-        last_change_kind: strOrNull(r['last_change_kind']),
-        consecutive_failures: num(r['consecutive_failures']),
-        last_blocked: strOrNull(r['last_blocked']),
-        data: json<Record<string, unknown>>(r['data']) ?? {},
-        updated_at: iso(r['updated_at']),
-      };
+      return r === undefined ? undefined : stateFrom(r);
+    });
+  }
+
+  getStates(policyIds: readonly string[]): Promise<Map<string, PolicyState>> {
+    return this.#guard(async () => {
+      const out = new Map<string, PolicyState>();
+      for (let i = 0; i < policyIds.length; i += 500) {
+        const chunk = policyIds.slice(i, i + 500);
+        const rows = await this.driver.all<Row>(`SELECT * FROM scaling_state WHERE policy_id IN (${chunk.map(() => '?').join(', ')})`, chunk);
+        for (const r of rows) out.set(str(r['policy_id']), stateFrom(r));
+      }
+      return out;
     });
   }
 
   putState(s: PolicyState): Promise<void> {
     return this.#guard(async () => {
-      await this.driver.run(
-        `INSERT INTO scaling_state (policy_id, current_replicas, last_change_at, last_change_kind, consecutive_failures,
-           last_blocked, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (policy_id) DO UPDATE SET current_replicas = excluded.current_replicas,
-           last_change_at = excluded.last_change_at, last_change_kind = excluded.last_change_kind,
-           consecutive_failures = excluded.consecutive_failures, last_blocked = excluded.last_blocked,
-           data = excluded.data, updated_at = excluded.updated_at`,
-        [
-          s.policy_id, s.current_replicas, isoOrNull(s.last_change_at), s.last_change_kind, s.consecutive_failures,
-          s.last_blocked, JSON.stringify(s.data), iso(s.updated_at),
-        ],
-      );
+      await this.driver.run(PUT_STATE_SQL, stateValues(s));
     });
+  }
+
+  putStates(states: readonly PolicyState[]): Promise<void> {
+    if (states.length === 0) return Promise.resolve();
+    return this.#guard(() =>
+      this.driver.transaction(async (tx) => {
+        for (const s of states) await tx.run(PUT_STATE_SQL, stateValues(s));
+      }),
+    );
   }
 
   leaderLock(): LeaderLock {

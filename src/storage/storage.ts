@@ -92,6 +92,10 @@ export interface Storage {
   listPolicies(query: PolicyListQuery): Promise<{ policies: Policy[]; total: number }>;
   /** Every enabled policy; the evaluation loop's read. */
   listEnabledPolicies(): Promise<Policy[]>;
+  /** Ids and versions of the enabled policies: lets the loop reload only what changed. */
+  listEnabledPolicyVersions(): Promise<Array<{ id: string; updated_at: string }>>;
+  /** Policies by id (any number; missing ids are left out). */
+  getPolicies(ids: readonly string[]): Promise<Policy[]>;
   setEnabled(id: string, enabled: boolean, now: string): Promise<Policy | undefined>;
   /** Deletes a policy, its rules, schedules and state; its history stays. */
   deletePolicy(id: string): Promise<boolean>;
@@ -106,7 +110,11 @@ export interface Storage {
   listHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }>;
 
   getState(policyId: string): Promise<PolicyState | undefined>;
+  /** States of many policies in a few queries (the loop's read). */
+  getStates(policyIds: readonly string[]): Promise<Map<string, PolicyState>>;
   putState(state: PolicyState): Promise<void>;
+  /** Writes many states in one transaction. */
+  putStates(states: readonly PolicyState[]): Promise<void>;
 
   /** The lock that decides which daemon on this storage runs the evaluation loop. */
   leaderLock(): LeaderLock;

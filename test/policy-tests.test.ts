@@ -1,0 +1,332 @@
+/**
+ * Policy unit tests (`philotes-scaler test`): the shipped example tests must pass, promtool's
+ * expanding notation must mean what it means in promtool, and a wrong expectation or a broken
+ * test file must say exactly where and what.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+
+/** A tap subtest (the callback parameter of t.test). */
+type Test = Parameters<Parameters<typeof t.test>[0]>[0];
+import { loadConfig } from '../src/config/config.js';
+import { ExpandingNotationError, expandSeries, type SeriesValue } from '../src/policy-tests/expanding-notation.js';
+import { parseTestTime, runPolicyTestFiles, runPolicyTestText, type PolicyTestFileResult } from '../src/policy-tests/policy-test-runner.js';
+import { packageRoot } from '../src/util/package-root.js';
+
+const config = loadConfig({ env: {}, cwd: tmpdir() });
+const ROOT = packageRoot();
+const EXAMPLES = join(ROOT, 'test', 'policy-tests');
+const CDC = join(ROOT, 'policies', 'cdc-worker.yaml');
+const TRINO = join(ROOT, 'policies', 'trino.yaml');
+const LAG = 'max(philotes_cdc_lag_seconds)';
+
+function scratch(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ps-policy-tests-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shipped examples
+// ---------------------------------------------------------------------------------------------
+
+t.test('every example in test/policy-tests passes', async (t) => {
+  const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.test.yaml'));
+  t.same(files.sort(), ['cdc-worker.test.yaml', 'nightly-batch.test.yaml', 'trino.test.yaml'], 'one example file per shipped policy');
+  const run = await runPolicyTestFiles([EXAMPLES], config);
+  if (!run.ok) t.comment(run.text);
+  t.ok(run.ok, 'the run is ok');
+  t.equal(run.errors, 0, 'no file has problems');
+  t.equal(run.failed, 0, 'no case failed');
+  t.equal(run.passed, 15, 'all 15 cases ran');
+  for (const r of run.results) {
+    t.same(r.problems, [], `${r.file}: no problems`);
+    for (const c of r.cases) t.ok(c.passed, `${r.file}: ${c.name}`);
+  }
+  t.match(run.text, /^15 passed, 0 failed\n$/m);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Expanding notation
+// ---------------------------------------------------------------------------------------------
+
+const _ = null;
+const NOTATION: Array<[string, SeriesValue[], string]> = [
+  // The examples of the promtool documentation (unit testing rules, <series>).
+  ['-2+4x3', [-2, 2, 6, 10], 'a+bxn: a, then n further values incrementing by b'],
+  [' 1-2x4', [1, -1, -3, -5, -7], 'a-bxn: decrementing'],
+  [' 1x4', [1, 1, 1, 1, 1], 'axn is a+0xn: n+1 values'],
+  [' 1 _x3 stale', [1, _, _, _, _], '_xn is n missing values (not n+1); stale is missing too'],
+  ['1+0x6 0 0 0 0 0 0 0 0', [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0], 'doc example: up{node_exporter}'],
+  ['10+10x2 30+20x5', [10, 20, 30, 30, 50, 70, 90, 110, 130], 'doc example: go_goroutines{prometheus}'],
+  ['10+10x7 10+30x4', [10, 20, 30, 40, 50, 60, 70, 80, 10, 40, 70, 100, 130], 'doc example: go_goroutines{node_exporter}'],
+  // Single values and specials.
+  ['5', [5], 'a plain number'],
+  ['_', [_], 'one missing sample'],
+  ['_x0', [], '_x0 is nothing'],
+  ['1x0', [1], 'axn with n = 0 is one value'],
+  ['1+5x0', [1], 'a+bx0 is one value'],
+  ['stale 2', [_, 2], 'stale reads as a missing sample'],
+  ['', [], 'an empty string has no values'],
+  ['  1\t2\n3  ', [1, 2, 3], 'any whitespace separates terms'],
+  // Signs, decimals, scientific notation.
+  ['+3 -4 .5 7.', [3, -4, 0.5, 7], 'signed and bare-point decimals'],
+  ['-1.5-0.5x2', [-1.5, -2, -2.5], 'negative start, decimal step'],
+  ['2.5e-1+0.5x2', [0.25, 0.75, 1.25], 'scientific start'],
+  ['1e-2x2', [0.01, 0.01, 0.01], 'an exponent sign is not a step: 1e-2 repeated'],
+  ['1e+2+1x1', [100, 101], 'exponent with + sign, then a step'],
+  ['1E3-1e2x2', [1000, 900, 800], 'capital E; scientific step'],
+  ['0x3', [0, 0, 0, 0], 'no hexadecimal, as in promtool: 0 repeated'],
+  ['Inf -Inf +inf', [Infinity, -Infinity, Infinity], 'infinities'],
+  ['0.1+0.1x2', [0.1, 0.2, 0.1 + 0.1 + 0.1], 'the step is added n times, as promtool does'],
+  ['1 _ 3 _x2 5+1x1', [1, _, 3, _, _, 5, 6], 'terms mix'],
+];
+
+t.test('expanding notation: a table of terms and their values', async (t) => {
+  for (const [text, want, why] of NOTATION) t.same(expandSeries(text), want, `${JSON.stringify(text)}: ${why}`);
+  const nan = expandSeries('NaN nan+1x1');
+  t.equal(nan.length, 3);
+  t.ok(nan.every((v) => v !== null && Number.isNaN(v)), 'NaN is a value (a rule reading it does not hold), not a missing sample');
+});
+
+const BAD_TERMS: Array<[string, string, number, RegExp]> = [
+  ['abc', 'abc', 0, /expected a number/],
+  ['1 2 1+x3', '1+x3', 2, /expected a number/],
+  ['1+2x', '1+2x', 0, /followed by a count/],
+  ['1+2x1.5', '1+2x1.5', 0, /whole number/],
+  ['1+2x-3', '1+2x-3', 0, /whole number/],
+  ['_+1x3', '_+1x3', 0, /missing sample cannot increment/],
+  ['stalex3', 'stalex3', 0, /"stale" cannot be expanded/],
+  ['1 0xff', '0xff', 1, /hexadecimal/],
+  ['1++2x3', '1++2x3', 0, /expected a number/],
+  ['5 1x2000000', '1x2000000', 1, /more than 1000000 values/],
+];
+
+t.test('expanding notation: an error names the bad term and its position', async (t) => {
+  for (const [text, term, index, why] of BAD_TERMS) {
+    try {
+      expandSeries(text);
+      t.fail(`${JSON.stringify(text)} should not parse`);
+    } catch (err) {
+      t.ok(err instanceof ExpandingNotationError, `${text}: an ExpandingNotationError`);
+      const e = err as ExpandingNotationError;
+      t.equal(e.term, term, `${text}: names the term`);
+      t.equal(e.index, index, `${text}: and its index`);
+      t.match(e.message, `term ${index + 1} "${term}"`, `${text}: the message quotes it`);
+      t.match(e.message, why, `${text}: and says why`);
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Times
+// ---------------------------------------------------------------------------------------------
+
+t.test('times: offsets, wall-clock times in a zone, daylight saving', async (t) => {
+  const at = (text: string, zone = 'UTC') => {
+    const r = parseTestTime(text, zone);
+    return r.ok ? new Date(r.ms).toISOString() : r.message;
+  };
+  t.equal(at('2026-01-05T08:00:00Z'), '2026-01-05T08:00:00.000Z');
+  t.equal(at('2026-01-05T08:00:00+01:00', 'America/New_York'), '2026-01-05T07:00:00.000Z', 'an explicit offset wins over the zone');
+  t.equal(at('2026-01-05T08:00-0130'), '2026-01-05T09:30:00.000Z');
+  t.equal(at('2026-01-05T08:00', 'Europe/Budapest'), '2026-01-05T07:00:00.000Z', 'CET in winter');
+  t.equal(at('2026-07-06 08:00:00', 'Europe/Budapest'), '2026-07-06T06:00:00.000Z', 'CEST in summer; a space for T');
+  t.equal(at('2026-10-25T02:30:00', 'Europe/Budapest'), '2026-10-25T00:30:00.000Z', 'a repeated wall-clock time is the earlier');
+  t.match(at('2026-03-29T02:30:00', 'Europe/Budapest'), /does not exist in Europe\/Budapest/, 'a skipped wall-clock time is an error');
+  t.match(at('2026-02-30T00:00:00Z'), /not a valid date/);
+  t.match(at('yesterday'), /not a time/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Failures and broken test files
+// ---------------------------------------------------------------------------------------------
+
+const lagTest = (expect: string, extra = ''): string => `policy_files: [${CDC}]
+evaluation_interval: 30s
+tests:
+  - name: lag scales up
+    start: 2026-01-05T09:00:00Z
+    initial_replicas: 2
+${extra}    input_series:
+      - query: ${LAG}
+        values: '120x20'
+    expect:
+${expect}`;
+
+async function runText(text: string, name = 'case.test.yaml'): Promise<PolicyTestFileResult> {
+  const dir = scratch();
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  return runPolicyTestText(file, text, config);
+}
+
+t.test('a wrong expectation fails with a diff naming the field, what was expected and what came', async (t) => {
+  const dir = scratch();
+  const file = join(dir, 'wrong.test.yaml');
+  writeFileSync(file, lagTest('      - at: 5m\n        replicas: 4\n      - at: 5m30s\n        replicas: 6\n        action: scale_up\n        reason_code: rules_held\n'));
+  const run = await runPolicyTestFiles([file], config);
+  t.equal(run.ok, false);
+  t.equal(run.failed, 1);
+  t.equal(run.passed, 0);
+  const c = run.results[0]?.cases[0];
+  t.equal(c?.passed, false);
+  t.equal(c?.failures.length, 1, 'the first expectation held; only the second failed');
+  const f = c?.failures[0];
+  t.equal(f?.index, 1);
+  t.equal(f?.time, '2026-01-05T09:05:30Z');
+  t.same(f?.mismatches, [
+    { field: 'replicas', expected: 6, got: 4 },
+    { field: 'action', expected: 'scale_up', got: 'none' },
+    { field: 'reason_code', expected: 'rules_held', got: 'cooldown' },
+  ]);
+  t.match(f?.reason, /cooldown holds 4/);
+  t.match(f?.rules, [
+    { direction: 'scale_up', condition: `${LAG} > 60 for 5m`, held: true, value: 120 },
+    { direction: 'scale_down', condition: `${LAG} < 10 for 10m`, held: false },
+  ]);
+
+  t.match(run.text, `FAIL lag scales up\n`);
+  t.match(run.text, 'at 5m30s (2026-01-05T09:05:30Z), expect[1]:');
+  t.match(run.text, /replicas: +expected 6, got 4/);
+  t.match(run.text, /action: +expected scale_up, got none/);
+  t.match(run.text, /reason_code: +expected rules_held, got cooldown/);
+  t.match(run.text, /reason: Rules wanted 6 .* but cooldown holds 4/);
+  t.match(run.text, `up   ${LAG} > 60 for 5m: held, value 120`);
+  t.match(run.text, `down ${LAG} < 10 for 10m: not held`);
+  t.match(run.text, /\n0 passed, 1 failed\n$/);
+});
+
+t.test('a passing file reports PASS and the summary', async (t) => {
+  const r = await runText(lagTest('      - at: 5m\n        replicas: 4\n        action: scale_up\n'));
+  t.same(r.problems, []);
+  t.equal(r.cases[0]?.passed, true);
+  t.equal(r.cases[0]?.evaluations, 11, 'evaluations run from start to the last expectation');
+});
+
+/** The problems of a broken test file (which must run no test). */
+async function problemsOf(t: Test, text: string): Promise<Array<{ line: number | null; column: number | null; field: string; message: string }>> {
+  const r = await runText(text);
+  t.same(r.cases, [], 'a broken file runs no test');
+  return r.problems.map((p) => ({ line: p.line, column: p.column, field: p.field, message: p.message }));
+}
+
+t.test('broken test files: every problem names the file, the field and the line', async (t) => {
+  t.test('bad YAML', async (t) => {
+    const ps = await problemsOf(t, 'policy_files: [a.yaml\ntests: []\n');
+    t.ok(ps.length > 0);
+    t.match(ps[0], { line: Number, column: Number, message: /^YAML syntax/ });
+  });
+
+  t.test('duplicate keys are YAML errors', async (t) => {
+    const ps = await problemsOf(t, `policy_files: [${CDC}]\npolicy_files: [${CDC}]\ntests: []\n`);
+    t.match(ps[0], { line: 2, message: /YAML syntax/ });
+  });
+
+  t.test('an unknown key', async (t) => {
+    const ps = await problemsOf(t, lagTest('      - at: 5m\n        replica: 4\n'));
+    t.same(ps, [{ line: 12, column: 9, field: '/tests/0/expect/0/replica', message: 'is not a known property' }]);
+  });
+
+  t.test('a missing required key and a wrong type', async (t) => {
+    const ps = await problemsOf(t, `policy_files: [${CDC}]\ntests:\n  - name: x\n    initial_replicas: two\n`);
+    t.match(ps, [
+      { field: '/tests/0/expect', message: 'is required' },
+      { field: '/tests/0/initial_replicas', line: 4, column: 23, message: /integer/ },
+    ]);
+  });
+
+  t.test('a query that matches no rule', async (t) => {
+    const ps = await problemsOf(t, lagTest('      - at: 5m\n        replicas: 4\n').replace(`query: ${LAG}`, 'query: max(philotes_cdc_lag_seconds{source="orders"})'));
+    t.equal(ps.length, 1);
+    t.match(ps[0], { line: 8, column: 16, field: '/tests/0/input_series/0/query', message: /matches no rule of policy cdc-worker-autoscaling.*max\(philotes_cdc_lag_seconds\)/ });
+  });
+
+  t.test('a bad term in values points at the term', async (t) => {
+    const ps = await problemsOf(t, lagTest('      - at: 5m\n        replicas: 4\n').replace("'120x20'", "'1 2 3+x4 5'"));
+    t.same(ps, [{ line: 9, column: 22, field: '/tests/0/input_series/0/values', message: 'term 3 "3+x4": expected a number, a+bxN, a-bxN, axN, _, _xN or stale' }]);
+  });
+
+  t.test('an expectation between two evaluations', async (t) => {
+    const ps = await problemsOf(t, lagTest('      - at: 5m10s\n        replicas: 4\n'));
+    t.same(ps, [{ line: 11, column: 13, field: '/tests/0/expect/0/at', message: '5m10s is not an evaluation instant: evaluations run every 30s from start (the nearest are 5m and 5m30s)' }]);
+  });
+
+  t.test('an expectation before start, an unreadable at, an empty expectation', async (t) => {
+    const ps = await problemsOf(t, lagTest('      - at: 2026-01-05T08:59:30Z\n        replicas: 4\n      - at: soon\n        replicas: 4\n      - at: 1m\n'));
+    t.match(ps, [
+      { field: '/tests/0/expect/0/at', message: /before the test's start 2026-01-05T09:00:00Z/ },
+      { field: '/tests/0/expect/1/at', message: /"soon" is neither a duration/ },
+      { field: '/tests/0/expect/2', line: 15, message: /expects nothing/ },
+    ]);
+  });
+
+  t.test('a bad time zone, a skipped wall-clock time, a bad interval', async (t) => {
+    const tz = await problemsOf(t, lagTest('      - at: 5m\n        replicas: 4\n', '    timezone: Europe/Atlantis\n'));
+    t.match(tz, [{ field: '/tests/0/timezone', line: 7, message: /not an IANA time zone/ }]);
+    const gap = await problemsOf(t, 
+      lagTest('      - at: 5m\n        replicas: 4\n', '    timezone: Europe/Budapest\n').replace('start: 2026-01-05T09:00:00Z', 'start: 2026-03-29T02:30:00'),
+    );
+    t.match(gap, [{ field: '/tests/0/start', line: 5, message: /does not exist in Europe\/Budapest/ }]);
+    const interval = await problemsOf(t, lagTest('      - at: 5m\n        replicas: 4\n').replace('evaluation_interval: 30s', 'evaluation_interval: 0s'));
+    t.match(interval, [{ field: '/evaluation_interval', line: 2, message: /at least 1s/ }]);
+  });
+
+  t.test('policy files: missing, broken, several policies without a name, an unknown name', async (t) => {
+    const missing = await problemsOf(t, lagTest('      - at: 5m\n        replicas: 4\n').replace(CDC, 'nowhere.yaml'));
+    t.match(missing, [{ field: '/policy_files/0', line: 1, message: /no such file or folder: .*nowhere\.yaml/ }]);
+
+    const dir = scratch();
+    const broken = join(dir, 'broken.yaml');
+    writeFileSync(broken, 'name: broken\ntarget_type: cdc-worker\nmin_replicas: 3\nmax_replicas: 2\n');
+    const r = await runText(lagTest('      - at: 5m\n        replicas: 4\n').replace(CDC, broken));
+    t.match(r.problems, [
+      { file: /case\.test\.yaml$/, field: '/policy_files', message: /1 problem\(s\) in the policy files/ },
+      { file: /broken\.yaml$/, line: 3, field: '/min_replicas', message: /max_replicas/ },
+    ]);
+
+    const two = await problemsOf(t, lagTest('      - at: 5m\n        replicas: 4\n').replace(`[${CDC}]`, `[${CDC}, ${TRINO}]`));
+    t.match(two, [{ field: '/tests/0/name', message: /define 2 policies \(cdc-worker-autoscaling, trino-workers\): name one in "policy"/ }]);
+
+    const unknown = await problemsOf(t, lagTest('      - at: 5m\n        replicas: 4\n', '    policy: cdc-workers\n'));
+    t.match(unknown, [{ field: '/tests/0/policy', line: 7, message: /no policy named "cdc-workers".*cdc-worker-autoscaling/ }]);
+  });
+
+  t.test('duplicate test names and queries', async (t) => {
+    const text = lagTest('      - at: 5m\n        replicas: 4\n').replace(`        values: '120x20'\n`, `        values: '120x20'\n      - query: ${LAG}\n        values: '1'\n`);
+    const ps = await problemsOf(t, `${text}${text.slice(text.indexOf('  - name'))}`);
+    t.match(ps, [
+      { line: 10, field: '/tests/0/input_series/1/query', message: /already given in input_series\/0/ },
+      { line: 15, field: '/tests/1/name', message: /also the name of tests\/0/ },
+      { line: 21, field: '/tests/1/input_series/1/query' },
+    ], 'in the order of the text');
+  });
+});
+
+t.test('runPolicyTestFiles: folders give their *.test.yaml, missing paths and empty folders are errors', async (t) => {
+  const dir = scratch();
+  mkdirSync(join(dir, 'nested'));
+  writeFileSync(join(dir, 'nested', 'lag.test.yaml'), lagTest('      - at: 5m\n        replicas: 4\n'));
+  writeFileSync(join(dir, 'not-a-test.yaml'), 'this: is ignored in a folder\n');
+  writeFileSync(join(dir, 'broken.test.yml'), 'policy_files: [x\n');
+  const run = await runPolicyTestFiles([dir, join(dir, 'absent.test.yaml')], config);
+  t.equal(run.ok, false);
+  t.same(
+    run.results.map((r) => r.file.slice(dir.length)),
+    ['/absent.test.yaml', '/broken.test.yml', '/nested/lag.test.yaml'],
+    'missing paths first, then the folder walk, sorted; other yaml files are not tests',
+  );
+  t.equal(run.passed, 1);
+  t.equal(run.errors, 2);
+  t.match(run.text, `ERROR ${join(dir, 'absent.test.yaml')} / no such file or folder`);
+  t.match(run.text, new RegExp(`ERROR ${join(dir, 'broken.test.yml').replaceAll('.', '\\.')}:\\d+:\\d+ / YAML syntax`));
+  t.match(run.text, '  PASS lag scales up\n');
+  t.match(run.text, /\n1 passed, 0 failed, 2 test files with errors\n$/);
+
+  const empty = scratch();
+  const none = await runPolicyTestFiles([empty], config);
+  t.equal(none.ok, false, 'no tests at all is not a pass');
+  t.match(none.text, 'no test files (*.test.yaml or *.test.yml) found');
+});
