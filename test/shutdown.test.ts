@@ -101,8 +101,11 @@ t.test('SIGTERM on a PostgreSQL daemon: exit 0, advisory lock released, history 
   t.equal(d.stderr(), '', 'nothing on stderr');
 });
 
-/** A plugin folder with an executor `slow` (target type slow-thing) whose scale() takes SLOW_SCALE_MS. */
-async function slowPluginDir(t: Test): Promise<string> {
+/**
+ * A plugin folder with an executor `slow` (target type slow-thing) whose scale() takes
+ * SLOW_SCALE_MS; with `slowLoad`, its factory also takes that long (a slow start-up).
+ */
+async function slowPluginDir(t: Test, opts: { slowLoad?: boolean } = {}): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'philotes-slow-plugin-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const plugin = join(dir, 'slow-executor');
@@ -119,7 +122,11 @@ async function slowPluginDir(t: Test): Promise<string> {
   );
   await writeFile(
     join(plugin, 'index.js'),
-    `export default function createSlowExecutor(ctx) {
+    `export default async function createSlowExecutor(ctx) {
+  if (${opts.slowLoad === true}) {
+    ctx.logger.info('slow plugin loading');
+    await new Promise((resolve) => setTimeout(resolve, ${SLOW_SCALE_MS}));
+  }
   return {
     targetTypes: ['slow-thing'],
     async getCurrentReplicas() {
@@ -181,3 +188,19 @@ for (const second of ['SIGTERM', 'SIGINT'] as const) {
     t.notOk(d.logs().some((l) => l.msg === 'slow scale finished'), 'the slow scale was abandoned');
   });
 }
+
+t.test('SIGTERM during start-up: the daemon finishes starting, then stops cleanly (exit 0, lock file removed)', async (t) => {
+  const plugins = await slowPluginDir(t, { slowLoad: true });
+  const d = await spawnDaemon({ name: 'starting', waitHealthy: false, env: { PHILOTES_SCALING_EVALUATION_INTERVAL: '1s', PHILOTES_SCALING_PLUGIN_DIRS: plugins } });
+  t.teardown(() => d.destroy());
+  await d.waitForLog((l) => l.msg === 'slow plugin loading', 30_000);
+  d.kill('SIGTERM');
+  const exit = await d.waitExit(20_000);
+  t.same(exit, { code: 0, signal: null }, 'exit code 0, not a death by signal halfway through the start');
+  t.ok(
+    d.logs().some((l) => l.msg === 'shutting down once the start completes' && l['signal'] === 'SIGTERM'),
+    'the signal is acknowledged during the start',
+  );
+  t.notOk(existsSync(join(d.cwd, 'data', 'philotes-scaler.db.leader')), 'no lock file is left behind');
+  t.same(badLines(d), [], 'no error or unhandled lines in the log');
+});

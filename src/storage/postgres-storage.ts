@@ -196,7 +196,8 @@ export class PostgresDriver implements SqlDriver {
 
   constructor(connectionString: string, options: { max?: number } = {}) {
     this.#connectionString = connectionString;
-    this.pool = new pg.Pool({ connectionString, max: options.max ?? 10, connectionTimeoutMillis: 5_000 });
+    // Bounded waits: a frozen or unreachable server answers 503 within seconds instead of hanging requests.
+    this.pool = new pg.Pool({ connectionString, max: options.max ?? 10, connectionTimeoutMillis: 5_000, query_timeout: 15_000, keepAlive: true });
     // An idle client losing its connection (server restart) must not crash the daemon.
     this.pool.on('error', () => undefined);
     this.#exec = new PgExecutor(this.pool);

@@ -44,6 +44,8 @@ export interface DaemonOptions {
   cwd?: string;
   /** How long to wait for /healthz (default 30 s). */
   readyTimeoutMs?: number;
+  /** false: return as soon as the process is spawned (to signal it during start-up). Default true. */
+  waitHealthy?: boolean;
 }
 
 export interface ExitInfo {
@@ -134,6 +136,7 @@ export async function spawnDaemon(opts: DaemonOptions = {}): Promise<DaemonProce
       opts.env ?? {},
     );
     const daemon = launch(name, port, cwd, env, ownCwd);
+    if (opts.waitHealthy === false) return daemon.handle;
     try {
       await daemon.waitHealthy(opts.readyTimeoutMs ?? 30_000);
       return daemon.handle;

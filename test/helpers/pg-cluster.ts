@@ -20,8 +20,8 @@ export interface PgCluster {
   readonly dir: string;
   /** Whether the server is believed to be running. */
   readonly running: boolean;
-  /** Stops the server (pg_ctl stop -m fast: open sessions are terminated). */
-  stop(): Promise<void>;
+  /** Stops the server: `fast` (default) terminates open sessions cleanly, `immediate` is a crash. */
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
   /** Starts it again on the same port. */
   start(): Promise<void>;
   restart(): Promise<void>;
@@ -110,8 +110,8 @@ export async function startPgCluster(port?: number): Promise<PgCluster> {
     await pgTool('pg_ctl', ['-D', data, '-l', log, '-o', options, '-w', '-t', '60', 'start']);
     running = true;
   };
-  const stopServer = async (): Promise<void> => {
-    await pgTool('pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop']);
+  const stopServer = async (mode: 'fast' | 'immediate' = 'fast'): Promise<void> => {
+    await pgTool('pg_ctl', ['-D', data, '-m', mode, '-w', '-t', '60', 'stop']);
     running = false;
   };
   try {
@@ -130,10 +130,10 @@ export async function startPgCluster(port?: number): Promise<PgCluster> {
     get running() {
       return running;
     },
-    stop: stopServer,
+    stop: (mode) => stopServer(mode),
     start: startServer,
     async restart() {
-      if (running) await stopServer();
+      if (running) await stopServer('fast');
       await startServer();
     },
     async destroy() {
