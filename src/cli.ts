@@ -10,6 +10,10 @@ const HELP = `philotes-scaler: the Philotes scaling engine
 Usage:
   philotes-scaler [serve] [--config FILE] [--port N] [--dry-run] [--database-url URL]
   philotes-scaler validate [--format text|json] <files or folders...>
+  philotes-scaler evaluate <policy file> [--prometheus URL]
+  philotes-scaler backtest <policy file> --from TIME --to TIME [--step 1m] [--initial-replicas N]
+                           [--prometheus URL] [--timeline out.csv|out.json] [--chart out.svg]
+  philotes-scaler test <policy test files or folders...>
   philotes-scaler migrate [--config FILE]
   philotes-scaler <command> --help
 
@@ -34,6 +38,30 @@ names across the files) without a database or network. Folders are searched for 
 Prints one line per problem, "file:line:col field message", and exits 1 if there is any;
 exit 0 when every policy is valid. --format json prints a machine-readable report.
 `,
+  evaluate: `philotes-scaler evaluate <policy file> [--policy NAME] [--prometheus URL]
+
+Evaluates the file's policies once, now, against the configured metric sources (or the
+Prometheus at --prometheus), and prints each decision record as JSON. A dry run that touches
+no store: state lives in memory and is thrown away. Exit 0, or 1 when the file is invalid.
+`,
+  backtest: `philotes-scaler backtest <policy file> --from TIME --to TIME [options]
+
+Replays the policy over metric history with the same decision function as the daemon and
+prints a summary (actions, replica-hours, estimated cost, pending scale-up minutes, peak).
+
+  --from, --to TIME        ISO-8601 with an offset, such as 2026-01-01T00:00:00Z
+  --step DURATION          evaluation step (default 1m)
+  --initial-replicas N     replicas at --from (default min_replicas)
+  --policy NAME            which policy, when the file holds several
+  --prometheus URL         Prometheus holding the history (default prometheus_url)
+  --timeline FILE          write every evaluation as CSV (or JSON when FILE ends in .json)
+  --chart FILE             draw the metrics, thresholds and replicas as SVG
+`,
+  test: `philotes-scaler test <policy test files or folders...>
+
+Runs policy unit tests (YAML files; see docs/policy-tests.md) with synthetic series, no
+Prometheus. Prints PASS or FAIL per case with a diff, exits 1 on any failure, 2 on bad usage.
+`,
   migrate: `philotes-scaler migrate [--config FILE] [--database-url URL]
 
 Applies pending database migrations and prints each migration's status. The daemon also
@@ -51,6 +79,7 @@ function flagsFrom(values: Record<string, unknown>): Partial<Record<keyof Scaler
   if (typeof values['database-url'] === 'string') flags.database_url = values['database-url'];
   if (typeof values['database-path'] === 'string') flags.database_path = values['database-path'];
   if (typeof values['log-level'] === 'string') flags.log_level = values['log-level'];
+  if (typeof values['prometheus'] === 'string') flags.prometheus_url = values['prometheus'];
   return flags;
 }
 
@@ -129,6 +158,14 @@ async function main(argv: string[]): Promise<number> {
       'database-path': { type: 'string' },
       'log-level': { type: 'string' },
       format: { type: 'string' },
+      prometheus: { type: 'string' },
+      policy: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      step: { type: 'string' },
+      'initial-replicas': { type: 'string' },
+      timeline: { type: 'string' },
+      chart: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -138,7 +175,13 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig({ file: values.config, flags: flagsFrom(values) });
-  const logger = createLogger(config.log_level);
+  // One-shot commands print results on stdout; their logs go to stderr, and only warnings by default.
+  const logger = command === 'serve' ? createLogger(config.log_level) : createLogger(values['log-level'] ?? 'warn', { stderr: true });
+  const emit = (r: { code: number; stdout: string; stderr?: string }): number => {
+    process.stdout.write(r.stdout);
+    if (r.stderr !== undefined && r.stderr !== '') process.stderr.write(r.stderr);
+    return r.code;
+  };
 
   switch (command) {
     case 'serve': {
@@ -157,6 +200,53 @@ async function main(argv: string[]): Promise<number> {
       const result = await validatePaths(paths, config);
       process.stdout.write(format === 'json' ? `${JSON.stringify({ valid: result.problems.length === 0, ...result }, null, 2)}\n` : formatValidateText(result));
       return result.problems.length === 0 ? 0 : 1;
+    }
+    case 'evaluate': {
+      const file = positionals[1];
+      if (file === undefined || positionals.length > 2) {
+        process.stderr.write(COMMAND_HELP['evaluate'] ?? HELP);
+        return 2;
+      }
+      const { evaluatePolicyFile } = await import('./engine/evaluate-command.js');
+      const result = await evaluatePolicyFile(file, config, logger);
+      if (!result.ok) return emit({ code: 1, stdout: '', stderr: `${result.problems.join('\n')}\n` });
+      const chosen = values.policy !== undefined ? result.records.filter((r) => r.policy_name === values.policy) : result.records;
+      if (chosen.length === 0) return emit({ code: 1, stdout: '', stderr: `${file} has no policy named "${values.policy}"\n` });
+      return emit({ code: 0, stdout: `${JSON.stringify(chosen.length === 1 ? chosen[0] : chosen, null, 2)}\n` });
+    }
+    case 'backtest': {
+      const file = positionals[1];
+      if (file === undefined || positionals.length > 2) {
+        process.stderr.write(COMMAND_HELP['backtest'] ?? HELP);
+        return 2;
+      }
+      const { backtestCommand } = await import('./commands.js');
+      return emit(
+        await backtestCommand(
+          {
+            file,
+            policy: values.policy,
+            from: values.from,
+            to: values.to,
+            step: values.step,
+            initialReplicas: values['initial-replicas'],
+            timeline: values.timeline,
+            chart: values.chart,
+          },
+          config,
+          logger,
+        ),
+      );
+    }
+    case 'test': {
+      const paths = positionals.slice(1);
+      if (paths.length === 0) {
+        process.stderr.write(COMMAND_HELP['test'] ?? HELP);
+        return 2;
+      }
+      const { runPolicyTestFiles } = await import('./policy-tests/policy-test-runner.js');
+      const result = await runPolicyTestFiles(paths, config);
+      return emit({ code: result.ok ? 0 : 1, stdout: result.text });
     }
     case 'migrate': {
       const { openStorage } = await import('./storage/open-storage.js');
