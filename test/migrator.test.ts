@@ -200,7 +200,7 @@ t.test('postgres: migrations run under the advisory lock, released afterwards', 
   await m.write(
     '001_check_lock.sql',
     `DO $$ BEGIN
-       IF NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted) THEN
+       IF NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 7305001 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND granted) THEN
          RAISE EXCEPTION 'migration ran without the advisory lock';
        END IF;
      END $$;
@@ -214,6 +214,6 @@ t.test('postgres: migrations run under the advisory lock, released afterwards', 
     t.equal(runs.flat().filter((s) => s.name === name && s.status === 'applied').length, 1, `${name} applied once across daemons`);
   }
   t.strictSame(await driver.all('SELECT x FROM mt_a'), [{ x: 1 }]);
-  const held = await driver.all("SELECT 1 FROM pg_locks WHERE locktype = 'advisory'");
+  const held = await driver.all("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 7305001 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
   t.equal(held.length, 0, 'the lock is released');
 });

@@ -797,10 +797,15 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
   }
 
   // Time axis under the last panel.
+  // A label centred under a tick near an edge is moved in just far enough to stay whole.
+  const inside = (cx: number, text: string, bold: boolean): string => {
+    const half = textWidth(text, 11, bold) / 2;
+    return px(Math.min(Math.max(cx, half + 2), width - half - 2));
+  };
   for (const t of ticks) {
-    const tx = px(x(t.t));
-    out.push(`<path class="tick" d="M${tx},${y}v5"/><text x="${tx}" y="${y + 18}" class="xt">${escapeXml(t.label)}</text>`);
-    if (t.context !== null) out.push(`<text x="${tx}" y="${y + 32}" class="xc">${escapeXml(t.context)}</text>`);
+    const tx = x(t.t);
+    out.push(`<path class="tick" d="M${px(tx)},${y}v5"/><text x="${inside(tx, t.label, false)}" y="${y + 18}" class="xt">${escapeXml(t.label)}</text>`);
+    if (t.context !== null) out.push(`<text x="${inside(tx, t.context, true)}" y="${y + 32}" class="xc">${escapeXml(t.context)}</text>`);
   }
   y += 50;
   out.push(`<text x="${px(plotLeft + plotWidth / 2)}" y="${y}" class="xa">time (UTC)</text>`);

@@ -1,0 +1,475 @@
+// HTTP API throughput and latency, per storage backend, against 1,000 policies and 1,000,000
+// history rows. The daemon runs as a child process (`node --import tsx src/cli.ts serve`, the
+// evaluation loop off), so autocannon and the server do not share one event loop.
+// Goal on SQLite: GET /policies/:id >= 3,000 req/s with p99 <= 20 ms.
+//
+// Run: npm run bench:api   (PostgreSQL 15 at 127.0.0.1:5432, or DATABASE_ADMIN_URL)
+// Env: DURATION (s per endpoint, 10), CONNECTIONS (10), WARMUP (s per endpoint, 2),
+//      POLICIES (1000), HISTORY_ROWS (1000000), BACKENDS (sqlite,postgres),
+//      ONLY (comma-separated endpoint keys: by-id,list,create,history,policy-history),
+//      PROFILE_DIR (the daemon writes a --cpu-prof profile there when it stops).
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import autocannon from 'autocannon';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { normalizePolicy } from '../src/policy/policy-normalize.js';
+import type { Policy, PolicyInput } from '../src/policy/policy-model.js';
+import { createPostgresStorage } from '../src/storage/postgres-storage.js';
+import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
+import type { Storage } from '../src/storage/storage.js';
+import { spawnDaemon, type DaemonProcess } from '../test/helpers/daemon-process.js';
+import { createFreshDatabase } from '../test/helpers/pg.js';
+
+const env = process.env;
+const DURATION = Number(env['DURATION'] ?? 10);
+const CONNECTIONS = Number(env['CONNECTIONS'] ?? 10);
+const WARMUP = Number(env['WARMUP'] ?? 2);
+const POLICIES = Number(env['POLICIES'] ?? 1000);
+const HISTORY_ROWS = Number(env['HISTORY_ROWS'] ?? 1_000_000);
+const BACKENDS = (env['BACKENDS'] ?? 'sqlite,postgres').split(',').map((s) => s.trim()).filter((s) => s !== '');
+const ONLY = env['ONLY']?.split(',').map((s) => s.trim());
+const PROFILE_DIR = env['PROFILE_DIR'] === undefined ? undefined : resolve(env['PROFILE_DIR']);
+const API = '/api/v1/scaling';
+const GOAL = { rps: 3000, p99: 20 };
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+const TARGET_TYPES = ['cdc-worker', 'trino', 'risingwave', 'nodes'] as const;
+const SOURCES = ['orders', 'payments', 'inventory', 'customers', 'shipments', 'audit', 'events', 'billing'];
+
+/** A varied, realistic policy input: 1-2 scale-up rules, 1 scale-down rule, some schedules. */
+function policyInput(i: number): PolicyInput {
+  const src = SOURCES[i % SOURCES.length] as string;
+  const targetType = TARGET_TYPES[i % TARGET_TYPES.length] as (typeof TARGET_TYPES)[number];
+  const up: NonNullable<PolicyInput['scale_up_rules']> = [
+    { metric: `max(philotes_cdc_lag_seconds{source="${src}"})`, operator: 'gt', threshold: 60 + (i % 5) * 10, duration: '5m', scale_by: 2 },
+  ];
+  if (i % 2 === 0) up.push({ metric: `max(philotes_buffer_depth{source="${src}"})`, operator: 'gt', threshold: 2500, duration: '3m', scale_by: 1 });
+  return {
+    name: `bench-policy-${String(i).padStart(4, '0')}`,
+    description: `Scale ${targetType} workers for the ${src} pipeline on replication lag and buffer depth.`,
+    target_type: targetType,
+    target_id: randomUUID(),
+    min_replicas: 1,
+    max_replicas: 10 + (i % 11),
+    cooldown_seconds: i % 3 === 0 ? undefined : 300,
+    cost_per_replica_hour: 0.45,
+    enabled: i % 10 !== 0,
+    scale_up_rules: up,
+    scale_down_rules: [{ metric: `max(philotes_cdc_lag_seconds{source="${src}"})`, operator: 'lt', threshold: 10, duration: '10m', scale_by: -1 }],
+    schedules: i % 4 === 0 ? [{ cron_expression: '0 8 * * 1-5', desired_replicas: 5, timezone: 'Europe/Budapest', duration: '10h' }] : [],
+  };
+}
+
+/** The body of POST /policies: unique name per request, same shape as the seeded policies. */
+function createBody(name: string): string {
+  return JSON.stringify({
+    name,
+    target_type: 'cdc-worker',
+    target_id: '550e8400-e29b-41d4-a716-446655440000',
+    min_replicas: 1,
+    max_replicas: 10,
+    cooldown_seconds: 300,
+    scale_up_rules: [{ metric: 'max(philotes_cdc_lag_seconds{source="orders"})', operator: 'gt', threshold: 60, duration: '5m', scale_by: 2 }],
+    scale_down_rules: [{ metric: 'max(philotes_cdc_lag_seconds{source="orders"})', operator: 'lt', threshold: 10, duration: '10m', scale_by: -1 }],
+    schedules: [{ cron_expression: '0 8 * * 1-5', desired_replicas: 5, timezone: 'Europe/Budapest' }],
+  });
+}
+
+/** Small fast PRNG, so every run seeds the same rows (mulberry32). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+type HistoryTuple = [
+  id: string, policy_id: string, policy_name: string, action: string, target_type: string, target_id: string | null,
+  previous_replicas: number, new_replicas: number, reason: string, reason_code: string | null, triggered_by: string,
+  dry_run: boolean, status: string, error: string | null, executed_at: string, details: string,
+];
+
+/**
+ * History rows in time order (as the engine appends them), over the last 180 days, spread
+ * uniformly over the policies; `details` is a decision record of about 1 KB.
+ */
+function* historyRows(policies: Policy[], count: number): Generator<HistoryTuple> {
+  const rnd = prng(42);
+  const end = Date.now() - 60_000;
+  const span = 180 * 86_400_000;
+  const step = span / count;
+  for (let i = 0; i < count; i++) {
+    const p = policies[Math.floor(rnd() * policies.length)] as Policy;
+    const at = new Date(end - span + i * step + Math.floor(rnd() * step)).toISOString();
+    const r = rnd();
+    const action = r < 0.45 ? 'scale_up' : r < 0.85 ? 'scale_down' : r < 0.93 ? 'scheduled' : r < 0.97 ? 'none' : 'fallback';
+    const s = rnd();
+    const status = action === 'none' || s < 0.1 ? 'blocked' : s < 0.15 ? 'failed' : 'succeeded';
+    const dryRun = p.dry_run || rnd() < 0.1;
+    const current = 1 + Math.floor(rnd() * (p.max_replicas - 1));
+    const desired = Math.max(p.min_replicas, Math.min(p.max_replicas, current + (action === 'scale_down' ? -1 : 2)));
+    const up = p.scale_up_rules[0];
+    const down = p.scale_down_rules[0];
+    const lag = Math.round(rnd() * 18_000) / 100;
+    const reasonCode = status === 'blocked' ? (rnd() < 0.5 ? 'cooldown' : 'at_max') : action === 'scheduled' ? 'schedule_fired' : action === 'fallback' ? 'fallback' : 'rules_held';
+    const reason =
+      action === 'scale_up'
+        ? `${up?.metric ?? 'lag'} > ${up?.threshold ?? 60} for ${up?.duration ?? '5m'} (value ${lag})`
+        : action === 'scale_down'
+          ? `${down?.metric ?? 'lag'} < ${down?.threshold ?? 10} for ${down?.duration ?? '10m'} (value ${lag})`
+          : action === 'scheduled'
+            ? 'schedule "0 8 * * 1-5" (Europe/Budapest) fired'
+            : action === 'fallback'
+              ? `metrics failed ${3} times in a row: fallback to ${desired} replicas`
+              : 'cooldown: 120 s of 300 s left';
+    const ruleRecord = (rule: Policy['scale_up_rules'][number] | undefined, direction: 'scale_up' | 'scale_down', held: boolean) => ({
+      id: rule?.id ?? randomUUID(),
+      direction,
+      metric: rule?.metric ?? 'max(philotes_cdc_lag_seconds)',
+      source: 'prometheus',
+      operator: rule?.operator ?? 'gt',
+      threshold: rule?.threshold ?? 60,
+      aggregation: rule?.aggregation ?? 'max',
+      window_seconds: rule?.duration_seconds ?? 300,
+      step_seconds: 15,
+      samples: 21,
+      value: lag,
+      latest: Math.round(lag * 0.97 * 100) / 100,
+      held,
+      error: null,
+      detail: held ? null : `value ${lag} is not ${rule?.operator ?? 'gt'} ${rule?.threshold ?? 60}`,
+    });
+    const details = {
+      policy_id: p.id,
+      policy_name: p.name,
+      evaluated_at: at,
+      current_replicas: current,
+      current_replicas_from: 'executor',
+      desired_replicas: desired,
+      action,
+      reason_code: reasonCode,
+      reason,
+      should_scale: status !== 'blocked',
+      dry_run: dryRun,
+      dry_run_from: dryRun ? ['policy'] : [],
+      triggered_by: action === 'scheduled' ? 'schedule' : action === 'fallback' ? 'fallback' : 'rule',
+      triggered_rules: action === 'scale_up' && up !== undefined ? [up.id] : action === 'scale_down' && down !== undefined ? [down.id] : [],
+      rules: [ruleRecord(up, 'scale_up', action === 'scale_up'), ruleRecord(down, 'scale_down', action === 'scale_down')],
+      directions: {
+        scale_up: { match: p.scale_up_match, rules: p.scale_up_rules.length, held: action === 'scale_up', step: 2 },
+        scale_down: { match: p.scale_down_match, rules: p.scale_down_rules.length, held: action === 'scale_down', step: -1 },
+        chosen: action === 'scale_up' || action === 'scale_down' ? action : null,
+      },
+      schedule: null,
+      adjustments: status === 'blocked' ? [{ kind: 'cooldown', from: desired, to: current, detail: 'cooldown: 120 s of 300 s left' }] : [],
+      cooldown_remaining_seconds: status === 'blocked' ? 120 : 0,
+      consecutive_metric_failures: action === 'fallback' ? 3 : 0,
+      wanted_replicas: desired,
+      blocked: status === 'blocked',
+    };
+    yield [
+      randomUUID(), p.id, p.name, action, p.target_type, p.target_id, current, desired, reason, reasonCode,
+      details.triggered_by, dryRun, status, status === 'failed' ? 'executor "keda" answered 503: service unavailable' : null,
+      at, JSON.stringify(details),
+    ];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding
+
+interface Seeded {
+  policies: Policy[];
+  policiesMs: number;
+  historyMs: number;
+  detailsBytes: number;
+  size: string;
+}
+
+async function seedPolicies(storage: Storage): Promise<Policy[]> {
+  await storage.migrate();
+  const now = new Date();
+  const out: Policy[] = [];
+  for (let i = 0; i < POLICIES; i++) out.push(await storage.createPolicy(normalizePolicy(policyInput(i), { source: 'api', now })));
+  return out;
+}
+
+const HISTORY_COLUMNS =
+  'id, policy_id, policy_name, action, target_type, target_id, previous_replicas, new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details';
+
+async function seedSqlite(path: string): Promise<Seeded> {
+  const t0 = performance.now();
+  const storage = createSqliteStorage(path);
+  const policies = await seedPolicies(storage);
+  await storage.close();
+  const policiesMs = performance.now() - t0;
+
+  const t1 = performance.now();
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = OFF');
+  db.pragma('cache_size = -262144');
+  const insert = db.prepare(`INSERT INTO scaling_history (${HISTORY_COLUMNS}) VALUES (${Array(16).fill('?').join(', ')})`);
+  const batch = db.transaction((rows: HistoryTuple[]) => {
+    for (const r of rows) {
+      r[11] = (r[11] ? 1 : 0) as unknown as boolean; // better-sqlite3 binds no booleans
+      insert.run(...r);
+    }
+  });
+  let rows: HistoryTuple[] = [];
+  let detailsBytes = 0;
+  for (const r of historyRows(policies, HISTORY_ROWS)) {
+    detailsBytes += r[15].length;
+    rows.push(r);
+    if (rows.length === 10_000) {
+      batch(rows);
+      rows = [];
+    }
+  }
+  if (rows.length > 0) batch(rows);
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  const historyMs = performance.now() - t1;
+  const size = (await stat(path)).size;
+  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / HISTORY_ROWS, size: `${(size / 1e9).toFixed(2)} GB file` };
+}
+
+async function seedPostgres(url: string): Promise<Seeded> {
+  const t0 = performance.now();
+  const storage = createPostgresStorage(url);
+  const policies = await seedPolicies(storage);
+  await storage.close();
+  const policiesMs = performance.now() - t0;
+
+  const t1 = performance.now();
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  const types = ['text', 'text', 'text', 'text', 'text', 'text', 'int', 'int', 'text', 'text', 'text', 'bool', 'text', 'text', 'timestamptz', 'jsonb'];
+  const sql = `INSERT INTO scaling_history (${HISTORY_COLUMNS}) SELECT * FROM unnest(${types.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`;
+  const BATCH = 5_000;
+  const inFlight = new Set<Promise<unknown>>();
+  let detailsBytes = 0;
+  let columns: unknown[][] = types.map(() => []);
+  const flush = async (): Promise<void> => {
+    const cols = columns;
+    columns = types.map(() => []);
+    // Two batches in flight: one being inserted while the next is generated.
+    while (inFlight.size >= 2) await Promise.race(inFlight);
+    const p: Promise<unknown> = pool.query(sql, cols).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  };
+  for (const r of historyRows(policies, HISTORY_ROWS)) {
+    detailsBytes += r[15].length;
+    for (let c = 0; c < 16; c++) (columns[c] as unknown[]).push(r[c]);
+    if ((columns[0] as unknown[]).length === BATCH) await flush();
+  }
+  if ((columns[0] as unknown[]).length > 0) await flush();
+  await Promise.all(inFlight);
+  // As autovacuum would after a million inserts; done here so it does not run during the measurement.
+  await pool.query('VACUUM (ANALYZE) scaling_history');
+  const { rows } = await pool.query<{ size: string }>('SELECT pg_size_pretty(pg_database_size(current_database())) AS size');
+  await pool.end();
+  const historyMs = performance.now() - t1;
+  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / HISTORY_ROWS, size: `${rows[0]?.size ?? '?'} database` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+interface Scenario {
+  key: string;
+  label: string;
+  requests: () => autocannon.Request[];
+  /** A single request checked before the load, so a broken endpoint fails loudly instead of timing 404s. */
+  check: (base: string) => Promise<void>;
+}
+
+async function expectJson(res: Response, status: number, what: string): Promise<Record<string, unknown>> {
+  const text = await res.text();
+  if (res.status !== status) throw new Error(`${what}: expected ${status}, got ${res.status}: ${text.slice(0, 500)}`);
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+function scenarios(backend: string, policies: Policy[]): Scenario[] {
+  const ids = policies.map((p) => p.id);
+  let nextId = 0;
+  let nextName = 0;
+  const run = Date.now().toString(36);
+  const json = { 'content-type': 'application/json' };
+  const all: Scenario[] = [
+    {
+      key: 'by-id',
+      label: 'GET /policies/:id',
+      requests: () => [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `${API}/policies/${ids[nextId++ % ids.length]}` }) }],
+      check: async (base) => {
+        const body = await expectJson(await fetch(`${base}${API}/policies/${ids[0]}`), 200, 'GET /policies/:id');
+        if (body['id'] !== ids[0]) throw new Error('GET /policies/:id answered another policy');
+      },
+    },
+    {
+      key: 'list',
+      label: 'GET /policies?limit=100',
+      requests: () => [{ method: 'GET', path: `${API}/policies?limit=100` }],
+      check: async (base) => {
+        const body = await expectJson(await fetch(`${base}${API}/policies?limit=100`), 200, 'GET /policies');
+        if ((body['policies'] as unknown[]).length !== 100) throw new Error('GET /policies?limit=100 did not answer 100 policies');
+      },
+    },
+    {
+      key: 'create',
+      label: 'POST /policies',
+      requests: () => [{ method: 'POST', path: `${API}/policies`, headers: json, setupRequest: (req) => ({ ...req, body: createBody(`bench-${backend}-${run}-${nextName++}`) }) }],
+      check: async (base) => {
+        await expectJson(await fetch(`${base}${API}/policies`, { method: 'POST', headers: json, body: createBody(`bench-${backend}-${run}-check`) }), 201, 'POST /policies');
+      },
+    },
+    {
+      key: 'history',
+      label: 'GET /history?limit=100',
+      requests: () => [{ method: 'GET', path: `${API}/history?limit=100` }],
+      check: async (base) => {
+        const body = await expectJson(await fetch(`${base}${API}/history?limit=100`), 200, 'GET /history');
+        if ((body['history'] as unknown[]).length !== 100 || typeof body['next_cursor'] !== 'string') throw new Error('GET /history?limit=100 did not answer a full page');
+      },
+    },
+    {
+      key: 'policy-history',
+      label: 'GET /policies/:id/history?limit=100',
+      requests: () => [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `${API}/policies/${ids[nextId++ % ids.length]}/history?limit=100` }) }],
+      check: async (base) => {
+        const body = await expectJson(await fetch(`${base}${API}/policies/${ids[0]}/history?limit=100`), 200, 'GET /policies/:id/history');
+        if ((body['history'] as unknown[]).length === 0) throw new Error('GET /policies/:id/history answered no rows');
+      },
+    },
+  ];
+  return all.filter((s) => ONLY === undefined || ONLY.includes(s.key));
+}
+
+interface Row {
+  backend: string;
+  endpoint: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+/** The first non-2xx answer of a run, to say what went wrong rather than only count it. */
+let firstFailure: string | undefined;
+
+async function load(base: string, s: Scenario, seconds: number): Promise<autocannon.Result> {
+  firstFailure = undefined;
+  const requests = s.requests().map((r) => ({
+    ...r,
+    onResponse: (status: number, body: string) => {
+      if ((status < 200 || status > 299) && firstFailure === undefined) firstFailure = `${status} ${body.slice(0, 300)}`;
+    },
+  }));
+  return autocannon({ url: base, connections: CONNECTIONS, duration: seconds, timeout: 10, requests });
+}
+
+async function measure(backend: string, daemon: DaemonProcess, policies: Policy[]): Promise<Row[]> {
+  const out: Row[] = [];
+  for (const s of scenarios(backend, policies)) {
+    await s.check(daemon.url);
+    if (WARMUP > 0) await load(daemon.url, s, WARMUP);
+    const r = await load(daemon.url, s, DURATION);
+    const row = { backend, endpoint: s.label, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts };
+    console.log(`  ${s.label.padEnd(36)} ${row.rps.toFixed(0).padStart(6)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  errors ${row.errors}`);
+    if (firstFailure !== undefined) console.log(`    first non-2xx answer: ${firstFailure}`);
+    out.push(row);
+  }
+  return out;
+}
+
+async function startServer(name: string, dbEnv: Record<string, string>): Promise<DaemonProcess> {
+  const extra: Record<string, string> = {};
+  if (PROFILE_DIR !== undefined) {
+    await mkdir(PROFILE_DIR, { recursive: true });
+    extra['NODE_OPTIONS'] = `--cpu-prof --cpu-prof-dir=${PROFILE_DIR} --cpu-prof-name=api-${name}-${Date.now()}.cpuprofile`;
+  }
+  return spawnDaemon({ name, env: { LOG_LEVEL: 'warn', PHILOTES_SCALING_ENABLED: 'false', ...dbEnv, ...extra }, readyTimeoutMs: 60_000 });
+}
+
+/** Stops the daemon with SIGTERM (so a --cpu-prof profile is written), then cleans up. */
+async function stopServer(d: DaemonProcess): Promise<void> {
+  d.kill('SIGTERM');
+  try {
+    await d.waitExit(30_000);
+  } finally {
+    await d.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+const cpus = os.cpus();
+console.log(`API benchmark: ${POLICIES} policies, ${HISTORY_ROWS.toLocaleString('en')} history rows, ${DURATION} s per endpoint (after ${WARMUP} s warm-up), ${CONNECTIONS} connections`);
+console.log(`machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node.js ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(`daemon: child process (node --import tsx src/cli.ts serve), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process`);
+
+const results: Row[] = [];
+const seeding: string[] = [];
+for (const backend of BACKENDS) {
+  console.log(`\n${backend}:`);
+  if (backend === 'sqlite') {
+    const dir = await mkdtemp(join(os.tmpdir(), 'philotes-bench-api-'));
+    try {
+      const path = join(dir, 'scaler.db');
+      const seeded = await seedSqlite(path);
+      const line = `sqlite: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${HISTORY_ROWS.toLocaleString('en')} history rows in ${(seeded.historyMs / 1000).toFixed(1)} s (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
+      console.log(`  seeded ${line}`);
+      seeding.push(line);
+      const daemon = await startServer('bench-sqlite', { PHILOTES_SCALING_DATABASE_PATH: path });
+      try {
+        results.push(...(await measure(backend, daemon, seeded.policies)));
+      } finally {
+        await stopServer(daemon);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  } else if (backend === 'postgres') {
+    const db = await createFreshDatabase('philotes_bench_api');
+    try {
+      const seeded = await seedPostgres(db.url);
+      const line = `postgres: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${HISTORY_ROWS.toLocaleString('en')} history rows in ${(seeded.historyMs / 1000).toFixed(1)} s incl. VACUUM ANALYZE (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
+      console.log(`  seeded ${line}`);
+      seeding.push(line);
+      const daemon = await startServer('bench-postgres', { DATABASE_URL: db.url });
+      try {
+        results.push(...(await measure(backend, daemon, seeded.policies)));
+      } finally {
+        await stopServer(daemon);
+      }
+    } finally {
+      await db.drop();
+    }
+  } else {
+    throw new Error(`unknown backend "${backend}" (BACKENDS takes sqlite and postgres)`);
+  }
+}
+
+console.log('\nSeeding (setup, not measured):');
+for (const s of seeding) console.log(`  ${s}`);
+console.log(`\n| backend | endpoint | req/s (avg) | p50 ms | p99 ms | non-2xx | errors |`);
+console.log('|---|---|---:|---:|---:|---:|---:|');
+for (const r of results) {
+  console.log(`| ${r.backend} | ${r.endpoint} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${r.errors} |`);
+}
+const goalRow = results.find((r) => r.backend === 'sqlite' && r.endpoint === 'GET /policies/:id');
+if (goalRow !== undefined) {
+  const met = goalRow.rps >= GOAL.rps && goalRow.p99 <= GOAL.p99 && goalRow.non2xx === 0 && goalRow.errors === 0;
+  console.log(`\nGoal (SQLite, GET /policies/:id >= ${GOAL.rps} req/s, p99 <= ${GOAL.p99} ms): ${met ? 'met' : 'MISSED'} (${goalRow.rps.toFixed(0)} req/s, p99 ${goalRow.p99} ms)`);
+  if (!met) process.exitCode = 1;
+}
