@@ -252,26 +252,30 @@ async function seedPostgres(url: string): Promise<Seeded> {
 
   const t1 = performance.now();
   const pool = new pg.Pool({ connectionString: url, max: 2 });
-  const types = ['text', 'text', 'text', 'text', 'text', 'text', 'int', 'int', 'text', 'text', 'text', 'bool', 'text', 'text', 'timestamptz', 'jsonb'];
-  const sql = `INSERT INTO scaling_history (${HISTORY_COLUMNS}) SELECT * FROM unnest(${types.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`;
+  pool.on('connect', (c) => void c.query('SET synchronous_commit = off'));
+  // One JSON document per batch, expanded by the server: about twice as fast as unnest() over
+  // typed arrays, whose array literals PostgreSQL parses slowly for kilobyte-sized elements.
+  const sql = `INSERT INTO scaling_history (${HISTORY_COLUMNS}) SELECT ${HISTORY_COLUMNS} FROM json_populate_recordset(NULL::scaling_history, $1::json)`;
+  const names = HISTORY_COLUMNS.split(', ');
   const BATCH = 5_000;
   const inFlight = new Set<Promise<unknown>>();
   let detailsBytes = 0;
-  let columns: unknown[][] = types.map(() => []);
+  let batch: string[] = [];
   const flush = async (): Promise<void> => {
-    const cols = columns;
-    columns = types.map(() => []);
+    const doc = `[${batch.join(',')}]`;
+    batch = [];
     // Two batches in flight: one being inserted while the next is generated.
     while (inFlight.size >= 2) await Promise.race(inFlight);
-    const p: Promise<unknown> = pool.query(sql, cols).finally(() => inFlight.delete(p));
+    const p: Promise<unknown> = pool.query(sql, [doc]).finally(() => inFlight.delete(p));
     inFlight.add(p);
   };
   for (const r of historyRows(policies, HISTORY_ROWS)) {
     detailsBytes += r[15].length;
-    for (let c = 0; c < 16; c++) (columns[c] as unknown[]).push(r[c]);
-    if ((columns[0] as unknown[]).length === BATCH) await flush();
+    // details is already JSON text: splice it in as the object it is, not as a string.
+    batch.push(`{${names.map((n, c) => `${JSON.stringify(n)}:${c === 15 ? r[15] : JSON.stringify(r[c])}`).join(',')}}`);
+    if (batch.length === BATCH) await flush();
   }
-  if ((columns[0] as unknown[]).length > 0) await flush();
+  if (batch.length > 0) await flush();
   await Promise.all(inFlight);
   // As autovacuum would after a million inserts; done here so it does not run during the measurement.
   await pool.query('VACUUM (ANALYZE) scaling_history');

@@ -16,9 +16,16 @@ export function ruleWindow(rule: Pick<Rule, 'duration_seconds'>, now: Date, inte
   return { start: end - seconds, end, step, seconds };
 }
 
+const keyCache = new WeakMap<object, { defaultSource: string; key: string }>();
+
 /** Identifies one metric request: rules with equal keys share one fetch per cycle. */
 export function observationKey(rule: Pick<Rule, 'source' | 'metric' | 'aggregation' | 'duration_seconds'>, defaultSource: string): string {
-  return [rule.source ?? defaultSource, rule.aggregation, rule.duration_seconds, rule.metric].join('\u0000');
+  // Rule objects are reused across cycles (the loop caches policies), so the key is built once.
+  const hit = keyCache.get(rule);
+  if (hit !== undefined && hit.defaultSource === defaultSource) return hit.key;
+  const key = `${rule.source ?? defaultSource}\u0000${rule.aggregation}\u0000${rule.duration_seconds}\u0000${rule.metric}`;
+  keyCache.set(rule, { defaultSource, key });
+  return key;
 }
 
 const OPS: Record<Rule['operator'], (v: number, t: number) => boolean> = {

@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import semver from 'semver';
 import { createAjv, PLUGIN_MANIFEST_SCHEMA_ID, toFieldErrors, validator } from '../schemas.js';
-import { withTimeout } from '../util/async.js';
+import { withDeadline, withTimeout } from '../util/async.js';
 import { packageRoot } from '../util/package-root.js';
 import {
   PLUGIN_API_VERSION,
@@ -52,7 +52,7 @@ async function isolate<T>(
   plugin: string,
   call: string,
   timeoutMs: number,
-  fn: (signal: AbortSignal) => Promise<T>,
+  fn: (lazy: LazySignal) => Promise<T>,
   observe?: { observer: CallObserver | undefined; kind: 'metric-source' | 'executor' },
 ): Promise<T> {
   const started = performance.now();
@@ -67,16 +67,42 @@ async function isolate<T>(
   }
 }
 
-async function isolateInner<T>(plugin: string, call: string, timeoutMs: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
+/**
+ * A per-call AbortSignal, made only if the plugin reads it: most calls finish long before their
+ * timeout, and at 10,000 policies a cycle the controllers nobody looks at add up.
+ */
+class LazySignal {
+  #ac: AbortController | undefined;
+
+  get signal(): AbortSignal {
+    this.#ac ??= new AbortController();
+    return this.#ac.signal;
+  }
+
+  abort(): void {
+    this.#ac?.abort();
+  }
+}
+
+/** Gives `o` a `signal` property that makes the call's AbortSignal on first read. */
+function withSignal<O extends object>(o: O, lazy: LazySignal): O & { signal: AbortSignal } {
+  return Object.defineProperty(o, 'signal', { get: () => lazy.signal, enumerable: true }) as O & { signal: AbortSignal };
+}
+
+async function isolateInner<T>(plugin: string, call: string, timeoutMs: number, fn: (lazy: LazySignal) => Promise<T>): Promise<T> {
+  const lazy = new LazySignal();
   try {
     // A plugin that throws synchronously or hangs is contained here: the caller gets an error.
-    return await withTimeout(Promise.resolve().then(() => fn(ac.signal)), timeoutMs, `${plugin}.${call}`);
+    return await withDeadline(
+      Promise.resolve().then(() => fn(lazy)),
+      timeoutMs,
+      `${plugin}.${call}`,
+    );
   } catch (err) {
     if (err instanceof PluginCallError) throw err;
     const e = err as { name?: string; kind?: unknown; message?: unknown };
     if (e.name === 'TimeoutError') {
-      ac.abort();
+      lazy.abort();
       throw new PluginCallError(plugin, call, 'timeout', `no answer within ${timeoutMs} ms`);
     }
     const kind = typeof e.kind === 'string' ? e.kind : 'plugin_error';
@@ -114,14 +140,14 @@ export class IsolatedMetricSource {
   }
 
   instantQuery(q: Omit<InstantQuery, 'signal'>): Promise<Sample> {
-    return isolate(this.name, 'instantQuery', this.timeoutMs, async (signal) => checkSample(this.name, 'instantQuery', await this.impl.instantQuery({ ...q, signal })), this.#obs());
+    return isolate(this.name, 'instantQuery', this.timeoutMs, async (lazy) => checkSample(this.name, 'instantQuery', await this.impl.instantQuery(withSignal({ ...q }, lazy))), this.#obs());
   }
 
   rangeQuery(q: Omit<RangeQuery, 'signal'>): Promise<Sample[]> {
     const range = this.impl.rangeQuery;
     if (range === undefined) return Promise.reject(new PluginCallError(this.name, 'rangeQuery', 'unsupported', 'range queries are not supported'));
-    return isolate(this.name, 'rangeQuery', this.timeoutMs, async (signal) => {
-      const out: unknown = await range.call(this.impl, { ...q, signal });
+    return isolate(this.name, 'rangeQuery', this.timeoutMs, async (lazy) => {
+      const out: unknown = await range.call(this.impl, withSignal({ ...q }, lazy));
       if (!Array.isArray(out)) throw new PluginCallError(this.name, 'rangeQuery', 'malformed', 'did not answer an array of samples');
       return out.map((s) => checkSample(this.name, 'rangeQuery', s));
     }, this.#obs());
@@ -130,7 +156,7 @@ export class IsolatedMetricSource {
   async healthCheck(): Promise<void> {
     const hc = this.impl.healthCheck;
     if (hc === undefined) return;
-    await isolate(this.name, 'healthCheck', this.timeoutMs, (signal) => hc.call(this.impl, signal), this.#obs());
+    await isolate(this.name, 'healthCheck', this.timeoutMs, (lazy) => hc.call(this.impl, lazy.signal), this.#obs());
   }
 
   async close(): Promise<void> {
@@ -157,8 +183,8 @@ export class IsolatedExecutor {
   }
 
   getCurrentReplicas(target: ScaleTarget): Promise<number | null> {
-    return isolate(this.name, 'getCurrentReplicas', this.timeoutMs, async (signal) => {
-      const n: unknown = await this.impl.getCurrentReplicas(target, { signal });
+    return isolate(this.name, 'getCurrentReplicas', this.timeoutMs, async (lazy) => {
+      const n: unknown = await this.impl.getCurrentReplicas(target, withSignal({}, lazy));
       if (n === null || n === undefined) return null;
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
         throw new PluginCallError(this.name, 'getCurrentReplicas', 'malformed', `answered ${JSON.stringify(n)}, not a non-negative integer or null`);
@@ -168,8 +194,8 @@ export class IsolatedExecutor {
   }
 
   scale(target: ScaleTarget, replicas: number, opts: Omit<ScaleOptions, 'signal'>): Promise<void> {
-    return isolate(this.name, 'scale', this.timeoutMs, async (signal) => {
-      await this.impl.scale(target, replicas, { ...opts, signal });
+    return isolate(this.name, 'scale', this.timeoutMs, async (lazy) => {
+      await this.impl.scale(target, replicas, withSignal({ ...opts }, lazy));
     }, this.#obs());
   }
 

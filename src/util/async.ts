@@ -64,3 +64,67 @@ export class Semaphore {
     }
   }
 }
+
+interface Deadline {
+  at: number;
+  fire: () => void;
+}
+
+/**
+ * Many concurrent timeouts on one timer. The loop wraps every plugin call in a timeout (tens of
+ * thousands per cycle at scale); one setTimeout each costs more than the calls themselves. Pending
+ * deadlines are checked every `resolutionMs`, so a timeout fires up to that much late.
+ */
+class DeadlineWheel {
+  readonly #pending = new Set<Deadline>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly resolutionMs: number) {}
+
+  add(ms: number, fire: () => void): () => void {
+    const d: Deadline = { at: Date.now() + ms, fire };
+    this.#pending.add(d);
+    this.#timer ??= setInterval(() => this.#tick(), this.resolutionMs);
+    return () => {
+      this.#pending.delete(d);
+      this.#idle();
+    };
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    for (const d of this.#pending) {
+      if (d.at <= now) {
+        this.#pending.delete(d);
+        d.fire();
+      }
+    }
+    this.#idle();
+  }
+
+  #idle(): void {
+    if (this.#pending.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+}
+
+const wheel = new DeadlineWheel(25);
+
+/** Like withTimeout, on the shared deadline wheel (up to 25 ms late); for hot paths. */
+export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const cancel = wheel.add(ms, () => reject(new TimeoutError(what, ms)));
+    work.then(
+      (v) => {
+        cancel();
+        resolve(v);
+      },
+      (e: unknown) => {
+        cancel();
+        reject(e);
+      },
+    );
+  });
+}
