@@ -171,7 +171,7 @@ async function main(argv: string[]): Promise<number> {
   });
   const command = positionals[0] ?? 'serve';
   if (values.help === true) {
-    process.stdout.write(COMMAND_HELP[command] ?? HELP);
+    process.stdout.write(positionals[0] === undefined ? HELP : (COMMAND_HELP[command] ?? HELP));
     return 0;
   }
   const config = loadConfig({ file: values.config, flags: flagsFrom(values) });

@@ -1,0 +1,100 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { packageRoot } from '../src/util/package-root.js';
+
+const root = packageRoot();
+const cli = join(root, 'src', 'cli.ts');
+
+/** Runs the CLI from source (through tsx) with a clean environment. */
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
+      cwd: root,
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (b: Buffer) => (stdout += b.toString('utf8')));
+    c.stderr.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
+    c.once('error', reject);
+    c.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+t.test('--help for the tool and for each command', async (t) => {
+  const top = await run(['--help']);
+  t.equal(top.code, 0);
+  for (const c of ['validate', 'evaluate', 'backtest', 'test', 'migrate']) t.match(top.stdout, new RegExp(`philotes-scaler ${c}`));
+  for (const c of ['serve', 'validate', 'evaluate', 'backtest', 'test', 'migrate']) {
+    const r = await run([c, '--help']);
+    t.equal(r.code, 0, `${c} --help exits 0`);
+    t.match(r.stdout, new RegExp(`philotes-scaler ${c}`), `${c} --help describes ${c}`);
+  }
+});
+
+t.test('usage mistakes exit 2 and say what is wrong', async (t) => {
+  const unknown = await run(['frobnicate']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /unknown command "frobnicate"/);
+  const flag = await run(['validate', '--colour', 'x']);
+  t.equal(flag.code, 1);
+  t.match(flag.stderr, /Unknown option '--colour'/);
+  const env = await run(['validate', 'policies'], { PORT: 'eighty' });
+  t.equal(env.code, 2);
+  t.match(env.stderr, /PORT: must be an integer/);
+  const noFrom = await run(['backtest', 'policies/trino.yaml', '--to', '2026-01-02T00:00:00Z']);
+  t.equal(noFrom.code, 2);
+  t.match(noFrom.stderr, /--from: is required/);
+});
+
+t.test('evaluate prints a decision record and touches no store', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ps-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const db = join(dir, 'never.db');
+  const r = await run(['evaluate', 'policies/trino.yaml', '--prometheus', 'http://127.0.0.1:9'], { PHILOTES_SCALING_DATABASE_PATH: db });
+  t.equal(r.code, 0, r.stderr);
+  const record = JSON.parse(r.stdout) as { policy_name: string; reason_code: string; dry_run: boolean; rules: Array<{ error: string | null }> };
+  t.equal(record.policy_name, 'trino-workers');
+  t.equal(record.reason_code, 'metric_error', 'no Prometheus: metric_error, never a pretend number');
+  t.equal(record.dry_run, true);
+  t.match(record.rules[0]?.error, /unreachable/);
+  const { existsSync } = await import('node:fs');
+  t.notOk(existsSync(db), 'no database file was created');
+  writeFileSync(join(dir, 'bad.yaml'), 'name: bad\ntarget_type: cdc-worker\nmin_replicas: 3\nmax_replicas: 1\n');
+  const bad = await run(['evaluate', join(dir, 'bad.yaml')]);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /bad\.yaml:3:15 \/min_replicas must not exceed max_replicas/);
+});
+
+t.test('test runs policy tests: exit 0 when they pass, 1 with a diff when one fails', async (t) => {
+  const ok = await run(['test', 'test/policy-tests']);
+  t.equal(ok.code, 0, ok.stderr);
+  t.match(ok.stdout, /\d+ passed, 0 failed/);
+  const dir = mkdtempSync(join(tmpdir(), 'ps-cli-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(
+    join(dir, 'wrong.test.yaml'),
+    [
+      `policy_files: [${join(root, 'policies', 'cdc-worker.yaml')}]`,
+      'evaluation_interval: 1m',
+      'tests:',
+      '  - name: expects a scale-up that cannot happen',
+      '    start: 2026-01-03T12:00:00Z',
+      '    initial_replicas: 2',
+      '    input_series:',
+      "      - query: max(philotes_cdc_lag_seconds)",
+      "        values: '5x10'",
+      '    expect:',
+      '      - { at: 5m, replicas: 4 }',
+    ].join('\n'),
+  );
+  const bad = await run(['test', join(dir, 'wrong.test.yaml')]);
+  t.equal(bad.code, 1);
+  t.match(bad.stdout, /FAIL expects a scale-up that cannot happen/);
+  t.match(bad.stdout, /replicas/);
+  t.match(bad.stdout, /0 passed, 1 failed/);
+});
