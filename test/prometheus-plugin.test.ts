@@ -1,0 +1,131 @@
+/**
+ * The bundled Prometheus plugin as an HTTP client: authentication and extra headers, the
+ * parameters it sends, and how it reads Prometheus's answer shapes (recorded from Prometheus
+ * 2.42's HTTP API). Auth cannot be exercised on a stock Prometheus, so a recording server
+ * answers here; test/prometheus-*.test.ts run the same plugin against a real Prometheus.
+ */
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import t from 'tap';
+import { PluginManager, type PluginCallError } from '../src/plugins/plugin-manager.js';
+
+interface Seen {
+  path: string;
+  query: URLSearchParams;
+  headers: IncomingHttpHeaders;
+}
+
+async function recorder(t: Parameters<Parameters<typeof t.test>[1]>[0], answer: (s: Seen) => { status: number; body: string }) {
+  const seen: Seen[] = [];
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const s = { path: url.pathname, query: url.searchParams, headers: req.headers };
+    seen.push(s);
+    const a = answer(s);
+    res.writeHead(a.status, { 'content-type': 'application/json' });
+    res.end(a.body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}
+
+async function source(t: Parameters<Parameters<typeof t.test>[1]>[0], config: Record<string, unknown>) {
+  const pm = new PluginManager({ dirs: [PluginManager.bundledDir()], configs: { prometheus: config }, logger: pino({ level: 'silent' }), timeoutMs: 2000 });
+  const statuses = await pm.loadAll();
+  t.teardown(() => pm.close());
+  const s = pm.sources.get('prometheus');
+  if (s === undefined) throw new Error(`prometheus not loaded: ${JSON.stringify(statuses)}`);
+  return s;
+}
+
+const vector = (values: string[]) => JSON.stringify({ status: 'success', data: { resultType: 'vector', result: values.map((v, i) => ({ metric: { pod: `p${i}` }, value: [1769601600, v] })) } });
+const matrix = (series: Array<Array<[number, string]>>) => JSON.stringify({ status: 'success', data: { resultType: 'matrix', result: series.map((values, i) => ({ metric: { pod: `p${i}` }, values })) } });
+const kindOf = async (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: PluginCallError) => e.kind);
+
+t.test('bearer token, basic auth and extra headers are sent', async (t) => {
+  const rec = await recorder(t, () => ({ status: 200, body: vector(['5']) }));
+  const bearer = await source(t, { url: rec.url, bearer_token: 's3cret', headers: { 'X-Scope-OrgID': 'philotes' } });
+  await bearer.instantQuery({ query: 'up', aggregation: 'max', time: new Date('2026-01-28T12:00:00Z') });
+  t.equal(rec.seen[0]?.headers['authorization'], 'Bearer s3cret');
+  t.equal(rec.seen[0]?.headers['x-scope-orgid'], 'philotes');
+  t.equal(rec.seen[0]?.path, '/api/v1/query');
+  t.equal(rec.seen[0]?.query.get('query'), 'up');
+  t.equal(rec.seen[0]?.query.get('time'), String(Date.parse('2026-01-28T12:00:00Z') / 1000));
+  const basic = await source(t, { url: `${rec.url}/`, basic_auth: { username: 'ops', password: 'pw' } });
+  await basic.instantQuery({ query: 'up', aggregation: 'max', time: new Date() });
+  t.equal(rec.seen[1]?.headers['authorization'], `Basic ${Buffer.from('ops:pw').toString('base64')}`);
+  t.equal(rec.seen[1]?.path, '/api/v1/query', 'a trailing slash in the URL is fine');
+});
+
+t.test('series fold by the rule\'s aggregation; range answers fold per timestamp', async (t) => {
+  const rec = await recorder(t, (s) =>
+    s.path === '/api/v1/query'
+      ? { status: 200, body: vector(['10', '30', '20']) }
+      : { status: 200, body: matrix([[[100, '1'], [130, '5']], [[100, '3'], [130, '2'], [160, '7']]]) },
+  );
+  const src = await source(t, { url: rec.url });
+  const now = new Date();
+  const v = async (aggregation: 'max' | 'min' | 'avg' | 'sum') => (await src.instantQuery({ query: 'q', aggregation, time: now })).v;
+  t.same([await v('max'), await v('min'), await v('avg'), await v('sum')], [30, 10, 20, 60]);
+  const range = await src.rangeQuery({ query: 'q', aggregation: 'max', start: new Date(100_000), end: new Date(160_000), stepSeconds: 30 });
+  t.same(range, [{ t: 100, v: 3 }, { t: 130, v: 5 }, { t: 160, v: 7 }]);
+  const last = rec.seen.at(-1);
+  t.same([last?.path, last?.query.get('start'), last?.query.get('end'), last?.query.get('step')], ['/api/v1/query_range', '100', '160', '30s']);
+});
+
+t.test('bad answers are errors with a kind, never numbers', async (t) => {
+  let mode = '';
+  const rec = await recorder(t, () => {
+    switch (mode) {
+      case 'nan':
+        return { status: 200, body: vector(['NaN']) };
+      case 'inf':
+        return { status: 200, body: vector(['+Inf']) };
+      case 'empty':
+        return { status: 200, body: vector([]) };
+      case 'bad-query':
+        return { status: 400, body: JSON.stringify({ status: 'error', errorType: 'bad_data', error: '1:5: parse error: unexpected character' }) };
+      case '503':
+        return { status: 503, body: 'Service Unavailable' };
+      case 'malformed':
+        return { status: 200, body: '{"status":"success","data":' };
+      case 'string-matrix':
+        return { status: 200, body: JSON.stringify({ status: 'success', data: { resultType: 'string', result: [1, 'x'] } }) };
+      default:
+        return { status: 200, body: JSON.stringify({ status: 'success', data: { resultType: 'scalar', result: [1769601600, '42'] } }) };
+    }
+  });
+  const src = await source(t, { url: rec.url });
+  const q = () => src.instantQuery({ query: 'q', aggregation: 'max', time: new Date() });
+  const cases: Array<[string, string]> = [
+    ['nan', 'nan'],
+    ['inf', 'infinite'],
+    ['empty', 'empty'],
+    ['bad-query', 'query'],
+    ['503', 'http'],
+    ['malformed', 'malformed'],
+    ['string-matrix', 'malformed'],
+    ['scalar', 'ok'],
+  ];
+  for (const [m, expected] of cases) {
+    mode = m;
+    t.equal(await kindOf(q()), expected, `${m} -> ${expected}`);
+  }
+  const unreachable = await source(t, { url: 'http://127.0.0.1:9' });
+  t.equal(await kindOf(unreachable.instantQuery({ query: 'q', aggregation: 'max', time: new Date() })), 'unreachable');
+});
+
+t.test('the plugin\'s own timeout', async (t) => {
+  const server = createServer(() => undefined); // accepts, never answers
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const src = await source(t, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeout_ms: 200 });
+  const started = Date.now();
+  t.equal(await kindOf(src.instantQuery({ query: 'q', aggregation: 'max', time: new Date() })), 'timeout');
+  t.ok(Date.now() - started < 1500, 'gave up after its timeout');
+});
