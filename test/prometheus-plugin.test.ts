@@ -7,7 +7,7 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { PluginManager, type PluginCallError } from '../src/plugins/plugin-manager.js';
 
 interface Seen {
@@ -16,7 +16,7 @@ interface Seen {
   headers: IncomingHttpHeaders;
 }
 
-async function recorder(t: Parameters<Parameters<typeof t.test>[1]>[0], answer: (s: Seen) => { status: number; body: string }) {
+async function recorder(t: Test, answer: (s: Seen) => { status: number; body: string }) {
   const seen: Seen[] = [];
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -31,7 +31,7 @@ async function recorder(t: Parameters<Parameters<typeof t.test>[1]>[0], answer: 
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
 }
 
-async function source(t: Parameters<Parameters<typeof t.test>[1]>[0], config: Record<string, unknown>) {
+async function source(t: Test, config: Record<string, unknown>) {
   const pm = new PluginManager({ dirs: [PluginManager.bundledDir()], configs: { prometheus: config }, logger: pino({ level: 'silent' }), timeoutMs: 2000 });
   const statuses = await pm.loadAll();
   t.teardown(() => pm.close());
