@@ -5,10 +5,10 @@ import { parseBacktestRequest, runBacktest, timelineCsv, type BacktestResult } f
 import type { ResolvedConfig } from './config/config.js';
 import { ScalerError } from './errors.js';
 import { formatProblem, parsePolicyText } from './files/policy-file.js';
-import { PluginManager } from './plugins/plugin-manager.js';
+import { PluginManager, pluginConfigsFrom } from './plugins/plugin-manager.js';
 import type { Policy } from './policy/policy-model.js';
 import { PolicyService } from './policy/policy-service.js';
-import { createValidationContext } from './policy/validation-context.js';
+import { createValidationContext, namesFromPlugins } from './policy/validation-context.js';
 import { createSqliteStorage } from './storage/sqlite-storage.js';
 
 /** What a one-shot command prints and its exit code. */
@@ -22,7 +22,7 @@ export interface CommandResult {
 async function loadPlugins(config: ResolvedConfig, logger: Logger): Promise<PluginManager> {
   const plugins = new PluginManager({
     dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
-    configs: { ...config.plugins, prometheus: { url: config.prometheus_url, ...config.plugins['prometheus'] } },
+    configs: pluginConfigsFrom(config),
     logger,
     timeoutMs: config.plugin_timeout_ms,
   });
@@ -36,11 +36,7 @@ async function readPolicies(file: string, config: ResolvedConfig, plugins: Plugi
   try {
     const service = new PolicyService({
       storage,
-      validation: createValidationContext(config, {
-        metricSources: () => plugins.sources.keys(),
-        executors: () => plugins.executors.keys(),
-        executorTargetTypes: () => plugins.executorTargetTypes(),
-      }),
+      validation: createValidationContext(config, namesFromPlugins(plugins)),
       defaultCooldown: config.default_cooldown,
     });
     let text: string;

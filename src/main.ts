@@ -12,9 +12,9 @@ import type Koa from 'koa';
 import { LeaderElection } from './engine/leader-election.js';
 import { PolicyFileLoader } from './files/policy-file-loader.js';
 import { ScalerMetrics } from './metrics.js';
-import { PluginManager } from './plugins/plugin-manager.js';
+import { PluginManager, pluginConfigsFrom } from './plugins/plugin-manager.js';
 import { PolicyService } from './policy/policy-service.js';
-import { createValidationContext } from './policy/validation-context.js';
+import { createValidationContext, namesFromPlugins } from './policy/validation-context.js';
 import { openStorage } from './storage/open-storage.js';
 import type { Storage } from './storage/storage.js';
 
@@ -44,13 +44,6 @@ class ReadinessError extends Error {
   }
 }
 
-/** Plugin configs from the daemon config; the prometheus source gets prometheus_url by default. */
-function pluginConfigs(config: ResolvedConfig): Record<string, Record<string, unknown>> {
-  return {
-    ...config.plugins,
-    prometheus: { url: config.prometheus_url, ...config.plugins['prometheus'] },
-  };
-}
 
 /** Wires config -> storage -> migrations -> plugins -> services -> loop -> HTTP, and listens. */
 export async function startDaemon(config: ResolvedConfig, logger: Logger): Promise<Daemon> {
@@ -89,7 +82,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
 
     const plugins = new PluginManager({
       dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
-      configs: pluginConfigs(config),
+      configs: pluginConfigsFrom(config),
       logger,
       timeoutMs: config.plugin_timeout_ms,
       observer: metrics,
@@ -100,11 +93,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
 
     const policies = new PolicyService({
       storage,
-      validation: createValidationContext(config, {
-        metricSources: () => plugins.sources.keys(),
-        executors: () => plugins.executors.keys(),
-        executorTargetTypes: () => plugins.executorTargetTypes(),
-      }),
+      validation: createValidationContext(config, namesFromPlugins(plugins)),
       defaultCooldown: config.default_cooldown,
     });
     const files = new PolicyFileLoader({

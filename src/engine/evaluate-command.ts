@@ -2,9 +2,9 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/config.js';
 import { formatProblem, parsePolicyFile } from '../files/policy-file.js';
-import { PluginManager } from '../plugins/plugin-manager.js';
+import { PluginManager, pluginConfigsFrom } from '../plugins/plugin-manager.js';
 import { PolicyService } from '../policy/policy-service.js';
-import { createValidationContext } from '../policy/validation-context.js';
+import { createValidationContext, namesFromPlugins } from '../policy/validation-context.js';
 import { createSqliteStorage } from '../storage/sqlite-storage.js';
 import type { DecisionRecord } from './decision.js';
 import { ScalingManager } from './manager.js';
@@ -19,7 +19,7 @@ export type EvaluateFileResult = { ok: true; records: DecisionRecord[] } | { ok:
 export async function evaluatePolicyFile(file: string, config: ResolvedConfig, logger: Logger): Promise<EvaluateFileResult> {
   const plugins = new PluginManager({
     dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
-    configs: { ...config.plugins, prometheus: { url: config.prometheus_url, ...config.plugins['prometheus'] } },
+    configs: pluginConfigsFrom(config),
     logger,
     timeoutMs: config.plugin_timeout_ms,
   });
@@ -29,11 +29,7 @@ export async function evaluatePolicyFile(file: string, config: ResolvedConfig, l
     await storage.migrate();
     const service = new PolicyService({
       storage,
-      validation: createValidationContext(config, {
-        metricSources: () => plugins.sources.keys(),
-        executors: () => plugins.executors.keys(),
-        executorTargetTypes: () => plugins.executorTargetTypes(),
-      }),
+      validation: createValidationContext(config, namesFromPlugins(plugins)),
       defaultCooldown: config.default_cooldown,
     });
     const parsed = await parsePolicyFile(resolve(file), (input, source) => service.parse(input, { source }), file);

@@ -5,11 +5,26 @@ import { PluginManager } from '../plugins/plugin-manager.js';
 import { API_SOURCE } from '../policy/policy-model.js';
 import { validatePolicyInput } from '../policy/policy-validation.js';
 import { normalizePolicy } from '../policy/policy-normalize.js';
-import { createValidationContext } from '../policy/validation-context.js';
+import type { Policy } from '../policy/policy-model.js';
+import { createValidationContext, namesFromManifests } from '../policy/validation-context.js';
 import { validationError } from '../errors.js';
 import { formatProblem, parsePolicyFile, type FileProblem } from './policy-file.js';
 
 const POLICY_FILE = /\.ya?ml$/i;
+
+/**
+ * The policy parser of the commands that run without a daemon (validate, policy tests): the
+ * daemon's schema and semantic checks, with plugin names read from manifests, not from running plugins.
+ */
+export function offlinePolicyParser(config: ResolvedConfig, now: () => Date = () => new Date()): (input: unknown, source: string) => Policy {
+  const manifests = PluginManager.readManifests([PluginManager.bundledDir(), ...config.plugin_dirs]);
+  const ctx = createValidationContext(config, namesFromManifests(manifests));
+  return (input, source) => {
+    const r = validatePolicyInput(input, ctx);
+    if (!r.ok) throw validationError(r.errors);
+    return normalizePolicy(r.value, { source: source || API_SOURCE, now: now() });
+  };
+}
 
 /** Expands files and folders (recursively) into policy files, sorted. */
 export function collectPolicyFiles(paths: string[]): { files: string[]; missing: string[] } {
@@ -42,17 +57,7 @@ export interface ValidateResult {
  * without a database or a network; names must also be unique across the files given.
  */
 export async function validatePaths(paths: string[], config: ResolvedConfig): Promise<ValidateResult> {
-  const manifests = PluginManager.readManifests([PluginManager.bundledDir(), ...config.plugin_dirs]);
-  const ctx = createValidationContext(config, {
-    metricSources: () => manifests.filter((m) => m.kind === 'metric-source').map((m) => m.name),
-    executors: () => manifests.filter((m) => m.kind === 'executor').map((m) => m.name),
-    executorTargetTypes: () => [],
-  });
-  const parse = (input: unknown, source: string) => {
-    const r = validatePolicyInput(input, ctx);
-    if (!r.ok) throw validationError(r.errors);
-    return normalizePolicy(r.value, { source: source || API_SOURCE, now: new Date() });
-  };
+  const parse = offlinePolicyParser(config);
   const { files, missing } = collectPolicyFiles(paths);
   const result: ValidateResult = { files: [], problems: [] };
   for (const m of missing) result.problems.push({ file: m, line: null, column: null, document: null, field: '', message: 'no such file or folder' });

@@ -215,6 +215,14 @@ export interface PluginManagerOptions {
   observer?: CallObserver;
 }
 
+/**
+ * Plugin configs from the daemon config: `plugins.<name>`, and the prometheus source gets
+ * `prometheus_url` unless its own config sets `url`.
+ */
+export function pluginConfigsFrom(config: { plugins: Record<string, Record<string, unknown>>; prometheus_url: string }): Record<string, Record<string, unknown>> {
+  return { ...config.plugins, prometheus: { url: config.prometheus_url, ...config.plugins['prometheus'] } };
+}
+
 /** Loads plugins and holds them isolated. Homebridge-style: a bad plugin is reported and skipped, never fatal. */
 export class PluginManager {
   readonly statuses: PluginStatus[] = [];

@@ -13,15 +13,11 @@ import type { ResolvedConfig } from '../config/config.js';
 import { replay, type SeriesInput } from '../backtest/replay.js';
 import type { Action, DecisionRecord, ReasonCode, RuleRecord } from '../engine/decision.js';
 import { OPERATOR_SYMBOL, observationKey } from '../engine/rule-window.js';
-import { validationError } from '../errors.js';
-import { collectPolicyFiles } from '../files/validate-command.js';
+import { collectPolicyFiles, offlinePolicyParser } from '../files/validate-command.js';
 import { formatProblem, parsePolicyFile, type FileProblem } from '../files/policy-file.js';
 import type { Sample } from '../plugins/api.js';
-import { PluginManager } from '../plugins/plugin-manager.js';
-import { API_SOURCE, type Policy } from '../policy/policy-model.js';
-import { normalizePolicy } from '../policy/policy-normalize.js';
-import { isValidTimeZone, validatePolicyInput } from '../policy/policy-validation.js';
-import { createValidationContext } from '../policy/validation-context.js';
+import type { Policy } from '../policy/policy-model.js';
+import { isValidTimeZone } from '../policy/policy-validation.js';
 import { ajv, loadSchema, toFieldErrors } from '../schemas.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { ExpandingNotationError, expandSeries } from './expanding-notation.js';
@@ -284,17 +280,7 @@ function schemaValidator() {
 
 /** The parser `philotes-scaler validate` applies to policy files: the same schema, semantics and plugin names. */
 function policyParser(config: ResolvedConfig) {
-  const manifests = PluginManager.readManifests([PluginManager.bundledDir(), ...config.plugin_dirs]);
-  const ctx = createValidationContext(config, {
-    metricSources: () => manifests.filter((m) => m.kind === 'metric-source').map((m) => m.name),
-    executors: () => manifests.filter((m) => m.kind === 'executor').map((m) => m.name),
-    executorTargetTypes: () => [],
-  });
-  return (input: unknown, source: string): Policy => {
-    const r = validatePolicyInput(input, ctx);
-    if (!r.ok) throw validationError(r.errors);
-    return normalizePolicy(r.value, { source: source || API_SOURCE, now: new Date(0) });
-  };
+  return offlinePolicyParser(config, () => new Date(0));
 }
 
 /** A test case made ready to run: every time resolved, every series expanded and keyed. */

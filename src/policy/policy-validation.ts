@@ -229,11 +229,30 @@ function explainNonFinite(errors: FieldError[], input: unknown): FieldError[] {
   });
 }
 
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Strings with a lone UTF-16 surrogate (JSON's "\ud800", YAML's "\ud800") cannot be stored as
+ * sent: storage writes UTF-8, and the text would come back as replacement characters (a metric
+ * query silently changed). Run on schema-valid input only, whose depth the schema bounds.
+ */
+function illFormedStrings(input: unknown): FieldError[] {
+  const errors: FieldError[] = [];
+  const walk = (v: unknown, at: string): void => {
+    if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v)) errors.push({ field: at, message: 'must be well-formed Unicode: it contains a lone surrogate (U+D800 to U+DFFF)' });
+    } else if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${at}/${i}`));
+    else if (isObj(v)) for (const [k, x] of Object.entries(v)) walk(x, `${at}/${k.replaceAll('~', '~0').replaceAll('/', '~1')}`);
+  };
+  walk(input, '');
+  return errors;
+}
+
 /** Schema then semantic checks; every problem, each with its field. */
 export function validatePolicyInput(input: unknown, ctx: ValidationContext): { ok: true; value: PolicyInput } | { ok: false; errors: FieldError[] } {
   const validate = validator<PolicyInput>(POLICY_SCHEMA_ID);
   const schemaOk = validate(input);
-  const errors = schemaOk ? [] : explainNonFinite(toFieldErrors(validate.errors), input);
+  const errors = schemaOk ? illFormedStrings(input) : explainNonFinite(toFieldErrors(validate.errors), input);
   const seen = new Set(errors.map((e) => e.field));
   for (const e of semanticProblems(input, ctx)) {
     if (!seen.has(e.field)) errors.push(e);

@@ -22,3 +22,25 @@ export function createValidationContext(
     priceFor: (t) => config.prices[t],
   };
 }
+
+/** Names known from loaded plugins (the daemon, evaluate, backtest). */
+export function namesFromPlugins(plugins: {
+  sources: ReadonlyMap<string, unknown>;
+  executors: ReadonlyMap<string, unknown>;
+  executorTargetTypes(): string[];
+}): KnownNames {
+  return {
+    metricSources: () => plugins.sources.keys(),
+    executors: () => plugins.executors.keys(),
+    executorTargetTypes: () => plugins.executorTargetTypes(),
+  };
+}
+
+/** Names known from plugin manifests alone, without running plugin code (validate, policy tests). */
+export function namesFromManifests(manifests: ReadonlyArray<{ name: string; kind: 'metric-source' | 'executor' }>): KnownNames {
+  return {
+    metricSources: () => manifests.filter((m) => m.kind === 'metric-source').map((m) => m.name),
+    executors: () => manifests.filter((m) => m.kind === 'executor').map((m) => m.name),
+    executorTargetTypes: () => [],
+  };
+}

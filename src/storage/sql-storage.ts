@@ -438,7 +438,10 @@ export class SqlStorage implements Storage {
       if (q.until !== undefined) add('executed_at < ?', iso(q.until));
       if (q.cursor !== undefined) {
         const [at, id] = decodeCursor(q.cursor);
-        add('(executed_at < ? OR (executed_at = ? AND id < ?))', at, at, id);
+        // A row-value comparison, not the equivalent `executed_at < ? OR (executed_at = ? AND id < ?)`:
+        // both backends seek the (…, executed_at DESC, id DESC) indexes with it, whereas the OR
+        // form scans every newer row first, so a page deep in the history cost O(depth).
+        add('(executed_at, id) < (?, ?)', at, id);
       }
       const where = conds.length > 0 ? `WHERE ${conds.join(' AND ')}` : '';
       const rows = await this.driver.all<Row>(
