@@ -113,11 +113,12 @@ export class ScalingManager {
   /** Enabled policies as last loaded, by id; only changed versions are read again. */
   readonly #policyCache = new Map<string, Policy>();
   /**
-   * The latest state of each policy this manager evaluated, written or not: steady-state
-   * evaluations change nothing worth writing, so they are not written (the loop would otherwise
-   * rewrite every policy's state every cycle). Cleared when the loop (re)starts.
+   * The state of each policy as stored, and when it was last evaluated. A steady-state evaluation
+   * (same memory, same outcome: same fingerprint) is neither written nor kept: at 10,000 policies
+   * a cycle, keeping every cycle's records alive until the next cycle filled the old generation
+   * and made garbage collection the loop's largest cost. Cleared when the loop (re)starts.
    */
-  readonly #states = new Map<string, { state: PolicyState; fingerprint: string }>();
+  readonly #states = new Map<string, { state: PolicyState; fingerprint: string; evaluatedAt: number }>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<CycleReport> | undefined;
   #stopped = true;
@@ -213,7 +214,7 @@ export class ScalingManager {
     const stored = unknown.length > 0 ? await this.#deps.storage.getStates(unknown) : new Map<string, PolicyState>();
     for (const id of unknown) {
       const st = stored.get(id);
-      if (st !== undefined) this.#states.set(id, { state: st, fingerprint: fingerprint(st) });
+      if (st !== undefined) this.#states.set(id, { state: st, fingerprint: fingerprint(st), evaluatedAt: 0 });
     }
 
     // Fetches start at once; each policy is evaluated as soon as its own observations are in,
@@ -476,9 +477,13 @@ export class ScalingManager {
       };
       const fp = fingerprint(st);
       const known = this.#states.get(policy.id);
+      if (known !== undefined && known.fingerprint === fp && !opts2.now && opts.deferWrite !== undefined) {
+        known.evaluatedAt = now.getTime();
+        return;
+      }
       if (opts2.now || opts.deferWrite === undefined) await storage.putState(st);
-      else if (known?.fingerprint !== fp) opts.deferWrite.push(st);
-      this.#states.set(policy.id, { state: st, fingerprint: fp });
+      else opts.deferWrite.push(st);
+      this.#states.set(policy.id, { state: st, fingerprint: fp, evaluatedAt: now.getTime() });
     };
 
     let final = next;
@@ -521,6 +526,12 @@ export class ScalingManager {
   /** The freshest state this manager knows for a policy (it may be newer than storage's). */
   knownState(policyId: string): PolicyState | undefined {
     return this.#states.get(policyId)?.state;
+  }
+
+  /** When the loop last evaluated a policy (its stored last decision may be older: same outcome). */
+  lastEvaluatedAt(policyId: string): string | null {
+    const at = this.#states.get(policyId)?.evaluatedAt;
+    return at === undefined || at === 0 ? null : new Date(at).toISOString();
   }
 
   static lastDecision(state: PolicyState | undefined): DecisionRecord | null {

@@ -6,7 +6,7 @@ import type { PolicyService } from '../policy/policy-service.js';
 import { API_SOURCE } from '../policy/policy-model.js';
 import type { Storage } from '../storage/storage.js';
 import { Mutex } from '../util/async.js';
-import { formatProblem, parsePolicyFile, type FileProblem } from './policy-file.js';
+import { formatProblem, parsePolicyFile, type FileProblem, type ParsedFile } from './policy-file.js';
 
 /** A policy file as the daemon last saw it; served at GET /api/v1/scaling/sources. */
 export interface SourceStatus {
@@ -119,7 +119,10 @@ export class PolicyFileLoader {
       path,
       setTimeout(() => {
         this.#pending.delete(path);
-        void this.#lock.run(() => (existsSync(path) && statSync(path).isFile() ? this.#load(path) : this.#remove(path)));
+        // The lock swallows a rejection (it keeps its queue going), so an unexpected error is logged here.
+        this.#lock
+          .run(() => (existsSync(path) && statSync(path).isFile() ? this.#load(path) : this.#remove(path)))
+          .catch((err: unknown) => this.#opts.logger.error({ file: path, err }, 'policy file reload failed; will retry on the next change'));
       }, delayMs),
     );
   }
@@ -159,7 +162,19 @@ export class PolicyFileLoader {
     const path = this.displayName(abs);
     const now = new Date().toISOString();
     const prev = this.#statuses.get(path);
-    const parsed = await parsePolicyFile(abs, (input, source) => service.parse(input, { source }), path);
+    let parsed: ParsedFile;
+    try {
+      parsed = await parsePolicyFile(abs, (input, source) => service.parse(input, { source }), path);
+    } catch (err) {
+      // Not a problem in the file but a bug in checking it: still reported as a broken file (the
+      // last good policies stay in force), never silently dropped.
+      logger.error({ file: path, err }, 'policy file could not be checked (internal error)');
+      parsed = {
+        file: path,
+        policies: [],
+        problems: [{ file: path, line: null, column: null, document: null, field: '', message: `could not be checked (internal error): ${(err as Error).message}` }],
+      };
+    }
     const problems = [...parsed.problems];
 
     // Names must be unique across files and API policies; a file that moved (renamed) takes its names along.

@@ -181,7 +181,8 @@ export function semanticProblems(input: unknown, ctx: ValidationContext): FieldE
     if (price === undefined) {
       errors.push({
         field: '/max_hourly_cost',
-        message: `needs a price: set cost_per_replica_hour or a config price for target type "${String(targetType)}"`,
+        // Not String(targetType): input such as {"toString": []} makes String() throw (a 500, not a 422).
+        message: `needs a price: set cost_per_replica_hour or a config price for ${typeof targetType === 'string' ? `target type "${targetType}"` : 'its target type'}`,
       });
     } else if (min !== undefined && !costWithinCap(min, price, cap)) {
       errors.push({
