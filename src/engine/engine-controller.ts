@@ -47,8 +47,8 @@ export function registerEngineRoutes(router: Router, deps: { manager: ScalingMan
       cooldown_seconds: cooldown,
       cooldown_remaining_seconds: Math.max(0, Math.ceil(cooldown - since)),
       consecutive_metric_failures: state?.consecutive_failures ?? 0,
-      // The latest decision whose outcome differed from the one before (steady-state repeats are
-      // not stored); last_evaluated_at says when the loop last evaluated the policy.
+      // On the leader the latest decision; on a follower the latest stored one (steady-state
+      // repeats of an outcome are not written), with last_evaluated_at from the record.
       last_decision: ScalingManager.lastDecision(state),
       last_evaluated_at: deps.manager.lastEvaluatedAt(policy.id) ?? ScalingManager.lastDecision(state)?.evaluated_at ?? null,
       next_schedule_fires: policy.schedules

@@ -113,10 +113,10 @@ export class ScalingManager {
   /** Enabled policies as last loaded, by id; only changed versions are read again. */
   readonly #policyCache = new Map<string, Policy>();
   /**
-   * The state of each policy as stored, and when it was last evaluated. A steady-state evaluation
-   * (same memory, same outcome: same fingerprint) is neither written nor kept: at 10,000 policies
-   * a cycle, keeping every cycle's records alive until the next cycle filled the old generation
-   * and made garbage collection the loop's largest cost. Cleared when the loop (re)starts.
+   * The latest state of each policy this manager evaluated (with its latest decision record),
+   * and the fingerprint of what is stored. A steady-state evaluation (same memory, same outcome)
+   * is not written: the loop would otherwise rewrite every policy's state every cycle. The
+   * state route reads this first, so it shows the latest decision. Cleared when the loop (re)starts.
    */
   readonly #states = new Map<string, { state: PolicyState; fingerprint: string; evaluatedAt: number }>();
   #timer: NodeJS.Timeout | undefined;
@@ -477,12 +477,8 @@ export class ScalingManager {
       };
       const fp = fingerprint(st);
       const known = this.#states.get(policy.id);
-      if (known !== undefined && known.fingerprint === fp && !opts2.now && opts.deferWrite !== undefined) {
-        known.evaluatedAt = now.getTime();
-        return;
-      }
       if (opts2.now || opts.deferWrite === undefined) await storage.putState(st);
-      else opts.deferWrite.push(st);
+      else if (known?.fingerprint !== fp) opts.deferWrite.push(st);
       this.#states.set(policy.id, { state: st, fingerprint: fp, evaluatedAt: now.getTime() });
     };
 
@@ -528,7 +524,7 @@ export class ScalingManager {
     return this.#states.get(policyId)?.state;
   }
 
-  /** When the loop last evaluated a policy (its stored last decision may be older: same outcome). */
+  /** When this manager last evaluated a policy (the stored last decision may be older: same outcome). */
   lastEvaluatedAt(policyId: string): string | null {
     const at = this.#states.get(policyId)?.evaluatedAt;
     return at === undefined || at === 0 ? null : new Date(at).toISOString();
