@@ -6,8 +6,9 @@
 // Run: npm run bench:api   (PostgreSQL 15 at 127.0.0.1:5432, or DATABASE_ADMIN_URL)
 // Env: DURATION (s per endpoint, 10), CONNECTIONS (10), WARMUP (s per endpoint, 2),
 //      POLICIES (1000), HISTORY_ROWS (1000000), BACKENDS (sqlite,postgres),
-//      ONLY (comma-separated endpoint keys: by-id,list,create,history,policy-history),
+//      ONLY (comma-separated endpoint keys: by-id,list,create,history,history-cursor,policy-history),
 //      PROFILE_DIR (the daemon writes a --cpu-prof profile there when it stops).
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -20,7 +21,7 @@ import type { Policy, PolicyInput } from '../src/policy/policy-model.js';
 import { createPostgresStorage } from '../src/storage/postgres-storage.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import type { Storage } from '../src/storage/storage.js';
-import { spawnDaemon, type DaemonProcess } from '../test/helpers/daemon-process.js';
+import { freePort } from '../test/helpers/daemon-process.js';
 import { createFreshDatabase } from '../test/helpers/pg.js';
 
 const env = process.env;
@@ -192,7 +193,24 @@ interface Seeded {
   policiesMs: number;
   historyMs: number;
   detailsBytes: number;
+  /** History cursors at 100 depths spread evenly over the rows (GET /history?cursor=...). */
+  cursors: string[];
   size: string;
+}
+
+/**
+ * Collects a cursor every HISTORY_ROWS/100 rows. Cursors are opaque to clients; the bench builds
+ * them the way the server does (base64url of [executed_at, id]) to jump to any depth at once.
+ */
+function cursorSampler(): { see(r: HistoryTuple, i: number): void; cursors: string[] } {
+  const every = Math.max(1, Math.floor(HISTORY_ROWS / 100));
+  const cursors: string[] = [];
+  return {
+    cursors,
+    see(r, i) {
+      if (i % every === every - 1) cursors.push(Buffer.from(JSON.stringify([r[14], r[0]])).toString('base64url'));
+    },
+  };
 }
 
 async function seedPolicies(storage: Storage): Promise<Policy[]> {
@@ -227,7 +245,10 @@ async function seedSqlite(path: string): Promise<Seeded> {
   });
   let rows: HistoryTuple[] = [];
   let detailsBytes = 0;
+  const sampler = cursorSampler();
+  let i = 0;
   for (const r of historyRows(policies, HISTORY_ROWS)) {
+    sampler.see(r, i++);
     detailsBytes += r[15].length;
     rows.push(r);
     if (rows.length === 10_000) {
@@ -240,7 +261,7 @@ async function seedSqlite(path: string): Promise<Seeded> {
   db.close();
   const historyMs = performance.now() - t1;
   const size = (await stat(path)).size;
-  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / HISTORY_ROWS, size: `${(size / 1e9).toFixed(2)} GB file` };
+  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / HISTORY_ROWS, cursors: sampler.cursors, size: `${(size / 1e9).toFixed(2)} GB file` };
 }
 
 async function seedPostgres(url: string): Promise<Seeded> {
@@ -251,8 +272,7 @@ async function seedPostgres(url: string): Promise<Seeded> {
   const policiesMs = performance.now() - t0;
 
   const t1 = performance.now();
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
-  pool.on('connect', (c) => void c.query('SET synchronous_commit = off'));
+  const pool = new pg.Pool({ connectionString: url, max: 2, options: '-c synchronous_commit=off' });
   // One JSON document per batch, expanded by the server: about twice as fast as unnest() over
   // typed arrays, whose array literals PostgreSQL parses slowly for kilobyte-sized elements.
   const sql = `INSERT INTO scaling_history (${HISTORY_COLUMNS}) SELECT ${HISTORY_COLUMNS} FROM json_populate_recordset(NULL::scaling_history, $1::json)`;
@@ -261,6 +281,8 @@ async function seedPostgres(url: string): Promise<Seeded> {
   const inFlight = new Set<Promise<unknown>>();
   let detailsBytes = 0;
   let batch: string[] = [];
+  const sampler = cursorSampler();
+  let i = 0;
   const flush = async (): Promise<void> => {
     const doc = `[${batch.join(',')}]`;
     batch = [];
@@ -270,6 +292,7 @@ async function seedPostgres(url: string): Promise<Seeded> {
     inFlight.add(p);
   };
   for (const r of historyRows(policies, HISTORY_ROWS)) {
+    sampler.see(r, i++);
     detailsBytes += r[15].length;
     // details is already JSON text: splice it in as the object it is, not as a string.
     batch.push(`{${names.map((n, c) => `${JSON.stringify(n)}:${c === 15 ? r[15] : JSON.stringify(r[c])}`).join(',')}}`);
@@ -282,7 +305,7 @@ async function seedPostgres(url: string): Promise<Seeded> {
   const { rows } = await pool.query<{ size: string }>('SELECT pg_size_pretty(pg_database_size(current_database())) AS size');
   await pool.end();
   const historyMs = performance.now() - t1;
-  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / HISTORY_ROWS, size: `${rows[0]?.size ?? '?'} database` };
+  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / HISTORY_ROWS, cursors: sampler.cursors, size: `${rows[0]?.size ?? '?'} database` };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -302,10 +325,11 @@ async function expectJson(res: Response, status: number, what: string): Promise<
   return JSON.parse(text) as Record<string, unknown>;
 }
 
-function scenarios(backend: string, policies: Policy[]): Scenario[] {
+function scenarios(backend: string, policies: Policy[], cursors: string[]): Scenario[] {
   const ids = policies.map((p) => p.id);
   let nextId = 0;
   let nextName = 0;
+  let nextCursor = 0;
   const run = Date.now().toString(36);
   const json = { 'content-type': 'application/json' };
   const all: Scenario[] = [
@@ -345,6 +369,16 @@ function scenarios(backend: string, policies: Policy[]): Scenario[] {
       },
     },
     {
+      key: 'history-cursor',
+      label: 'GET /history?limit=100&cursor= (deep)',
+      requests: () => [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `${API}/history?limit=100&cursor=${cursors[nextCursor++ % cursors.length]}` }) }],
+      check: async (base) => {
+        const cursor = cursors[Math.floor(cursors.length / 2)];
+        const body = await expectJson(await fetch(`${base}${API}/history?limit=100&cursor=${cursor}`), 200, 'GET /history?cursor=');
+        if ((body['history'] as unknown[]).length !== 100) throw new Error('GET /history?cursor= (mid-way) did not answer a full page');
+      },
+    },
+    {
       key: 'policy-history',
       label: 'GET /policies/:id/history?limit=100',
       requests: () => [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `${API}/policies/${ids[nextId++ % ids.length]}/history?limit=100` }) }],
@@ -381,9 +415,9 @@ async function load(base: string, s: Scenario, seconds: number): Promise<autocan
   return autocannon({ url: base, connections: CONNECTIONS, duration: seconds, timeout: 10, requests });
 }
 
-async function measure(backend: string, daemon: DaemonProcess, policies: Policy[]): Promise<Row[]> {
+async function measure(backend: string, daemon: Server, seeded: Seeded): Promise<Row[]> {
   const out: Row[] = [];
-  for (const s of scenarios(backend, policies)) {
+  for (const s of scenarios(backend, seeded.policies, seeded.cursors)) {
     await s.check(daemon.url);
     if (WARMUP > 0) await load(daemon.url, s, WARMUP);
     const r = await load(daemon.url, s, DURATION);
@@ -395,23 +429,72 @@ async function measure(backend: string, daemon: DaemonProcess, policies: Policy[
   return out;
 }
 
-async function startServer(name: string, dbEnv: Record<string, string>): Promise<DaemonProcess> {
-  const extra: Record<string, string> = {};
-  if (PROFILE_DIR !== undefined) {
-    await mkdir(PROFILE_DIR, { recursive: true });
-    extra['NODE_OPTIONS'] = `--cpu-prof --cpu-prof-dir=${PROFILE_DIR} --cpu-prof-name=api-${name}-${Date.now()}.cpuprofile`;
-  }
-  return spawnDaemon({ name, env: { LOG_LEVEL: 'warn', PHILOTES_SCALING_ENABLED: 'false', ...dbEnv, ...extra }, readyTimeoutMs: 60_000 });
+interface Server {
+  url: string;
+  stop(): Promise<void>;
 }
 
-/** Stops the daemon with SIGTERM (so a --cpu-prof profile is written), then cleans up. */
-async function stopServer(d: DaemonProcess): Promise<void> {
-  d.kill('SIGTERM');
-  try {
-    await d.waitExit(30_000);
-  } finally {
-    await d.destroy();
+const TSX_LOADER = import.meta.resolve('tsx');
+const REPO = resolve(import.meta.dirname, '..');
+
+/**
+ * Starts `node --import tsx src/cli.ts serve` in a temp folder (no config file there), with an
+ * empty policy folder, the loop disabled, and a Prometheus URL where nothing listens; resolves
+ * once /healthz answers. --cpu-prof cannot go through NODE_OPTIONS, hence a spawn of our own.
+ */
+async function startServer(name: string, dbEnv: Record<string, string>): Promise<Server> {
+  const cwd = await mkdtemp(join(os.tmpdir(), `philotes-bench-${name}-`));
+  const policyDir = join(cwd, 'policies');
+  await mkdir(policyDir);
+  const port = await freePort();
+  const childEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(PORT|HOST|LOG_LEVEL|DATABASE_URL|PHILOTES_.*|NODE_OPTIONS)$/.test(k)) childEnv[k] = v;
+  Object.assign(childEnv, {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    PHILOTES_SCALING_ENABLED: 'false',
+    PHILOTES_SCALING_POLICY_DIRS: policyDir,
+    PHILOTES_SCALING_PROMETHEUS_URL: `http://127.0.0.1:${await freePort()}`,
+    ...dbEnv,
+  });
+  const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
+  if (PROFILE_DIR !== undefined) await mkdir(PROFILE_DIR, { recursive: true });
+  const child = spawn(process.execPath, [...profile, '--import', TSX_LOADER, join(REPO, 'src', 'cli.ts'), 'serve'], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    if (!gone) {
+      child.kill('SIGTERM'); // a clean exit, so --cpu-prof writes its profile
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await rm(cwd, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (gone) {
+      await stop();
+      throw new Error(`the ${name} daemon exited before it was healthy:\n${output}`);
+    }
+    try {
+      if ((await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_000) })).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`the ${name} daemon was not healthy within 60 s:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
   }
+  return { url, stop };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,9 +519,9 @@ for (const backend of BACKENDS) {
       seeding.push(line);
       const daemon = await startServer('bench-sqlite', { PHILOTES_SCALING_DATABASE_PATH: path });
       try {
-        results.push(...(await measure(backend, daemon, seeded.policies)));
+        results.push(...(await measure(backend, daemon, seeded)));
       } finally {
-        await stopServer(daemon);
+        await daemon.stop();
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -452,9 +535,9 @@ for (const backend of BACKENDS) {
       seeding.push(line);
       const daemon = await startServer('bench-postgres', { DATABASE_URL: db.url });
       try {
-        results.push(...(await measure(backend, daemon, seeded.policies)));
+        results.push(...(await measure(backend, daemon, seeded)));
       } finally {
-        await stopServer(daemon);
+        await daemon.stop();
       }
     } finally {
       await db.drop();

@@ -1,0 +1,4 @@
+-- Indexes found missing by the API benchmark (bench/api.ts, 1,000,000 history rows):
+-- listing policies orders by (created_at, id); per-policy history filtered by action.
+CREATE INDEX idx_scaling_policies_created ON scaling_policies (created_at, id);
+CREATE INDEX idx_scaling_history_policy_action ON scaling_history (policy_id, action, executed_at DESC, id DESC);
