@@ -26,3 +26,12 @@ t.test('postgres: adapter specifics', async (t) => {
   await storage.migrate();
   await storage.ping();
 });
+
+t.test('postgres: history refuses TRUNCATE too (append-only)', async (t) => {
+  const db = await createFreshDatabase('philotes_contract');
+  t.teardown(() => db.drop());
+  const storage = createPostgresStorage(db.url);
+  t.teardown(() => storage.close());
+  await storage.migrate();
+  await t.rejects(storage.driver.exec('TRUNCATE scaling_history'), /append-only/);
+});

@@ -142,15 +142,17 @@ function stateFrom(r: Row): PolicyState {
   };
 }
 
+// A state is written only while its policy exists: a policy deleted during a cycle loses its
+// pending state quietly instead of failing the cycle's batch on the foreign key.
 const PUT_STATE_SQL = `INSERT INTO scaling_state (policy_id, current_replicas, last_change_at, last_change_kind, consecutive_failures,
-    last_blocked, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    last_blocked, data, updated_at) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM scaling_policies WHERE id = ?)
   ON CONFLICT (policy_id) DO UPDATE SET current_replicas = excluded.current_replicas,
     last_change_at = excluded.last_change_at, last_change_kind = excluded.last_change_kind,
     consecutive_failures = excluded.consecutive_failures, last_blocked = excluded.last_blocked,
     data = excluded.data, updated_at = excluded.updated_at`;
 
 function stateValues(s: PolicyState): unknown[] {
-  return [s.policy_id, s.current_replicas, isoOrNull(s.last_change_at), s.last_change_kind, s.consecutive_failures, s.last_blocked, JSON.stringify(s.data), iso(s.updated_at)];
+  return [s.policy_id, s.current_replicas, isoOrNull(s.last_change_at), s.last_change_kind, s.consecutive_failures, s.last_blocked, JSON.stringify(s.data), iso(s.updated_at), s.policy_id];
 }
 
 function encodeCursor(row: HistoryRow): string {
