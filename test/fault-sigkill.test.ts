@@ -141,7 +141,12 @@ export default function create() {
   const rule = await state('kill-rule');
   t.equal(rule.last_decision?.reason_code, 'cooldown', 'kill-rule: the rule still holds, and the cooldown is what stops it');
   const history = await request('GET', `${second.api}/history?limit=100`);
-  const rows = (history.body as { history: Array<{ policy_name: string; status: string; reason_code: string }> }).history;
+  const rows = (history.body as { history: Array<{ policy_name: string; status: string; reason_code: string; error: string | null; new_replicas: number }> }).history;
+  for (const [name, desired] of Object.entries(expected)) {
+    const interrupted = rows.filter((r) => r.policy_name === name && r.status === 'failed' && /outcome unknown/.test(r.error ?? ''));
+    t.equal(interrupted.length, 1, `${name}: the change cut off by SIGKILL has one history row, outcome unknown`);
+    t.equal(interrupted[0]?.new_replicas, desired);
+  }
   t.ok(
     rows.some((r) => r.policy_name === 'kill-rule' && r.status === 'blocked' && r.reason_code === 'cooldown'),
     'kill-rule: the blocked change is in the history (cooldown)',

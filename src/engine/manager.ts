@@ -84,6 +84,17 @@ function fingerprint(s: PolicyState): string {
   ]);
 }
 
+/** A real change whose intent is stored before the executor is called, cleared once it is recorded. */
+interface PendingChange {
+  action: HistoryRow['action'];
+  previous: number;
+  desired: number;
+  at: string;
+  reason: string;
+  reason_code: string;
+  triggered_by: HistoryRow['triggered_by'];
+}
+
 /** The engine memory kept in a PolicyState row. */
 export function memoryFromState(state: PolicyState | undefined): EngineMemory {
   if (state === undefined) return EMPTY_MEMORY;
@@ -421,6 +432,30 @@ export class ScalingManager {
     }
     const state = this.#states.get(policy.id)?.state ?? (await storage.getState(policy.id));
     const memory = memoryFromState(state);
+    const interrupted = state?.data['pending'] as PendingChange | undefined;
+    if (interrupted !== undefined && interrupted !== null && opts.requestDryRun !== true) {
+      // The daemon stopped while an executor was applying this change: record it, outcome unknown.
+      // Its cooldown already counts (the intent was stored first), so nothing is applied twice.
+      await storage.appendHistory({
+        id: randomUUID(),
+        policy_id: policy.id,
+        policy_name: policy.name,
+        action: interrupted.action,
+        target_type: policy.target_type,
+        target_id: policy.target_id,
+        previous_replicas: interrupted.previous,
+        new_replicas: interrupted.desired,
+        reason: interrupted.reason,
+        reason_code: interrupted.reason_code,
+        triggered_by: interrupted.triggered_by,
+        dry_run: false,
+        status: 'failed',
+        error: 'outcome unknown: the daemon stopped while the executor was applying this change; the cooldown it started is honoured',
+        executed_at: interrupted.at,
+        details: null,
+      });
+      log().warn({ action: interrupted.action, at: interrupted.at }, 'a change was interrupted by a stop; recorded with outcome unknown');
+    }
     const { record, memory: next, recordBlocked } = await decide({
       policy,
       now,
@@ -489,7 +524,16 @@ export class ScalingManager {
       if (real) {
         // Record the intent first: if the process dies while the executor works, the restarted
         // daemon still honours the cooldown of a change that may have happened (never a double scale).
-        await saveState(applyExecution(next, record, now, { succeeded: true }), record.action, { now: true, extra: { pending: { desired: record.desired_replicas, at: now.toISOString() } } });
+        const pending: PendingChange = {
+          action: record.action,
+          previous: record.current_replicas,
+          desired: record.desired_replicas,
+          at: now.toISOString(),
+          reason: record.reason,
+          reason_code: record.reason_code,
+          triggered_by: triggeredBy,
+        };
+        await saveState(applyExecution(next, record, now, { succeeded: true }), record.action, { now: true, extra: { pending } });
       }
       let status: HistoryRow['status'] = 'succeeded';
       let error: string | null = null;
