@@ -12,7 +12,7 @@ import type {
   ScheduleRecord,
 } from './decision.js';
 import { combinerFor } from './rule-combiner.js';
-import { OPERATOR_SYMBOL, checkRule, observationKey, ruleWindow } from './rule-window.js';
+import { OPERATOR_SYMBOL, checkRule, isoMs, observationKey, ruleWindow } from './rule-window.js';
 import { lastFire } from './schedule-clock.js';
 
 /** Everything one evaluation depends on; nothing else is read (DESIGN.md "One evaluation"). */
@@ -50,6 +50,8 @@ interface Settled {
   target: number;
   floorHeld: boolean;
 }
+
+const EMPTY_ONE_SHOTS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 interface ActiveSchedule {
   schedule: Schedule;
@@ -101,7 +103,7 @@ function scheduleRecord(a: ActiveSchedule): ScheduleRecord {
  */
 export async function decide(input: DecisionInput): Promise<DecisionResult> {
   const { policy: p, now, intervalSeconds, memory } = input;
-  const evaluatedAt = now.toISOString();
+  const evaluatedAt = isoMs(now.getTime());
 
   // Step 1: current replicas.
   const currentFrom: DecisionRecord['current_replicas_from'] =
@@ -146,26 +148,42 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
     ...memory,
     current_replicas: current,
     consecutive_failures: failures,
-    one_shots: Object.fromEntries(Object.entries(memory.one_shots).filter(([id]) => p.schedules.some((s) => s.id === id))),
+    one_shots: p.schedules.length === 0 ? EMPTY_ONE_SHOTS : Object.fromEntries(Object.entries(memory.one_shots).filter(([id]) => p.schedules.some((s) => s.id === id))),
   };
 
-  const base = {
+  /**
+   * Builds the record with every field in one literal and one order: spreading a shared base
+   * into each record was the single most expensive line of an evaluation (a slow-path copy),
+   * and a fixed shape keeps records cheap for the engine that reads them.
+   */
+  const makeRecord = (rest: Omit<DecisionRecord, 'policy_id' | 'policy_name' | 'evaluated_at' | 'current_replicas' | 'current_replicas_from' | 'dry_run' | 'dry_run_from' | 'rules' | 'directions' | 'consecutive_metric_failures'>): DecisionRecord => ({
     policy_id: p.id,
     policy_name: p.name,
     evaluated_at: evaluatedAt,
     current_replicas: current,
     current_replicas_from: currentFrom,
+    desired_replicas: rest.desired_replicas,
+    action: rest.action,
+    reason_code: rest.reason_code,
+    reason: rest.reason,
+    should_scale: rest.should_scale,
     dry_run: dryRunFrom.length > 0,
     dry_run_from: dryRunFrom,
+    triggered_by: rest.triggered_by,
+    triggered_rules: rest.triggered_rules,
     rules,
     directions,
+    schedule: rest.schedule,
+    adjustments: rest.adjustments,
+    cooldown_remaining_seconds: rest.cooldown_remaining_seconds,
     consecutive_metric_failures: failures,
-  };
+    wanted_replicas: rest.wanted_replicas,
+    blocked: rest.blocked,
+  });
 
   if (!p.enabled) {
     return {
-      record: {
-        ...base,
+      record: makeRecord({
         desired_replicas: current,
         action: 'none',
         reason_code: 'disabled',
@@ -178,7 +196,7 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
         cooldown_remaining_seconds: 0,
         wanted_replicas: current,
         blocked: false,
-      },
+      }),
       memory: { ...nextMemory, consecutive_failures: memory.consecutive_failures, last_blocked: null },
       recordBlocked: false,
     };
@@ -374,8 +392,7 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
 
   const blocked = action === 'none' && driver === 'rule' && ['cooldown', 'at_max', 'at_min', 'cost_capped'].includes(reasonCode);
   nextMemory.last_blocked = blocked ? reasonCode : null;
-  const record: DecisionRecord = {
-    ...base,
+  const record = makeRecord({
     desired_replicas: final,
     action,
     reason_code: reasonCode,
@@ -388,6 +405,6 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
     cooldown_remaining_seconds: cooldownRemaining,
     wanted_replicas: wanted,
     blocked,
-  };
+  });
   return { record, memory: nextMemory, recordBlocked: blocked && memory.last_blocked !== reasonCode };
 }

@@ -130,6 +130,22 @@ export function checkRule(
   return record(true, count, decisive, latest, null, null);
 }
 
-function iso(unixSeconds: number): string {
-  return new Date(unixSeconds * 1000).toISOString();
+const isoCache = new Map<number, string>();
+
+/**
+ * ISO text of a unix time, cached: in one cycle thousands of records name the same few instants
+ * (now, window starts, sample times), and formatting dates was the largest cost left in an evaluation.
+ */
+export function isoMs(ms: number): string {
+  let text = isoCache.get(ms);
+  if (text === undefined) {
+    text = new Date(ms).toISOString();
+    if (isoCache.size >= 4096) isoCache.clear();
+    isoCache.set(ms, text);
+  }
+  return text;
+}
+
+export function iso(unixSeconds: number): string {
+  return isoMs(unixSeconds * 1000);
 }
