@@ -16,15 +16,17 @@ export function ruleWindow(rule: Pick<Rule, 'duration_seconds'>, now: Date, inte
   return { start: end - seconds, end, step, seconds };
 }
 
-const keyCache = new WeakMap<object, { defaultSource: string; key: string }>();
+const KEY = Symbol('observationKey');
+type Keyed = { [KEY]?: { defaultSource: string; key: string } };
 
 /** Identifies one metric request: rules with equal keys share one fetch per cycle. */
 export function observationKey(rule: Pick<Rule, 'source' | 'metric' | 'aggregation' | 'duration_seconds'>, defaultSource: string): string {
-  // Rule objects are reused across cycles (the loop caches policies), so the key is built once.
-  const hit = keyCache.get(rule);
-  if (hit !== undefined && hit.defaultSource === defaultSource) return hit.key;
+  // Rule objects are reused across cycles (the loop caches policies), so the key is built once
+  // and kept on the rule under a private symbol (a WeakMap lookup per rule per cycle cost more).
+  const cached = (rule as Keyed)[KEY];
+  if (cached !== undefined && cached.defaultSource === defaultSource) return cached.key;
   const key = `${rule.source ?? defaultSource}\u0000${rule.aggregation}\u0000${rule.duration_seconds}\u0000${rule.metric}`;
-  keyCache.set(rule, { defaultSource, key });
+  if (Object.isExtensible(rule)) Object.defineProperty(rule, KEY, { value: { defaultSource, key }, writable: true, enumerable: false });
   return key;
 }
 
