@@ -95,6 +95,18 @@ interface PendingChange {
   triggered_by: HistoryRow['triggered_by'];
 }
 
+const POLICY_KEYS = Symbol('policyKeys');
+
+/** The distinct observation keys a policy needs, computed once per cached policy object. */
+function policyKeys(policy: Policy, defaultSource: string): string[] {
+  const holder = policy as Policy & { [POLICY_KEYS]?: { defaultSource: string; keys: string[] } };
+  const cached = holder[POLICY_KEYS];
+  if (cached !== undefined && cached.defaultSource === defaultSource) return cached.keys;
+  const keys = [...new Set([...policy.scale_up_rules, ...policy.scale_down_rules].map((r) => observationKey(r, defaultSource)))];
+  if (Object.isExtensible(policy)) Object.defineProperty(policy, POLICY_KEYS, { value: { defaultSource, keys }, writable: true, enumerable: false });
+  return keys;
+}
+
 /** The engine memory kept in a PolicyState row. */
 export function memoryFromState(state: PolicyState | undefined): EngineMemory {
   if (state === undefined) return EMPTY_MEMORY;
@@ -228,40 +240,57 @@ export class ScalingManager {
       if (st !== undefined) this.#states.set(id, { state: st, fingerprint: fingerprint(st), evaluatedAt: 0 });
     }
 
-    // Fetches start at once; each policy is evaluated as soon as its own observations are in,
-    // so evaluation overlaps the slowest queries instead of waiting for all of them.
+    // Fetches start at once; each policy is evaluated as soon as the last of its own observations
+    // is in (a count per policy, not a Promise.all per policy), overlapping the slowest queries.
     const { pending, fetches } = this.#startFetches(policies, now);
     const observations = new Map<string, Observation>();
     let fetchErrors = 0;
-    for (const [key, promise] of pending) {
-      void promise.then((obs) => {
-        observations.set(key, obs);
-        if (obs.error !== undefined) fetchErrors++;
-      });
-    }
     let fetchedAt = 0;
-    void Promise.all(pending.values()).then(() => {
-      fetchedAt = performance.now();
-    });
     const slots = new Semaphore(this.#deps.config.max_concurrency);
     const writes: PolicyState[] = [];
     const outcomes: Record<string, number> = {};
     let errors = 0;
     const defaultSource = this.#deps.config.default_metric_source;
+    const evaluateOne = async (policy: Policy): Promise<void> => {
+      try {
+        const record = await slots.run(() => this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes })));
+        const k = record.action === 'none' ? record.reason_code : record.action;
+        outcomes[k] = (outcomes[k] ?? 0) + 1;
+      } catch (err) {
+        errors++;
+        this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
+      }
+    };
+    const waiting = new Map<string, Policy[]>();
+    const missing = new Map<Policy, number>();
+    const running: Array<Promise<void>> = [];
+    for (const policy of policies) {
+      const keys = policyKeys(policy, defaultSource);
+      if (keys.length === 0) {
+        running.push(evaluateOne(policy));
+        continue;
+      }
+      missing.set(policy, keys.length);
+      for (const k of keys) {
+        const list = waiting.get(k);
+        if (list === undefined) waiting.set(k, [policy]);
+        else list.push(policy);
+      }
+    }
     await Promise.all(
-      policies.map(async (policy) => {
-        const keys = new Set([...policy.scale_up_rules, ...policy.scale_down_rules].map((r) => observationKey(r, defaultSource)));
-        await Promise.all([...keys].map((k) => pending.get(k)));
-        try {
-          const record = await slots.run(() => this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes })));
-          const k = record.action === 'none' ? record.reason_code : record.action;
-          outcomes[k] = (outcomes[k] ?? 0) + 1;
-        } catch (err) {
-          errors++;
-          this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
+      [...pending].map(async ([key, promise]) => {
+        const obs = await promise;
+        observations.set(key, obs);
+        if (obs.error !== undefined) fetchErrors++;
+        for (const policy of waiting.get(key) ?? []) {
+          const left = (missing.get(policy) ?? 1) - 1;
+          missing.set(policy, left);
+          if (left === 0) running.push(evaluateOne(policy));
         }
       }),
     );
+    fetchedAt = performance.now();
+    await Promise.all(running);
     const tEvaluated = performance.now();
     if (writes.length > 0) {
       try {

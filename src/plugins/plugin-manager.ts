@@ -55,15 +55,37 @@ async function isolate<T>(
   fn: (lazy: LazySignal) => Promise<T>,
   observe?: { observer: CallObserver | undefined; kind: 'metric-source' | 'executor' },
 ): Promise<T> {
-  const started = performance.now();
+  const started = observe?.observer !== undefined ? performance.now() : 0;
   const report = (errorKind: string | null): void => observe?.observer?.call(plugin, observe.kind, call, (performance.now() - started) / 1000, errorKind);
+  const lazy = new LazySignal();
   try {
-    const value = await isolateInner(plugin, call, timeoutMs, fn);
+    let work: Promise<T>;
+    try {
+      work = fn(lazy);
+    } catch (err) {
+      // A plugin that throws synchronously is contained like one that rejects.
+      work = Promise.reject(err);
+    }
+    const value = await withDeadline(work, timeoutMs, `${plugin}.${call}`);
     report(null);
     return value;
   } catch (err) {
-    report((err as PluginCallError).kind ?? 'plugin_error');
-    throw err;
+    let failure: PluginCallError;
+    if (err instanceof PluginCallError) failure = err;
+    else {
+      const e = err as { name?: string; kind?: unknown; message?: unknown };
+      if (e.name === 'TimeoutError') {
+        // Only a timed-out call's signal is aborted: aborting every finished call would cost an
+        // exception object per call and tells a plugin nothing it needs.
+        lazy.abort();
+        failure = new PluginCallError(plugin, call, 'timeout', `no answer within ${timeoutMs} ms`);
+      } else {
+        const kind = typeof e.kind === 'string' ? e.kind : 'plugin_error';
+        failure = new PluginCallError(plugin, call, kind, typeof e.message === 'string' ? e.message : String(err));
+      }
+    }
+    report(failure.kind);
+    throw failure;
   }
 }
 
@@ -89,28 +111,6 @@ function withSignal<O extends object>(o: O, lazy: LazySignal): O & { signal: Abo
   return Object.defineProperty(o, 'signal', { get: () => lazy.signal, enumerable: true }) as O & { signal: AbortSignal };
 }
 
-async function isolateInner<T>(plugin: string, call: string, timeoutMs: number, fn: (lazy: LazySignal) => Promise<T>): Promise<T> {
-  const lazy = new LazySignal();
-  try {
-    // A plugin that throws synchronously or hangs is contained here: the caller gets an error.
-    return await withDeadline(
-      Promise.resolve().then(() => fn(lazy)),
-      timeoutMs,
-      `${plugin}.${call}`,
-    );
-  } catch (err) {
-    if (err instanceof PluginCallError) throw err;
-    const e = err as { name?: string; kind?: unknown; message?: unknown };
-    if (e.name === 'TimeoutError') {
-      lazy.abort();
-      throw new PluginCallError(plugin, call, 'timeout', `no answer within ${timeoutMs} ms`);
-    }
-    const kind = typeof e.kind === 'string' ? e.kind : 'plugin_error';
-    throw new PluginCallError(plugin, call, kind, typeof e.message === 'string' ? e.message : String(err));
-  }
-  // The signal is aborted only on timeout: aborting every finished call would cost an exception
-  // object per call (tens of thousands per cycle at scale) and tells a plugin nothing it needs.
-}
 
 function checkSample(plugin: string, call: string, s: unknown): Sample {
   const o = s as { t?: unknown; v?: unknown } | null;
