@@ -95,6 +95,9 @@ interface PendingChange {
   triggered_by: HistoryRow['triggered_by'];
 }
 
+/** Policies evaluated between two turns of the event loop during a cycle. */
+const EVALUATION_BATCH = 64;
+
 const POLICY_KEYS = Symbol('policyKeys');
 
 /** The distinct observation keys a policy needs, computed once per cached policy object. */
@@ -264,10 +267,26 @@ export class ScalingManager {
     const waiting = new Map<string, Policy[]>();
     const missing = new Map<Policy, number>();
     const running: Array<Promise<void>> = [];
+    // Ready policies are evaluated in small batches with a turn of the event loop between them,
+    // so responses to the fetches still in flight are read promptly instead of waiting behind
+    // thousands of evaluations (whose promise chains would otherwise run back to back).
+    const queue: Policy[] = [];
+    let draining: Promise<void> | undefined;
+    const drain = async (): Promise<void> => {
+      while (queue.length > 0) {
+        await Promise.all(queue.splice(0, EVALUATION_BATCH).map(evaluateOne));
+        if (queue.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      draining = undefined;
+    };
+    const enqueue = (policy: Policy): void => {
+      queue.push(policy);
+      draining ??= drain();
+    };
     for (const policy of policies) {
       const keys = policyKeys(policy, defaultSource);
       if (keys.length === 0) {
-        running.push(evaluateOne(policy));
+        enqueue(policy);
         continue;
       }
       missing.set(policy, keys.length);
@@ -285,11 +304,12 @@ export class ScalingManager {
         for (const policy of waiting.get(key) ?? []) {
           const left = (missing.get(policy) ?? 1) - 1;
           missing.set(policy, left);
-          if (left === 0) running.push(evaluateOne(policy));
+          if (left === 0) enqueue(policy);
         }
       }),
     );
     fetchedAt = performance.now();
+    while (draining !== undefined) await draining;
     await Promise.all(running);
     const tEvaluated = performance.now();
     if (writes.length > 0) {

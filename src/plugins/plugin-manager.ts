@@ -106,6 +106,15 @@ class LazySignal {
   }
 }
 
+/** `{ signal }` whose signal is made on first read. */
+class SignalOption {
+  constructor(private readonly lazy: LazySignal) {}
+
+  get signal(): AbortSignal {
+    return this.lazy.signal;
+  }
+}
+
 /** Gives `o` a `signal` property that makes the call's AbortSignal on first read. */
 function withSignal<O extends object>(o: O, lazy: LazySignal): O & { signal: AbortSignal } {
   return Object.defineProperty(o, 'signal', { get: () => lazy.signal, enumerable: true }) as O & { signal: AbortSignal };
@@ -184,7 +193,8 @@ export class IsolatedExecutor {
 
   getCurrentReplicas(target: ScaleTarget): Promise<number | null> {
     return isolate(this.name, 'getCurrentReplicas', this.timeoutMs, async (lazy) => {
-      const n: unknown = await this.impl.getCurrentReplicas(target, withSignal({}, lazy));
+      // Called for every policy every cycle: a small class with a getter, not defineProperty.
+      const n: unknown = await this.impl.getCurrentReplicas(target, new SignalOption(lazy));
       if (n === null || n === undefined) return null;
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
         throw new PluginCallError(this.name, 'getCurrentReplicas', 'malformed', `answered ${JSON.stringify(n)}, not a non-negative integer or null`);
