@@ -271,17 +271,26 @@ export class ScalingManager {
     // so responses to the fetches still in flight are read promptly instead of waiting behind
     // thousands of evaluations (whose promise chains would otherwise run back to back).
     const queue: Policy[] = [];
-    let draining: Promise<void> | undefined;
+    let draining = false;
+    let drained: Promise<void> = Promise.resolve();
     const drain = async (): Promise<void> => {
-      while (queue.length > 0) {
-        await Promise.all(queue.splice(0, EVALUATION_BATCH).map(evaluateOne));
-        if (queue.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      try {
+        while (queue.length > 0) {
+          // Start a batch without waiting for it to finish: a slow executor call in one
+          // evaluation must not hold back the others.
+          for (const policy of queue.splice(0, EVALUATION_BATCH)) running.push(evaluateOne(policy));
+          if (queue.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      } finally {
+        draining = false;
       }
-      draining = undefined;
     };
     const enqueue = (policy: Policy): void => {
       queue.push(policy);
-      draining ??= drain();
+      if (!draining) {
+        draining = true;
+        drained = drain();
+      }
     };
     for (const policy of policies) {
       const keys = policyKeys(policy, defaultSource);
@@ -309,7 +318,7 @@ export class ScalingManager {
       }),
     );
     fetchedAt = performance.now();
-    while (draining !== undefined) await draining;
+    await drained;
     await Promise.all(running);
     const tEvaluated = performance.now();
     if (writes.length > 0) {
