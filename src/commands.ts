@@ -19,7 +19,7 @@ export interface CommandResult {
 }
 
 /** Plugins for a one-shot command; the prometheus source gets prometheus_url like the daemon's. */
-async function loadPlugins(config: ResolvedConfig, logger: Logger): Promise<PluginManager> {
+export async function loadPlugins(config: ResolvedConfig, logger: Logger): Promise<PluginManager> {
   const plugins = new PluginManager({
     dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
     configs: pluginConfigsFrom(config),

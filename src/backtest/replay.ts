@@ -3,7 +3,7 @@ import type { Policy } from '../policy/policy-model.js';
 import { decide } from '../engine/decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from '../engine/decision.js';
 import { applyExecution } from '../engine/execution.js';
-import { observationKey, ruleWindow } from '../engine/rule-window.js';
+import { OPS, observationKey, ruleWindow } from '../engine/rule-window.js';
 
 /** A metric series for one observation key, or the error fetching it gave. */
 export type SeriesInput = Sample[] | { error: { kind: string; message: string } };
@@ -71,14 +71,6 @@ function lowerBound(samples: Sample[], x: number): number {
   return lo;
 }
 
-const OPS: Record<string, (v: number, t: number) => boolean> = {
-  gt: (v, t) => v > t,
-  gte: (v, t) => v >= t,
-  lt: (v, t) => v < t,
-  lte: (v, t) => v <= t,
-  eq: (v, t) => v === t,
-  ne: (v, t) => v !== t,
-};
 
 /**
  * Replays a policy over metric history with the same decision function the live loop uses:

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/config.js';
 import { formatProblem, parsePolicyFile } from '../files/policy-file.js';
-import { PluginManager, pluginConfigsFrom } from '../plugins/plugin-manager.js';
+import { loadPlugins } from '../commands.js';
 import { PolicyService } from '../policy/policy-service.js';
 import { createValidationContext, namesFromPlugins } from '../policy/validation-context.js';
 import { createSqliteStorage } from '../storage/sqlite-storage.js';
@@ -17,13 +17,7 @@ export type EvaluateFileResult = { ok: true; records: DecisionRecord[] } | { ok:
  * store: state lives in an in-memory database that is thrown away.
  */
 export async function evaluatePolicyFile(file: string, config: ResolvedConfig, logger: Logger): Promise<EvaluateFileResult> {
-  const plugins = new PluginManager({
-    dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
-    configs: pluginConfigsFrom(config),
-    logger,
-    timeoutMs: config.plugin_timeout_ms,
-  });
-  await plugins.loadAll();
+  const plugins = await loadPlugins(config, logger);
   const storage = createSqliteStorage(':memory:');
   try {
     await storage.migrate();

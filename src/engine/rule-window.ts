@@ -30,7 +30,8 @@ export function observationKey(rule: Pick<Rule, 'source' | 'metric' | 'aggregati
   return key;
 }
 
-const OPS: Record<Rule['operator'], (v: number, t: number) => boolean> = {
+/** The comparison each operator makes (value OP threshold). */
+export const OPS: Record<Rule['operator'], (v: number, t: number) => boolean> = {
   gt: (v, t) => v > t,
   gte: (v, t) => v >= t,
   lt: (v, t) => v < t,
