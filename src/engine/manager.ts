@@ -110,6 +110,29 @@ function policyKeys(policy: Policy, defaultSource: string): string[] {
   return keys;
 }
 
+/**
+ * Whether a state with this memory and decision would have the same fingerprint as the known
+ * one, checked field by field without building it (the common case of a steady-state cycle).
+ */
+function sameAsKnown(known: PolicyState, m: EngineMemory, kind: string | null, record: DecisionRecord): boolean {
+  const d = known.data[STATE_KEYS.lastDecision] as DecisionRecord | undefined;
+  const knownShots = (known.data[STATE_KEYS.memory] as { one_shots?: Record<string, string> } | undefined)?.one_shots;
+  return (
+    known.current_replicas === m.current_replicas &&
+    known.last_change_at === m.last_change_at &&
+    known.last_change_kind === kind &&
+    known.consecutive_failures === m.consecutive_failures &&
+    known.last_blocked === m.last_blocked &&
+    (known.data['pending'] ?? null) === null &&
+    d !== undefined &&
+    d.action === record.action &&
+    d.reason_code === record.reason_code &&
+    d.current_replicas === record.current_replicas &&
+    d.desired_replicas === record.desired_replicas &&
+    (knownShots === m.one_shots || (Object.keys(knownShots ?? {}).length === 0 && Object.keys(m.one_shots).length === 0) || JSON.stringify(knownShots) === JSON.stringify(m.one_shots))
+  );
+}
+
 /** The engine memory kept in a PolicyState row. */
 export function memoryFromState(state: PolicyState | undefined): EngineMemory {
   if (state === undefined) return EMPTY_MEMORY;
@@ -558,6 +581,13 @@ export class ScalingManager {
      * evaluation), else in the cycle's batch, and only when something worth keeping changed.
      */
     const saveState = async (m: EngineMemory, kind: string | null, opts2: { now: boolean; extra?: Record<string, unknown> }): Promise<void> => {
+      const known = this.#states.get(policy.id);
+      if (!opts2.now && opts.deferWrite !== undefined && known !== undefined && sameAsKnown(known.state, m, kind, record)) {
+        // Steady state: nothing to write and nothing new to build; keep the latest record for /state.
+        known.state.data[STATE_KEYS.lastDecision] = record;
+        known.evaluatedAt = now.getTime();
+        return;
+      }
       const st: PolicyState = {
         policy_id: policy.id,
         current_replicas: m.current_replicas,
@@ -569,7 +599,6 @@ export class ScalingManager {
         updated_at: now.toISOString(),
       };
       const fp = fingerprint(st);
-      const known = this.#states.get(policy.id);
       if (opts2.now || opts.deferWrite === undefined) await storage.putState(st);
       else if (known?.fingerprint !== fp) opts.deferWrite.push(st);
       this.#states.set(policy.id, { state: st, fingerprint: fp, evaluatedAt: now.getTime() });
