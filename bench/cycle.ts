@@ -3,7 +3,8 @@
 // Prometheus's own prometheus_http_requests_total), RSS, and the ratio of the cycle time to the
 // time the same distinct queries take when issued directly with the same concurrency.
 // Goals: <= 2 s at 10,000 policies; requests per cycle = distinct queries; ratio <= 1.5; RSS <= 300 MB.
-// Run: npm run bench:cycle   (POLICIES=1000,10000 to choose sizes; needs prometheus on PATH)
+// Run: npm run bench:cycle   (POLICIES=1000,10000 to choose sizes; CPU_PROF_DIR=dir profiles the
+// measuring process; needs prometheus on PATH)
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -118,7 +119,8 @@ if (MEASURE !== undefined) {
     const file = join(dir, 'db.sqlite');
     await seed(n, file);
     // Asynchronously: this process serves the exporter Prometheus scrapes meanwhile.
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...process.execArgv, process.argv[1] as string], {
+    const profile = process.env['CPU_PROF_DIR'] !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env['CPU_PROF_DIR']}`] : [];
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...profile, ...process.execArgv, process.argv[1] as string], {
       env: { ...process.env, MEASURE_DB: file, BENCH_PROMETHEUS_URL: prom.url },
       encoding: 'utf8',
     });
