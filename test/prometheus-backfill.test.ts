@@ -18,7 +18,7 @@ import { ScalingManager } from '../src/engine/manager.js';
 import { PluginManager } from '../src/plugins/plugin-manager.js';
 import type { Policy } from '../src/policy/policy-model.js';
 import { PolicyService } from '../src/policy/policy-service.js';
-import { createValidationContext } from '../src/policy/validation-context.js';
+import { createValidationContext, namesFromPlugins } from '../src/policy/validation-context.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import { backfill, promQuery, requireTool, startPrometheus, tempDataDir } from './helpers/prometheus.js';
 
@@ -81,11 +81,7 @@ t.test('rule windows over backfilled data, evaluated at fixed instants', async (
   const cfg = { executors: { 'cdc-worker': 'keda', trino: 'keda', risingwave: 'keda', nodes: 'logger' }, prices: {}, default_metric_source: 'prometheus' };
   const policies = new PolicyService({
     storage,
-    validation: createValidationContext(cfg, {
-      metricSources: () => plugins.sources.keys(),
-      executors: () => plugins.executors.keys(),
-      executorTargetTypes: () => plugins.executorTargetTypes(),
-    }),
+    validation: createValidationContext(cfg, namesFromPlugins(plugins)),
     defaultCooldown: 300,
   });
   let clock = at(0);

@@ -12,7 +12,7 @@ import { ScalingManager } from '../src/engine/manager.js';
 import { observationKey } from '../src/engine/rule-window.js';
 import { PluginManager } from '../src/plugins/plugin-manager.js';
 import { PolicyService } from '../src/policy/policy-service.js';
-import { createValidationContext } from '../src/policy/validation-context.js';
+import { createValidationContext, namesFromPlugins } from '../src/policy/validation-context.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import { promQuery, requireTool, settledRequestCounts, startExporter, startPrometheus, waitFor } from './helpers/prometheus.js';
 
@@ -47,11 +47,7 @@ t.test('one cycle over 100 policies sharing 10 queries sends Prometheus 10 reque
   const cfg = { executors: { 'cdc-worker': 'keda', trino: 'keda', risingwave: 'keda', nodes: 'logger' }, prices: {}, default_metric_source: 'prometheus' };
   const policies = new PolicyService({
     storage,
-    validation: createValidationContext(cfg, {
-      metricSources: () => plugins.sources.keys(),
-      executors: () => plugins.executors.keys(),
-      executorTargetTypes: () => plugins.executorTargetTypes(),
-    }),
+    validation: createValidationContext(cfg, namesFromPlugins(plugins)),
     defaultCooldown: 300,
   });
 
