@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { ScalerError, type FieldError } from '../errors.js';
+import type { FieldError } from '../errors.js';
 import { CONFIG_SCHEMA_ID, loadSchema, toFieldErrors, validator } from '../schemas.js';
 import { parseDuration } from '../util/duration.js';
 
@@ -194,11 +194,4 @@ function deepFreeze<T>(o: T): T {
     for (const v of Object.values(o)) deepFreeze(v);
   }
   return o;
-}
-
-/** Translates a ConfigError for a start-up message. */
-export function describeConfigError(err: unknown): string | undefined {
-  if (err instanceof ConfigError) return err.message;
-  if (err instanceof ScalerError) return err.message;
-  return undefined;
 }
