@@ -12,7 +12,7 @@ import type {
   ScheduleRecord,
 } from './decision.js';
 import { combinerFor } from './rule-combiner.js';
-import { OPERATOR_SYMBOL, checkRule, isoMs, observationKey, ruleWindow } from './rule-window.js';
+import { OPERATOR_SYMBOL, isMetricError, isoMs, observationKey, ruleRecord, ruleVerdict, ruleWindow, type RuleVerdict } from './rule-window.js';
 import { lastFire } from './schedule-clock.js';
 
 /** Everything one evaluation depends on; nothing else is read (DESIGN.md "One evaluation"). */
@@ -97,11 +97,81 @@ function scheduleRecord(a: ActiveSchedule): ScheduleRecord {
 }
 
 /**
- * The decision function: DESIGN.md steps 1-9 for one policy at one instant. Pure: the same input
- * gives the same output, with no I/O; the loop, POST .../evaluate, backtests and policy tests all
- * call it. (It is async only because json-rules-engine is.)
+ * What one evaluation decided, without its explanation: everything the loop needs to act and to
+ * tell a steady state from a change. `explain()` turns it into the decision record; as both are
+ * pure, the record can be made later from the same input and is the same.
  */
-export async function decide(input: DecisionInput): Promise<DecisionResult> {
+export interface Assessment {
+  evaluatedAt: string;
+  current: number;
+  currentFrom: DecisionRecord['current_replicas_from'];
+  dryRunFrom: DecisionRecord['dry_run_from'];
+  up: RuleVerdict[];
+  down: RuleVerdict[];
+  anyError: boolean;
+  failures: number;
+  combined: { up: boolean; down: boolean };
+  upStep: number;
+  downStep: number;
+  chosen: 'scale_up' | 'scale_down' | null;
+  /** Driver before cooldown (who set the target), and after it. */
+  driver: Driver;
+  finalDriver: Driver;
+  schedule: ScheduleRecord | null;
+  adjustments: AdjustmentRecord[];
+  /** What rules, bounds and cost cap settled on before cooldown. */
+  settledTarget: number;
+  wanted: number;
+  desired: number;
+  cooldownRemaining: number;
+  action: Action;
+  reasonCode: ReasonCode;
+  blocked: boolean;
+  memory: EngineMemory;
+  recordBlocked: boolean;
+}
+
+const BLOCKING: ReadonlySet<ReasonCode> = new Set<ReasonCode>(['cooldown', 'at_max', 'at_min', 'cost_capped']);
+
+/** The largest scale_by among the rules whose verdict held (0 when none). */
+function stepOf(rules: readonly Rule[], verdicts: readonly RuleVerdict[]): number {
+  let step = -Infinity;
+  for (let i = 0; i < rules.length; i++) if ((verdicts[i] as RuleVerdict).held) step = Math.max(step, (rules[i] as Rule).scale_by);
+  return step === -Infinity ? 0 : step;
+}
+
+function verdictsOf(input: DecisionInput, rules: readonly Rule[]): RuleVerdict[] {
+  const out = new Array<RuleVerdict>(rules.length);
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i] as Rule;
+    out[i] = ruleVerdict(rule, input.observations.get(observationKey(rule, input.defaultSource)), ruleWindow(rule, input.now, input.intervalSeconds));
+  }
+  return out;
+}
+
+function heldVector(verdicts: readonly RuleVerdict[]): boolean[] {
+  const out = new Array<boolean>(verdicts.length);
+  for (let i = 0; i < verdicts.length; i++) out[i] = (verdicts[i] as RuleVerdict).held;
+  return out;
+}
+
+/**
+ * DESIGN.md steps 1-9 for one policy at one instant, without the words. Pure; synchronous once
+ * the policy shape's rules engine has seen this verdict vector (json-rules-engine is async).
+ */
+export function assess(input: DecisionInput): Assessment | Promise<Assessment> {
+  const p = input.policy;
+  const up = verdictsOf(input, p.scale_up_rules);
+  const down = verdictsOf(input, p.scale_down_rules);
+  const combiner = combinerFor(p);
+  const upHeld = heldVector(up);
+  const downHeld = heldVector(down);
+  const combined = combiner.peek(upHeld, downHeld);
+  if (combined !== undefined) return settleAll(input, up, down, combined);
+  return combiner.combine(upHeld, downHeld).then((c) => settleAll(input, up, down, c));
+}
+
+function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[], combined: { up: boolean; down: boolean }): Assessment {
   const { policy: p, now, intervalSeconds, memory } = input;
   const evaluatedAt = isoMs(now.getTime());
 
@@ -115,88 +185,41 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
   if (input.dryRun?.request === true) dryRunFrom.push('request');
   if (input.dryRun?.global === true) dryRunFrom.push('config');
 
-  // Step 2: each rule, then each direction through the rules engine.
-  const check = (rule: Rule, direction: RuleRecord['direction']): RuleRecord => {
-    const source = rule.source ?? input.defaultSource;
-    return checkRule(rule, direction, source, input.observations.get(observationKey(rule, input.defaultSource)), ruleWindow(rule, now, intervalSeconds));
-  };
-  const upRecords = p.scale_up_rules.map((r) => check(r, 'scale_up'));
-  const downRecords = p.scale_down_rules.map((r) => check(r, 'scale_down'));
-  const rules = [...upRecords, ...downRecords];
-  const anyError = rules.some((r) => r.error !== null);
+  // Step 2 (verdicts and their combination came in), step 3: direction and step. With `any`,
+  // the step comes from the rules that held.
+  let anyError = false;
+  for (const v of up) if (isMetricError(v)) anyError = true;
+  for (const v of down) if (isMetricError(v)) anyError = true;
   const failures = anyError ? memory.consecutive_failures + 1 : 0;
-  const combiner = combinerFor(p);
-  const upHeld = upRecords.map((r) => r.held);
-  const downHeld = downRecords.map((r) => r.held);
-  const combined = combiner.peek(upHeld, downHeld) ?? (await combiner.combine(upHeld, downHeld));
-
-  // Step 3: direction and step. With `any`, the step comes from the rules that held.
-  const heldUp = p.scale_up_rules.filter((_, i) => upRecords[i]?.held === true);
-  const heldDown = p.scale_down_rules.filter((_, i) => downRecords[i]?.held === true);
-  const upStep = combined.up ? Math.max(...heldUp.map((r) => r.scale_by)) : 0;
-  const downStep = combined.down ? Math.max(...heldDown.map((r) => r.scale_by)) : 0;
+  const upStep = combined.up ? stepOf(p.scale_up_rules, up) : 0;
+  const downStep = combined.down ? stepOf(p.scale_down_rules, down) : 0;
   const chosen: 'scale_up' | 'scale_down' | null = combined.up ? 'scale_up' : combined.down ? 'scale_down' : null;
-  const triggeredRules = chosen === 'scale_up' ? heldUp.map((r) => r.id) : chosen === 'scale_down' ? heldDown.map((r) => r.id) : [];
   const ruleTarget = chosen === 'scale_up' ? current + upStep : chosen === 'scale_down' ? current + downStep : current;
-  const directions = {
-    scale_up: { match: p.scale_up_match, rules: upRecords.length, held: combined.up, step: upStep } satisfies DirectionRecord,
-    scale_down: { match: p.scale_down_match, rules: downRecords.length, held: combined.down, step: downStep } satisfies DirectionRecord,
-    chosen,
-  };
 
   const nextMemory: EngineMemory = {
-    ...memory,
     current_replicas: current,
+    last_change_at: memory.last_change_at,
     consecutive_failures: failures,
+    last_blocked: memory.last_blocked,
     one_shots: p.schedules.length === 0 ? EMPTY_ONE_SHOTS : Object.fromEntries(Object.entries(memory.one_shots).filter(([id]) => p.schedules.some((s) => s.id === id))),
   };
 
-  /**
-   * Builds the record with every field in one literal and one order: spreading a shared base
-   * into each record was the single most expensive line of an evaluation (a slow-path copy),
-   * and a fixed shape keeps records cheap for the engine that reads them.
-   */
-  const makeRecord = (rest: Omit<DecisionRecord, 'policy_id' | 'policy_name' | 'evaluated_at' | 'current_replicas' | 'current_replicas_from' | 'dry_run' | 'dry_run_from' | 'rules' | 'directions' | 'consecutive_metric_failures'>): DecisionRecord => ({
-    policy_id: p.id,
-    policy_name: p.name,
-    evaluated_at: evaluatedAt,
-    current_replicas: current,
-    current_replicas_from: currentFrom,
-    desired_replicas: rest.desired_replicas,
-    action: rest.action,
-    reason_code: rest.reason_code,
-    reason: rest.reason,
-    should_scale: rest.should_scale,
-    dry_run: dryRunFrom.length > 0,
-    dry_run_from: dryRunFrom,
-    triggered_by: rest.triggered_by,
-    triggered_rules: rest.triggered_rules,
-    rules,
-    directions,
-    schedule: rest.schedule,
-    adjustments: rest.adjustments,
-    cooldown_remaining_seconds: rest.cooldown_remaining_seconds,
-    consecutive_metric_failures: failures,
-    wanted_replicas: rest.wanted_replicas,
-    blocked: rest.blocked,
-  });
+  const base = { evaluatedAt, current, currentFrom, dryRunFrom, up, down, anyError, failures, combined, upStep, downStep, chosen };
 
   if (!p.enabled) {
     return {
-      record: makeRecord({
-        desired_replicas: current,
-        action: 'none',
-        reason_code: 'disabled',
-        reason: `Policy ${p.name} is disabled: nothing is changed.`,
-        should_scale: false,
-        triggered_by: null,
-        triggered_rules: [],
-        schedule: null,
-        adjustments: [],
-        cooldown_remaining_seconds: 0,
-        wanted_replicas: current,
-        blocked: false,
-      }),
+      ...base,
+      driver: null,
+      finalDriver: null,
+      schedule: null,
+      adjustments: [],
+      settledTarget: current,
+      wanted: current,
+      desired: current,
+      cooldownRemaining: 0,
+      action: 'none',
+      reasonCode: 'disabled',
+      blocked: false,
       memory: { ...nextMemory, consecutive_failures: memory.consecutive_failures, last_blocked: null },
       recordBlocked: false,
     };
@@ -327,84 +350,161 @@ export async function decide(input: DecisionInput): Promise<DecisionResult> {
     }
   }
 
-  // Step 9: the outcome.
+  // Step 9: the outcome (its sentence is written by explain()).
   let action: Action = 'none';
   let reasonCode: ReasonCode;
-  let reason: string;
-  const held = rules.filter((r) => triggeredRules.includes(r.id)).map(describeRule);
-  const heldText = held.length > 0 ? held.join(' and ') : '';
   if (final !== current) {
     const up = final > current;
-    const verb = `from ${current} to ${final}`;
     if (finalDriver === 'schedule' && schedule !== null) {
       action = 'scheduled';
       reasonCode = schedule.kind === 'window' ? 'schedule_window' : 'schedule_fired';
-      reason = `Scheduled ${verb}: "${schedule.cron_expression}" (${schedule.timezone}) fired at ${schedule.fired_at}${schedule.until !== null ? `, ${schedule.mode} window until ${schedule.until}` : ''}.`;
     } else if (finalDriver === 'fallback') {
       action = 'fallback';
       reasonCode = 'fallback';
-      reason = `Fallback ${verb}: metrics failed in ${failures} consecutive evaluations (after_failures ${p.fallback?.after_failures}).`;
     } else if (finalDriver === 'rule' && (up ? chosen === 'scale_up' : chosen === 'scale_down')) {
       action = up ? 'scale_up' : 'scale_down';
       reasonCode = 'rules_held';
-      reason = `Scaled ${up ? 'up' : 'down'} ${verb}: ${heldText}.`;
     } else {
       action = up ? 'scale_up' : 'scale_down';
       reasonCode = 'out_of_bounds';
-      reason = `Scaled ${up ? 'up' : 'down'} ${verb} to respect ${adjustments.map((a) => a.kind).join(', ') || 'the bounds'}.`;
-    }
-    if (adjustments.length > 0 && reasonCode !== 'out_of_bounds') {
-      reason = `${reason.slice(0, -1)} (${adjustments.map((a) => a.detail).join('; ')}).`;
     }
   } else if (cooled) {
     reasonCode = 'cooldown';
-    reason = `Rules wanted ${settled.target} (${heldText}) but cooldown holds ${current}: ${adjustments.find((a) => a.kind === 'cooldown')?.detail ?? ''}.`;
   } else if (driver === 'schedule' || scheduleHold) {
     reasonCode = 'schedule_hold';
-    reason =
-      schedule !== null
-        ? `The schedule "${schedule.cron_expression}" holds ${current} replicas${schedule.until !== null ? ` until ${schedule.until}` : ''}${chosen !== null ? '; rules were evaluated but suppressed' : ''}.`
-        : `The schedule holds ${current} replicas.`;
   } else if (driver === 'rule' && chosen === 'scale_up') {
-    const capped = adjustments.some((a) => a.kind === 'cost_cap') && current < p.max_replicas;
-    reasonCode = capped ? 'cost_capped' : 'at_max';
-    reason = capped
-      ? `Scale-up rules held (${heldText}) but the cost cap allows no more than ${current}: ${adjustments.find((a) => a.kind === 'cost_cap')?.detail ?? ''}.`
-      : `Scale-up rules held (${heldText}) but ${current} is already max_replicas ${p.max_replicas}.`;
+    reasonCode = adjustments.some((a) => a.kind === 'cost_cap') && current < p.max_replicas ? 'cost_capped' : 'at_max';
   } else if (driver === 'rule' && chosen === 'scale_down') {
     reasonCode = 'at_min';
-    reason =
-      current === 0
-        ? `Scale-down rules held (${heldText}) but the target is already scaled to zero.`
-        : `Scale-down rules held (${heldText}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
   } else if (anyError || driver === 'fallback') {
     reasonCode = 'metric_error';
-    const errs = rules.filter((r) => r.error !== null);
-    reason = `No change: ${errs.length} rule${errs.length === 1 ? '' : 's'} had no usable metric (${errs.map((r) => `${r.metric}: ${r.error}`).join('; ')})${driver === 'fallback' ? `; holding fallback ${current}` : ''}.`;
   } else {
     reasonCode = 'no_rule_held';
-    const first = rules.find((r) => !r.held);
-    reason =
-      rules.length === 0
-        ? 'No change: the policy has no rules and no schedule applies.'
-        : `No change: no direction's rules held${first !== undefined && first.detail !== null ? ` (${first.metric}: ${first.detail})` : ''}.`;
   }
 
-  const blocked = action === 'none' && driver === 'rule' && ['cooldown', 'at_max', 'at_min', 'cost_capped'].includes(reasonCode);
+  const blocked = action === 'none' && driver === 'rule' && BLOCKING.has(reasonCode);
   nextMemory.last_blocked = blocked ? reasonCode : null;
-  const record = makeRecord({
-    desired_replicas: final,
-    action,
-    reason_code: reasonCode,
-    reason,
-    should_scale: action !== 'none',
-    triggered_by: action === 'none' ? null : finalDriver ?? 'rule',
-    triggered_rules: triggeredRules,
+  return {
+    ...base,
+    driver,
+    finalDriver,
     schedule,
     adjustments,
-    cooldown_remaining_seconds: cooldownRemaining,
-    wanted_replicas: wanted,
+    settledTarget: settled.target,
+    wanted,
+    desired: final,
+    cooldownRemaining,
+    action,
+    reasonCode,
     blocked,
-  });
-  return { record, memory: nextMemory, recordBlocked: blocked && memory.last_blocked !== reasonCode };
+    memory: nextMemory,
+    recordBlocked: blocked && memory.last_blocked !== reasonCode,
+  };
+}
+
+/** The human sentence of an outcome (DESIGN.md step 9). */
+function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], triggered: readonly string[]): string {
+  const { current, desired: final, schedule, adjustments } = a;
+  const held = rules.filter((r) => triggered.includes(r.id)).map(describeRule);
+  const heldText = held.length > 0 ? held.join(' and ') : '';
+  const verb = `from ${current} to ${final}`;
+  const up = final > current;
+  const withAdjustments = (reason: string): string => (adjustments.length > 0 ? `${reason.slice(0, -1)} (${adjustments.map((x) => x.detail).join('; ')}).` : reason);
+  switch (a.reasonCode) {
+    case 'disabled':
+      return `Policy ${p.name} is disabled: nothing is changed.`;
+    case 'schedule_window':
+    case 'schedule_fired':
+      return withAdjustments(
+        `Scheduled ${verb}: "${schedule?.cron_expression}" (${schedule?.timezone}) fired at ${schedule?.fired_at}${schedule !== null && schedule.until !== null ? `, ${schedule.mode} window until ${schedule.until}` : ''}.`,
+      );
+    case 'fallback':
+      return withAdjustments(`Fallback ${verb}: metrics failed in ${a.failures} consecutive evaluations (after_failures ${p.fallback?.after_failures}).`);
+    case 'rules_held':
+      return withAdjustments(`Scaled ${up ? 'up' : 'down'} ${verb}: ${heldText}.`);
+    case 'out_of_bounds':
+      return `Scaled ${up ? 'up' : 'down'} ${verb} to respect ${adjustments.map((x) => x.kind).join(', ') || 'the bounds'}.`;
+    case 'cooldown':
+      return `Rules wanted ${a.settledTarget} (${heldText}) but cooldown holds ${current}: ${adjustments.find((x) => x.kind === 'cooldown')?.detail ?? ''}.`;
+    case 'schedule_hold':
+      return schedule !== null
+        ? `The schedule "${schedule.cron_expression}" holds ${current} replicas${schedule.until !== null ? ` until ${schedule.until}` : ''}${a.chosen !== null ? '; rules were evaluated but suppressed' : ''}.`
+        : `The schedule holds ${current} replicas.`;
+    case 'cost_capped':
+      return `Scale-up rules held (${heldText}) but the cost cap allows no more than ${current}: ${adjustments.find((x) => x.kind === 'cost_cap')?.detail ?? ''}.`;
+    case 'at_max':
+      return `Scale-up rules held (${heldText}) but ${current} is already max_replicas ${p.max_replicas}.`;
+    case 'at_min':
+      return current === 0
+        ? `Scale-down rules held (${heldText}) but the target is already scaled to zero.`
+        : `Scale-down rules held (${heldText}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
+    case 'metric_error': {
+      const errs = rules.filter((r) => r.error !== null);
+      return `No change: ${errs.length} rule${errs.length === 1 ? '' : 's'} had no usable metric (${errs.map((r) => `${r.metric}: ${r.error}`).join('; ')})${a.driver === 'fallback' ? `; holding fallback ${current}` : ''}.`;
+    }
+    case 'no_rule_held': {
+      const first = rules.find((r) => !r.held);
+      return rules.length === 0
+        ? 'No change: the policy has no rules and no schedule applies.'
+        : `No change: no direction's rules held${first !== undefined && first.detail !== null ? ` (${first.metric}: ${first.detail})` : ''}.`;
+    }
+  }
+}
+
+/** The decision record of an assessment: every rule's check, the directions, and the outcome in words. */
+export function explain(input: DecisionInput, a: Assessment): DecisionRecord {
+  const p = input.policy;
+  const rules: RuleRecord[] = [];
+  const triggered: string[] = [];
+  const add = (list: readonly Rule[], verdicts: readonly RuleVerdict[], direction: RuleRecord['direction']): void => {
+    list.forEach((rule, i) => {
+      const v = verdicts[i] as RuleVerdict;
+      const key = observationKey(rule, input.defaultSource);
+      rules.push(ruleRecord(rule, direction, rule.source ?? input.defaultSource, input.observations.get(key), ruleWindow(rule, input.now, input.intervalSeconds), v));
+      if (a.chosen === direction && v.held) triggered.push(rule.id);
+    });
+  };
+  add(p.scale_up_rules, a.up, 'scale_up');
+  add(p.scale_down_rules, a.down, 'scale_down');
+  const directions = {
+    scale_up: { match: p.scale_up_match, rules: a.up.length, held: a.combined.up, step: a.upStep } satisfies DirectionRecord,
+    scale_down: { match: p.scale_down_match, rules: a.down.length, held: a.combined.down, step: a.downStep } satisfies DirectionRecord,
+    chosen: a.chosen,
+  };
+  const shouldScale = a.action !== 'none';
+  return {
+    policy_id: p.id,
+    policy_name: p.name,
+    evaluated_at: a.evaluatedAt,
+    current_replicas: a.current,
+    current_replicas_from: a.currentFrom,
+    desired_replicas: a.desired,
+    action: a.action,
+    reason_code: a.reasonCode,
+    reason: reasonOf(p, a, rules, triggered),
+    should_scale: shouldScale,
+    dry_run: a.dryRunFrom.length > 0,
+    dry_run_from: a.dryRunFrom,
+    triggered_by: shouldScale ? a.finalDriver ?? 'rule' : null,
+    triggered_rules: a.reasonCode === 'disabled' ? [] : triggered,
+    rules,
+    directions,
+    schedule: a.schedule,
+    adjustments: a.adjustments,
+    cooldown_remaining_seconds: a.cooldownRemaining,
+    consecutive_metric_failures: a.failures,
+    wanted_replicas: a.wanted,
+    blocked: a.blocked,
+  };
+}
+
+/**
+ * The decision function: DESIGN.md steps 1-9 for one policy at one instant, with its record.
+ * Pure: the same input gives the same output, with no I/O; the loop, POST .../evaluate, backtests
+ * and policy tests all call it (the loop through assess() and explain(), making the record only
+ * when it is stored or asked for).
+ */
+export async function decide(input: DecisionInput): Promise<DecisionResult> {
+  const a = await assess(input);
+  return { record: explain(input, a), memory: a.memory, recordBlocked: a.recordBlocked };
 }

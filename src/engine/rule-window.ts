@@ -42,38 +42,50 @@ export const OPS: Record<Rule['operator'], (v: number, t: number) => boolean> = 
 
 export const OPERATOR_SYMBOL: Record<Rule['operator'], string> = { gt: '>', gte: '>=', lt: '<', lte: '<=', eq: '==', ne: '!=' };
 
+/** Why a rule did not hold, when it did not; the explanation's text is made from it only when asked. */
+export type VerdictMiss =
+  | 'no_observation'
+  | 'source_error'
+  | 'empty'
+  | 'not_finite'
+  | 'not_from_start'
+  | 'no_last_step'
+  | 'gap'
+  | 'violated';
+
+/**
+ * What one rule's check found, without the words: enough for the decision (held, error) and for
+ * writing its explanation later (`ruleRecord`). `at` is the instant the miss names (the violating
+ * sample, the first or last sample) or, for a gap, its width; `bad` the non-finite value.
+ */
+export interface RuleVerdict {
+  held: boolean;
+  miss: VerdictMiss | null;
+  samples: number;
+  value: number | null;
+  latest: number | null;
+  at: number;
+  bad: number;
+}
+
+function verdict(held: boolean, miss: VerdictMiss | null, samples: number, value: number | null, latest: number | null, at = 0, bad = 0): RuleVerdict {
+  return { held, miss, samples, value, latest, at, bad };
+}
+
+/** Whether a verdict is a metric error (DESIGN.md step 8) rather than a condition that did not hold. */
+export function isMetricError(v: RuleVerdict): boolean {
+  return v.miss === 'no_observation' || v.miss === 'source_error' || v.miss === 'empty' || v.miss === 'not_finite';
+}
+
 /**
  * Whether one rule holds (DESIGN.md steps 2 and 8): a value at every step of the window, each
  * satisfying the condition; an error, an empty answer or a non-finite value means it does not.
+ * This runs once per rule per evaluation (10,000s per cycle, 43,200 per rule in a month-long
+ * backtest), so it makes one pass over the samples and allocates nothing but the verdict.
  */
-export function checkRule(
-  rule: Rule,
-  direction: RuleRecord['direction'],
-  source: string,
-  obs: Observation | undefined,
-  win: RuleWindow,
-): RuleRecord {
-  // This runs once per rule per evaluation (43,200 times per rule in a month-long backtest), so it
-  // makes one pass over the samples and allocates nothing but the record.
-  const record = (held: boolean, samples: number, value: number | null, latest: number | null, error: string | null, detail: string | null): RuleRecord => ({
-    id: rule.id,
-    direction,
-    metric: rule.metric,
-    source,
-    operator: rule.operator,
-    threshold: rule.threshold,
-    aggregation: rule.aggregation,
-    window_seconds: win.seconds,
-    step_seconds: win.step,
-    samples,
-    value,
-    latest,
-    held,
-    error,
-    detail,
-  });
-  if (obs === undefined) return record(false, 0, null, null, 'no observation', 'no value was fetched for this rule');
-  if (obs.error !== undefined) return record(false, 0, null, null, `${obs.error.kind}: ${obs.error.message}`, 'the metric source failed');
+export function ruleVerdict(rule: Pick<Rule, 'operator' | 'threshold'>, obs: Observation | undefined, win: RuleWindow): RuleVerdict {
+  if (obs === undefined) return verdict(false, 'no_observation', 0, null, null);
+  if (obs.error !== undefined) return verdict(false, 'source_error', 0, null, null);
 
   // Only the part of the answer inside the window counts: [lo, hi) of the samples.
   const all = obs.samples;
@@ -86,7 +98,7 @@ export function checkRule(
     while (hi > lo && (all[hi - 1] as Sample).t > win.end + tol) hi--;
   }
   const count = hi - lo;
-  if (count === 0) return record(false, 0, null, null, 'empty: no value in the window', 'the metric source had no value');
+  if (count === 0) return verdict(false, 'empty', 0, null, null);
 
   const op = OPS[rule.operator];
   const lowest = rule.operator === 'gt' || rule.operator === 'gte';
@@ -97,9 +109,7 @@ export function checkRule(
   let widestGap = 0;
   for (let i = lo; i < hi; i++) {
     const s = all[i] as Sample;
-    if (!Number.isFinite(s.v)) {
-      return record(false, count, null, null, `${Number.isNaN(s.v) ? 'nan' : 'infinite'}: the source answered ${s.v}`, 'a value was not a finite number');
-    }
+    if (!Number.isFinite(s.v)) return verdict(false, 'not_finite', count, null, null, s.t, s.v);
     if (s.v < min) min = s.v;
     if (s.v > max) max = s.v;
     if (violating === undefined && !op(s.v, rule.threshold)) violating = s;
@@ -115,22 +125,77 @@ export function checkRule(
     // Coverage: a value near the start, one at the last step, and no gap wider than a step.
     const first = (all[lo] as Sample).t;
     const last = (all[hi - 1] as Sample).t;
-    if (first > win.start + tol) {
-      return record(false, count, decisive, latest, null, `no value from ${iso(win.start)} to ${iso(first)}: the condition has not been observed for the whole ${win.seconds}s`);
-    }
-    // The last step of the range query: `end` itself when the window is a whole number of steps.
-    const lastStep = win.start + Math.floor(win.seconds / win.step) * win.step;
-    if (last < lastStep - tol) {
-      return record(false, count, decisive, latest, null, `no value at the last step ${iso(lastStep)} (the latest is from ${iso(last)}): the condition has not been observed for the whole ${win.seconds}s`);
-    }
-    if (widestGap > win.step + tol) {
-      return record(false, count, decisive, latest, null, `a gap of ${widestGap}s in the window (step ${win.step}s): the condition has not held for the whole duration`);
-    }
+    if (first > win.start + tol) return verdict(false, 'not_from_start', count, decisive, latest, first);
+    if (last < lastStepOf(win) - tol) return verdict(false, 'no_last_step', count, decisive, latest, last);
+    if (widestGap > win.step + tol) return verdict(false, 'gap', count, decisive, latest, widestGap);
   }
-  if (violating !== undefined) {
-    return record(false, count, decisive, latest, null, `${violating.v} ${OPERATOR_SYMBOL[rule.operator]} ${rule.threshold} is false at ${iso(violating.t)}`);
+  if (violating !== undefined) return verdict(false, 'violated', count, decisive, latest, violating.t, violating.v);
+  return verdict(true, null, count, decisive, latest);
+}
+
+/** The last step of a range query over the window: `end` itself when the window is a whole number of steps. */
+function lastStepOf(win: RuleWindow): number {
+  return win.start + Math.floor(win.seconds / win.step) * win.step;
+}
+
+/** The explanation of one rule's verdict, as the decision record shows it. */
+export function ruleRecord(rule: Rule, direction: RuleRecord['direction'], source: string, obs: Observation | undefined, win: RuleWindow, v: RuleVerdict): RuleRecord {
+  let error: string | null = null;
+  let detail: string | null = null;
+  switch (v.miss) {
+    case null:
+      break;
+    case 'no_observation':
+      error = 'no observation';
+      detail = 'no value was fetched for this rule';
+      break;
+    case 'source_error':
+      error = `${obs?.error?.kind}: ${obs?.error?.message}`;
+      detail = 'the metric source failed';
+      break;
+    case 'empty':
+      error = 'empty: no value in the window';
+      detail = 'the metric source had no value';
+      break;
+    case 'not_finite':
+      error = `${Number.isNaN(v.bad) ? 'nan' : 'infinite'}: the source answered ${v.bad}`;
+      detail = 'a value was not a finite number';
+      break;
+    case 'not_from_start':
+      detail = `no value from ${iso(win.start)} to ${iso(v.at)}: the condition has not been observed for the whole ${win.seconds}s`;
+      break;
+    case 'no_last_step':
+      detail = `no value at the last step ${iso(lastStepOf(win))} (the latest is from ${iso(v.at)}): the condition has not been observed for the whole ${win.seconds}s`;
+      break;
+    case 'gap':
+      detail = `a gap of ${v.at}s in the window (step ${win.step}s): the condition has not held for the whole duration`;
+      break;
+    case 'violated':
+      detail = `${v.bad} ${OPERATOR_SYMBOL[rule.operator]} ${rule.threshold} is false at ${iso(v.at)}`;
+      break;
   }
-  return record(true, count, decisive, latest, null, null);
+  return {
+    id: rule.id,
+    direction,
+    metric: rule.metric,
+    source,
+    operator: rule.operator,
+    threshold: rule.threshold,
+    aggregation: rule.aggregation,
+    window_seconds: win.seconds,
+    step_seconds: win.step,
+    samples: v.samples,
+    value: v.value,
+    latest: v.latest,
+    held: v.held,
+    error,
+    detail,
+  };
+}
+
+/** A rule's verdict with its explanation (steps 2 and 8 for one rule). */
+export function checkRule(rule: Rule, direction: RuleRecord['direction'], source: string, obs: Observation | undefined, win: RuleWindow): RuleRecord {
+  return ruleRecord(rule, direction, source, obs, win, ruleVerdict(rule, obs, win));
 }
 
 const isoCache = new Map<number, string>();
