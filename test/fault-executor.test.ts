@@ -159,7 +159,7 @@ export default function create(ctx) {
         const stored = await storage.getState(ids[name] ?? '');
         t.equal(stored?.last_change_at ?? null, null, `${name}: no cooldown started (stored last_change_at is null)`);
         t.equal(stored?.current_replicas, 1, `${name}: the replica count stays 1, not the failed change's 2`);
-        t.equal(manager.knownState(ids[name] ?? '')?.last_change_at ?? null, null, `${name}: nor in the manager's memory`);
+        t.equal((await manager.knownState(ids[name] ?? ''))?.last_change_at ?? null, null, `${name}: nor in the manager's memory`);
       }
       for (const name of ['fine-a', 'fine-b']) {
         const rows = await history(name);

@@ -109,7 +109,7 @@ t.test('metric faults through a real Prometheus: no action, metric_error with th
       executors: EXECUTORS,
       prices: {},
     },
-    onDecision: (record) => decisions.set(record.policy_id, record),
+    onDecision: (outcome) => decisions.set(outcome.policy_id, outcome.record()),
   });
 
   const service = new PolicyService({

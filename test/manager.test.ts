@@ -238,3 +238,36 @@ t.test('a source without range queries: the engine keeps observations, and the w
   await restarted.runCycle();
   t.equal(ScalingManager.lastDecision(await storage.getState(id))?.reason_code, 'no_rule_held');
 });
+
+t.test('a steady-state evaluation writes nothing, and the known state carries its decision record, the one onDecision made', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 10 });
+  const id = await addPolicy(storage, { name: 'steady', scale_up_rules: [upRule('lag')] });
+  let now = new Date('2026-01-28T12:00:00Z');
+  const made: Array<Record<string, unknown>> = [];
+  const m = new ScalingManager({
+    storage,
+    logger: silent,
+    sources: new Map([['prometheus', new IsolatedMetricSource('prometheus', src.impl, 300)]]),
+    executors: new Map([['keda', new IsolatedExecutor('keda', scriptedExecutor().impl, 300)]]),
+    now: () => now,
+    config: { evaluation_interval_ms: 30_000, default_cooldown: 300, default_metric_source: 'prometheus', dry_run: false, max_concurrency: 8, executors: { 'cdc-worker': 'keda' }, prices: {} },
+    onDecision: (outcome) => made.push(outcome.record() as unknown as Record<string, unknown>),
+  });
+  const first = await m.runCycle();
+  t.equal(first.states_written, 1, 'the first evaluation is written');
+  now = new Date(now.getTime() + 30_000);
+  src.values['lag'] = 20; // another value, the same outcome
+  const second = await m.runCycle();
+  t.equal(second.states_written, 0, 'the second (same outcome) is not');
+  const stored = ScalingManager.lastDecision(await storage.getState(id));
+  t.equal(stored?.evaluated_at, '2026-01-28T12:00:00.000Z', 'storage keeps the first record');
+  const known = ScalingManager.lastDecision(await m.knownState(id));
+  t.equal(known?.evaluated_at, '2026-01-28T12:00:30.000Z', 'the known state has the latest evaluation');
+  t.equal(known?.rules[0]?.value, 20, 'with the value that evaluation saw');
+  t.same(known, made[1], 'the same record as the evaluation itself made');
+  t.equal(m.lastEvaluatedAt(id), '2026-01-28T12:00:30.000Z');
+  // A later change of the source does not leak into the record of an evaluation already made.
+  src.values['lag'] = 30;
+  t.same(ScalingManager.lastDecision(await m.knownState(id)), made[1]);
+});

@@ -204,11 +204,20 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
     one_shots: p.schedules.length === 0 ? EMPTY_ONE_SHOTS : Object.fromEntries(Object.entries(memory.one_shots).filter(([id]) => p.schedules.some((s) => s.id === id))),
   };
 
-  const base = { evaluatedAt, current, currentFrom, dryRunFrom, up, down, anyError, failures, combined, upStep, downStep, chosen };
-
   if (!p.enabled) {
     return {
-      ...base,
+      evaluatedAt,
+      current,
+      currentFrom,
+      dryRunFrom,
+      up,
+      down,
+      anyError,
+      failures,
+      combined,
+      upStep,
+      downStep,
+      chosen,
       driver: null,
       finalDriver: null,
       schedule: null,
@@ -384,8 +393,20 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
 
   const blocked = action === 'none' && driver === 'rule' && BLOCKING.has(reasonCode);
   nextMemory.last_blocked = blocked ? reasonCode : null;
+  // One literal with every field (no spread of a shared part): a fixed shape, built on the fast path.
   return {
-    ...base,
+    evaluatedAt,
+    current,
+    currentFrom,
+    dryRunFrom,
+    up,
+    down,
+    anyError,
+    failures,
+    combined,
+    upStep,
+    downStep,
+    chosen,
     driver,
     finalDriver,
     schedule,

@@ -30,7 +30,7 @@ export function registerEngineRoutes(router: Router, deps: { manager: ScalingMan
 
   router.get('/policies/:id/state', async (ctx) => {
     const policy = await deps.policies.get(ctx.params['id'] ?? '');
-    const state = deps.manager.knownState(policy.id) ?? (await deps.storage.getState(policy.id));
+    const state = (await deps.manager.knownState(policy.id)) ?? (await deps.storage.getState(policy.id));
     const now = deps.now?.() ?? new Date();
     const cooldown = policy.cooldown_seconds ?? deps.defaultCooldown;
     const since = state?.last_change_at == null ? Infinity : (now.getTime() - Date.parse(state.last_change_at)) / 1000;

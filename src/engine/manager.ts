@@ -5,7 +5,7 @@ import type { IsolatedExecutor, IsolatedMetricSource, PluginCallError } from '..
 import type { Policy, Rule } from '../policy/policy-model.js';
 import type { HistoryRow, PolicyState, Storage } from '../storage/storage.js';
 import { Mutex, Semaphore } from '../util/async.js';
-import { decide } from './decide.js';
+import { assess, explain, type Assessment, type DecisionInput } from './decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from './decision.js';
 import { applyExecution } from './execution.js';
 import { observationKey, ruleWindow } from './rule-window.js';
@@ -28,8 +28,40 @@ export interface ManagerDeps {
   now?: () => Date;
   /** Called after every cycle (metrics, tests). */
   onCycle?: (report: CycleReport) => void;
-  /** Called after every evaluation, loop or manual (metrics). */
-  onDecision?: (record: DecisionRecord, trigger: 'loop' | 'api') => void;
+  /** Called after every evaluation, loop or manual (metrics); `outcome.record()` makes its decision record. */
+  onDecision?: (outcome: EvaluationOutcome, trigger: 'loop' | 'api') => void;
+}
+
+/**
+ * The outcome of one evaluation, with its decision record made on first ask. A steady-state
+ * evaluation of the loop (same outcome as stored) needs no record, and at 10,000 policies a cycle
+ * building them was most of the loop's own work; as decide() is pure, the record made later from
+ * the same input and assessment is the one that would have been made at once.
+ */
+export class EvaluationOutcome {
+  #record: DecisionRecord | undefined;
+
+  constructor(
+    readonly input: DecisionInput,
+    readonly assessment: Assessment,
+  ) {}
+
+  get policy_id(): string {
+    return this.input.policy.id;
+  }
+
+  get action(): DecisionRecord['action'] {
+    return this.assessment.action;
+  }
+
+  get reason_code(): DecisionRecord['reason_code'] {
+    return this.assessment.reasonCode;
+  }
+
+  record(): DecisionRecord {
+    this.#record ??= explain(this.input, this.assessment);
+    return this.#record;
+  }
 }
 
 export interface CycleReport {
@@ -114,7 +146,7 @@ function policyKeys(policy: Policy, defaultSource: string): string[] {
  * Whether a state with this memory and decision would have the same fingerprint as the known
  * one, checked field by field without building it (the common case of a steady-state cycle).
  */
-function sameAsKnown(known: PolicyState, m: EngineMemory, kind: string | null, record: DecisionRecord): boolean {
+function sameAsKnown(known: PolicyState, m: EngineMemory, kind: string | null, a: Assessment): boolean {
   const d = known.data[STATE_KEYS.lastDecision] as DecisionRecord | undefined;
   const knownShots = (known.data[STATE_KEYS.memory] as { one_shots?: Record<string, string> } | undefined)?.one_shots;
   return (
@@ -125,12 +157,41 @@ function sameAsKnown(known: PolicyState, m: EngineMemory, kind: string | null, r
     known.last_blocked === m.last_blocked &&
     (known.data['pending'] ?? null) === null &&
     d !== undefined &&
-    d.action === record.action &&
-    d.reason_code === record.reason_code &&
-    d.current_replicas === record.current_replicas &&
-    d.desired_replicas === record.desired_replicas &&
+    d.action === a.action &&
+    d.reason_code === a.reasonCode &&
+    d.current_replicas === a.current &&
+    d.desired_replicas === a.desired &&
     (knownShots === m.one_shots || (Object.keys(knownShots ?? {}).length === 0 && Object.keys(m.one_shots).length === 0) || JSON.stringify(knownShots) === JSON.stringify(m.one_shots))
   );
+}
+
+/**
+ * What the manager knows of one policy's state: the state as stored (and its fingerprint), and,
+ * after a steady-state evaluation that wrote nothing, the inputs that evaluation had besides the
+ * state itself. They are kept in place, not as a new object per evaluation: at 10,000 policies a
+ * cycle, keeping each evaluation's record (or any new object) alive until the next cycle made the
+ * garbage collector copy and promote all of them, three times the cost of the evaluations.
+ */
+class KnownState {
+  latest: { policy: Policy; now: Date; observations: ReadonlyMap<string, Observation>; executorReplicas: number | null } | undefined;
+
+  constructor(
+    readonly state: PolicyState,
+    readonly fingerprint: string,
+    public evaluatedAt: number,
+  ) {}
+
+  steady(policy: Policy, now: Date, observations: ReadonlyMap<string, Observation>, executorReplicas: number | null): void {
+    const l = this.latest;
+    if (l === undefined) this.latest = { policy, now, observations, executorReplicas };
+    else {
+      l.policy = policy;
+      l.now = now;
+      l.observations = observations;
+      l.executorReplicas = executorReplicas;
+    }
+    this.evaluatedAt = now.getTime();
+  }
 }
 
 /** The engine memory kept in a PolicyState row. */
@@ -167,7 +228,9 @@ export class ScalingManager {
    * is not written: the loop would otherwise rewrite every policy's state every cycle. The
    * state route reads this first, so it shows the latest decision. Cleared when the loop (re)starts.
    */
-  readonly #states = new Map<string, { state: PolicyState; fingerprint: string; evaluatedAt: number }>();
+  readonly #states = new Map<string, KnownState>();
+  readonly #dryRunRequested: DecisionInput['dryRun'];
+  readonly #dryRunNotRequested: DecisionInput['dryRun'];
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<CycleReport> | undefined;
   #stopped = true;
@@ -176,6 +239,8 @@ export class ScalingManager {
   constructor(deps: ManagerDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? (() => new Date());
+    this.#dryRunRequested = Object.freeze({ request: true, global: deps.config.dry_run });
+    this.#dryRunNotRequested = Object.freeze({ request: false, global: deps.config.dry_run });
   }
 
   get intervalSeconds(): number {
@@ -263,7 +328,7 @@ export class ScalingManager {
     const stored = unknown.length > 0 ? await this.#deps.storage.getStates(unknown) : new Map<string, PolicyState>();
     for (const id of unknown) {
       const st = stored.get(id);
-      if (st !== undefined) this.#states.set(id, { state: st, fingerprint: fingerprint(st), evaluatedAt: 0 });
+      if (st !== undefined) this.#states.set(id, new KnownState(st, fingerprint(st), 0));
     }
 
     // Fetches start at once; each policy is evaluated as soon as the last of its own observations
@@ -279,8 +344,8 @@ export class ScalingManager {
     const defaultSource = this.#deps.config.default_metric_source;
     const evaluateOne = async (policy: Policy): Promise<void> => {
       try {
-        const record = await slots.run(() => this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes })));
-        const k = record.action === 'none' ? record.reason_code : record.action;
+        const outcome = await slots.run(() => this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes })));
+        const k = outcome.action === 'none' ? outcome.reason_code : outcome.action;
         outcomes[k] = (outcomes[k] ?? 0) + 1;
       } catch (err) {
         errors++;
@@ -488,7 +553,8 @@ export class ScalingManager {
   async evaluateNow(policy: Policy, opts: { dryRun: boolean }): Promise<DecisionRecord> {
     const now = this.#now();
     const { observations } = await this.#fetchAll([policy], now);
-    return this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'api', requestDryRun: opts.dryRun }));
+    const outcome = await this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'api', requestDryRun: opts.dryRun }));
+    return outcome.record();
   }
 
   async #evaluate(
@@ -496,7 +562,7 @@ export class ScalingManager {
     now: Date,
     observations: ReadonlyMap<string, Observation>,
     opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean; deferWrite?: PolicyState[] },
-  ): Promise<DecisionRecord> {
+  ): Promise<EvaluationOutcome> {
     const { storage, logger } = this.#deps;
     // A child logger per evaluation is costly at 10,000 policies a cycle: made only when a line is written.
     let child: Logger | undefined;
@@ -537,27 +603,21 @@ export class ScalingManager {
       });
       log().warn({ action: interrupted.action, at: interrupted.at }, 'a change was interrupted by a stop; recorded with outcome unknown');
     }
-    const { record, memory: next, recordBlocked } = await decide({
-      policy,
-      now,
-      intervalSeconds: this.intervalSeconds,
-      defaultCooldown: this.#deps.config.default_cooldown,
-      defaultSource: this.#deps.config.default_metric_source,
-      price: this.priceFor(policy),
-      executorReplicas,
-      memory,
-      observations,
-      dryRun: { request: opts.requestDryRun === true, global: this.#deps.config.dry_run },
-    });
+    const input = this.#input(policy, now, observations, executorReplicas, memory, opts.requestDryRun === true);
+    const assessed = assess(input);
+    const a = assessed instanceof Promise ? await assessed : assessed;
+    const outcome = new EvaluationOutcome(input, a);
+    const next = a.memory;
 
     // A manual preview (request dry-run) changes nothing: no history, no state.
     if (opts.requestDryRun === true) {
-      this.#deps.onDecision?.(record, opts.trigger);
-      return record;
+      this.#deps.onDecision?.(outcome, opts.trigger);
+      return outcome;
     }
 
-    const triggeredBy = opts.trigger === 'api' ? 'api' : (record.triggered_by ?? 'rule');
-    const row = (status: HistoryRow['status'], newReplicas: number, error: string | null): HistoryRow => ({
+    const row = (status: HistoryRow['status'], newReplicas: number, error: string | null): HistoryRow => {
+      const record = outcome.record();
+      return {
       id: randomUUID(),
       policy_id: policy.id,
       policy_name: policy.name,
@@ -568,13 +628,14 @@ export class ScalingManager {
       new_replicas: newReplicas,
       reason: record.reason,
       reason_code: record.reason_code,
-      triggered_by: triggeredBy,
+      triggered_by: opts.trigger === 'api' ? 'api' : (record.triggered_by ?? 'rule'),
       dry_run: record.dry_run,
       status,
       error,
       executed_at: now.toISOString(),
       details: record as unknown as Record<string, unknown>,
-    });
+      };
+    };
 
     /**
      * Saves the state: at once when it matters now (a change is being made, or a manual
@@ -582,12 +643,12 @@ export class ScalingManager {
      */
     const saveState = async (m: EngineMemory, kind: string | null, opts2: { now: boolean; extra?: Record<string, unknown> }): Promise<void> => {
       const known = this.#states.get(policy.id);
-      if (!opts2.now && opts.deferWrite !== undefined && known !== undefined && sameAsKnown(known.state, m, kind, record)) {
-        // Steady state: nothing to write and nothing new to build; keep the latest record for /state.
-        known.state.data[STATE_KEYS.lastDecision] = record;
-        known.evaluatedAt = now.getTime();
+      if (!opts2.now && opts.deferWrite !== undefined && known !== undefined && sameAsKnown(known.state, m, kind, a)) {
+        // Steady state: nothing to write and no record to build; /state makes it when asked.
+        known.steady(policy, now, observations, executorReplicas);
         return;
       }
+      const record = outcome.record();
       const st: PolicyState = {
         policy_id: policy.id,
         current_replicas: m.current_replicas,
@@ -601,12 +662,15 @@ export class ScalingManager {
       const fp = fingerprint(st);
       if (opts2.now || opts.deferWrite === undefined) await storage.putState(st);
       else if (known?.fingerprint !== fp) opts.deferWrite.push(st);
-      this.#states.set(policy.id, { state: st, fingerprint: fp, evaluatedAt: now.getTime() });
+      this.#states.set(policy.id, new KnownState(st, fp, now.getTime()));
     };
 
     let final = next;
     let kind = state?.last_change_kind ?? null;
-    if (record.should_scale) {
+    const shouldScale = a.action !== 'none';
+    if (shouldScale) {
+      const record = outcome.record();
+      const triggeredBy = opts.trigger === 'api' ? 'api' : (record.triggered_by ?? 'rule');
       const real = !record.dry_run;
       if (real) {
         // Record the intent first: if the process dies while the executor works, the restarted
@@ -641,18 +705,44 @@ export class ScalingManager {
       const line = `${record.dry_run ? 'dry run: ' : ''}${record.action} ${record.current_replicas} -> ${record.desired_replicas} (${record.reason_code}) ${status}`;
       if (status === 'failed') log().warn({ executor: executorName, error }, line);
       else log().info({ executor: executorName, action: record.action, from: record.current_replicas, to: record.desired_replicas }, line);
-    } else if (recordBlocked) {
+    } else if (a.recordBlocked) {
+      const record = outcome.record();
       await storage.appendHistory(row('blocked', record.wanted_replicas, null));
       log().info({ reason_code: record.reason_code }, `blocked: ${record.reason}`);
     }
-    await saveState(final, kind, { now: record.should_scale });
-    this.#deps.onDecision?.(record, opts.trigger);
-    return record;
+    await saveState(final, kind, { now: shouldScale });
+    this.#deps.onDecision?.(outcome, opts.trigger);
+    return outcome;
   }
 
-  /** The freshest state this manager knows for a policy (it may be newer than storage's). */
-  knownState(policyId: string): PolicyState | undefined {
-    return this.#states.get(policyId)?.state;
+  /**
+   * The freshest state this manager knows for a policy (it may be newer than storage's), with the
+   * latest decision record: after a steady-state evaluation it is made now, by deciding again on
+   * the inputs that evaluation had (decide() is pure, so it is the same record).
+   */
+  async knownState(policyId: string): Promise<PolicyState | undefined> {
+    const known = this.#states.get(policyId);
+    if (known === undefined) return undefined;
+    const latest = known.latest;
+    if (latest === undefined) return known.state;
+    const input = this.#input(latest.policy, latest.now, latest.observations, latest.executorReplicas, memoryFromState(known.state), false);
+    const a = await assess(input);
+    return { ...known.state, data: { ...known.state.data, [STATE_KEYS.lastDecision]: explain(input, a) } };
+  }
+
+  #input(policy: Policy, now: Date, observations: ReadonlyMap<string, Observation>, executorReplicas: number | null, memory: EngineMemory, requestDryRun: boolean): DecisionInput {
+    return {
+      policy,
+      now,
+      intervalSeconds: this.intervalSeconds,
+      defaultCooldown: this.#deps.config.default_cooldown,
+      defaultSource: this.#deps.config.default_metric_source,
+      price: this.priceFor(policy),
+      executorReplicas,
+      memory,
+      observations,
+      dryRun: requestDryRun ? this.#dryRunRequested : this.#dryRunNotRequested,
+    };
   }
 
   /** When this manager last evaluated a policy (the stored last decision may be older: same outcome). */
