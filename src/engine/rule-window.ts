@@ -5,15 +5,29 @@ import type { Observation, RuleRecord, RuleWindow } from './decision.js';
 /** Range queries answer at most this many points per series (Prometheus refuses more than 11,000). */
 const MAX_POINTS = 10_000;
 
+/** Windows of the latest instant asked for, by duration: a cycle asks for the same few thousands of times. */
+const windows = { at: NaN, interval: NaN, byDuration: new Map<number, RuleWindow>() };
+
 /**
  * The window a rule needs at `now`: steps at most one evaluation interval apart (DESIGN.md step
- * 2), widened only when a very long window would exceed MAX_POINTS.
+ * 2), widened only when a very long window would exceed MAX_POINTS. The answer is shared (frozen).
  */
 export function ruleWindow(rule: Pick<Rule, 'duration_seconds'>, now: Date, intervalSeconds: number): RuleWindow {
-  const end = Math.floor(now.getTime() / 1000);
+  const at = now.getTime();
+  if (at !== windows.at || intervalSeconds !== windows.interval) {
+    windows.at = at;
+    windows.interval = intervalSeconds;
+    windows.byDuration.clear();
+  }
   const seconds = rule.duration_seconds;
-  const step = Math.max(1, Math.min(intervalSeconds, seconds), Math.ceil(seconds / MAX_POINTS));
-  return { start: end - seconds, end, step, seconds };
+  let win = windows.byDuration.get(seconds);
+  if (win === undefined) {
+    const end = Math.floor(at / 1000);
+    const step = Math.max(1, Math.min(intervalSeconds, seconds), Math.ceil(seconds / MAX_POINTS));
+    win = Object.freeze({ start: end - seconds, end, step, seconds });
+    windows.byDuration.set(seconds, win);
+  }
+  return win;
 }
 
 const KEY = Symbol('observationKey');

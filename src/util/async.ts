@@ -76,43 +76,57 @@ export class Semaphore {
 
 interface Deadline {
   at: number;
-  fire: () => void;
+  fire: (() => void) | null;
 }
 
 /**
  * Many concurrent timeouts on one timer. The loop wraps every plugin call in a timeout (tens of
  * thousands per cycle at scale); one setTimeout each costs more than the calls themselves. Pending
- * deadlines are checked every `resolutionMs`, so a timeout fires up to that much late.
+ * deadlines are checked every `resolutionMs`, so a timeout fires up to that much late. Adding is
+ * a push and cancelling clears the entry; each check drops the cleared ones.
  */
 class DeadlineWheel {
-  readonly #pending = new Set<Deadline>();
+  #pending: Deadline[] = [];
+  #live = 0;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly resolutionMs: number) {}
 
-  add(ms: number, fire: () => void): () => void {
+  add(ms: number, fire: () => void): Deadline {
     const d: Deadline = { at: Date.now() + ms, fire };
-    this.#pending.add(d);
+    this.#pending.push(d);
+    this.#live++;
     this.#timer ??= setInterval(() => this.#tick(), this.resolutionMs);
-    return () => {
-      this.#pending.delete(d);
-      this.#idle();
-    };
+    return d;
+  }
+
+  cancel(d: Deadline): void {
+    if (d.fire === null) return;
+    d.fire = null;
+    this.#live--;
+    if (this.#live === 0) this.#idle();
   }
 
   #tick(): void {
     const now = Date.now();
+    const due: Array<() => void> = [];
+    const kept: Deadline[] = [];
     for (const d of this.#pending) {
+      if (d.fire === null) continue;
       if (d.at <= now) {
-        this.#pending.delete(d);
-        d.fire();
-      }
+        due.push(d.fire);
+        d.fire = null;
+        this.#live--;
+      } else kept.push(d);
     }
-    this.#idle();
+    this.#pending = kept;
+    for (const fire of due) fire();
+    if (this.#live === 0) this.#idle();
   }
 
   #idle(): void {
-    if (this.#pending.size === 0 && this.#timer !== undefined) {
+    this.#pending = [];
+    if (this.#timer !== undefined) {
       clearInterval(this.#timer);
       this.#timer = undefined;
     }
@@ -124,14 +138,14 @@ const wheel = new DeadlineWheel(25);
 /** Like withTimeout, on the shared deadline wheel (up to 25 ms late); for hot paths. */
 export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const cancel = wheel.add(ms, () => reject(new TimeoutError(what, ms)));
+    const deadline = wheel.add(ms, () => reject(new TimeoutError(what, ms)));
     work.then(
       (v) => {
-        cancel();
+        wheel.cancel(deadline);
         resolve(v);
       },
       (e: unknown) => {
-        cancel();
+        wheel.cancel(deadline);
         reject(e);
       },
     );

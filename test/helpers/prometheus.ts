@@ -105,6 +105,8 @@ export interface PrometheusServer {
   readonly dataDir: string;
   /** Whether the process is currently running. */
   readonly running: boolean;
+  /** Its process id while it runs (benchmarks read its CPU time). */
+  readonly pid: number | undefined;
   /** The tail of Prometheus's own log (for failure messages). */
   logTail(lines?: number): string;
   /** Stops the process (SIGTERM, SIGKILL after a bound) and keeps the data and port for restart(). */
@@ -240,6 +242,9 @@ export async function startPrometheus(opts: PrometheusOptions = {}): Promise<Pro
     dataDir,
     get running() {
       return child !== undefined;
+    },
+    get pid() {
+      return child?.pid;
     },
     logTail,
     halt,
