@@ -194,6 +194,19 @@ class KnownState {
   }
 }
 
+/** One enabled policy as the loop holds it between cycles (see ScalingManager.#slots). */
+class Slot {
+  known: KnownState | undefined;
+  /** Observations this cycle still waits for before the policy can be evaluated. */
+  missing = 0;
+
+  constructor(
+    public policy: Policy,
+    readonly lock: Mutex,
+    public seen: number,
+  ) {}
+}
+
 /** The engine memory kept in a PolicyState row. */
 export function memoryFromState(state: PolicyState | undefined): EngineMemory {
   if (state === undefined) return EMPTY_MEMORY;
@@ -220,15 +233,17 @@ export class ScalingManager {
   /** Samples kept for sources without range queries, by observation key. */
   readonly #buffers = new Map<string, Array<{ t: number; v: number }>>();
   readonly sourceHealth = new Map<string, SourceHealth>();
-  /** Enabled policies as last loaded, by id; only changed versions are read again. */
-  readonly #policyCache = new Map<string, Policy>();
   /**
-   * The latest state of each policy this manager evaluated (with its latest decision record),
-   * and the fingerprint of what is stored. A steady-state evaluation (same memory, same outcome)
-   * is not written: the loop would otherwise rewrite every policy's state every cycle. The
-   * state route reads this first, so it shows the latest decision. Cleared when the loop (re)starts.
+   * The enabled policies the loop holds between cycles, by id: the version last loaded (only
+   * changed versions are read again), the policy's lock, and what the manager knows of its state.
+   * One entry per policy, so an evaluation looks its policy up once, not once per concern. The
+   * known state is the stored one plus, after a steady-state evaluation (same memory, same
+   * outcome, nothing written), that evaluation's inputs; the state route reads it first, so it
+   * shows the latest decision. Cleared when the loop (re)starts.
    */
-  readonly #states = new Map<string, KnownState>();
+  readonly #slots = new Map<string, Slot>();
+  /** Cycle counter; a slot not seen in the latest load is dropped. */
+  #loads = 0;
   readonly #dryRunRequested: DecisionInput['dryRun'];
   readonly #dryRunNotRequested: DecisionInput['dryRun'];
   #timer: NodeJS.Timeout | undefined;
@@ -252,8 +267,7 @@ export class ScalingManager {
     if (!this.#stopped) return;
     this.#stopped = false;
     // Another daemon may have led meanwhile: trust only storage from here on.
-    this.#states.clear();
-    this.#policyCache.clear();
+    this.#slots.clear();
     const tick = async (): Promise<void> => {
       if (this.#stopped) return;
       const started = Date.now();
@@ -303,32 +317,55 @@ export class ScalingManager {
   }
 
   /** Enabled policies, reading again only those whose version changed since the last cycle. */
-  async #loadPolicies(): Promise<Policy[]> {
+  async #loadPolicies(): Promise<Slot[]> {
     const { storage } = this.#deps;
     const versions = await storage.listEnabledPolicyVersions();
-    const stale = versions.filter((v) => this.#policyCache.get(v.id)?.updated_at !== v.updated_at).map((v) => v.id);
-    if (stale.length > 0) for (const p of await storage.getPolicies(stale)) this.#policyCache.set(p.id, p);
-    const live = new Set(versions.map((v) => v.id));
-    for (const id of this.#policyCache.keys()) {
-      if (!live.has(id)) {
-        this.#policyCache.delete(id);
-        this.#states.delete(id);
-        this.#locks.delete(id);
+    const load = ++this.#loads;
+    const held: Slot[] = [];
+    const stale: string[] = [];
+    for (const v of versions) {
+      const slot = this.#slots.get(v.id);
+      if (slot !== undefined && slot.policy.updated_at === v.updated_at) {
+        slot.seen = load;
+        held.push(slot);
+      } else stale.push(v.id);
+    }
+    if (stale.length > 0) {
+      for (const p of await storage.getPolicies(stale)) {
+        const slot = this.#slots.get(p.id);
+        if (slot !== undefined) {
+          slot.policy = p;
+          slot.seen = load;
+          held.push(slot);
+        } else {
+          const fresh = new Slot(p, this.#lock(p.id), load);
+          this.#slots.set(p.id, fresh);
+          held.push(fresh);
+        }
       }
     }
-    return versions.map((v) => this.#policyCache.get(v.id)).filter((p): p is Policy => p !== undefined && p.enabled);
+    if (held.length !== this.#slots.size) {
+      for (const [id, slot] of this.#slots) {
+        if (slot.seen !== load) {
+          this.#slots.delete(id);
+          this.#locks.delete(id);
+        }
+      }
+    }
+    return held.filter((s) => s.policy.enabled);
   }
 
   async #cycle(): Promise<CycleReport> {
     const t0 = performance.now();
     const now = this.#now();
-    const policies = await this.#loadPolicies();
+    const held = await this.#loadPolicies();
+    const policies = held.map((s) => s.policy);
     const tLoaded = performance.now();
-    const unknown = policies.filter((p) => !this.#states.has(p.id)).map((p) => p.id);
-    const stored = unknown.length > 0 ? await this.#deps.storage.getStates(unknown) : new Map<string, PolicyState>();
-    for (const id of unknown) {
-      const st = stored.get(id);
-      if (st !== undefined) this.#states.set(id, new KnownState(st, fingerprint(st), 0));
+    const unknown = held.filter((s) => s.known === undefined);
+    const stored = unknown.length > 0 ? await this.#deps.storage.getStates(unknown.map((s) => s.policy.id)) : new Map<string, PolicyState>();
+    for (const slot of unknown) {
+      const st = stored.get(slot.policy.id);
+      if (st !== undefined) slot.known = new KnownState(st, fingerprint(st), 0);
     }
 
     // Fetches start at once; each policy is evaluated as soon as the last of its own observations
@@ -342,9 +379,10 @@ export class ScalingManager {
     const outcomes: Record<string, number> = {};
     let errors = 0;
     const defaultSource = this.#deps.config.default_metric_source;
-    const evaluateOne = async (policy: Policy): Promise<void> => {
+    const evaluateOne = async (slot: Slot): Promise<void> => {
+      const policy = slot.policy;
       try {
-        const outcome = await slots.run(() => this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes })));
+        const outcome = await slots.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot })));
         const k = outcome.action === 'none' ? outcome.reason_code : outcome.action;
         outcomes[k] = (outcomes[k] ?? 0) + 1;
       } catch (err) {
@@ -352,13 +390,12 @@ export class ScalingManager {
         this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
       }
     };
-    const waiting = new Map<string, Policy[]>();
-    const missing = new Map<Policy, number>();
+    const waiting = new Map<string, Slot[]>();
     const running: Array<Promise<void>> = [];
     // Ready policies are evaluated in small batches with a turn of the event loop between them,
     // so responses to the fetches still in flight are read promptly instead of waiting behind
     // thousands of evaluations (whose promise chains would otherwise run back to back).
-    const queue: Policy[] = [];
+    const queue: Slot[] = [];
     let draining = false;
     let drained: Promise<void> = Promise.resolve();
     const drain = async (): Promise<void> => {
@@ -366,31 +403,31 @@ export class ScalingManager {
         while (queue.length > 0) {
           // Start a batch without waiting for it to finish: a slow executor call in one
           // evaluation must not hold back the others.
-          for (const policy of queue.splice(0, EVALUATION_BATCH)) running.push(evaluateOne(policy));
+          for (const slot of queue.splice(0, EVALUATION_BATCH)) running.push(evaluateOne(slot));
           if (queue.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
         }
       } finally {
         draining = false;
       }
     };
-    const enqueue = (policy: Policy): void => {
-      queue.push(policy);
+    const enqueue = (slot: Slot): void => {
+      queue.push(slot);
       if (!draining) {
         draining = true;
         drained = drain();
       }
     };
-    for (const policy of policies) {
-      const keys = policyKeys(policy, defaultSource);
+    for (const slot of held) {
+      const keys = policyKeys(slot.policy, defaultSource);
       if (keys.length === 0) {
-        enqueue(policy);
+        enqueue(slot);
         continue;
       }
-      missing.set(policy, keys.length);
+      slot.missing = keys.length;
       for (const k of keys) {
         const list = waiting.get(k);
-        if (list === undefined) waiting.set(k, [policy]);
-        else list.push(policy);
+        if (list === undefined) waiting.set(k, [slot]);
+        else list.push(slot);
       }
     }
     await Promise.all(
@@ -398,11 +435,7 @@ export class ScalingManager {
         const obs = await promise;
         observations.set(key, obs);
         if (obs.error !== undefined) fetchErrors++;
-        for (const policy of waiting.get(key) ?? []) {
-          const left = (missing.get(policy) ?? 1) - 1;
-          missing.set(policy, left);
-          if (left === 0) enqueue(policy);
-        }
+        for (const slot of waiting.get(key) ?? []) if (--slot.missing === 0) enqueue(slot);
       }),
     );
     fetchedAt = performance.now();
@@ -414,7 +447,10 @@ export class ScalingManager {
         await this.#deps.storage.putStates(writes);
       } catch (err) {
         // Not written: forget what we think is stored, so the next cycle reads and writes again.
-        for (const w of writes) this.#states.delete(w.policy_id);
+        for (const w of writes) {
+          const slot = this.#slots.get(w.policy_id);
+          if (slot !== undefined) slot.known = undefined;
+        }
         this.#deps.logger.error({ err, states: writes.length }, 'could not store policy states; will retry next cycle');
       }
     }
@@ -561,7 +597,7 @@ export class ScalingManager {
     policy: Policy,
     now: Date,
     observations: ReadonlyMap<string, Observation>,
-    opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean; deferWrite?: PolicyState[] },
+    opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean; deferWrite?: PolicyState[]; slot?: Slot },
   ): Promise<EvaluationOutcome> {
     const { storage, logger } = this.#deps;
     // A child logger per evaluation is costly at 10,000 policies a cycle: made only when a line is written.
@@ -577,7 +613,9 @@ export class ScalingManager {
         log().warn({ executor: executorName, err: (err as Error).message }, 'executor could not report current replicas; using stored state');
       }
     }
-    const state = this.#states.get(policy.id)?.state ?? (await storage.getState(policy.id));
+    // The loop holds its slot; a manual evaluation of a policy the loop holds shares it.
+    const slot = opts.slot ?? this.#slots.get(policy.id);
+    const state = slot?.known?.state ?? (await storage.getState(policy.id));
     const memory = memoryFromState(state);
     const interrupted = state?.data['pending'] as PendingChange | undefined;
     if (interrupted !== undefined && interrupted !== null && opts.requestDryRun !== true) {
@@ -642,7 +680,7 @@ export class ScalingManager {
      * evaluation), else in the cycle's batch, and only when something worth keeping changed.
      */
     const saveState = async (m: EngineMemory, kind: string | null, opts2: { now: boolean; extra?: Record<string, unknown> }): Promise<void> => {
-      const known = this.#states.get(policy.id);
+      const known = slot?.known;
       if (!opts2.now && opts.deferWrite !== undefined && known !== undefined && sameAsKnown(known.state, m, kind, a)) {
         // Steady state: nothing to write and no record to build; /state makes it when asked.
         known.steady(policy, now, observations, executorReplicas);
@@ -662,7 +700,7 @@ export class ScalingManager {
       const fp = fingerprint(st);
       if (opts2.now || opts.deferWrite === undefined) await storage.putState(st);
       else if (known?.fingerprint !== fp) opts.deferWrite.push(st);
-      this.#states.set(policy.id, new KnownState(st, fp, now.getTime()));
+      if (slot !== undefined) slot.known = new KnownState(st, fp, now.getTime());
     };
 
     let final = next;
@@ -721,7 +759,7 @@ export class ScalingManager {
    * the inputs that evaluation had (decide() is pure, so it is the same record).
    */
   async knownState(policyId: string): Promise<PolicyState | undefined> {
-    const known = this.#states.get(policyId);
+    const known = this.#slots.get(policyId)?.known;
     if (known === undefined) return undefined;
     const latest = known.latest;
     if (latest === undefined) return known.state;
@@ -747,7 +785,7 @@ export class ScalingManager {
 
   /** When this manager last evaluated a policy (the stored last decision may be older: same outcome). */
   lastEvaluatedAt(policyId: string): string | null {
-    const at = this.#states.get(policyId)?.evaluatedAt;
+    const at = this.#slots.get(policyId)?.known?.evaluatedAt;
     return at === undefined || at === 0 ? null : new Date(at).toISOString();
   }
 
