@@ -174,12 +174,19 @@ function sameAsKnown(known: PolicyState, m: EngineMemory, kind: string | null, a
  */
 class KnownState {
   latest: { policy: Policy; now: Date; observations: ReadonlyMap<string, Observation>; executorReplicas: number | null } | undefined;
+  #memory: EngineMemory | undefined;
 
   constructor(
     readonly state: PolicyState,
     readonly fingerprint: string,
     public evaluatedAt: number,
   ) {}
+
+  /** The engine memory in the state, made once (decide() never changes its input). */
+  get memory(): EngineMemory {
+    this.#memory ??= memoryFromState(this.state);
+    return this.#memory;
+  }
 
   steady(policy: Policy, now: Date, observations: ReadonlyMap<string, Observation>, executorReplicas: number | null): void {
     const l = this.latest;
@@ -615,8 +622,9 @@ export class ScalingManager {
     }
     // The loop holds its slot; a manual evaluation of a policy the loop holds shares it.
     const slot = opts.slot ?? this.#slots.get(policy.id);
-    const state = slot?.known?.state ?? (await storage.getState(policy.id));
-    const memory = memoryFromState(state);
+    const known = slot?.known;
+    const state = known !== undefined ? known.state : await storage.getState(policy.id);
+    const memory = known !== undefined ? known.memory : memoryFromState(state);
     const interrupted = state?.data['pending'] as PendingChange | undefined;
     if (interrupted !== undefined && interrupted !== null && opts.requestDryRun !== true) {
       // The daemon stopped while an executor was applying this change: record it, outcome unknown.
@@ -653,6 +661,14 @@ export class ScalingManager {
       return outcome;
     }
 
+    // The loop's steady state (no change, nothing to record, the same memory and outcome as
+    // stored): nothing to write and no record to build; the state route makes it when asked.
+    if (opts.deferWrite !== undefined && a.action === 'none' && !a.recordBlocked && known !== undefined && sameAsKnown(known.state, next, known.state.last_change_kind, a)) {
+      known.steady(policy, now, observations, executorReplicas);
+      this.#deps.onDecision?.(outcome, opts.trigger);
+      return outcome;
+    }
+
     const row = (status: HistoryRow['status'], newReplicas: number, error: string | null): HistoryRow => {
       const record = outcome.record();
       return {
@@ -680,12 +696,6 @@ export class ScalingManager {
      * evaluation), else in the cycle's batch, and only when something worth keeping changed.
      */
     const saveState = async (m: EngineMemory, kind: string | null, opts2: { now: boolean; extra?: Record<string, unknown> }): Promise<void> => {
-      const known = slot?.known;
-      if (!opts2.now && opts.deferWrite !== undefined && known !== undefined && sameAsKnown(known.state, m, kind, a)) {
-        // Steady state: nothing to write and no record to build; /state makes it when asked.
-        known.steady(policy, now, observations, executorReplicas);
-        return;
-      }
       const record = outcome.record();
       const st: PolicyState = {
         policy_id: policy.id,
@@ -699,7 +709,7 @@ export class ScalingManager {
       };
       const fp = fingerprint(st);
       if (opts2.now || opts.deferWrite === undefined) await storage.putState(st);
-      else if (known?.fingerprint !== fp) opts.deferWrite.push(st);
+      else if (slot?.known?.fingerprint !== fp) opts.deferWrite.push(st);
       if (slot !== undefined) slot.known = new KnownState(st, fp, now.getTime());
     };
 
@@ -763,7 +773,7 @@ export class ScalingManager {
     if (known === undefined) return undefined;
     const latest = known.latest;
     if (latest === undefined) return known.state;
-    const input = this.#input(latest.policy, latest.now, latest.observations, latest.executorReplicas, memoryFromState(known.state), false);
+    const input = this.#input(latest.policy, latest.now, latest.observations, latest.executorReplicas, known.memory, false);
     const a = await assess(input);
     return { ...known.state, data: { ...known.state.data, [STATE_KEYS.lastDecision]: explain(input, a) } };
   }
