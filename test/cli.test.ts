@@ -8,10 +8,14 @@ import { packageRoot } from '../src/util/package-root.js';
 const root = packageRoot();
 const cli = join(root, 'src', 'cli.ts');
 
-/** Runs the CLI from source (through tsx) with a clean environment. */
+/**
+ * Runs the CLI from source with a clean environment, through the same TypeScript loader as this
+ * test (tap follows child processes for coverage, and maps of one file made by two different
+ * loaders do not merge).
+ */
 function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
+    const c = spawn(process.execPath, [...process.execArgv, cli, ...args], {
       cwd: root,
       env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -487,11 +487,15 @@ export class ScalingManager {
   #startFetches(policies: readonly Policy[], now: Date): { pending: Map<string, Promise<Observation>>; fetches: number } {
     const distinct = new Map<string, Fetch>();
     const defaultSource = this.#deps.config.default_metric_source;
-    for (const p of policies) {
-      for (const rule of [...p.scale_up_rules, ...p.scale_down_rules]) {
+    const add = (rules: readonly Rule[]): void => {
+      for (const rule of rules) {
         const key = observationKey(rule, defaultSource);
         if (!distinct.has(key)) distinct.set(key, { source: rule.source ?? defaultSource, rule });
       }
+    };
+    for (const p of policies) {
+      add(p.scale_up_rules);
+      add(p.scale_down_rules);
     }
     const slots = new Semaphore(this.#deps.config.max_concurrency);
     const pending = new Map<string, Promise<Observation>>();

@@ -55,8 +55,9 @@ async function isolate<T>(
   fn: (lazy: LazySignal) => Promise<T>,
   observe?: { observer: CallObserver | undefined; kind: 'metric-source' | 'executor' },
 ): Promise<T> {
-  const started = observe?.observer !== undefined ? performance.now() : 0;
-  const report = (errorKind: string | null): void => observe?.observer?.call(plugin, observe.kind, call, (performance.now() - started) / 1000, errorKind);
+  const observer = observe?.observer;
+  const pluginKind = observe?.kind ?? 'executor';
+  const started = observer !== undefined ? performance.now() : 0;
   const lazy = new LazySignal();
   try {
     let work: Promise<T>;
@@ -67,7 +68,7 @@ async function isolate<T>(
       work = Promise.reject(err);
     }
     const value = await withDeadline(work, timeoutMs, `${plugin}.${call}`);
-    report(null);
+    if (observer !== undefined) observer.call(plugin, pluginKind, call, (performance.now() - started) / 1000, null);
     return value;
   } catch (err) {
     let failure: PluginCallError;
@@ -84,7 +85,7 @@ async function isolate<T>(
         failure = new PluginCallError(plugin, call, kind, typeof e.message === 'string' ? e.message : String(err));
       }
     }
-    report(failure.kind);
+    if (observer !== undefined) observer.call(plugin, pluginKind, call, (performance.now() - started) / 1000, failure.kind);
     throw failure;
   }
 }
@@ -140,9 +141,11 @@ export class IsolatedMetricSource {
     private readonly observer?: CallObserver,
   ) {}
 
-  #obs() {
-    return { observer: this.observer, kind: 'metric-source' as const };
+  #obs(): { observer: CallObserver | undefined; kind: 'metric-source' } {
+    return (this.#observe ??= { observer: this.observer, kind: 'metric-source' });
   }
+
+  #observe: { observer: CallObserver | undefined; kind: 'metric-source' } | undefined;
 
   get supportsRange(): boolean {
     return typeof this.impl.rangeQuery === 'function';
@@ -183,9 +186,11 @@ export class IsolatedExecutor {
     private readonly observer?: CallObserver,
   ) {}
 
-  #obs() {
-    return { observer: this.observer, kind: 'executor' as const };
+  #obs(): { observer: CallObserver | undefined; kind: 'executor' } {
+    return (this.#observe ??= { observer: this.observer, kind: 'executor' });
   }
+
+  #observe: { observer: CallObserver | undefined; kind: 'executor' } | undefined;
 
   get targetTypes(): readonly string[] {
     return this.impl.targetTypes;
