@@ -146,8 +146,9 @@ function policyKeys(policy: Policy, defaultSource: string): string[] {
  * Whether a state with this memory and decision would have the same fingerprint as the known
  * one, checked field by field without building it (the common case of a steady-state cycle).
  */
-function sameAsKnown(known: PolicyState, m: EngineMemory, kind: string | null, a: Assessment): boolean {
-  const d = known.data[STATE_KEYS.lastDecision] as DecisionRecord | undefined;
+function sameAsKnown(ks: KnownState, m: EngineMemory, kind: string | null, a: Assessment): boolean {
+  const known = ks.state;
+  const d = ks.decided;
   const knownShots = (known.data[STATE_KEYS.memory] as { one_shots?: Record<string, string> } | undefined)?.one_shots;
   return (
     known.current_replicas === m.current_replicas &&
@@ -173,14 +174,31 @@ function sameAsKnown(known: PolicyState, m: EngineMemory, kind: string | null, a
  * garbage collector copy and promote all of them, three times the cost of the evaluations.
  */
 class KnownState {
+  /** The state without its decision record (see `record`). */
+  readonly state: PolicyState;
+  /** What the steady-state check compares of the stored decision. */
+  readonly decided: Pick<DecisionRecord, 'action' | 'reason_code' | 'current_replicas' | 'desired_replicas'> | undefined;
+  /**
+   * The stored decision record, kept only when this process made it and until a later
+   * evaluation supersedes it. A state read from storage keeps only `decided`: at 10,000 policies
+   * the loaded records were half of the live heap, and V8 lets the heap grow to a multiple of it.
+   */
+  record: DecisionRecord | undefined;
   latest: { policy: Policy; now: Date; observations: ReadonlyMap<string, Observation>; executorReplicas: number | null } | undefined;
   #memory: EngineMemory | undefined;
 
   constructor(
-    readonly state: PolicyState,
+    state: PolicyState,
     readonly fingerprint: string,
     public evaluatedAt: number,
-  ) {}
+    keepRecord: boolean,
+  ) {
+    const { [STATE_KEYS.lastDecision]: stored, ...data } = state.data;
+    const d = stored as DecisionRecord | undefined;
+    this.state = { ...state, data };
+    this.decided = d === undefined ? undefined : { action: d.action, reason_code: d.reason_code, current_replicas: d.current_replicas, desired_replicas: d.desired_replicas };
+    this.record = keepRecord ? d : undefined;
+  }
 
   /** The engine memory in the state, made once (decide() never changes its input). */
   get memory(): EngineMemory {
@@ -197,6 +215,7 @@ class KnownState {
       l.observations = observations;
       l.executorReplicas = executorReplicas;
     }
+    this.record = undefined;
     this.evaluatedAt = now.getTime();
   }
 }
@@ -372,7 +391,7 @@ export class ScalingManager {
     const stored = unknown.length > 0 ? await this.#deps.storage.getStates(unknown.map((s) => s.policy.id)) : new Map<string, PolicyState>();
     for (const slot of unknown) {
       const st = stored.get(slot.policy.id);
-      if (st !== undefined) slot.known = new KnownState(st, fingerprint(st), 0);
+      if (st !== undefined) slot.known = new KnownState(st, fingerprint(st), 0, false);
     }
 
     // Fetches start at once; each policy is evaluated as soon as the last of its own observations
@@ -667,7 +686,7 @@ export class ScalingManager {
 
     // The loop's steady state (no change, nothing to record, the same memory and outcome as
     // stored): nothing to write and no record to build; the state route makes it when asked.
-    if (opts.deferWrite !== undefined && a.action === 'none' && !a.recordBlocked && known !== undefined && sameAsKnown(known.state, next, known.state.last_change_kind, a)) {
+    if (opts.deferWrite !== undefined && a.action === 'none' && !a.recordBlocked && known !== undefined && sameAsKnown(known, next, known.state.last_change_kind, a)) {
       known.steady(policy, now, observations, executorReplicas);
       this.#deps.onDecision?.(outcome, opts.trigger);
       return outcome;
@@ -714,7 +733,7 @@ export class ScalingManager {
       const fp = fingerprint(st);
       if (opts2.now || opts.deferWrite === undefined) await storage.putState(st);
       else if (slot?.known?.fingerprint !== fp) opts.deferWrite.push(st);
-      if (slot !== undefined) slot.known = new KnownState(st, fp, now.getTime());
+      if (slot !== undefined) slot.known = new KnownState(st, fp, now.getTime(), true);
     };
 
     let final = next;
@@ -770,13 +789,17 @@ export class ScalingManager {
   /**
    * The freshest state this manager knows for a policy (it may be newer than storage's), with the
    * latest decision record: after a steady-state evaluation it is made now, by deciding again on
-   * the inputs that evaluation had (decide() is pure, so it is the same record).
+   * the inputs that evaluation had (decide() is pure, so it is the same record). Undefined when
+   * the manager holds nothing newer than the stored state: read that from storage.
    */
   async knownState(policyId: string): Promise<PolicyState | undefined> {
     const known = this.#slots.get(policyId)?.known;
     if (known === undefined) return undefined;
     const latest = known.latest;
-    if (latest === undefined) return known.state;
+    if (latest === undefined) {
+      // Its own record, or none kept: then the stored state is the latest (read it from storage).
+      return known.record === undefined ? undefined : { ...known.state, data: { ...known.state.data, [STATE_KEYS.lastDecision]: known.record } };
+    }
     const input = this.#input(latest.policy, latest.now, latest.observations, latest.executorReplicas, known.memory, false);
     const a = await assess(input);
     return { ...known.state, data: { ...known.state.data, [STATE_KEYS.lastDecision]: explain(input, a) } };
