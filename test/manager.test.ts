@@ -271,3 +271,58 @@ t.test('a steady-state evaluation writes nothing, and the known state carries it
   src.values['lag'] = 30;
   t.same(ScalingManager.lastDecision(await m.knownState(id)), made[1]);
 });
+
+t.test('an executor that answers for many targets is asked once per cycle; a failed or malformed answer falls back to one call per policy', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 10 });
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push(await addPolicy(storage, { name: `many-${i}`, scale_up_rules: [upRule('lag')] }));
+  const singles: string[] = [];
+  const batches: string[][] = [];
+  let mode: 'ok' | 'throw' | 'object' | 'negative' = 'ok';
+  const impl: Executor = {
+    targetTypes: ['cdc-worker'],
+    async getCurrentReplicas(target) {
+      singles.push(target.policyName);
+      return 4;
+    },
+    async getCurrentReplicasMany(targets) {
+      batches.push(targets.map((x) => x.policyName));
+      if (mode === 'throw') throw new Error('the cluster API is down');
+      if (mode === 'object') return Object.fromEntries(targets.map((x) => [x.policyId, 3])) as unknown as Map<string, number>;
+      // One target left out: "cannot tell" (null), so the stored or minimum count is used.
+      return new Map(targets.filter((x) => x.policyName !== 'many-4').map((x) => [x.policyId, mode === 'negative' ? -1 : 3]));
+    },
+    async scale() {},
+  };
+  let now = new Date('2026-01-28T12:00:00Z');
+  const made = new Map<string, { from: string; current: number }>();
+  const m = new ScalingManager({
+    storage,
+    logger: silent,
+    sources: new Map([['prometheus', new IsolatedMetricSource('prometheus', src.impl, 300)]]),
+    executors: new Map([['keda', new IsolatedExecutor('keda', impl, 300)]]),
+    now: () => now,
+    config: { evaluation_interval_ms: 30_000, default_cooldown: 300, default_metric_source: 'prometheus', dry_run: false, max_concurrency: 8, executors: { 'cdc-worker': 'keda' }, prices: {} },
+    onDecision: (o) => {
+      const r = o.record();
+      made.set(r.policy_name, { from: r.current_replicas_from, current: r.current_replicas });
+    },
+  });
+  await m.runCycle();
+  t.equal(batches.length, 1, 'one call for the cycle');
+  t.same([...(batches[0] ?? [])].sort(), ['many-0', 'many-1', 'many-2', 'many-3', 'many-4'], 'with every target');
+  t.same(singles, [], 'no call per policy');
+  t.same(made.get('many-0'), { from: 'executor', current: 3 }, 'the answer is used');
+  t.same(made.get('many-4'), { from: 'min_replicas', current: 1 }, 'a target left out is "cannot tell"');
+
+  for (const bad of ['throw', 'object', 'negative'] as const) {
+    mode = bad;
+    singles.length = 0;
+    now = new Date(now.getTime() + 30_000);
+    await m.runCycle();
+    t.same([...singles].sort(), ['many-0', 'many-1', 'many-2', 'many-3', 'many-4'], `${bad}: each policy is asked on its own`);
+    t.same(made.get('many-0'), { from: 'executor', current: 4 }, `${bad}: with the single answers`);
+  }
+  t.equal(batches.length, 4, 'the batch is tried again every cycle');
+});

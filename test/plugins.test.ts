@@ -146,6 +146,10 @@ t.test('plugin config defaults come from the plugin schema; keda keeps counts pe
   t.equal(await keda?.getCurrentReplicas(target), null, 'a dry run changes nothing');
   await keda?.scale(target, 4, { dryRun: false, reason: 'test' });
   t.equal(await keda?.getCurrentReplicas(target), 4);
+  t.equal(keda?.answersMany, true, 'keda answers for many targets in one call');
+  const other = { ...target, policyId: 'q', policyName: 'q' };
+  t.same([...((await keda?.getCurrentReplicasMany([target, other])) ?? [])], [['p', 4], ['q', null]], 'the same counts, by policy id');
+  t.equal(pm.executors.get('logger')?.answersMany, false);
   t.equal(await pm.executors.get('logger')?.getCurrentReplicas({ ...target, targetType: 'nodes' }), null);
   const prom = pm.sources.get('prometheus');
   const err = await prom?.instantQuery({ query: 'up', aggregation: 'max', time: new Date() }).catch((e: unknown) => e);

@@ -21,6 +21,10 @@ export default function createKedaExecutor(ctx) {
     async getCurrentReplicas(target) {
       return replicas.get(key(target)) ?? null;
     },
+    // One call for every target the loop holds (a real cluster would list its ScaledObjects once).
+    async getCurrentReplicasMany(targets) {
+      return new Map(targets.map((t) => [t.policyId, replicas.get(key(t)) ?? null]));
+    },
     async scale(target, count, opts) {
       const scaledObject = `${ctx.config.namespace}/${target.targetType}-${target.targetId ?? target.policyName}`;
       if (opts.dryRun) {

@@ -220,6 +220,11 @@ class KnownState {
   }
 }
 
+/** What an executor is told about the target of a policy. */
+function targetOf(policy: Policy): ScaleTarget {
+  return { policyId: policy.id, policyName: policy.name, targetType: policy.target_type, targetId: policy.target_id };
+}
+
 /** One enabled policy as the loop holds it between cycles (see ScalingManager.#slots). */
 class Slot {
   known: KnownState | undefined;
@@ -397,6 +402,8 @@ export class ScalingManager {
     // Fetches start at once; each policy is evaluated as soon as the last of its own observations
     // is in (a count per policy, not a Promise.all per policy), overlapping the slowest queries.
     const { pending, fetches } = this.#startFetches(policies, now);
+    // Executors that answer for many targets are asked once, while the fetches run.
+    const replicas = await this.#replicasOfMany(held);
     const observations = new Map<string, Observation>();
     let fetchErrors = 0;
     let fetchedAt = 0;
@@ -408,7 +415,7 @@ export class ScalingManager {
     const evaluateOne = async (slot: Slot): Promise<void> => {
       const policy = slot.policy;
       try {
-        const outcome = await slots.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot })));
+        const outcome = await slots.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot, replicas })));
         const k = outcome.action === 'none' ? outcome.reason_code : outcome.action;
         outcomes[k] = (outcomes[k] ?? 0) + 1;
       } catch (err) {
@@ -500,6 +507,35 @@ export class ScalingManager {
     this.#deps.logger.debug(report, 'evaluation cycle done');
     this.#deps.onCycle?.(report);
     return report;
+  }
+
+  /**
+   * Current replicas from the executors that answer for many targets in one call, by policy id;
+   * undefined when none does. An executor whose call fails is left out (logged): its policies
+   * ask one by one this cycle.
+   */
+  async #replicasOfMany(held: readonly Slot[]): Promise<Map<string, number | null> | undefined> {
+    const byExecutor = new Map<IsolatedExecutor, ScaleTarget[]>();
+    for (const slot of held) {
+      const { executor } = this.executorFor(slot.policy);
+      if (executor === undefined || !executor.answersMany) continue;
+      const list = byExecutor.get(executor);
+      const target = targetOf(slot.policy);
+      if (list === undefined) byExecutor.set(executor, [target]);
+      else list.push(target);
+    }
+    if (byExecutor.size === 0) return undefined;
+    const out = new Map<string, number | null>();
+    await Promise.all(
+      [...byExecutor].map(async ([executor, targets]) => {
+        try {
+          for (const [id, n] of await executor.getCurrentReplicasMany(targets)) out.set(id, n);
+        } catch (err) {
+          this.#deps.logger.warn({ executor: executor.name, targets: targets.length, err: (err as Error).message }, 'executor could not report the replicas of its targets in one call; asking per policy this cycle');
+        }
+      }),
+    );
+    return out;
   }
 
   /** Starts one request per distinct (source, query, aggregation, window) across the given policies. */
@@ -627,16 +663,18 @@ export class ScalingManager {
     policy: Policy,
     now: Date,
     observations: ReadonlyMap<string, Observation>,
-    opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean; deferWrite?: PolicyState[]; slot?: Slot },
+    opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean; deferWrite?: PolicyState[]; slot?: Slot; replicas?: ReadonlyMap<string, number | null> | undefined },
   ): Promise<EvaluationOutcome> {
     const { storage, logger } = this.#deps;
     // A child logger per evaluation is costly at 10,000 policies a cycle: made only when a line is written.
     let child: Logger | undefined;
     const log = (): Logger => (child ??= logger.child({ policy_id: policy.id, policy: policy.name }));
-    const target: ScaleTarget = { policyId: policy.id, policyName: policy.name, targetType: policy.target_type, targetId: policy.target_id };
+    const target = targetOf(policy);
     const { name: executorName, executor } = this.executorFor(policy);
     let executorReplicas: number | null = null;
-    if (executor !== undefined) {
+    const answered = opts.replicas?.get(policy.id);
+    if (answered !== undefined) executorReplicas = answered;
+    else if (executor !== undefined) {
       try {
         executorReplicas = await executor.getCurrentReplicas(target);
       } catch (err) {

@@ -104,6 +104,13 @@ export interface Executor {
   readonly targetTypes: readonly string[];
   /** Current replicas, or null when the executor cannot tell. */
   getCurrentReplicas(target: ScaleTarget, opts: { signal: AbortSignal }): Promise<number | null>;
+  /**
+   * Optional: the current replicas of many targets in one call, by policy id (a target left out,
+   * or null, means the executor cannot tell). The loop asks once per cycle for all the policies
+   * the executor serves instead of once per policy: one list call to a cluster API rather than
+   * thousands. If it fails, the loop asks per policy that cycle.
+   */
+  getCurrentReplicasMany?(targets: readonly ScaleTarget[], opts: { signal: AbortSignal }): Promise<ReadonlyMap<string, number | null>>;
   /** Sets the replica count; throws when it cannot. */
   scale(target: ScaleTarget, replicas: number, opts: ScaleOptions): Promise<void>;
   close?(): Promise<void>;
