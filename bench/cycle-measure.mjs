@@ -22,6 +22,7 @@ const WARMUP_CYCLES = Number(env['WARMUP_CYCLES'] ?? 10);
 const MEASURED_CYCLES = Number(env['CYCLES'] ?? 5);
 const INTERVAL_S = 30;
 const PROFILE_DIR = env['CPU_PROF_DIR'];
+const PAUSE_MS = Number(env['PAUSE_MS'] ?? 0);
 /** @param {number} i */
 const query = (i) => `max(philotes_bench_lag_seconds{series="s${i}"})`;
 
@@ -115,6 +116,8 @@ function memory() {
 /** @param {NodeJS.CpuUsage} u */
 const ms = (u) => ((u.user + u.system) / 1000).toFixed(0);
 for (let c = 0; c < MEASURED_CYCLES; c++) {
+  // PAUSE_MS: idle time before each measured round, as the daemon has between cycles.
+  if (PAUSE_MS > 0) await new Promise((r) => setTimeout(r, PAUSE_MS));
   const before = await requestCounts();
   await session?.post('Profiler.start');
   const cpu0 = process.cpuUsage();

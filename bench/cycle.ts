@@ -3,11 +3,12 @@
 // Prometheus's own prometheus_http_requests_total), RSS, and the ratio of the cycle time to the
 // time the same distinct queries take when issued directly with the same concurrency.
 // Goals: <= 2 s at 10,000 policies; requests per cycle = distinct queries; ratio <= 1.5; RSS <= 300 MB.
-// Run: npm run bench:cycle   (POLICIES=1000,10000 to choose sizes; VERBOSE=1 prints phases and CPU
-// times; CPU_PROF_DIR=dir writes a .cpuprofile of each measured cycle and direct run;
-// WARMUP_CYCLES, CYCLES; needs prometheus on PATH). This process seeds the database and runs
-// Prometheus and its exporter; the cycles run in bench/cycle-measure.mjs, a fresh plain-Node
-// process on the build (npm run build), as npm start runs the daemon.
+// Run: npm run bench:cycle   (POLICIES=1000,10000 to choose sizes; VERBOSE=1 prints phases, CPU
+// times and memory; CPU_PROF_DIR=dir writes a .cpuprofile of each measured cycle and direct run;
+// WARMUP_CYCLES, CYCLES; PAUSE_MS idles before each measured round, as the daemon does between
+// cycles; needs prometheus on PATH). This process seeds the database and runs Prometheus and its
+// exporter; the cycles run in bench/cycle-measure.mjs, a fresh plain-Node process on the build
+// (npm run build), as npm start runs the daemon.
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
