@@ -64,7 +64,10 @@ function describeRule(r: RuleRecord): string {
   return r.window_seconds > 0 ? `${cond} for ${formatDuration(r.window_seconds)}` : cond;
 }
 
-function activeSchedules(policy: Policy, now: Date, intervalSeconds: number, memory: EngineMemory) {
+const NO_SCHEDULES: { window: ActiveSchedule | undefined; oneShot: ActiveSchedule | undefined } = Object.freeze({ window: undefined, oneShot: undefined });
+
+function activeSchedules(policy: Policy, now: Date, intervalSeconds: number, memory: EngineMemory): { window: ActiveSchedule | undefined; oneShot: ActiveSchedule | undefined } {
+  if (policy.schedules.length === 0) return NO_SCHEDULES;
   let window: ActiveSchedule | undefined;
   let oneShot: ActiveSchedule | undefined;
   policy.schedules.forEach((schedule, index) => {
@@ -424,13 +427,23 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
 }
 
 /** The human sentence of an outcome (DESIGN.md step 9). */
+/** A sentence with the adjustments that shaped the outcome appended in parentheses. */
+function withAdjustments(reason: string, adjustments: readonly AdjustmentRecord[]): string {
+  return adjustments.length > 0 ? `${reason.slice(0, -1)} (${adjustments.map((x) => x.detail).join('; ')}).` : reason;
+}
+
+/** The rules that triggered, in words ("m > 60 for 1m and ..."). */
+function heldTextOf(rules: readonly RuleRecord[], triggered: readonly string[]): string {
+  return rules
+    .filter((r) => triggered.includes(r.id))
+    .map(describeRule)
+    .join(' and ');
+}
+
 function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], triggered: readonly string[]): string {
   const { current, desired: final, schedule, adjustments } = a;
-  const held = rules.filter((r) => triggered.includes(r.id)).map(describeRule);
-  const heldText = held.length > 0 ? held.join(' and ') : '';
   const verb = `from ${current} to ${final}`;
   const up = final > current;
-  const withAdjustments = (reason: string): string => (adjustments.length > 0 ? `${reason.slice(0, -1)} (${adjustments.map((x) => x.detail).join('; ')}).` : reason);
   switch (a.reasonCode) {
     case 'disabled':
       return `Policy ${p.name} is disabled: nothing is changed.`;
@@ -438,27 +451,28 @@ function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], trigge
     case 'schedule_fired':
       return withAdjustments(
         `Scheduled ${verb}: "${schedule?.cron_expression}" (${schedule?.timezone}) fired at ${schedule?.fired_at}${schedule !== null && schedule.until !== null ? `, ${schedule.mode} window until ${schedule.until}` : ''}.`,
+        adjustments,
       );
     case 'fallback':
-      return withAdjustments(`Fallback ${verb}: metrics failed in ${a.failures} consecutive evaluations (after_failures ${p.fallback?.after_failures}).`);
+      return withAdjustments(`Fallback ${verb}: metrics failed in ${a.failures} consecutive evaluations (after_failures ${p.fallback?.after_failures}).`, adjustments);
     case 'rules_held':
-      return withAdjustments(`Scaled ${up ? 'up' : 'down'} ${verb}: ${heldText}.`);
+      return withAdjustments(`Scaled ${up ? 'up' : 'down'} ${verb}: ${heldTextOf(rules, triggered)}.`, adjustments);
     case 'out_of_bounds':
       return `Scaled ${up ? 'up' : 'down'} ${verb} to respect ${adjustments.map((x) => x.kind).join(', ') || 'the bounds'}.`;
     case 'cooldown':
-      return `Rules wanted ${a.settledTarget} (${heldText}) but cooldown holds ${current}: ${adjustments.find((x) => x.kind === 'cooldown')?.detail ?? ''}.`;
+      return `Rules wanted ${a.settledTarget} (${heldTextOf(rules, triggered)}) but cooldown holds ${current}: ${adjustments.find((x) => x.kind === 'cooldown')?.detail ?? ''}.`;
     case 'schedule_hold':
       return schedule !== null
         ? `The schedule "${schedule.cron_expression}" holds ${current} replicas${schedule.until !== null ? ` until ${schedule.until}` : ''}${a.chosen !== null ? '; rules were evaluated but suppressed' : ''}.`
         : `The schedule holds ${current} replicas.`;
     case 'cost_capped':
-      return `Scale-up rules held (${heldText}) but the cost cap allows no more than ${current}: ${adjustments.find((x) => x.kind === 'cost_cap')?.detail ?? ''}.`;
+      return `Scale-up rules held (${heldTextOf(rules, triggered)}) but the cost cap allows no more than ${current}: ${adjustments.find((x) => x.kind === 'cost_cap')?.detail ?? ''}.`;
     case 'at_max':
-      return `Scale-up rules held (${heldText}) but ${current} is already max_replicas ${p.max_replicas}.`;
+      return `Scale-up rules held (${heldTextOf(rules, triggered)}) but ${current} is already max_replicas ${p.max_replicas}.`;
     case 'at_min':
       return current === 0
-        ? `Scale-down rules held (${heldText}) but the target is already scaled to zero.`
-        : `Scale-down rules held (${heldText}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
+        ? `Scale-down rules held (${heldTextOf(rules, triggered)}) but the target is already scaled to zero.`
+        : `Scale-down rules held (${heldTextOf(rules, triggered)}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
     case 'metric_error': {
       const errs = rules.filter((r) => r.error !== null);
       return `No change: ${errs.length} rule${errs.length === 1 ? '' : 's'} had no usable metric (${errs.map((r) => `${r.metric}: ${r.error}`).join('; ')})${a.driver === 'fallback' ? `; holding fallback ${current}` : ''}.`;
@@ -472,21 +486,33 @@ function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], trigge
   }
 }
 
+/** Appends the records of one direction's rules, and the ids of those that triggered the chosen direction. */
+function explainRules(
+  input: DecisionInput,
+  list: readonly Rule[],
+  verdicts: readonly RuleVerdict[],
+  direction: RuleRecord['direction'],
+  chosen: Assessment['chosen'],
+  rules: RuleRecord[],
+  triggered: string[],
+): void {
+  for (let i = 0; i < list.length; i++) {
+    const rule = list[i] as Rule;
+    const v = verdicts[i] as RuleVerdict;
+    // The observation itself is read again only to quote a source's error.
+    const obs = v.miss === 'source_error' ? input.observations.get(observationKey(rule, input.defaultSource)) : undefined;
+    rules.push(ruleRecord(rule, direction, rule.source ?? input.defaultSource, obs, ruleWindow(rule, input.now, input.intervalSeconds), v));
+    if (chosen === direction && v.held) triggered.push(rule.id);
+  }
+}
+
 /** The decision record of an assessment: every rule's check, the directions, and the outcome in words. */
 export function explain(input: DecisionInput, a: Assessment): DecisionRecord {
   const p = input.policy;
   const rules: RuleRecord[] = [];
   const triggered: string[] = [];
-  const add = (list: readonly Rule[], verdicts: readonly RuleVerdict[], direction: RuleRecord['direction']): void => {
-    list.forEach((rule, i) => {
-      const v = verdicts[i] as RuleVerdict;
-      const key = observationKey(rule, input.defaultSource);
-      rules.push(ruleRecord(rule, direction, rule.source ?? input.defaultSource, input.observations.get(key), ruleWindow(rule, input.now, input.intervalSeconds), v));
-      if (a.chosen === direction && v.held) triggered.push(rule.id);
-    });
-  };
-  add(p.scale_up_rules, a.up, 'scale_up');
-  add(p.scale_down_rules, a.down, 'scale_down');
+  explainRules(input, p.scale_up_rules, a.up, 'scale_up', a.chosen, rules, triggered);
+  explainRules(input, p.scale_down_rules, a.down, 'scale_down', a.chosen, rules, triggered);
   const directions = {
     scale_up: { match: p.scale_up_match, rules: a.up.length, held: a.combined.up, step: a.upStep } satisfies DirectionRecord,
     scale_down: { match: p.scale_down_match, rules: a.down.length, held: a.combined.down, step: a.downStep } satisfies DirectionRecord,
