@@ -239,17 +239,29 @@ t.test('a source without range queries: the engine keeps observations, and the w
   t.equal(ScalingManager.lastDecision(await storage.getState(id))?.reason_code, 'no_rule_held');
 });
 
-t.test('a steady-state evaluation writes nothing, and the known state carries its decision record, the one onDecision made', async (t) => {
+for (const many of [false, true]) {
+t.test(`a steady-state evaluation writes nothing, and the known state carries its decision record, the one onDecision made (${many ? 'replicas answered for all targets at once: decided synchronously' : 'replicas asked per policy'})`, async (t) => {
   const storage = await tempStorage(t);
   const src = scriptedSource({ lag: 10 });
   const id = await addPolicy(storage, { name: 'steady', scale_up_rules: [upRule('lag')] });
   let now = new Date('2026-01-28T12:00:00Z');
   const made: Array<Record<string, unknown>> = [];
+  const base = scriptedExecutor().impl;
+  const batches: number[] = [];
+  const executor: Executor = many
+    ? {
+        ...base,
+        async getCurrentReplicasMany(targets) {
+          batches.push(targets.length);
+          return new Map(targets.map((x) => [x.policyId, 2]));
+        },
+      }
+    : base;
   const m = new ScalingManager({
     storage,
     logger: silent,
     sources: new Map([['prometheus', new IsolatedMetricSource('prometheus', src.impl, 300)]]),
-    executors: new Map([['keda', new IsolatedExecutor('keda', scriptedExecutor().impl, 300)]]),
+    executors: new Map([['keda', new IsolatedExecutor('keda', executor, 300)]]),
     now: () => now,
     config: { evaluation_interval_ms: 30_000, default_cooldown: 300, default_metric_source: 'prometheus', dry_run: false, max_concurrency: 8, executors: { 'cdc-worker': 'keda' }, prices: {} },
     onDecision: (outcome) => made.push(outcome.record() as unknown as Record<string, unknown>),
@@ -270,7 +282,9 @@ t.test('a steady-state evaluation writes nothing, and the known state carries it
   // A later change of the source does not leak into the record of an evaluation already made.
   src.values['lag'] = 30;
   t.same(ScalingManager.lastDecision(await m.knownState(id)), made[1]);
+  if (many) t.same(batches, [1, 1], 'one batch per cycle');
 });
+}
 
 t.test('an executor that answers for many targets is asked once per cycle; a failed or malformed answer falls back to one call per policy', async (t) => {
   const storage = await tempStorage(t);
@@ -325,4 +339,39 @@ t.test('an executor that answers for many targets is asked once per cycle; a fai
     t.same(made.get('many-0'), { from: 'executor', current: 4 }, `${bad}: with the single answers`);
   }
   t.equal(batches.length, 4, 'the batch is tried again every cycle');
+});
+
+t.test('the synchronous steady-state path never runs while a manual evaluation holds the policy', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 1 });
+  const id = await addPolicy(storage, { name: 'held', scale_up_rules: [upRule('lag')] });
+  const impl: Executor = {
+    targetTypes: ['cdc-worker'],
+    async getCurrentReplicas() {
+      await new Promise((r) => setTimeout(r, 50)); // the manual evaluation holds the lock meanwhile
+      return 2;
+    },
+    async getCurrentReplicasMany(targets) {
+      return new Map(targets.map((x) => [x.policyId, 2]));
+    },
+    async scale() {},
+  };
+  const order: string[] = [];
+  const m = new ScalingManager({
+    storage,
+    logger: silent,
+    sources: new Map([['prometheus', new IsolatedMetricSource('prometheus', src.impl, 300)]]),
+    executors: new Map([['keda', new IsolatedExecutor('keda', impl, 300)]]),
+    now: () => new Date('2026-01-28T12:00:00Z'),
+    config: { evaluation_interval_ms: 30_000, default_cooldown: 300, default_metric_source: 'prometheus', dry_run: false, max_concurrency: 8, executors: { 'cdc-worker': 'keda' }, prices: {} },
+    onDecision: (_, trigger) => order.push(trigger),
+  });
+  await m.runCycle(); // the state is known from here on: later cycles are steady
+  await m.runCycle();
+  t.same(order, ['loop', 'loop']);
+  const policy = await storage.getPolicy(id);
+  if (policy === undefined) throw new Error('policy missing');
+  order.length = 0;
+  await Promise.all([m.evaluateNow(policy, { dryRun: true }), m.runCycle()]);
+  t.same(order, ['api', 'loop'], 'the loop waited for the manual evaluation');
 });

@@ -166,6 +166,11 @@ function sameAsKnown(ks: KnownState, m: EngineMemory, kind: string | null, a: As
   );
 }
 
+/** A loop evaluation that changes nothing, records nothing and has the outcome already stored. */
+function isSteady(a: Assessment, known: KnownState): boolean {
+  return a.action === 'none' && !a.recordBlocked && sameAsKnown(known, a.memory, known.state.last_change_kind, a);
+}
+
 /**
  * What the manager knows of one policy's state: the state as stored (and its fingerprint), and,
  * after a steady-state evaluation that wrote nothing, the inputs that evaluation had besides the
@@ -412,15 +417,34 @@ export class ScalingManager {
     const outcomes: Record<string, number> = {};
     let errors = 0;
     const defaultSource = this.#deps.config.default_metric_source;
+    const count = (outcome: EvaluationOutcome): void => {
+      const k = outcome.action === 'none' ? outcome.reason_code : outcome.action;
+      outcomes[k] = (outcomes[k] ?? 0) + 1;
+    };
+    const failed = (policy: Policy, err: unknown): void => {
+      errors++;
+      this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
+    };
+    /**
+     * Most policies in most cycles are a steady state decided without waiting for anything: done
+     * synchronously, with no promise, lock or concurrency slot. True when it was.
+     */
+    const steadyNow = (slot: Slot): boolean => {
+      try {
+        const outcome = this.#steadyNow(slot, now, observations, replicas);
+        if (outcome === undefined) return false;
+        count(outcome);
+      } catch (err) {
+        failed(slot.policy, err);
+      }
+      return true;
+    };
     const evaluateOne = async (slot: Slot): Promise<void> => {
       const policy = slot.policy;
       try {
-        const outcome = await slots.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot, replicas })));
-        const k = outcome.action === 'none' ? outcome.reason_code : outcome.action;
-        outcomes[k] = (outcomes[k] ?? 0) + 1;
+        count(await slots.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot, replicas }))));
       } catch (err) {
-        errors++;
-        this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
+        failed(policy, err);
       }
     };
     const waiting = new Map<string, Slot[]>();
@@ -436,7 +460,7 @@ export class ScalingManager {
         while (queue.length > 0) {
           // Start a batch without waiting for it to finish: a slow executor call in one
           // evaluation must not hold back the others.
-          for (const slot of queue.splice(0, EVALUATION_BATCH)) running.push(evaluateOne(slot));
+          for (const slot of queue.splice(0, EVALUATION_BATCH)) if (!steadyNow(slot)) running.push(evaluateOne(slot));
           if (queue.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
         }
       } finally {
@@ -659,6 +683,29 @@ export class ScalingManager {
     return outcome.record();
   }
 
+  /**
+   * The loop's evaluation of a policy when it can be done synchronously and is a steady state
+   * (the same checks and outcome as #evaluate would reach): its executor answered in the cycle's
+   * batch, its state is known and carries no interrupted change, nothing else holds its lock, the
+   * rules engine has seen this verdict vector, and the outcome is the stored one with nothing to
+   * record. Being synchronous, nothing can interleave, so it needs no lock. Undefined (and
+   * nothing changed) when any of that does not hold; #evaluate then does the whole evaluation.
+   */
+  #steadyNow(slot: Slot, now: Date, observations: ReadonlyMap<string, Observation>, replicas: ReadonlyMap<string, number | null> | undefined): EvaluationOutcome | undefined {
+    const known = slot.known;
+    const policy = slot.policy;
+    if (known === undefined || slot.lock.locked || replicas === undefined) return undefined;
+    const executorReplicas = replicas.get(policy.id);
+    if (executorReplicas === undefined || (known.state.data['pending'] ?? null) !== null) return undefined;
+    const input = this.#input(policy, now, observations, executorReplicas, known.memory, false);
+    const a = assess(input);
+    if (a instanceof Promise || !isSteady(a, known)) return undefined;
+    const outcome = new EvaluationOutcome(input, a);
+    known.steady(policy, now, observations, executorReplicas);
+    this.#deps.onDecision?.(outcome, 'loop');
+    return outcome;
+  }
+
   async #evaluate(
     policy: Policy,
     now: Date,
@@ -724,7 +771,7 @@ export class ScalingManager {
 
     // The loop's steady state (no change, nothing to record, the same memory and outcome as
     // stored): nothing to write and no record to build; the state route makes it when asked.
-    if (opts.deferWrite !== undefined && a.action === 'none' && !a.recordBlocked && known !== undefined && sameAsKnown(known, next, known.state.last_change_kind, a)) {
+    if (opts.deferWrite !== undefined && known !== undefined && isSteady(a, known)) {
       known.steady(policy, now, observations, executorReplicas);
       this.#deps.onDecision?.(outcome, opts.trigger);
       return outcome;

@@ -23,6 +23,11 @@ export class Mutex {
   #locked = false;
   readonly #waiting: Array<() => void> = [];
 
+  /** Whether a run() holds the lock now (work done synchronously while it is free needs no lock). */
+  get locked(): boolean {
+    return this.#locked;
+  }
+
   // An uncontended run costs one async call: the loop takes a lock per policy per cycle, and a
   // promise chain per lock was a visible share of a 10,000-policy cycle.
   async run<T>(fn: () => Promise<T> | T): Promise<T> {
