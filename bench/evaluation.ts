@@ -78,6 +78,10 @@ const executor = new IsolatedExecutor(
     async getCurrentReplicas(t) {
       return replicas.get(t.policyName) ?? null;
     },
+    // Like the bundled keda executor: one call for every target of the cycle.
+    async getCurrentReplicasMany(targets) {
+      return new Map(targets.map((t) => [t.policyId, replicas.get(t.policyName) ?? null]));
+    },
     async scale(t, n) {
       replicas.set(t.policyName, n);
     },

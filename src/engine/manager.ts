@@ -235,6 +235,8 @@ class Slot {
   known: KnownState | undefined;
   /** Observations this cycle still waits for before the policy can be evaluated. */
   missing = 0;
+  /** The replicas its executor answered for this cycle in one call for many targets, if it did. */
+  answered: number | null | undefined;
 
   constructor(
     public policy: Policy,
@@ -408,7 +410,7 @@ export class ScalingManager {
     // is in (a count per policy, not a Promise.all per policy), overlapping the slowest queries.
     const { pending, fetches } = this.#startFetches(policies, now);
     // Executors that answer for many targets are asked once, while the fetches run.
-    const replicas = await this.#replicasOfMany(held);
+    await this.#replicasOfMany(held);
     const observations = new Map<string, Observation>();
     let fetchErrors = 0;
     let fetchedAt = 0;
@@ -431,7 +433,7 @@ export class ScalingManager {
      */
     const steadyNow = (slot: Slot): boolean => {
       try {
-        const outcome = this.#steadyNow(slot, now, observations, replicas);
+        const outcome = this.#steadyNow(slot, now, observations);
         if (outcome === undefined) return false;
         count(outcome);
       } catch (err) {
@@ -442,7 +444,7 @@ export class ScalingManager {
     const evaluateOne = async (slot: Slot): Promise<void> => {
       const policy = slot.policy;
       try {
-        count(await slots.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot, replicas }))));
+        count(await slots.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot }))));
       } catch (err) {
         failed(policy, err);
       }
@@ -534,32 +536,30 @@ export class ScalingManager {
   }
 
   /**
-   * Current replicas from the executors that answer for many targets in one call, by policy id;
-   * undefined when none does. An executor whose call fails is left out (logged): its policies
-   * ask one by one this cycle.
+   * Asks the executors that answer for many targets in one call for the replicas of all their
+   * policies, and puts each answer on its slot (`answered`; undefined when its executor does not
+   * answer in one call, or its call failed: logged, and those policies ask one by one this cycle).
    */
-  async #replicasOfMany(held: readonly Slot[]): Promise<Map<string, number | null> | undefined> {
-    const byExecutor = new Map<IsolatedExecutor, ScaleTarget[]>();
+  async #replicasOfMany(held: readonly Slot[]): Promise<void> {
+    const byExecutor = new Map<IsolatedExecutor, Slot[]>();
     for (const slot of held) {
+      slot.answered = undefined;
       const { executor } = this.executorFor(slot.policy);
       if (executor === undefined || !executor.answersMany) continue;
       const list = byExecutor.get(executor);
-      const target = targetOf(slot.policy);
-      if (list === undefined) byExecutor.set(executor, [target]);
-      else list.push(target);
+      if (list === undefined) byExecutor.set(executor, [slot]);
+      else list.push(slot);
     }
-    if (byExecutor.size === 0) return undefined;
-    const out = new Map<string, number | null>();
     await Promise.all(
-      [...byExecutor].map(async ([executor, targets]) => {
+      [...byExecutor].map(async ([executor, slots]) => {
         try {
-          for (const [id, n] of await executor.getCurrentReplicasMany(targets)) out.set(id, n);
+          const answers = await executor.getCurrentReplicasMany(slots.map((s) => targetOf(s.policy)));
+          for (let i = 0; i < slots.length; i++) (slots[i] as Slot).answered = answers[i] ?? null;
         } catch (err) {
-          this.#deps.logger.warn({ executor: executor.name, targets: targets.length, err: (err as Error).message }, 'executor could not report the replicas of its targets in one call; asking per policy this cycle');
+          this.#deps.logger.warn({ executor: executor.name, targets: slots.length, err: (err as Error).message }, 'executor could not report the replicas of its targets in one call; asking per policy this cycle');
         }
       }),
     );
-    return out;
   }
 
   /** Starts one request per distinct (source, query, aggregation, window) across the given policies. */
@@ -691,12 +691,11 @@ export class ScalingManager {
    * record. Being synchronous, nothing can interleave, so it needs no lock. Undefined (and
    * nothing changed) when any of that does not hold; #evaluate then does the whole evaluation.
    */
-  #steadyNow(slot: Slot, now: Date, observations: ReadonlyMap<string, Observation>, replicas: ReadonlyMap<string, number | null> | undefined): EvaluationOutcome | undefined {
+  #steadyNow(slot: Slot, now: Date, observations: ReadonlyMap<string, Observation>): EvaluationOutcome | undefined {
     const known = slot.known;
     const policy = slot.policy;
-    if (known === undefined || slot.lock.locked || replicas === undefined) return undefined;
-    const executorReplicas = replicas.get(policy.id);
-    if (executorReplicas === undefined || (known.state.data['pending'] ?? null) !== null) return undefined;
+    const executorReplicas = slot.answered;
+    if (known === undefined || executorReplicas === undefined || slot.lock.locked || (known.state.data['pending'] ?? null) !== null) return undefined;
     const input = this.#input(policy, now, observations, executorReplicas, known.memory, false);
     const a = assess(input);
     if (a instanceof Promise || !isSteady(a, known)) return undefined;
@@ -710,7 +709,7 @@ export class ScalingManager {
     policy: Policy,
     now: Date,
     observations: ReadonlyMap<string, Observation>,
-    opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean; deferWrite?: PolicyState[]; slot?: Slot; replicas?: ReadonlyMap<string, number | null> | undefined },
+    opts: { trigger: 'loop' | 'api'; requestDryRun?: boolean; deferWrite?: PolicyState[]; slot?: Slot },
   ): Promise<EvaluationOutcome> {
     const { storage, logger } = this.#deps;
     // A child logger per evaluation is costly at 10,000 policies a cycle: made only when a line is written.
@@ -719,7 +718,8 @@ export class ScalingManager {
     const target = targetOf(policy);
     const { name: executorName, executor } = this.executorFor(policy);
     let executorReplicas: number | null = null;
-    const answered = opts.replicas?.get(policy.id);
+    // The loop's cycle asked executors that answer for many targets once (a manual evaluation asks now).
+    const answered = opts.trigger === 'loop' ? opts.slot?.answered : undefined;
     if (answered !== undefined) executorReplicas = answered;
     else if (executor !== undefined) {
       try {

@@ -213,18 +213,22 @@ export class IsolatedExecutor {
     return typeof this.impl.getCurrentReplicasMany === 'function';
   }
 
-  /** Current replicas of many targets in one call (see Executor.getCurrentReplicasMany), checked like single answers. */
-  getCurrentReplicasMany(targets: readonly ScaleTarget[]): Promise<Map<string, number | null>> {
+  /**
+   * Current replicas of many targets in one call (see Executor.getCurrentReplicasMany), checked
+   * like single answers; one answer per target, in the targets' order.
+   */
+  getCurrentReplicasMany(targets: readonly ScaleTarget[]): Promise<Array<number | null>> {
     const many = this.impl.getCurrentReplicasMany;
     if (many === undefined) return Promise.reject(new PluginCallError(this.name, 'getCurrentReplicasMany', 'unsupported', 'answers one target at a time'));
     return isolate(this.name, 'getCurrentReplicasMany', this.timeoutMs, async (lazy) => {
       const answer: unknown = await many.call(this.impl, targets, new SignalOption(lazy));
       if (!(answer instanceof Map)) throw new PluginCallError(this.name, 'getCurrentReplicasMany', 'malformed', 'did not answer a Map of policy id to replicas');
-      const out = new Map<string, number | null>();
-      for (const t of targets) {
+      const out = new Array<number | null>(targets.length);
+      for (let i = 0; i < targets.length; i++) {
+        const t = targets[i] as ScaleTarget;
         const n: unknown = answer.get(t.policyId);
-        if (n === null || n === undefined) out.set(t.policyId, null);
-        else if (typeof n === 'number' && Number.isInteger(n) && n >= 0) out.set(t.policyId, n);
+        if (n === null || n === undefined) out[i] = null;
+        else if (typeof n === 'number' && Number.isInteger(n) && n >= 0) out[i] = n;
         else throw new PluginCallError(this.name, 'getCurrentReplicasMany', 'malformed', `answered ${JSON.stringify(n)} for policy ${t.policyId}, not a non-negative integer or null`);
       }
       return out;
