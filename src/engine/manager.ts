@@ -149,14 +149,14 @@ function policyKeys(policy: Policy, defaultSource: string): string[] {
 function sameAsKnown(ks: KnownState, m: EngineMemory, kind: string | null, a: Assessment): boolean {
   const known = ks.state;
   const d = ks.decided;
-  const knownShots = (known.data[STATE_KEYS.memory] as { one_shots?: Record<string, string> } | undefined)?.one_shots;
+  const knownShots = ks.shots;
   return (
     known.current_replicas === m.current_replicas &&
     known.last_change_at === m.last_change_at &&
     known.last_change_kind === kind &&
     known.consecutive_failures === m.consecutive_failures &&
     known.last_blocked === m.last_blocked &&
-    (known.data['pending'] ?? null) === null &&
+    !ks.pending &&
     d !== undefined &&
     d.action === a.action &&
     d.reason_code === a.reasonCode &&
@@ -189,6 +189,10 @@ class KnownState {
    * the loaded records were half of the live heap, and V8 lets the heap grow to a multiple of it.
    */
   record: DecisionRecord | undefined;
+  /** Whether the state carries an interrupted change (`data.pending`). */
+  readonly pending: boolean;
+  /** The one-shot schedules already applied (`data.memory.one_shots`). */
+  readonly shots: Record<string, string> | undefined;
   latest: { policy: Policy; now: Date; observations: ReadonlyMap<string, Observation>; executorReplicas: number | null } | undefined;
   #memory: EngineMemory | undefined;
 
@@ -203,6 +207,9 @@ class KnownState {
     this.state = { ...state, data };
     this.decided = d === undefined ? undefined : { action: d.action, reason_code: d.reason_code, current_replicas: d.current_replicas, desired_replicas: d.desired_replicas };
     this.record = keepRecord ? d : undefined;
+    // Kept flat: the steady-state check reads them for 10,000 policies a cycle.
+    this.pending = (data['pending'] ?? null) !== null;
+    this.shots = (data[STATE_KEYS.memory] as { one_shots?: Record<string, string> } | undefined)?.one_shots;
   }
 
   /** The engine memory in the state, made once (decide() never changes its input). */
@@ -695,7 +702,7 @@ export class ScalingManager {
     const known = slot.known;
     const policy = slot.policy;
     const executorReplicas = slot.answered;
-    if (known === undefined || executorReplicas === undefined || slot.lock.locked || (known.state.data['pending'] ?? null) !== null) return undefined;
+    if (known === undefined || executorReplicas === undefined || slot.lock.locked || known.pending) return undefined;
     const input = this.#input(policy, now, observations, executorReplicas, known.memory, false);
     const a = assess(input);
     if (a instanceof Promise || !isSteady(a, known)) return undefined;
