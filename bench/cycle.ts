@@ -16,10 +16,9 @@ import { join } from 'node:path';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import { settledRequestCounts, startExporter, startPrometheus, waitFor, promQuery } from '../test/helpers/prometheus.js';
+import { QUERIES, benchPolicy } from './bench-policies.js';
 
 const SIZES = (process.env['POLICIES'] ?? '1000,10000').split(',').map(Number);
-const QUERIES = 200;
-const query = (i: number) => `max(philotes_bench_lag_seconds{series="s${i}"})`;
 
 console.log(`machine: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, node ${process.version}`);
 const exporter = await startExporter();
@@ -32,22 +31,7 @@ async function seed(n: number, file: string): Promise<void> {
   const storage = createSqliteStorage(file);
   await storage.migrate();
   for (let i = 0; i < n; i++) {
-    await storage.createPolicy(
-      normalizePolicy(
-        {
-          name: `bench-${i}`,
-          target_type: 'cdc-worker',
-          min_replicas: 1,
-          max_replicas: 10,
-          scale_up_rules: [
-            { metric: query(i % QUERIES), operator: 'gt', threshold: 60, duration: '1m', scale_by: 2 },
-            { metric: query((i + 1) % QUERIES), operator: 'gt', threshold: 60, duration: '1m', scale_by: 1 },
-          ],
-          scale_down_rules: [{ metric: query((i + 2) % QUERIES), operator: 'lt', threshold: 5, duration: '1m', scale_by: -1 }],
-        },
-        { source: 'api', now: new Date() },
-      ),
-    );
+    await storage.createPolicy(normalizePolicy(benchPolicy(i), { source: 'api', now: new Date() }));
   }
   await storage.close();
 }

@@ -15,6 +15,7 @@ import type * as PluginManagerModule from '../src/plugins/plugin-manager.js';
 import type * as NormalizeModule from '../src/policy/policy-normalize.js';
 import type * as SqliteModule from '../src/storage/sqlite-storage.js';
 import type { Sample } from '../src/plugins/api.js';
+import { QUERIES, benchPolicy } from './bench-policies.js';
 
 // The build, as npm start runs it (BENCH_FROM_SOURCE=1 for the TypeScript sources).
 const FROM = process.env['BENCH_FROM_SOURCE'] === '1' ? '../src' : '../dist/src';
@@ -25,8 +26,6 @@ const { createSqliteStorage } = (await import(`${FROM}/storage/sqlite-storage.js
 
 const N = Number(process.env['POLICIES'] ?? 10_000);
 const CYCLES = Number(process.env['CYCLES'] ?? 12);
-const QUERIES = 200;
-const query = (i: number) => `max(philotes_bench_lag_seconds{series="s${i}"})`;
 
 let gcMs = 0;
 new PerformanceObserver((list) => {
@@ -37,22 +36,7 @@ const dir = mkdtempSync(join(tmpdir(), 'ps-bench-evaluation-'));
 const storage = createSqliteStorage(join(dir, 'db.sqlite'));
 await storage.migrate();
 for (let i = 0; i < N; i++) {
-  await storage.createPolicy(
-    normalizePolicy(
-      {
-        name: `bench-${i}`,
-        target_type: 'cdc-worker',
-        min_replicas: 1,
-        max_replicas: 10,
-        scale_up_rules: [
-          { metric: query(i % QUERIES), operator: 'gt', threshold: 60, duration: '1m', scale_by: 2 },
-          { metric: query((i + 1) % QUERIES), operator: 'gt', threshold: 60, duration: '1m', scale_by: 1 },
-        ],
-        scale_down_rules: [{ metric: query((i + 2) % QUERIES), operator: 'lt', threshold: 5, duration: '1m', scale_by: -1 }],
-      },
-      { source: 'api', now: new Date() },
-    ),
-  );
+  await storage.createPolicy(normalizePolicy(benchPolicy(i), { source: 'api', now: new Date() }));
 }
 
 const source = new IsolatedMetricSource(
