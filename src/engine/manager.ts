@@ -421,7 +421,7 @@ export class ScalingManager {
     const observations = new Map<string, Observation>();
     let fetchErrors = 0;
     let fetchedAt = 0;
-    const slots = new Semaphore(this.#deps.config.max_concurrency);
+    const concurrency = new Semaphore(this.#deps.config.max_concurrency);
     const writes: PolicyState[] = [];
     const outcomes: Record<string, number> = {};
     let errors = 0;
@@ -451,7 +451,7 @@ export class ScalingManager {
     const evaluateOne = async (slot: Slot): Promise<void> => {
       const policy = slot.policy;
       try {
-        count(await slots.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot }))));
+        count(await concurrency.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot }))));
       } catch (err) {
         failed(policy, err);
       }
