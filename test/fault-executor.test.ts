@@ -18,7 +18,7 @@ import { ScalingManager } from '../src/engine/manager.js';
 import { PluginManager } from '../src/plugins/plugin-manager.js';
 import { PolicyService } from '../src/policy/policy-service.js';
 import { createValidationContext, namesFromPlugins } from '../src/policy/validation-context.js';
-import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
+import { loadedPlugins, tempSqliteStorage } from './helpers/fixtures.js';
 
 const PLUGIN_TIMEOUT_MS = 1_000;
 const CYCLES = 3;
@@ -85,24 +85,14 @@ export default function create(ctx) {
   );
 
   const logger = pino({ level: 'silent' });
-  const plugins = new PluginManager({
-    dirs: [PluginManager.bundledDir(), pluginDir],
-    configs: { prometheus: { url: 'http://127.0.0.1:9' }, hanger: { aborts } },
-    logger,
-    timeoutMs: PLUGIN_TIMEOUT_MS,
-  });
-  await plugins.loadAll();
-  t.teardown(() => plugins.close());
-  t.same(
-    plugins.statuses.filter((s) => s.status !== 'loaded').map((s) => `${s.name}: ${s.error}`),
-    [],
+  const plugins = await loadedPlugins(
+    t,
+    { dirs: [PluginManager.bundledDir(), pluginDir], configs: { prometheus: { url: 'http://127.0.0.1:9' }, hanger: { aborts } }, logger, timeoutMs: PLUGIN_TIMEOUT_MS },
     'the bundled and third-party plugins load',
   );
   t.ok(plugins.executors.has('thrower') && plugins.executors.has('hanger') && plugins.sources.has('constant'), 'the test plugins are there');
 
-  const storage = createSqliteStorage(join(root, 'scaler.db'));
-  await storage.migrate();
-  t.teardown(() => storage.close());
+  const storage = await tempSqliteStorage(t, 'philotes-fault-exec-store');
   const service = new PolicyService({
     storage,
     validation: createValidationContext({ executors: EXECUTORS, prices: {}, default_metric_source: 'constant' }, namesFromPlugins(plugins)),

@@ -10,9 +10,6 @@
  * the exporter fixed, or Prometheus restarted), the rule that should hold does and the scale-up
  * happens.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
 import type { DecisionRecord } from '../src/engine/decision.js';
@@ -20,8 +17,8 @@ import { ScalingManager } from '../src/engine/manager.js';
 import { PluginManager } from '../src/plugins/plugin-manager.js';
 import { PolicyService } from '../src/policy/policy-service.js';
 import { createValidationContext, namesFromPlugins } from '../src/policy/validation-context.js';
-import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import { startFaultProxy, type FaultMode } from './helpers/fault-proxy.js';
+import { loadedPlugins, tempSqliteStorage } from './helpers/fixtures.js';
 import { promQuery, requireTool, startExporter, startPrometheus, waitFor } from './helpers/prometheus.js';
 
 const PLUGIN_TIMEOUT_MS = 1_000;
@@ -70,25 +67,11 @@ t.test('metric faults through a real Prometheus: no action, metric_error with th
   const proxy = await startFaultProxy(prom.url);
   t.teardown(() => proxy.close());
 
-  const dir = mkdtempSync(join(tmpdir(), 'philotes-fault-prom-'));
-  const storage = createSqliteStorage(join(dir, 'scaler.db'));
-  await storage.migrate();
-  t.teardown(async () => {
-    await storage.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const storage = await tempSqliteStorage(t, 'philotes-fault-prom');
   const logger = pino({ level: 'silent' });
-  const plugins = new PluginManager({
-    dirs: [PluginManager.bundledDir()],
-    configs: { prometheus: { url: proxy.url } },
-    logger,
-    timeoutMs: PLUGIN_TIMEOUT_MS,
-  });
-  await plugins.loadAll();
-  t.teardown(() => plugins.close());
-  t.same(
-    plugins.statuses.filter((s) => s.status !== 'loaded').map((s) => `${s.name}: ${s.error}`),
-    [],
+  const plugins = await loadedPlugins(
+    t,
+    { dirs: [PluginManager.bundledDir()], configs: { prometheus: { url: proxy.url } }, logger, timeoutMs: PLUGIN_TIMEOUT_MS },
     'the bundled plugins load',
   );
   const keda = plugins.executors.get('keda');

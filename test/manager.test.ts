@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { ScalingManager, type ManagerDeps } from '../src/engine/manager.js';
@@ -8,20 +5,13 @@ import type { Executor, MetricSource, Sample } from '../src/plugins/api.js';
 import { IsolatedExecutor, IsolatedMetricSource } from '../src/plugins/plugin-manager.js';
 import type { PolicyInput } from '../src/policy/policy-model.js';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
-import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import type { SqlStorage } from '../src/storage/sql-storage.js';
+import { tempSqliteStorage } from './helpers/fixtures.js';
 
 const silent = pino({ level: 'silent' });
 
-async function tempStorage(t: Test): Promise<SqlStorage> {
-  const dir = mkdtempSync(join(tmpdir(), 'ps-manager-'));
-  const storage = createSqliteStorage(join(dir, 'db.sqlite'));
-  await storage.migrate();
-  t.teardown(async () => {
-    await storage.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return storage;
+function tempStorage(t: Test): Promise<SqlStorage> {
+  return tempSqliteStorage(t, 'ps-manager');
 }
 
 /** A metric source whose answers the test sets per query, counting requests. */
