@@ -29,7 +29,7 @@ import { PolicyService } from '../src/policy/policy-service.js';
 import { createValidationContext } from '../src/policy/validation-context.js';
 import { PROBLEM_SCHEMA_ID, validator } from '../src/schemas.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
-import { DEFAULT_TEST_CONFIG, startTestApp } from './helpers/app.js';
+import { DEFAULT_TEST_CONFIG, startTestApp, type TestApp } from './helpers/app.js';
 import {
   CONFIG_PRICES,
   damage,
@@ -124,6 +124,31 @@ function client(agent: Agent) {
   };
 }
 
+/** A test app with prices, and an HTTP client on one keep-alive connection; both closed at teardown. */
+async function fuzzTarget(t: Test): Promise<{ app: TestApp; http: ReturnType<typeof client> }> {
+  const app = await startTestApp({ prices: CONFIG_PRICES });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(async () => {
+    agent.destroy();
+    await app.close();
+  });
+  return { app, http: client(agent) };
+}
+
+/** Fails unless a refusal is allowed for this category and passes checkRefusal. */
+function assertRefusal(category: string, res: Answer, sent: unknown, body: string): void {
+  if (category === 'valid') assert.fail(`a valid policy was refused: ${res.status} ${res.text.slice(0, 800)}\ninput: ${brief(body)}`);
+  const problem = checkRefusal(res, sent);
+  if (problem !== null) assert.fail(`${problem}\ninput: ${brief(body)}`);
+}
+
+/** How many requests ended with this status (`:201`), over every category. */
+function countOf(counts: Counts, suffix: string): number {
+  return Object.entries(counts)
+    .filter(([k]) => k.endsWith(suffix))
+    .reduce((a, [, v]) => a + v, 0);
+}
+
 /** The checks every refused request must pass; returns a description of what is wrong, or null. */
 function checkRefusal(res: Answer, sent: unknown): string | null {
   if (res.status >= 500) return `answered ${res.status}: ${res.text.slice(0, 500)}`;
@@ -185,13 +210,7 @@ async function runProperty<T>(t: Test, label: string, seed: number, prop: fc.IAs
 }
 
 t.test('POST /policies: 4,000 generated bodies', async (t) => {
-  const app = await startTestApp({ prices: CONFIG_PRICES });
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  t.teardown(async () => {
-    agent.destroy();
-    await app.close();
-  });
-  const http = client(agent);
+  const { app, http } = await fuzzTarget(t);
   for (const name of ['put-target', 'neighbour']) await app.policies.create({ name, target_type: 'cdc-worker', min_replicas: 1, max_replicas: 5 });
   const list = `${app.api}/policies?limit=1000`;
   const before = (await http('GET', list)).text;
@@ -212,15 +231,13 @@ t.test('POST /policies: 4,000 generated bodies', async (t) => {
       if (diff !== null) assert.fail(`the answer does not carry the input: ${diff}\ninput: ${brief(body)}`);
       assert.equal((await http('DELETE', `${app.api}/policies/${answer.id}`)).status, 204);
     } else {
-      if (category === 'valid') assert.fail(`a valid policy was refused: ${res.status} ${res.text.slice(0, 800)}\ninput: ${brief(body)}`);
-      const problem = checkRefusal(res, sent);
-      if (problem !== null) assert.fail(`${problem}\ninput: ${brief(body)}`);
+      assertRefusal(category, res, sent, body);
     }
     if ((await http('GET', list)).text !== before) assert.fail(`the policy list changed (${res.status}); input: ${brief(body)}`);
   });
   await runProperty(t, 'POST', seedOf(1), prop, POST_RUNS);
   t.comment(`POST: ${POST_RUNS} bodies in ${Date.now() - started} ms: ${show(counts)}`);
-  const accepted = Object.entries(counts).filter(([k]) => k.endsWith(':201')).reduce((a, [, v]) => a + v, 0);
+  const accepted = countOf(counts, ':201');
   t.comment(`POST: accepted ${accepted}, rejected ${POST_RUNS - accepted}`);
   t.ok((counts['valid:201'] ?? 0) > 500, 'many valid policies were generated and accepted');
   t.ok((counts['mutated:422'] ?? 0) > 500, 'many mutated policies were refused');
@@ -228,13 +245,7 @@ t.test('POST /policies: 4,000 generated bodies', async (t) => {
 });
 
 t.test('PUT /policies/:id: 3,000 generated bodies against an existing API policy', async (t) => {
-  const app = await startTestApp({ prices: CONFIG_PRICES });
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  t.teardown(async () => {
-    agent.destroy();
-    await app.close();
-  });
-  const http = client(agent);
+  const { app, http } = await fuzzTarget(t);
   const original = { name: 'put-target', target_type: 'trino', min_replicas: 2, max_replicas: 8, scale_up_rules: [{ metric: 'q', operator: 'gt', threshold: 5, scale_by: 1 }] };
   const target = await app.policies.create(original);
   await app.policies.create({ name: 'neighbour', target_type: 'cdc-worker', min_replicas: 1, max_replicas: 5 });
@@ -265,16 +276,14 @@ t.test('PUT /policies/:id: 3,000 generated bodies against an existing API policy
       beforeList = (await http('GET', list)).text;
       beforeOne = (await http('GET', url)).text;
     } else {
-      if (category === 'valid') assert.fail(`a valid policy was refused: ${res.status} ${res.text.slice(0, 800)}\ninput: ${brief(body)}`);
-      const problem = checkRefusal(res, sent);
-      if (problem !== null) assert.fail(`${problem}\ninput: ${brief(body)}`);
+      assertRefusal(category, res, sent, body);
       if ((await http('GET', url)).text !== beforeOne) assert.fail(`the PUT target changed (${res.status}); input: ${brief(body)}`);
       if ((await http('GET', list)).text !== beforeList) assert.fail(`the policy list changed (${res.status}); input: ${brief(body)}`);
     }
   });
   await runProperty(t, 'PUT', seedOf(2), prop, PUT_RUNS);
   t.comment(`PUT: ${PUT_RUNS} bodies in ${Date.now() - started} ms: ${show(counts)}`);
-  const accepted = Object.entries(counts).filter(([k]) => k.endsWith(':200')).reduce((a, [, v]) => a + v, 0);
+  const accepted = countOf(counts, ':200');
   t.comment(`PUT: accepted ${accepted}, rejected ${PUT_RUNS - accepted}`);
   t.ok((counts['valid:200'] ?? 0) > 400, 'many valid replacements were accepted');
   t.ok((counts['mutated:422'] ?? 0) > 400, 'many mutated replacements were refused');

@@ -17,7 +17,8 @@
  * - `reset`: the connection is destroyed without an answer.
  */
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { listenLocal } from './prometheus.js';
 
 export type FaultMode = 'pass' | 'hang' | 'error500' | 'error503-html' | 'error422' | 'malformed' | 'wrong-shape' | 'bad-value' | 'truncated' | 'cut' | 'reset';
 
@@ -124,11 +125,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLocal(server);
   let closing: Promise<void> | undefined;
   return {
     url: `http://127.0.0.1:${port}`,

@@ -37,6 +37,15 @@ export function requireTool(name: 'prometheus' | 'promtool'): string {
   return `${r.stdout}${r.stderr}`.split('\n')[0] ?? name;
 }
 
+/** Starts `server` on a free loopback port and answers the port. */
+export async function listenLocal(server: Server): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return (server.address() as AddressInfo).port;
+}
+
 /** A TCP port that was free a moment ago (bind to 0, read it, close). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -344,11 +353,7 @@ export async function startExporter(): Promise<Exporter> {
     for (const [name, lines] of byName) body += `# HELP ${name} Test gauge.\n# TYPE ${name} gauge\n${lines.join('\n')}\n`;
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLocal(server);
   let closing: Promise<void> | undefined;
   return {
     url: `http://127.0.0.1:${port}`,
