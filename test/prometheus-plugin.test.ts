@@ -5,7 +5,7 @@
  * answers here; test/prometheus-*.test.ts run the same plugin against a real Prometheus.
  */
 import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { PluginManager, type PluginCallError } from '../src/plugins/plugin-manager.js';
@@ -128,4 +128,66 @@ t.test('the plugin\'s own timeout', async (t) => {
   const started = Date.now();
   t.equal(await kindOf(src.instantQuery({ query: 'q', aggregation: 'max', time: new Date() })), 'timeout');
   t.ok(Date.now() - started < 1500, 'gave up after its timeout');
+});
+
+t.test('kept-alive connections: reused, and a request on one the server closed while idle is sent again', async (t) => {
+  // A raw server: answers the first request on each connection, keeps it open, and on a second
+  // request over the same connection closes it without answering (a server's idle timeout
+  // racing the client's next request).
+  const connections: number[] = [];
+  const body = vector(['7']);
+  const server = createNetServer((socket) => {
+    const id = connections.push(0) - 1;
+    socket.on('data', (chunk) => {
+      if (!chunk.toString('latin1').includes('\r\n\r\n')) return;
+      connections[id] = (connections[id] ?? 0) + 1;
+      if ((connections[id] ?? 0) > 1 && id === 0) {
+        socket.destroy();
+        return;
+      }
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: keep-alive\r\n\r\n${body}`);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const src = await source(t, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+  const q = () => src.instantQuery({ query: 'q', aggregation: 'max', time: new Date() });
+  t.equal((await q()).v, 7);
+  t.equal((await q()).v, 7, 'answered although the kept-alive connection was closed');
+  t.same(connections, [2, 1], 'the second request went over the first connection, was cut off, and was sent again on a new one');
+  t.equal((await q()).v, 7);
+  t.same(connections, [2, 2], 'the new connection is kept alive and reused');
+});
+
+t.test('an answer cut off mid-body is unreachable, not malformed; no compression is asked for', async (t) => {
+  const server = createNetServer((socket) => {
+    socket.once('data', () => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"status":"succ');
+      setTimeout(() => socket.destroy(), 20);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const src = await source(t, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+  const err = await src.instantQuery({ query: 'q', aggregation: 'max', time: new Date() }).then(
+    () => undefined,
+    (e: PluginCallError) => e,
+  );
+  t.equal(err?.kind, 'unreachable');
+  t.match(err?.message, /ECONNRESET|closed/);
+  const rec = await recorder(t, () => ({ status: 200, body: vector(['1']) }));
+  await (await source(t, { url: rec.url })).instantQuery({ query: 'q', aggregation: 'max', time: new Date() });
+  t.equal(rec.seen[0]?.headers['accept-encoding'], undefined, 'answers come uncompressed');
+  t.equal(rec.seen[0]?.headers['connection'], 'keep-alive');
+});
+
+t.test('only http and https URLs are accepted, and the error names the field', async (t) => {
+  const pm = new PluginManager({ dirs: [PluginManager.bundledDir()], configs: { prometheus: { url: 'ftp://prometheus.example:9090' } }, logger: pino({ level: 'silent' }), timeoutMs: 2000 });
+  const statuses = await pm.loadAll();
+  t.teardown(() => pm.close());
+  const status = statuses.find((s) => s.name === 'prometheus');
+  t.equal(status?.status, 'failed');
+  t.match(status?.error, /url/);
+  t.comment(status?.error ?? '');
+  t.equal(pm.sources.get('prometheus'), undefined);
 });
