@@ -289,6 +289,34 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(await storage.setEnabled(randomUUID(), true, at(1)), undefined, 'unknown id');
   });
 
+  t.test(`${name}: the policies revision moves with every policy write, and only then`, async (t) => {
+    const storage = await fresh(t);
+    let last = await storage.policiesRevision();
+    const moved = async (what: string, expected = true): Promise<void> => {
+      const now = await storage.policiesRevision();
+      t.equal(now !== last, expected, `${what}: ${expected ? 'moved' : 'unchanged'} (${last} -> ${now})`);
+      last = now;
+    };
+    await moved('nothing written', false);
+    const p = await storage.createPolicy(makePolicy('rev'));
+    await moved('create');
+    await storage.replacePolicy({ ...p, max_replicas: 9, updated_at: at(10) });
+    await moved('replace');
+    await storage.setEnabled(p.id, false, at(20));
+    await moved('disable');
+    await storage.putState({ policy_id: p.id, current_replicas: 3, last_change_at: at(0), last_change_kind: 'scale_up', consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(30) });
+    await storage.appendHistory(historyRow({ policy_id: p.id, policy_name: p.name }));
+    await moved('state and history writes', false);
+    await storage.syncSource('policies/rev.yaml', [makePolicy('rev-file', {}, { now: at(40) })]);
+    await moved('a file synced');
+    await storage.syncSource('policies/rev.yaml', []);
+    await moved('a file emptied');
+    t.equal(await storage.deletePolicy(p.id), true);
+    await moved('delete');
+    t.equal(await storage.deletePolicy(p.id), false);
+    await moved('deleting what is not there', false);
+  });
+
   t.test(`${name}: deletePolicy cascades to rules, schedules and state; history stays`, async (t) => {
     const storage = await fresh(t);
     const p = await storage.createPolicy(makePolicy('doomed'));

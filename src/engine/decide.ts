@@ -12,7 +12,7 @@ import type {
   ScheduleRecord,
 } from './decision.js';
 import { combinerFor } from './rule-combiner.js';
-import { OPERATOR_SYMBOL, isMetricError, isoMs, observationKey, ruleRecord, ruleVerdict, ruleWindow, type RuleVerdict } from './rule-window.js';
+import { OPERATOR_SYMBOL, isMetricError, isoMs, observationKey, ruleRecord, ruleWindow, sharedVerdict, type RuleVerdict } from './rule-window.js';
 import { lastFire } from './schedule-clock.js';
 
 /** Everything one evaluation depends on; nothing else is read (DESIGN.md "One evaluation"). */
@@ -147,7 +147,7 @@ function verdictsOf(input: DecisionInput, rules: readonly Rule[]): RuleVerdict[]
   const out = new Array<RuleVerdict>(rules.length);
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i] as Rule;
-    out[i] = ruleVerdict(rule, input.observations.get(observationKey(rule, input.defaultSource)), ruleWindow(rule, input.now, input.intervalSeconds));
+    out[i] = sharedVerdict(rule, input.observations.get(observationKey(rule, input.defaultSource)), ruleWindow(rule, input.now, input.intervalSeconds));
   }
   return out;
 }

@@ -8,7 +8,7 @@ import { Mutex, Semaphore } from '../util/async.js';
 import { assess, explain, type Assessment, type DecisionInput } from './decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from './decision.js';
 import { applyExecution } from './execution.js';
-import { observationKey, ruleWindow } from './rule-window.js';
+import { isMetricError, observationKey, ruleWindow, sharedVerdict, verdictMemo } from './rule-window.js';
 
 /** What the manager needs from the daemon; plugins come in already isolated. */
 export interface ManagerDeps {
@@ -40,22 +40,39 @@ export interface ManagerDeps {
  */
 export class EvaluationOutcome {
   #record: DecisionRecord | undefined;
+  #assessment: Assessment | undefined;
+  readonly action: DecisionRecord['action'];
+  readonly reason_code: DecisionRecord['reason_code'];
+  /** True when the outcome was known to repeat the previous one and no assessment was made for it. */
+  readonly repeated: boolean;
 
+  /**
+   * With an assessment, or (a repeat of a time-independent steady state, see
+   * ScalingManager.#steadyNow) with only its outcome: the assessment is then made on first ask.
+   */
   constructor(
     readonly input: DecisionInput,
-    readonly assessment: Assessment,
-  ) {}
+    assessment: Assessment | undefined,
+    repeated?: { action: DecisionRecord['action']; reason_code: DecisionRecord['reason_code'] },
+  ) {
+    this.#assessment = assessment;
+    this.repeated = assessment === undefined;
+    this.action = assessment?.action ?? repeated?.action ?? 'none';
+    this.reason_code = assessment?.reasonCode ?? repeated?.reason_code ?? 'no_rule_held';
+  }
 
   get policy_id(): string {
     return this.input.policy.id;
   }
 
-  get action(): DecisionRecord['action'] {
-    return this.assessment.action;
-  }
-
-  get reason_code(): DecisionRecord['reason_code'] {
-    return this.assessment.reasonCode;
+  get assessment(): Assessment {
+    if (this.#assessment === undefined) {
+      const a = assess(this.input);
+      // A repeat is made only for a verdict vector the policy's rules engine has already seen.
+      if (a instanceof Promise) throw new Error(`internal: the repeated evaluation of policy ${this.input.policy.id} needed the rules engine`);
+      this.#assessment = a;
+    }
+    return this.#assessment;
   }
 
   record(): DecisionRecord {
@@ -130,18 +147,6 @@ interface PendingChange {
 /** Policies evaluated between two turns of the event loop during a cycle. */
 const EVALUATION_BATCH = 64;
 
-const POLICY_KEYS = Symbol('policyKeys');
-
-/** The distinct observation keys a policy needs, computed once per cached policy object. */
-function policyKeys(policy: Policy, defaultSource: string): string[] {
-  const holder = policy as Policy & { [POLICY_KEYS]?: { defaultSource: string; keys: string[] } };
-  const cached = holder[POLICY_KEYS];
-  if (cached !== undefined && cached.defaultSource === defaultSource) return cached.keys;
-  const keys = [...new Set([...policy.scale_up_rules, ...policy.scale_down_rules].map((r) => observationKey(r, defaultSource)))];
-  if (Object.isExtensible(policy)) Object.defineProperty(policy, POLICY_KEYS, { value: { defaultSource, keys }, writable: true, enumerable: false });
-  return keys;
-}
-
 /**
  * Whether a state with this memory and decision would have the same fingerprint as the known
  * one, checked field by field without building it (the common case of a steady-state cycle).
@@ -164,6 +169,20 @@ function sameAsKnown(ks: KnownState, m: EngineMemory, kind: string | null, a: As
     d.desired_replicas === a.desired &&
     (knownShots === m.one_shots || (Object.keys(knownShots ?? {}).length === 0 && Object.keys(m.one_shots).length === 0) || JSON.stringify(knownShots) === JSON.stringify(m.one_shots))
   );
+}
+
+const QUIET = Object.freeze({ action: 'none', reason_code: 'no_rule_held' } as const);
+
+/**
+ * A steady state that time alone cannot change: no rule held or failed (so no direction was
+ * chosen and no cooldown counted), no schedules, nothing to do. Evaluated again with the same
+ * policy, state and replicas and again no rule holding or failing, it has the same outcome.
+ */
+function isQuiet(a: Assessment, policy: Policy): boolean {
+  if (a.action !== 'none' || a.reasonCode !== QUIET.reason_code || a.anyError || a.chosen !== null || policy.schedules.length > 0) return false;
+  for (const v of a.up) if (v.held) return false;
+  for (const v of a.down) if (v.held) return false;
+  return true;
 }
 
 /** A loop evaluation that changes nothing, records nothing and has the outcome already stored. */
@@ -244,12 +263,147 @@ class Slot {
   missing = 0;
   /** The replicas its executor answered for this cycle in one call for many targets, if it did. */
   answered: number | null | undefined;
+  /**
+   * Set when the last evaluation was a steady state that time cannot change (no rule held or
+   * failed, no schedules, nothing to do): the policy version, known state and replicas it had.
+   * While those stay the same and still no rule holds, the outcome is the same (see #steadyNow).
+   */
+  quietPolicy: Policy | undefined;
+  quietKnown: KnownState | undefined;
+  quietReplicas: number | null = null;
+  /** Distinct observations the policy reads, and where its rules' conditions are in CyclePlan.conditionOf. */
+  keys = 0;
+  conditionsFrom = 0;
+  conditionsTo = 0;
 
   constructor(
     public policy: Policy,
     readonly lock: Mutex,
     public seen: number,
   ) {}
+}
+
+/**
+ * What a cycle does for a given set of held policies, worked out once and reused while the set
+ * (the same policy versions, in the same order) does not change: the distinct requests, which
+ * policies wait for each, the distinct conditions (operator and threshold) each request is read
+ * with, and which policies each executor answers for in one call. At 10,000 policies building it
+ * cost more than the evaluations of a steady cycle.
+ */
+class CyclePlan {
+  readonly policies: Policy[];
+  /** Distinct (source, query, aggregation, window) keys and the rule each is fetched for. */
+  readonly keys: string[] = [];
+  readonly fetches: Fetch[] = [];
+  /** By key index: the slots that wait for it, and its distinct conditions. */
+  readonly waiting: Slot[][] = [];
+  readonly conditions: Array<Array<Pick<Rule, 'operator' | 'threshold' | 'duration_seconds'>>> = [];
+  /** By key index: where its conditions start in `quiet`. */
+  readonly firstCondition: number[] = [];
+  /** Slots that need no observation (no rules). */
+  readonly immediate: Slot[] = [];
+  /** Per condition, filled each cycle as its observation comes in: no verdict held or failed. */
+  readonly quiet: Uint8Array;
+  /** The conditions of every policy's rules, slot by slot (see Slot.conditionsFrom). */
+  readonly conditionOf: Int32Array;
+  readonly byExecutor = new Map<IsolatedExecutor, { slots: Slot[]; targets: ScaleTarget[] }>();
+
+  constructor(
+    readonly slots: readonly Slot[],
+    readonly defaultSource: string,
+    executorOf: (policy: Policy) => IsolatedExecutor | undefined,
+  ) {
+    this.policies = slots.map((s) => s.policy);
+    const keyIndex = new Map<string, number>();
+    const perKey: Array<Map<string, number>> = [];
+    let conditionCount = 0;
+    const conditionsOf: number[][] = [];
+    for (const slot of slots) {
+      const policy = slot.policy;
+      const conds: number[] = [];
+      let keys = 0;
+      for (const rule of [...policy.scale_up_rules, ...policy.scale_down_rules]) {
+        const key = observationKey(rule, defaultSource);
+        let k = keyIndex.get(key);
+        if (k === undefined) {
+          k = this.keys.length;
+          keyIndex.set(key, k);
+          this.keys.push(key);
+          this.fetches.push({ source: rule.source ?? defaultSource, rule });
+          this.waiting.push([]);
+          this.conditions.push([]);
+          perKey.push(new Map());
+        }
+        const waiting = this.waiting[k] as Slot[];
+        if (waiting[waiting.length - 1] !== slot) {
+          waiting.push(slot);
+          keys++;
+        }
+        const condKey = `${rule.operator}\u0000${rule.threshold}`;
+        const byCond = perKey[k] as Map<string, number>;
+        let local = byCond.get(condKey);
+        if (local === undefined) {
+          local = (this.conditions[k] as unknown[]).length;
+          byCond.set(condKey, local);
+          (this.conditions[k] as Array<Pick<Rule, 'operator' | 'threshold' | 'duration_seconds'>>).push(rule);
+        }
+        conds.push(k, local);
+      }
+      slot.keys = keys;
+      if (keys === 0) this.immediate.push(slot);
+      conditionsOf.push(conds);
+      const executor = executorOf(policy);
+      if (executor !== undefined && executor.answersMany) {
+        let group = this.byExecutor.get(executor);
+        if (group === undefined) {
+          group = { slots: [], targets: [] };
+          this.byExecutor.set(executor, group);
+        }
+        group.slots.push(slot);
+        group.targets.push(Object.freeze(targetOf(policy)));
+      }
+    }
+    for (const list of this.conditions) {
+      this.firstCondition.push(conditionCount);
+      conditionCount += list.length;
+    }
+    this.quiet = new Uint8Array(conditionCount);
+    let total = 0;
+    for (const pairs of conditionsOf) total += pairs.length / 2;
+    // One array for every policy's conditions (10,000 small typed arrays would cost more than their contents).
+    this.conditionOf = new Int32Array(total);
+    let at = 0;
+    slots.forEach((slot, i) => {
+      const pairs = conditionsOf[i] as number[];
+      slot.conditionsFrom = at;
+      for (let j = 0; j < pairs.length; j += 2) this.conditionOf[at++] = (this.firstCondition[pairs[j] as number] as number) + (pairs[j + 1] as number);
+      slot.conditionsTo = at;
+    });
+  }
+
+  /** Whether this plan was made for exactly these slots holding exactly these policy versions. */
+  fits(held: readonly Slot[], defaultSource: string): boolean {
+    if (held.length !== this.slots.length || defaultSource !== this.defaultSource) return false;
+    for (let i = 0; i < held.length; i++) if (held[i] !== this.slots[i] || (held[i] as Slot).policy !== this.policies[i]) return false;
+    return true;
+  }
+
+  /** Records, for each condition of key `k`, whether its verdict on this observation is quiet. */
+  observe(k: number, obs: Observation, now: Date, intervalSeconds: number): void {
+    const conds = this.conditions[k] as Array<Pick<Rule, 'operator' | 'threshold' | 'duration_seconds'>>;
+    const first = this.firstCondition[k] as number;
+    for (let i = 0; i < conds.length; i++) {
+      const rule = conds[i] as Pick<Rule, 'operator' | 'threshold' | 'duration_seconds'>;
+      const v = sharedVerdict(rule, obs, ruleWindow(rule, now, intervalSeconds));
+      this.quiet[first + i] = v.held || isMetricError(v) ? 0 : 1;
+    }
+  }
+
+  /** Whether no rule of the slot's policy held or failed this cycle (all its observations are in). */
+  isQuiet(slot: Slot): boolean {
+    for (let i = slot.conditionsFrom; i < slot.conditionsTo; i++) if (this.quiet[this.conditionOf[i] as number] === 0) return false;
+    return true;
+  }
 }
 
 /** The engine memory kept in a PolicyState row. */
@@ -287,6 +441,10 @@ export class ScalingManager {
    * shows the latest decision. Cleared when the loop (re)starts.
    */
   readonly #slots = new Map<string, Slot>();
+  /** The policies revision of the last listing and the enabled policies it found (see #loadPolicies). */
+  #loaded: { revision: string; held: Slot[] } | undefined;
+  /** The plan of the last cycle, reused while the held policies do not change. */
+  #plan: CyclePlan | undefined;
   /** Cycle counter; a slot not seen in the latest load is dropped. */
   #loads = 0;
   readonly #dryRunRequested: DecisionInput['dryRun'];
@@ -313,6 +471,7 @@ export class ScalingManager {
     this.#stopped = false;
     // Another daemon may have led meanwhile: trust only storage from here on.
     this.#slots.clear();
+    this.#loaded = undefined;
     const tick = async (): Promise<void> => {
       if (this.#stopped) return;
       const started = Date.now();
@@ -364,6 +523,9 @@ export class ScalingManager {
   /** Enabled policies, reading again only those whose version changed since the last cycle. */
   async #loadPolicies(): Promise<Slot[]> {
     const { storage } = this.#deps;
+    // Read before the listing: a change made between the two is listed again next cycle.
+    const revision = await storage.policiesRevision();
+    if (revision === this.#loaded?.revision) return this.#loaded.held;
     const versions = await storage.listEnabledPolicyVersions();
     const load = ++this.#loads;
     const held: Slot[] = [];
@@ -397,14 +559,15 @@ export class ScalingManager {
         }
       }
     }
-    return held.filter((s) => s.policy.enabled);
+    const enabled = held.filter((s) => s.policy.enabled);
+    this.#loaded = { revision, held: enabled };
+    return enabled;
   }
 
   async #cycle(): Promise<CycleReport> {
     const t0 = performance.now();
     const now = this.#now();
     const held = await this.#loadPolicies();
-    const policies = held.map((s) => s.policy);
     const tLoaded = performance.now();
     const unknown = held.filter((s) => s.known === undefined);
     const stored = unknown.length > 0 ? await this.#deps.storage.getStates(unknown.map((s) => s.policy.id)) : new Map<string, PolicyState>();
@@ -412,12 +575,19 @@ export class ScalingManager {
       const st = stored.get(slot.policy.id);
       if (st !== undefined) slot.known = new KnownState(st, fingerprint(st), 0, false);
     }
+    const defaultSource = this.#deps.config.default_metric_source;
+    if (this.#plan === undefined || !this.#plan.fits(held, defaultSource)) {
+      this.#plan = new CyclePlan(held, defaultSource, (p) => this.executorFor(p).executor);
+    }
+    const plan = this.#plan;
+    const intervalSeconds = this.intervalSeconds;
 
     // Fetches start at once; each policy is evaluated as soon as the last of its own observations
     // is in (a count per policy, not a Promise.all per policy), overlapping the slowest queries.
-    const { pending, fetches } = this.#startFetches(policies, now);
+    const fetching = new Semaphore(this.#deps.config.max_concurrency);
+    const pending = plan.fetches.map((f, k) => fetching.run(() => this.#fetch(plan.keys[k] as string, f, now)));
     // Executors that answer for many targets are asked once, while the fetches run.
-    await this.#replicasOfMany(held);
+    await this.#replicasOfMany(held, plan);
     const observations = new Map<string, Observation>();
     let fetchErrors = 0;
     let fetchedAt = 0;
@@ -425,7 +595,6 @@ export class ScalingManager {
     const writes: PolicyState[] = [];
     const outcomes: Record<string, number> = {};
     let errors = 0;
-    const defaultSource = this.#deps.config.default_metric_source;
     const count = (outcome: EvaluationOutcome): void => {
       const k = outcome.action === 'none' ? outcome.reason_code : outcome.action;
       outcomes[k] = (outcomes[k] ?? 0) + 1;
@@ -440,7 +609,7 @@ export class ScalingManager {
      */
     const steadyNow = (slot: Slot): boolean => {
       try {
-        const outcome = this.#steadyNow(slot, now, observations);
+        const outcome = this.#steadyNow(slot, now, observations, plan.isQuiet(slot));
         if (outcome === undefined) return false;
         count(outcome);
       } catch (err) {
@@ -456,7 +625,6 @@ export class ScalingManager {
         failed(policy, err);
       }
     };
-    const waiting = new Map<string, Slot[]>();
     const running: Array<Promise<void>> = [];
     // Ready policies are evaluated in small batches with a turn of the event loop between them,
     // so responses to the fetches still in flight are read promptly instead of waiting behind
@@ -483,25 +651,15 @@ export class ScalingManager {
         drained = drain();
       }
     };
-    for (const slot of held) {
-      const keys = policyKeys(slot.policy, defaultSource);
-      if (keys.length === 0) {
-        enqueue(slot);
-        continue;
-      }
-      slot.missing = keys.length;
-      for (const k of keys) {
-        const list = waiting.get(k);
-        if (list === undefined) waiting.set(k, [slot]);
-        else list.push(slot);
-      }
-    }
+    for (const slot of held) slot.missing = slot.keys;
+    for (const slot of plan.immediate) enqueue(slot);
     await Promise.all(
-      [...pending].map(async ([key, promise]) => {
+      pending.map(async (promise, k) => {
         const obs = await promise;
-        observations.set(key, obs);
+        observations.set(plan.keys[k] as string, obs);
         if (obs.error !== undefined) fetchErrors++;
-        for (const slot of waiting.get(key) ?? []) if (--slot.missing === 0) enqueue(slot);
+        plan.observe(k, obs, now, intervalSeconds);
+        for (const slot of plan.waiting[k] as Slot[]) if (--slot.missing === 0) enqueue(slot);
       }),
     );
     fetchedAt = performance.now();
@@ -523,8 +681,8 @@ export class ScalingManager {
     const report: CycleReport = {
       started_at: now.toISOString(),
       duration_ms: Math.round(performance.now() - t0),
-      policies: policies.length,
-      fetches,
+      policies: held.length,
+      fetches: plan.fetches.length,
       fetch_errors: fetchErrors,
       outcomes,
       errors,
@@ -547,20 +705,12 @@ export class ScalingManager {
    * policies, and puts each answer on its slot (`answered`; undefined when its executor does not
    * answer in one call, or its call failed: logged, and those policies ask one by one this cycle).
    */
-  async #replicasOfMany(held: readonly Slot[]): Promise<void> {
-    const byExecutor = new Map<IsolatedExecutor, Slot[]>();
-    for (const slot of held) {
-      slot.answered = undefined;
-      const { executor } = this.executorFor(slot.policy);
-      if (executor === undefined || !executor.answersMany) continue;
-      const list = byExecutor.get(executor);
-      if (list === undefined) byExecutor.set(executor, [slot]);
-      else list.push(slot);
-    }
+  async #replicasOfMany(held: readonly Slot[], plan: CyclePlan): Promise<void> {
+    for (const slot of held) slot.answered = undefined;
     await Promise.all(
-      [...byExecutor].map(async ([executor, slots]) => {
+      [...plan.byExecutor].map(async ([executor, { slots, targets }]) => {
         try {
-          const answers = await executor.getCurrentReplicasMany(slots.map((s) => targetOf(s.policy)));
+          const answers = await executor.getCurrentReplicasMany(targets);
           for (let i = 0; i < slots.length; i++) (slots[i] as Slot).answered = answers[i] ?? null;
         } catch (err) {
           this.#deps.logger.warn({ executor: executor.name, targets: slots.length, err: (err as Error).message }, 'executor could not report the replicas of its targets in one call; asking per policy this cycle');
@@ -631,7 +781,7 @@ export class ScalingManager {
         } else samples = [s];
       }
       this.#markSource(f.source, null);
-      return { samples };
+      return { samples, verdicts: verdictMemo() };
     } catch (err) {
       const e = err as PluginCallError;
       this.#markSource(f.source, { kind: e.kind ?? 'error', message: e.message });
@@ -698,15 +848,33 @@ export class ScalingManager {
    * record. Being synchronous, nothing can interleave, so it needs no lock. Undefined (and
    * nothing changed) when any of that does not hold; #evaluate then does the whole evaluation.
    */
-  #steadyNow(slot: Slot, now: Date, observations: ReadonlyMap<string, Observation>): EvaluationOutcome | undefined {
+  #steadyNow(slot: Slot, now: Date, observations: ReadonlyMap<string, Observation>, quiet: boolean): EvaluationOutcome | undefined {
     const known = slot.known;
     const policy = slot.policy;
     const executorReplicas = slot.answered;
     if (known === undefined || executorReplicas === undefined || slot.lock.locked || known.pending) return undefined;
     const input = this.#input(policy, now, observations, executorReplicas, known.memory, false);
-    const a = assess(input);
-    if (a instanceof Promise || !isSteady(a, known)) return undefined;
-    const outcome = new EvaluationOutcome(input, a);
+    let outcome: EvaluationOutcome;
+    if (
+      slot.quietPolicy === policy &&
+      slot.quietKnown === known &&
+      slot.quietReplicas === executorReplicas &&
+      quiet
+    ) {
+      // The same inputs as the last evaluation but the instant and the rules' values, with the
+      // same verdicts (none held, none failed); the instant reaches the outcome only through
+      // schedules (none) and a cooldown (only for a change rules want): the same outcome.
+      outcome = new EvaluationOutcome(input, undefined, QUIET);
+    } else {
+      const a = assess(input);
+      if (a instanceof Promise || !isSteady(a, known)) return undefined;
+      outcome = new EvaluationOutcome(input, a);
+      if (isQuiet(a, policy)) {
+        slot.quietPolicy = policy;
+        slot.quietKnown = known;
+        slot.quietReplicas = executorReplicas;
+      } else slot.quietPolicy = undefined;
+    }
     known.steady(policy, now, observations, executorReplicas);
     this.#deps.onDecision?.(outcome, 'loop');
     return outcome;

@@ -1,6 +1,6 @@
 import type { Rule } from '../policy/policy-model.js';
 import type { Sample } from '../plugins/api.js';
-import type { Observation, RuleRecord, RuleWindow } from './decision.js';
+import type { Observation, RuleRecord, RuleWindow, VerdictMemo } from './decision.js';
 
 /** Range queries answer at most this many points per series (Prometheus refuses more than 11,000). */
 const MAX_POINTS = 10_000;
@@ -145,6 +145,41 @@ export function ruleVerdict(rule: Pick<Rule, 'operator' | 'threshold'>, obs: Obs
   }
   if (violating !== undefined) return verdict(false, 'violated', count, decisive, latest, violating.t, violating.v);
   return verdict(true, null, count, decisive, latest);
+}
+
+/** Distinct conditions remembered per observation; beyond that, verdicts are reached each time. */
+const MEMO_LIMIT = 16;
+
+/** An empty verdict memo, for an observation whose verdicts its readers may share. */
+export function verdictMemo(): VerdictMemo {
+  return { window: undefined, operators: [], thresholds: [], verdicts: [] };
+}
+
+/**
+ * `ruleVerdict`, shared by the rules that read the same observation in the same window with the
+ * same operator and threshold (the verdict depends on nothing else). Observations without a memo
+ * are checked each time.
+ */
+export function sharedVerdict(rule: Pick<Rule, 'operator' | 'threshold'>, obs: Observation | undefined, win: RuleWindow): RuleVerdict {
+  const memo = obs?.verdicts;
+  if (memo === undefined) return ruleVerdict(rule, obs, win);
+  if (memo.window !== win) {
+    memo.window = win;
+    memo.operators.length = 0;
+    memo.thresholds.length = 0;
+    memo.verdicts.length = 0;
+  }
+  const { operators, thresholds } = memo;
+  for (let i = 0; i < operators.length; i++) {
+    if (operators[i] === rule.operator && thresholds[i] === rule.threshold) return memo.verdicts[i] as RuleVerdict;
+  }
+  const v = ruleVerdict(rule, obs, win);
+  if (operators.length < MEMO_LIMIT) {
+    operators.push(rule.operator);
+    thresholds.push(rule.threshold);
+    memo.verdicts.push(v);
+  }
+  return v;
 }
 
 /** The last step of a range query over the window: `end` itself when the window is a whole number of steps. */

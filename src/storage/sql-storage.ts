@@ -356,6 +356,14 @@ export class SqlStorage implements Storage {
     });
   }
 
+  policiesRevision(): Promise<string> {
+    return this.#guard(async () => {
+      const [row] = await this.driver.all<Row>('SELECT revision FROM scaling_policy_revision WHERE id = 1', []);
+      if (row === undefined) throw new Error('scaling_policy_revision has no row: the database was not migrated');
+      return String(row['revision']);
+    });
+  }
+
   getPolicies(ids: readonly string[]): Promise<Policy[]> {
     return this.#guard(async () => {
       const out: Policy[] = [];

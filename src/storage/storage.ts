@@ -94,6 +94,11 @@ export interface Storage {
   listEnabledPolicies(): Promise<Policy[]>;
   /** Ids and versions of the enabled policies: lets the loop reload only what changed. */
   listEnabledPolicyVersions(): Promise<Array<{ id: string; updated_at: string }>>;
+  /**
+   * A value that changes whenever any policy is created, changed or deleted, by any process on
+   * this database: the loop lists the policies again only when it changed.
+   */
+  policiesRevision(): Promise<string>;
   /** Policies by id (any number; missing ids are left out). */
   getPolicies(ids: readonly string[]): Promise<Policy[]>;
   setEnabled(id: string, enabled: boolean, now: string): Promise<Policy | undefined>;
