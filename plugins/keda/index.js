@@ -9,8 +9,22 @@
  * @typedef {import('philotes-scaler/plugin').PluginContext<{ target_types: string[], namespace: string }>} Context
  */
 
-/** @param {ScaleTarget} t */
-const key = (t) => `${t.targetType}/${t.targetId ?? t.policyName}`;
+/** @type {WeakMap<ScaleTarget, string>} */
+const keys = new WeakMap();
+
+/**
+ * The stub's name for a target. The daemon passes the same target objects cycle after cycle while
+ * a policy does not change, so the name is made once per object.
+ * @param {ScaleTarget} t
+ */
+function key(t) {
+  let k = keys.get(t);
+  if (k === undefined) {
+    k = `${t.targetType}/${t.targetId ?? t.policyName}`;
+    keys.set(t, k);
+  }
+  return k;
+}
 
 /** @param {Context} ctx @returns {Executor} */
 export default function createKedaExecutor(ctx) {
@@ -23,7 +37,10 @@ export default function createKedaExecutor(ctx) {
     },
     // One call for every target the loop holds (a real cluster would list its ScaledObjects once).
     async getCurrentReplicasMany(targets) {
-      return new Map(targets.map((t) => [t.policyId, replicas.get(key(t)) ?? null]));
+      /** @type {Map<string, number | null>} */
+      const answers = new Map();
+      for (const t of targets) answers.set(t.policyId, replicas.get(key(t)) ?? null);
+      return answers;
     },
     async scale(target, count, opts) {
       const scaledObject = `${ctx.config.namespace}/${target.targetType}-${target.targetId ?? target.policyName}`;
