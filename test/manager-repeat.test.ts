@@ -12,7 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
-import { ScalingManager, type EvaluationOutcome } from '../src/engine/manager.js';
+import { decide } from '../src/engine/decide.js';
+import type { Observation } from '../src/engine/decision.js';
+import { ScalingManager, memoryFromState, type EvaluationOutcome } from '../src/engine/manager.js';
+import { observationKey, ruleWindow } from '../src/engine/rule-window.js';
 import type { Executor, MetricSource, Sample } from '../src/plugins/api.js';
 import { IsolatedExecutor, IsolatedMetricSource } from '../src/plugins/plugin-manager.js';
 import type { PolicyInput } from '../src/policy/policy-model.js';
@@ -134,24 +137,62 @@ t.test('every outcome the loop reports, repeated or assessed, is the one the ful
             const stored = await other.getPolicy(id);
             if (stored !== undefined) await other.replacePolicy({ ...stored, max_replicas: s.edit[1], updated_at: new Date(Date.parse(stored.updated_at) + 1000).toISOString() });
           }
+          // The oracle: the whole evaluation from scratch on this cycle's inputs, as the loop should see
+          // them: the policies and states as stored, the executor's replicas, the source's values.
+          const expected = new Map<string, { action: string; reason_code: string; desired: number }>();
+          for (const id of ids) {
+            const policy = await storage.getPolicy(id);
+            if (policy === undefined) throw new Error(`policy ${id} missing`);
+            const observations = new Map<string, Observation>();
+            for (const r of [...policy.scale_up_rules, ...policy.scale_down_rules]) {
+              const win = ruleWindow(r, now, 30);
+              const v = values[r.metric];
+              const samples: Sample[] = [];
+              for (let x = win.start; x <= win.end; x += win.step) samples.push({ t: x, v: typeof v === 'number' ? v : NaN });
+              observations.set(observationKey(r, 'prometheus'), typeof v === 'number' ? { samples } : { samples: [], error: { kind: 'empty', message: 'no data' } });
+            }
+            const { record } = await decide({
+              policy,
+              now,
+              intervalSeconds: 30,
+              defaultCooldown: 300,
+              defaultSource: 'prometheus',
+              price: policy.cost_per_replica_hour,
+              executorReplicas: ex.replicas.get(policy.name) ?? null,
+              memory: memoryFromState(await storage.getState(id)),
+              observations,
+              dryRun: { request: false, global: false },
+            });
+            expected.set(id, { action: record.action, reason_code: record.reason_code, desired: record.desired_replicas });
+          }
           seen.length = 0;
           const report = await m.runCycle();
           t.equal(report.policies, POLICIES.length);
-          if (seen.length !== POLICIES.length) throw new Error(`${seen.length} outcomes for ${POLICIES.length} policies`);
-          for (const o of seen) {
-            const full = o.record(); // made from the outcome's inputs by the whole evaluation
-            if (full.action !== o.action || full.reason_code !== o.reason_code) {
-              throw new Error(`${full.policy_name} at ${now.toISOString()}: reported ${o.action}/${o.reason_code}${o.repeated ? ' (repeated)' : ''}, the evaluation says ${full.action}/${full.reason_code}`);
+          if (seen.length + report.repeated !== POLICIES.length) throw new Error(`${seen.length} assessed and ${report.repeated} repeated outcomes for ${POLICIES.length} policies`);
+          for (const [i, id] of ids.entries()) {
+            const o = seen.find((x) => x.policy_id === id);
+            // A repeated outcome's record is made on demand, deciding again on that cycle's inputs.
+            const state = (await m.knownState(id)) ?? (await storage.getState(id));
+            const full = o?.record() ?? ScalingManager.lastDecision(state);
+            const name = POLICIES[i]?.name;
+            if (full === null) throw new Error(`${name}: no decision`);
+            const claimed = o === undefined ? { action: 'none', reason_code: 'no_rule_held' } : { action: o.action, reason_code: o.reason_code };
+            if (full.action !== claimed.action || full.reason_code !== claimed.reason_code) {
+              throw new Error(`${name} at ${now.toISOString()}: reported ${claimed.action}/${claimed.reason_code}${o === undefined ? ' (repeated)' : ''}, the evaluation says ${full.action}/${full.reason_code}`);
             }
-            if (full.evaluated_at !== now.toISOString()) throw new Error(`${full.policy_name}: record of ${full.evaluated_at}, evaluated at ${now.toISOString()}`);
+            const oracle = expected.get(id);
+            if (oracle?.action !== full.action || oracle.reason_code !== full.reason_code || oracle.desired !== full.desired_replicas) {
+              throw new Error(`${name} at ${now.toISOString()}: the loop decided ${full.action}/${full.reason_code} to ${full.desired_replicas}${o === undefined ? ' (repeated)' : ''}, from scratch ${oracle?.action}/${oracle?.reason_code} to ${oracle?.desired}`);
+            }
+            if (full.evaluated_at !== now.toISOString()) throw new Error(`${name}: record of ${full.evaluated_at}, evaluated at ${now.toISOString()}`);
+            if (m.lastEvaluatedAt(id) !== now.toISOString()) throw new Error(`${name}: last evaluated at ${m.lastEvaluatedAt(id)}, not ${now.toISOString()}`);
             // And the state the loop keeps is the one that evaluation leaves behind.
-            const state = (await m.knownState(o.policy_id)) ?? (await storage.getState(o.policy_id));
             if (state?.consecutive_failures !== full.consecutive_metric_failures || (full.action === 'none' && state.current_replicas !== full.current_replicas)) {
-              throw new Error(`${full.policy_name} at ${now.toISOString()}: state keeps ${state?.consecutive_failures} failures and ${state?.current_replicas} replicas, the evaluation says ${full.consecutive_metric_failures} and ${full.current_replicas}`);
+              throw new Error(`${name} at ${now.toISOString()}: state keeps ${state?.consecutive_failures} failures and ${state?.current_replicas} replicas, the evaluation says ${full.consecutive_metric_failures} and ${full.current_replicas}`);
             }
-            if (o.repeated) {
+            if (o === undefined) {
               repeated++;
-              if (full.policy_name === 'floor' || full.policy_name === 'one-shot') throw new Error(`${full.policy_name} has schedules: its outcome depends on time and must be assessed`);
+              if (name === 'floor' || name === 'one-shot') throw new Error(`${name} has schedules: its outcome depends on time and must be assessed`);
             } else assessed++;
           }
           // What the policy edit changed is in force in this very cycle.

@@ -28,8 +28,16 @@ export interface ManagerDeps {
   now?: () => Date;
   /** Called after every cycle (metrics, tests). */
   onCycle?: (report: CycleReport) => void;
-  /** Called after every evaluation, loop or manual (metrics); `outcome.record()` makes its decision record. */
+  /**
+   * Called after every assessed evaluation, loop or manual (metrics); `outcome.record()` makes its
+   * decision record. Outcomes the loop repeated without an assessment are counted by onRepeated.
+   */
   onDecision?: (outcome: EvaluationOutcome, trigger: 'loop' | 'api') => void;
+  /**
+   * Called once per cycle with how many policies repeated their quiet steady state (action none,
+   * reason no_rule_held) without an assessment; `knownState()` makes their records on demand.
+   */
+  onRepeated?: (count: number) => void;
 }
 
 /**
@@ -40,39 +48,22 @@ export interface ManagerDeps {
  */
 export class EvaluationOutcome {
   #record: DecisionRecord | undefined;
-  #assessment: Assessment | undefined;
-  readonly action: DecisionRecord['action'];
-  readonly reason_code: DecisionRecord['reason_code'];
-  /** True when the outcome was known to repeat the previous one and no assessment was made for it. */
-  readonly repeated: boolean;
 
-  /**
-   * With an assessment, or (a repeat of a time-independent steady state, see
-   * ScalingManager.#steadyNow) with only its outcome: the assessment is then made on first ask.
-   */
   constructor(
     readonly input: DecisionInput,
-    assessment: Assessment | undefined,
-    repeated?: { action: DecisionRecord['action']; reason_code: DecisionRecord['reason_code'] },
-  ) {
-    this.#assessment = assessment;
-    this.repeated = assessment === undefined;
-    this.action = assessment?.action ?? repeated?.action ?? 'none';
-    this.reason_code = assessment?.reasonCode ?? repeated?.reason_code ?? 'no_rule_held';
-  }
+    readonly assessment: Assessment,
+  ) {}
 
   get policy_id(): string {
     return this.input.policy.id;
   }
 
-  get assessment(): Assessment {
-    if (this.#assessment === undefined) {
-      const a = assess(this.input);
-      // A repeat is made only for a verdict vector the policy's rules engine has already seen.
-      if (a instanceof Promise) throw new Error(`internal: the repeated evaluation of policy ${this.input.policy.id} needed the rules engine`);
-      this.#assessment = a;
-    }
-    return this.#assessment;
+  get action(): DecisionRecord['action'] {
+    return this.assessment.action;
+  }
+
+  get reason_code(): DecisionRecord['reason_code'] {
+    return this.assessment.reasonCode;
   }
 
   record(): DecisionRecord {
@@ -88,6 +79,8 @@ export interface CycleReport {
   fetches: number;
   fetch_errors: number;
   outcomes: Record<string, number>;
+  /** Of those, quiet steady states repeated without an assessment (counted under no_rule_held). */
+  repeated: number;
   errors: number;
   /** Policy states written this cycle (unchanged states are not rewritten). */
   states_written: number;
@@ -144,8 +137,8 @@ interface PendingChange {
   triggered_by: HistoryRow['triggered_by'];
 }
 
-/** Policies evaluated between two turns of the event loop during a cycle. */
-const EVALUATION_BATCH = 64;
+/** How long the loop evaluates ready policies before it lets responses in flight be read. */
+const EVALUATION_SLICE_MS = 1;
 
 /**
  * Whether a state with this memory and decision would have the same fingerprint as the known
@@ -259,28 +252,30 @@ function targetOf(policy: Policy): ScaleTarget {
 /** One enabled policy as the loop holds it between cycles (see ScalingManager.#slots). */
 class Slot {
   known: KnownState | undefined;
-  /** Observations this cycle still waits for before the policy can be evaluated. */
-  missing = 0;
-  /** The replicas its executor answered for this cycle in one call for many targets, if it did. */
-  answered: number | null | undefined;
+  /** Its index in the current CyclePlan (where the plan keeps what it knows of it). */
+  index = -1;
   /**
-   * Set when the last evaluation was a steady state that time cannot change (no rule held or
+   * Set when its last assessment was a steady state that time cannot change (no rule held or
    * failed, no schedules, nothing to do): the policy version, known state and replicas it had.
-   * While those stay the same and still no rule holds, the outcome is the same (see #steadyNow).
+   * While those stay the same and still no rule holds, the outcome is the same: the plan repeats
+   * it without an assessment (CyclePlan.repeats).
    */
   quietPolicy: Policy | undefined;
   quietKnown: KnownState | undefined;
   quietReplicas: number | null = null;
-  /** Distinct observations the policy reads, and where its rules' conditions are in CyclePlan.conditionOf. */
-  keys = 0;
-  conditionsFrom = 0;
-  conditionsTo = 0;
 
   constructor(
     public policy: Policy,
     readonly lock: Mutex,
     public seen: number,
   ) {}
+}
+
+/** The instant and observations of a cycle whose repeated outcomes may still be asked for. */
+interface RepeatContext {
+  cycle: number;
+  now: Date;
+  observations: ReadonlyMap<string, Observation>;
 }
 
 /**
@@ -295,31 +290,63 @@ class CyclePlan {
   /** Distinct (source, query, aggregation, window) keys and the rule each is fetched for. */
   readonly keys: string[] = [];
   readonly fetches: Fetch[] = [];
-  /** By key index: the slots that wait for it, and its distinct conditions. */
-  readonly waiting: Slot[][] = [];
+  /** By key index: the indices (in `slots`) of the policies that wait for it, and its distinct conditions. */
+  readonly waiting: number[][] = [];
   readonly conditions: Array<Array<Pick<Rule, 'operator' | 'threshold' | 'duration_seconds'>>> = [];
   /** By key index: where its conditions start in `quiet`. */
   readonly firstCondition: number[] = [];
-  /** Slots that need no observation (no rules). */
-  readonly immediate: Slot[] = [];
   /** Per condition, filled each cycle as its observation comes in: no verdict held or failed. */
   readonly quiet: Uint8Array;
-  /** The conditions of every policy's rules, slot by slot (see Slot.conditionsFrom). */
+  /** The conditions of every policy's rules, slot after slot: slot i's are [conditionsFrom[i], conditionsTo[i]). */
   readonly conditionOf: Int32Array;
-  readonly byExecutor = new Map<IsolatedExecutor, { slots: Slot[]; targets: ScaleTarget[] }>();
+  readonly byExecutor = new Map<IsolatedExecutor, { indices: number[]; targets: ScaleTarget[] }>();
+
+  // By slot index. What the loop reads of every policy every cycle is kept in flat arrays, not on
+  // the policies' objects: at 10,000 policies, touching 10,000 scattered objects (and missing the
+  // CPU's caches on each) cost more than the checks themselves.
+  readonly conditionsFrom: Int32Array;
+  readonly conditionsTo: Int32Array;
+  /** How many distinct observations it waits for (copied into `missing` each cycle). */
+  readonly needs: Uint8Array;
+  /** How many of them it still waits for this cycle. */
+  readonly missing: Uint8Array;
+  /** What its executor answered this cycle in one call for many targets: NaN none, -1 "cannot tell". */
+  readonly answered: Float64Array;
+  /** 1 while its quiet steady state may be repeated (see Slot.quietPolicy), with the replicas it had (-1 for null). */
+  readonly repeatable: Uint8Array;
+  readonly repeatReplicas: Float64Array;
+  /** The cycle whose outcome it repeated last (0: none). */
+  readonly repeatedIn: Int32Array;
 
   constructor(
     readonly slots: readonly Slot[],
     readonly defaultSource: string,
     executorOf: (policy: Policy) => IsolatedExecutor | undefined,
+    previous: CyclePlan | undefined,
   ) {
+    const n = slots.length;
     this.policies = slots.map((s) => s.policy);
+    this.needs = new Uint8Array(n);
+    this.missing = new Uint8Array(n);
+    this.answered = new Float64Array(n).fill(NaN);
+    this.repeatable = new Uint8Array(n);
+    this.repeatReplicas = new Float64Array(n);
+    this.repeatedIn = new Int32Array(n);
+    this.conditionsFrom = new Int32Array(n);
+    this.conditionsTo = new Int32Array(n);
     const keyIndex = new Map<string, number>();
     const perKey: Array<Map<string, number>> = [];
-    let conditionCount = 0;
     const conditionsOf: number[][] = [];
-    for (const slot of slots) {
+    for (let index = 0; index < n; index++) {
+      const slot = slots[index] as Slot;
       const policy = slot.policy;
+      // What the previous plan knew of this slot carries over.
+      if (previous !== undefined && previous.slots[slot.index] === slot) this.repeatedIn[index] = previous.repeatedIn[slot.index] as number;
+      slot.index = index;
+      if (slot.quietPolicy === policy && slot.quietKnown === slot.known) {
+        this.repeatable[index] = 1;
+        this.repeatReplicas[index] = slot.quietReplicas ?? -1;
+      }
       const conds: number[] = [];
       let keys = 0;
       for (const rule of [...policy.scale_up_rules, ...policy.scale_down_rules]) {
@@ -334,9 +361,9 @@ class CyclePlan {
           this.conditions.push([]);
           perKey.push(new Map());
         }
-        const waiting = this.waiting[k] as Slot[];
-        if (waiting[waiting.length - 1] !== slot) {
-          waiting.push(slot);
+        const waiting = this.waiting[k] as number[];
+        if (waiting[waiting.length - 1] !== index) {
+          waiting.push(index);
           keys++;
         }
         const condKey = `${rule.operator}\u0000${rule.threshold}`;
@@ -349,20 +376,21 @@ class CyclePlan {
         }
         conds.push(k, local);
       }
-      slot.keys = keys;
-      if (keys === 0) this.immediate.push(slot);
+      // At most 100 distinct observations (the schema allows 50 rules per direction): a byte each.
+      this.needs[index] = keys;
       conditionsOf.push(conds);
       const executor = executorOf(policy);
       if (executor !== undefined && executor.answersMany) {
         let group = this.byExecutor.get(executor);
         if (group === undefined) {
-          group = { slots: [], targets: [] };
+          group = { indices: [], targets: [] };
           this.byExecutor.set(executor, group);
         }
-        group.slots.push(slot);
+        group.indices.push(index);
         group.targets.push(Object.freeze(targetOf(policy)));
       }
     }
+    let conditionCount = 0;
     for (const list of this.conditions) {
       this.firstCondition.push(conditionCount);
       conditionCount += list.length;
@@ -370,15 +398,14 @@ class CyclePlan {
     this.quiet = new Uint8Array(conditionCount);
     let total = 0;
     for (const pairs of conditionsOf) total += pairs.length / 2;
-    // One array for every policy's conditions (10,000 small typed arrays would cost more than their contents).
     this.conditionOf = new Int32Array(total);
     let at = 0;
-    slots.forEach((slot, i) => {
-      const pairs = conditionsOf[i] as number[];
-      slot.conditionsFrom = at;
+    for (let index = 0; index < n; index++) {
+      const pairs = conditionsOf[index] as number[];
+      this.conditionsFrom[index] = at;
       for (let j = 0; j < pairs.length; j += 2) this.conditionOf[at++] = (this.firstCondition[pairs[j] as number] as number) + (pairs[j + 1] as number);
-      slot.conditionsTo = at;
-    });
+      this.conditionsTo[index] = at;
+    }
   }
 
   /** Whether this plan was made for exactly these slots holding exactly these policy versions. */
@@ -386,6 +413,18 @@ class CyclePlan {
     if (held.length !== this.slots.length || defaultSource !== this.defaultSource) return false;
     for (let i = 0; i < held.length; i++) if (held[i] !== this.slots[i] || (held[i] as Slot).policy !== this.policies[i]) return false;
     return true;
+  }
+
+  /** Whether the slot is one of this plan's. */
+  has(slot: Slot): boolean {
+    return this.slots[slot.index] === slot;
+  }
+
+  /** What the slot's executor answered this cycle in its call for many targets; undefined when it did not. */
+  answerOf(slot: Slot): number | null | undefined {
+    if (!this.has(slot)) return undefined;
+    const a = this.answered[slot.index] as number;
+    return Number.isNaN(a) ? undefined : a < 0 ? null : a;
   }
 
   /** Records, for each condition of key `k`, whether its verdict on this observation is quiet. */
@@ -399,10 +438,31 @@ class CyclePlan {
     }
   }
 
-  /** Whether no rule of the slot's policy held or failed this cycle (all its observations are in). */
-  isQuiet(slot: Slot): boolean {
-    for (let i = slot.conditionsFrom; i < slot.conditionsTo; i++) if (this.quiet[this.conditionOf[i] as number] === 0) return false;
+  /**
+   * Whether slot `i`'s outcome this cycle repeats its last one without an assessment: its quiet
+   * steady state is repeatable, its executor answered the same replicas in the cycle's batch, and
+   * no rule of its policy held or failed (all its observations are in). Marks it repeated in `cycle`.
+   */
+  repeats(i: number, cycle: number): boolean {
+    if (this.repeatable[i] === 0 || this.answered[i] !== this.repeatReplicas[i]) return false;
+    const to = this.conditionsTo[i] as number;
+    for (let c = this.conditionsFrom[i] as number; c < to; c++) if (this.quiet[this.conditionOf[c] as number] === 0) return false;
+    this.repeatedIn[i] = cycle;
     return true;
+  }
+
+  /** After an assessment of the slot (or before a full evaluation): whether its outcome may be repeated from now on. */
+  setQuiet(slot: Slot, quiet: boolean, known: KnownState | undefined, replicas: number | null): void {
+    if (quiet) {
+      slot.quietPolicy = slot.policy;
+      slot.quietKnown = known;
+      slot.quietReplicas = replicas;
+    } else slot.quietPolicy = undefined;
+    if (!this.has(slot)) return;
+    this.repeatable[slot.index] = quiet ? 1 : 0;
+    this.repeatReplicas[slot.index] = replicas ?? -1;
+    // Assessed now: its latest outcome is no longer a repeat.
+    this.repeatedIn[slot.index] = 0;
   }
 }
 
@@ -443,6 +503,12 @@ export class ScalingManager {
   readonly #slots = new Map<string, Slot>();
   /** The policies revision of the last listing and the enabled policies it found (see #loadPolicies). */
   #loaded: { revision: string; held: Slot[] } | undefined;
+  /** Cycles run so far (a repeated outcome names the cycle it was repeated in). */
+  #cycles = 0;
+  /** The contexts of the last two cycles, for the records of outcomes repeated in them. */
+  #repeats: RepeatContext[] = [];
+  /** Manual evaluations running: while any does, the loop repeats no outcome without checking the policy's lock. */
+  #manual = 0;
   /** The plan of the last cycle, reused while the held policies do not change. */
   #plan: CyclePlan | undefined;
   /** Cycle counter; a slot not seen in the latest load is dropped. */
@@ -472,6 +538,8 @@ export class ScalingManager {
     // Another daemon may have led meanwhile: trust only storage from here on.
     this.#slots.clear();
     this.#loaded = undefined;
+    this.#plan = undefined;
+    this.#repeats = [];
     const tick = async (): Promise<void> => {
       if (this.#stopped) return;
       const started = Date.now();
@@ -577,18 +645,22 @@ export class ScalingManager {
     }
     const defaultSource = this.#deps.config.default_metric_source;
     if (this.#plan === undefined || !this.#plan.fits(held, defaultSource)) {
-      this.#plan = new CyclePlan(held, defaultSource, (p) => this.executorFor(p).executor);
+      this.#plan = new CyclePlan(held, defaultSource, (p) => this.executorFor(p).executor, this.#plan);
     }
     const plan = this.#plan;
     const intervalSeconds = this.intervalSeconds;
+    const cycle = ++this.#cycles;
 
     // Fetches start at once; each policy is evaluated as soon as the last of its own observations
     // is in (a count per policy, not a Promise.all per policy), overlapping the slowest queries.
     const fetching = new Semaphore(this.#deps.config.max_concurrency);
     const pending = plan.fetches.map((f, k) => fetching.run(() => this.#fetch(plan.keys[k] as string, f, now)));
     // Executors that answer for many targets are asked once, while the fetches run.
-    await this.#replicasOfMany(held, plan);
+    await this.#replicasOfMany(plan);
     const observations = new Map<string, Observation>();
+    // Outcomes repeated this cycle are made (on demand) from this cycle's instant and observations.
+    this.#repeats = [this.#repeats[this.#repeats.length - 1], { cycle, now, observations }].filter((r) => r !== undefined);
+    let repeated = 0;
     let fetchErrors = 0;
     let fetchedAt = 0;
     const concurrency = new Semaphore(this.#deps.config.max_concurrency);
@@ -609,7 +681,7 @@ export class ScalingManager {
      */
     const steadyNow = (slot: Slot): boolean => {
       try {
-        const outcome = this.#steadyNow(slot, now, observations, plan.isQuiet(slot));
+        const outcome = this.#steadyNow(slot, plan, now, observations);
         if (outcome === undefined) return false;
         count(outcome);
       } catch (err) {
@@ -626,45 +698,70 @@ export class ScalingManager {
       }
     };
     const running: Array<Promise<void>> = [];
-    // Ready policies are evaluated in small batches with a turn of the event loop between them,
-    // so responses to the fetches still in flight are read promptly instead of waiting behind
-    // thousands of evaluations (whose promise chains would otherwise run back to back).
-    const queue: Slot[] = [];
+    // Ready policies are evaluated in slices of about a millisecond with a turn of the event loop
+    // between them, so responses to the fetches still in flight are read promptly instead of
+    // waiting behind thousands of evaluations (whose promise chains would otherwise run back to
+    // back). Each policy is queued once a cycle: the queue is an array of slot indices.
+    const slots = plan.slots;
+    const queue = new Int32Array(slots.length);
+    let queued = 0;
+    let next = 0;
     let draining = false;
     let drained: Promise<void> = Promise.resolve();
     const drain = async (): Promise<void> => {
       try {
-        while (queue.length > 0) {
-          // Start a batch without waiting for it to finish: a slow executor call in one
-          // evaluation must not hold back the others.
-          for (const slot of queue.splice(0, EVALUATION_BATCH)) if (!steadyNow(slot)) running.push(evaluateOne(slot));
-          if (queue.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        while (next < queued) {
+          const until = performance.now() + EVALUATION_SLICE_MS;
+          // Start evaluations without waiting for them: a slow executor call in one must not hold back the others.
+          // A manual evaluation holding a policy's lock must finish first: then every policy is checked on its own.
+          const repeatable = this.#manual === 0;
+          while (next < queued) {
+            const index = queue[next++] as number;
+            if (repeatable && plan.repeats(index, cycle)) repeated++;
+            else {
+              const slot = slots[index] as Slot;
+              if (!steadyNow(slot)) running.push(evaluateOne(slot));
+            }
+            if ((next & 63) === 0 && performance.now() > until) break;
+          }
+          if (next < queued) await new Promise<void>((resolve) => setImmediate(resolve));
         }
       } finally {
         draining = false;
       }
     };
-    const enqueue = (slot: Slot): void => {
-      queue.push(slot);
+    const enqueue = (index: number): void => {
+      queue[queued++] = index;
       if (!draining) {
         draining = true;
         drained = drain();
       }
     };
-    for (const slot of held) slot.missing = slot.keys;
-    for (const slot of plan.immediate) enqueue(slot);
+    const missing = plan.missing;
+    missing.set(plan.needs);
+    for (let i = 0; i < slots.length; i++) if (missing[i] === 0) enqueue(i);
     await Promise.all(
       pending.map(async (promise, k) => {
         const obs = await promise;
         observations.set(plan.keys[k] as string, obs);
         if (obs.error !== undefined) fetchErrors++;
         plan.observe(k, obs, now, intervalSeconds);
-        for (const slot of plan.waiting[k] as Slot[]) if (--slot.missing === 0) enqueue(slot);
+        const waiting = plan.waiting[k] as number[];
+        for (let i = 0; i < waiting.length; i++) {
+          const index = waiting[i] as number;
+          const left = (missing[index] as number) - 1;
+          missing[index] = left;
+          if (left === 0) enqueue(index);
+        }
       }),
     );
     fetchedAt = performance.now();
     await drained;
     await Promise.all(running);
+    if (repeated > 0) {
+      outcomes[QUIET.reason_code] = (outcomes[QUIET.reason_code] ?? 0) + repeated;
+      this.#deps.onRepeated?.(repeated);
+    }
     const tEvaluated = performance.now();
     if (writes.length > 0) {
       try {
@@ -673,7 +770,10 @@ export class ScalingManager {
         // Not written: forget what we think is stored, so the next cycle reads and writes again.
         for (const w of writes) {
           const slot = this.#slots.get(w.policy_id);
-          if (slot !== undefined) slot.known = undefined;
+          if (slot !== undefined) {
+            slot.known = undefined;
+            plan.setQuiet(slot, false, undefined, null);
+          }
         }
         this.#deps.logger.error({ err, states: writes.length }, 'could not store policy states; will retry next cycle');
       }
@@ -685,6 +785,7 @@ export class ScalingManager {
       fetches: plan.fetches.length,
       fetch_errors: fetchErrors,
       outcomes,
+      repeated,
       errors,
       states_written: writes.length,
       phases_ms: {
@@ -705,15 +806,16 @@ export class ScalingManager {
    * policies, and puts each answer on its slot (`answered`; undefined when its executor does not
    * answer in one call, or its call failed: logged, and those policies ask one by one this cycle).
    */
-  async #replicasOfMany(held: readonly Slot[], plan: CyclePlan): Promise<void> {
-    for (const slot of held) slot.answered = undefined;
+  async #replicasOfMany(plan: CyclePlan): Promise<void> {
+    const answered = plan.answered;
+    answered.fill(NaN);
     await Promise.all(
-      [...plan.byExecutor].map(async ([executor, { slots, targets }]) => {
+      [...plan.byExecutor].map(async ([executor, { indices, targets }]) => {
         try {
           const answers = await executor.getCurrentReplicasMany(targets);
-          for (let i = 0; i < slots.length; i++) (slots[i] as Slot).answered = answers[i] ?? null;
+          for (let i = 0; i < indices.length; i++) answered[indices[i] as number] = answers[i] ?? -1;
         } catch (err) {
-          this.#deps.logger.warn({ executor: executor.name, targets: slots.length, err: (err as Error).message }, 'executor could not report the replicas of its targets in one call; asking per policy this cycle');
+          this.#deps.logger.warn({ executor: executor.name, targets: indices.length, err: (err as Error).message }, 'executor could not report the replicas of its targets in one call; asking per policy this cycle');
         }
       }),
     );
@@ -836,8 +938,13 @@ export class ScalingManager {
   async evaluateNow(policy: Policy, opts: { dryRun: boolean }): Promise<DecisionRecord> {
     const now = this.#now();
     const { observations } = await this.#fetchAll([policy], now);
-    const outcome = await this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'api', requestDryRun: opts.dryRun }));
-    return outcome.record();
+    this.#manual++;
+    try {
+      const outcome = await this.#lock(policy.id).run(() => this.#evaluate(policy, now, observations, { trigger: 'api', requestDryRun: opts.dryRun }));
+      return outcome.record();
+    } finally {
+      this.#manual--;
+    }
   }
 
   /**
@@ -848,33 +955,17 @@ export class ScalingManager {
    * record. Being synchronous, nothing can interleave, so it needs no lock. Undefined (and
    * nothing changed) when any of that does not hold; #evaluate then does the whole evaluation.
    */
-  #steadyNow(slot: Slot, now: Date, observations: ReadonlyMap<string, Observation>, quiet: boolean): EvaluationOutcome | undefined {
+  #steadyNow(slot: Slot, plan: CyclePlan, now: Date, observations: ReadonlyMap<string, Observation>): EvaluationOutcome | undefined {
     const known = slot.known;
     const policy = slot.policy;
-    const executorReplicas = slot.answered;
+    const executorReplicas = plan.answerOf(slot);
     if (known === undefined || executorReplicas === undefined || slot.lock.locked || known.pending) return undefined;
     const input = this.#input(policy, now, observations, executorReplicas, known.memory, false);
-    let outcome: EvaluationOutcome;
-    if (
-      slot.quietPolicy === policy &&
-      slot.quietKnown === known &&
-      slot.quietReplicas === executorReplicas &&
-      quiet
-    ) {
-      // The same inputs as the last evaluation but the instant and the rules' values, with the
-      // same verdicts (none held, none failed); the instant reaches the outcome only through
-      // schedules (none) and a cooldown (only for a change rules want): the same outcome.
-      outcome = new EvaluationOutcome(input, undefined, QUIET);
-    } else {
-      const a = assess(input);
-      if (a instanceof Promise || !isSteady(a, known)) return undefined;
-      outcome = new EvaluationOutcome(input, a);
-      if (isQuiet(a, policy)) {
-        slot.quietPolicy = policy;
-        slot.quietKnown = known;
-        slot.quietReplicas = executorReplicas;
-      } else slot.quietPolicy = undefined;
-    }
+    const a = assess(input);
+    // Not steady: #evaluate takes it (and stops it from being repeated).
+    if (a instanceof Promise || !isSteady(a, known)) return undefined;
+    const outcome = new EvaluationOutcome(input, a);
+    plan.setQuiet(slot, isQuiet(a, policy), known, executorReplicas);
     known.steady(policy, now, observations, executorReplicas);
     this.#deps.onDecision?.(outcome, 'loop');
     return outcome;
@@ -894,7 +985,7 @@ export class ScalingManager {
     const { name: executorName, executor } = this.executorFor(policy);
     let executorReplicas: number | null = null;
     // The loop's cycle asked executors that answer for many targets once (a manual evaluation asks now).
-    const answered = opts.trigger === 'loop' ? opts.slot?.answered : undefined;
+    const answered = opts.trigger === 'loop' && opts.slot !== undefined ? this.#plan?.answerOf(opts.slot) : undefined;
     if (answered !== undefined) executorReplicas = answered;
     else if (executor !== undefined) {
       try {
@@ -903,8 +994,10 @@ export class ScalingManager {
         log().warn({ executor: executorName, err: (err as Error).message }, 'executor could not report current replicas; using stored state');
       }
     }
-    // The loop holds its slot; a manual evaluation of a policy the loop holds shares it.
+    // The loop holds its slot; a manual evaluation of a policy the loop holds shares it. Whatever
+    // this evaluation finds, the slot's last outcome is not repeated until the loop next finds it quiet.
     const slot = opts.slot ?? this.#slots.get(policy.id);
+    if (slot !== undefined) this.#plan?.setQuiet(slot, false, undefined, null);
     const known = slot?.known;
     const state = known !== undefined ? known.state : await storage.getState(policy.id);
     const memory = known !== undefined ? known.memory : memoryFromState(state);
@@ -1053,9 +1146,11 @@ export class ScalingManager {
    * the manager holds nothing newer than the stored state: read that from storage.
    */
   async knownState(policyId: string): Promise<PolicyState | undefined> {
-    const known = this.#slots.get(policyId)?.known;
-    if (known === undefined) return undefined;
-    const latest = known.latest;
+    const slot = this.#slots.get(policyId);
+    const known = slot?.known;
+    if (slot === undefined || known === undefined) return undefined;
+    const repeat = this.#repeatOf(slot);
+    const latest = repeat !== undefined ? { policy: slot.policy, now: repeat.now, observations: repeat.observations, executorReplicas: slot.quietReplicas } : known.latest;
     if (latest === undefined) {
       // Its own record, or none kept: then the stored state is the latest (read it from storage).
       return known.record === undefined ? undefined : { ...known.state, data: { ...known.state.data, [STATE_KEYS.lastDecision]: known.record } };
@@ -1063,6 +1158,14 @@ export class ScalingManager {
     const input = this.#input(latest.policy, latest.now, latest.observations, latest.executorReplicas, known.memory, false);
     const a = await assess(input);
     return { ...known.state, data: { ...known.state.data, [STATE_KEYS.lastDecision]: explain(input, a) } };
+  }
+
+  /** The cycle whose context the slot's latest outcome repeated, when it was a repeat. */
+  #repeatOf(slot: Slot): RepeatContext | undefined {
+    const plan = this.#plan;
+    if (plan === undefined || !plan.has(slot)) return undefined;
+    const cycle = plan.repeatedIn[slot.index] as number;
+    return cycle === 0 ? undefined : this.#repeats.find((r) => r.cycle === cycle);
   }
 
   #input(policy: Policy, now: Date, observations: ReadonlyMap<string, Observation>, executorReplicas: number | null, memory: EngineMemory, requestDryRun: boolean): DecisionInput {
@@ -1082,7 +1185,9 @@ export class ScalingManager {
 
   /** When this manager last evaluated a policy (the stored last decision may be older: same outcome). */
   lastEvaluatedAt(policyId: string): string | null {
-    const at = this.#slots.get(policyId)?.known?.evaluatedAt;
+    const slot = this.#slots.get(policyId);
+    const repeat = slot === undefined ? undefined : this.#repeatOf(slot);
+    const at = repeat?.now.getTime() ?? slot?.known?.evaluatedAt;
     return at === undefined || at === 0 ? null : new Date(at).toISOString();
   }
 
