@@ -114,7 +114,8 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       executors: plugins.executors,
       config,
       onCycle: (report) => metrics.cycleDuration.observe(report.duration_ms / 1000),
-      onDecision: (record, trigger) => metrics.evaluations.inc({ action: record.action, reason_code: record.reason_code, trigger }),
+      onDecision: (outcome, trigger) => metrics.countEvaluations(outcome.action, outcome.reason_code, trigger),
+      onRepeated: (count) => metrics.countEvaluations('none', 'no_rule_held', 'loop', count),
     });
     const election = config.enabled
       ? new LeaderElection({

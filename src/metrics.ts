@@ -23,6 +23,19 @@ export class ScalerMetrics implements PluginObserver {
   readonly httpLatency: Histogram<'method' | 'route'>;
   readonly leader: Gauge<string>;
   readonly fileReloads: Counter<'status'>;
+  /** Bound children of `evaluations` by action, reason code and trigger: labels are hashed once, not per evaluation. */
+  readonly #evaluationCounts = new Map<string, { inc(n?: number): void }>();
+
+  /** Counts evaluations with one outcome (thousands a cycle: the labelled child is looked up by one string). */
+  countEvaluations(action: string, reasonCode: string, trigger: 'loop' | 'api', n = 1): void {
+    const key = `${action}|${reasonCode}|${trigger}`;
+    let child = this.#evaluationCounts.get(key);
+    if (child === undefined) {
+      child = this.evaluations.labels({ action, reason_code: reasonCode, trigger });
+      this.#evaluationCounts.set(key, child);
+    }
+    child.inc(n);
+  }
 
   constructor(collectors: { policiesBySource?: () => Promise<Record<string, number>>; fileErrors?: () => number; plugins?: () => Array<{ status: string }> } = {}) {
     const registers = [this.registry];

@@ -15,6 +15,7 @@ import t from 'tap';
 import { decide } from '../src/engine/decide.js';
 import type { Observation } from '../src/engine/decision.js';
 import { ScalingManager, memoryFromState, type EvaluationOutcome } from '../src/engine/manager.js';
+import { ScalerMetrics } from '../src/metrics.js';
 import { observationKey, ruleWindow } from '../src/engine/rule-window.js';
 import type { Executor, MetricSource, Sample } from '../src/plugins/api.js';
 import { IsolatedExecutor, IsolatedMetricSource } from '../src/plugins/plugin-manager.js';
@@ -275,4 +276,44 @@ t.test('a steady loop lists the policies only when their revision moved; edits f
   t.ok((scaled.outcomes['scale_up'] ?? 0) >= 2, 'the rule held: scale-ups written');
   await cycle();
   t.equal(listings, 2, 'writing states and history did not make the loop list again');
+});
+
+t.test('repeated outcomes are counted in the cycle report, by onRepeated, and in the evaluations metric', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ps-repeat-count-'));
+  const storage = createSqliteStorage(join(dir, 'db.sqlite'));
+  await storage.migrate();
+  t.teardown(async () => {
+    await storage.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  for (let i = 0; i < 5; i++) {
+    await storage.createPolicy(normalizePolicy({ name: `c${i}`, target_type: 'cdc-worker', min_replicas: 1, max_replicas: 10, scale_up_rules: [rule('lag', 'gt', 60, 1)] }, { source: 'api', now: new Date('2026-01-01T00:00:00Z') }));
+  }
+  const metrics = new ScalerMetrics();
+  const repeats: number[] = [];
+  let now = new Date('2026-01-28T12:00:00Z');
+  const m = new ScalingManager({
+    storage,
+    logger: silent,
+    sources: new Map([['prometheus', new IsolatedMetricSource('prometheus', source({ lag: 1 }), 300)]]),
+    executors: new Map([['keda', new IsolatedExecutor('keda', executor(), 300)]]),
+    now: () => now,
+    config: { evaluation_interval_ms: 30_000, default_cooldown: 300, default_metric_source: 'prometheus', dry_run: false, max_concurrency: 4, executors: { 'cdc-worker': 'keda' }, prices: {} },
+    onDecision: (o, trigger) => metrics.countEvaluations(o.action, o.reason_code, trigger),
+    onRepeated: (n) => {
+      repeats.push(n);
+      metrics.countEvaluations('none', 'no_rule_held', 'loop', n);
+    },
+  });
+  const reports = [];
+  for (let c = 0; c < 4; c++) {
+    now = new Date(now.getTime() + 30_000);
+    reports.push(await m.runCycle());
+  }
+  // First cycle: states unknown (assessed, written); second: assessed, found quiet; then repeated.
+  t.same(reports.map((r) => r.repeated), [0, 0, 5, 5]);
+  t.same(reports.map((r) => r.outcomes['no_rule_held']), [5, 5, 5, 5], 'repeats count under no_rule_held');
+  t.same(repeats, [5, 5], 'onRepeated once per cycle that repeated any');
+  const text = await metrics.registry.metrics();
+  t.match(text, /philotes_scaling_evaluations_total\{action="none",reason_code="no_rule_held",trigger="loop"\} 20\n/, 'every evaluation in the metric, repeated or not');
 });
