@@ -116,7 +116,7 @@ function memory() {
 /** @param {NodeJS.CpuUsage} u */
 const ms = (u) => ((u.user + u.system) / 1000).toFixed(0);
 for (let c = 0; c < MEASURED_CYCLES; c++) {
-  // PAUSE_MS: idle time before each measured round, as the daemon has between cycles.
+  // PAUSE_MS: idle time before each measured cycle (and before its direct run), as the daemon has between cycles.
   if (PAUSE_MS > 0) await new Promise((r) => setTimeout(r, PAUSE_MS));
   const before = await requestCounts();
   await session?.post('Profiler.start');
@@ -132,6 +132,8 @@ for (let c = 0; c < MEASURED_CYCLES; c++) {
   requests.push((after['/api/v1/query_range'] ?? 0) - (before['/api/v1/query_range'] ?? 0) + (after['/api/v1/query'] ?? 0) - (before['/api/v1/query'] ?? 0));
   rss = Math.max(rss, process.memoryUsage().rss);
 
+  // The direct run idles as long first, so that both halves of a pair start equally cold.
+  if (PAUSE_MS > 0) await new Promise((r) => setTimeout(r, PAUSE_MS));
   await session?.post('Profiler.start');
   const cpu1 = process.cpuUsage();
   const prom1 = prometheusCpuMs();

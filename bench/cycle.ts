@@ -5,8 +5,8 @@
 // Goals: <= 2 s at 10,000 policies; requests per cycle = distinct queries; ratio <= 1.5; RSS <= 300 MB.
 // Run: npm run bench:cycle   (POLICIES=1000,10000 to choose sizes; VERBOSE=1 prints phases, CPU
 // times and memory; CPU_PROF_DIR=dir writes a .cpuprofile of each measured cycle and direct run;
-// WARMUP_CYCLES, CYCLES; PAUSE_MS idles before each measured round, as the daemon does between
-// cycles; needs prometheus on PATH). This process seeds the database and runs Prometheus and its
+// WARMUP_CYCLES, CYCLES; PAUSE_MS idles before each measured cycle and before its direct run, as
+// the daemon does between cycles; needs prometheus on PATH). This process seeds the database and runs Prometheus and its
 // exporter; the cycles run in bench/cycle-measure.mjs, a fresh plain-Node process on the build
 // (npm run build), as npm start runs the daemon.
 import { fork } from 'node:child_process';

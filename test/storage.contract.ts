@@ -315,6 +315,10 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     await moved('delete');
     t.equal(await storage.deletePolicy(p.id), false);
     await moved('deleting what is not there', false);
+    // Concurrent writers (on PostgreSQL, on different connections and revision rows) each count.
+    const before = Number(await storage.policiesRevision());
+    await Promise.all(Array.from({ length: 10 }, (_, i) => storage.createPolicy(makePolicy(`rev-many-${i}`))));
+    t.equal(Number(await storage.policiesRevision()) - before, 10, 'ten concurrent creates move it by ten');
   });
 
   t.test(`${name}: deletePolicy cascades to rules, schedules and state; history stays`, async (t) => {

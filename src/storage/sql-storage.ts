@@ -358,8 +358,9 @@ export class SqlStorage implements Storage {
 
   policiesRevision(): Promise<string> {
     return this.#guard(async () => {
-      const [row] = await this.driver.all<Row>('SELECT revision FROM scaling_policy_revision WHERE id = 1', []);
-      if (row === undefined) throw new Error('scaling_policy_revision has no row: the database was not migrated');
+      // The sum of its rows (one on SQLite, 64 on PostgreSQL: migration 004).
+      const [row] = await this.driver.all<Row>('SELECT sum(revision) AS revision FROM scaling_policy_revision', []);
+      if (row === undefined || row['revision'] === null) throw new Error('scaling_policy_revision has no row: the database was not migrated');
       return String(row['revision']);
     });
   }
