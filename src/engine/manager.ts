@@ -164,7 +164,8 @@ function sameAsKnown(ks: KnownState, m: EngineMemory, kind: string | null, a: As
   );
 }
 
-const QUIET = Object.freeze({ action: 'none', reason_code: 'no_rule_held' } as const);
+/** The reason code of a quiet steady state (its action is none). */
+const QUIET_REASON = 'no_rule_held';
 
 /**
  * A steady state that time alone cannot change: no rule held or failed (so no direction was
@@ -172,7 +173,7 @@ const QUIET = Object.freeze({ action: 'none', reason_code: 'no_rule_held' } as c
  * policy, state and replicas and again no rule holding or failing, it has the same outcome.
  */
 function isQuiet(a: Assessment, policy: Policy): boolean {
-  if (a.action !== 'none' || a.reasonCode !== QUIET.reason_code || a.anyError || a.chosen !== null || policy.schedules.length > 0) return false;
+  if (a.action !== 'none' || a.reasonCode !== QUIET_REASON || a.anyError || a.chosen !== null || policy.schedules.length > 0) return false;
   for (const v of a.up) if (v.held) return false;
   for (const v of a.down) if (v.held) return false;
   return true;
@@ -759,7 +760,7 @@ export class ScalingManager {
     await drained;
     await Promise.all(running);
     if (repeated > 0) {
-      outcomes[QUIET.reason_code] = (outcomes[QUIET.reason_code] ?? 0) + repeated;
+      outcomes[QUIET_REASON] = (outcomes[QUIET_REASON] ?? 0) + repeated;
       this.#deps.onRepeated?.(repeated);
     }
     const tEvaluated = performance.now();
