@@ -493,6 +493,8 @@ export class ScalingManager {
   /** Samples kept for sources without range queries, by observation key. */
   readonly #buffers = new Map<string, Array<{ t: number; v: number }>>();
   readonly sourceHealth = new Map<string, SourceHealth>();
+  #sourceMarked = 0;
+  #sourceMarkedName = '';
   /**
    * The enabled policies the loop holds between cycles, by id: the version last loaded (only
    * changed versions are read again), the policy's lock, and what the manager knows of its state.
@@ -502,6 +504,8 @@ export class ScalingManager {
    * shows the latest decision. Cleared when the loop (re)starts.
    */
   readonly #slots = new Map<string, Slot>();
+  /** Whether some held policy may have no known state (set by a listing or a failed state write). */
+  #unknownStates = true;
   /** The policies revision of the last listing and the enabled policies it found (see #loadPolicies). */
   #loaded: { revision: string; held: Slot[] } | undefined;
   /** Cycles run so far (a repeated outcome names the cycle it was repeated in). */
@@ -541,6 +545,7 @@ export class ScalingManager {
     this.#loaded = undefined;
     this.#plan = undefined;
     this.#repeats = [];
+    this.#unknownStates = true;
     const tick = async (): Promise<void> => {
       if (this.#stopped) return;
       const started = Date.now();
@@ -630,6 +635,7 @@ export class ScalingManager {
     }
     const enabled = held.filter((s) => s.policy.enabled);
     this.#loaded = { revision, held: enabled };
+    this.#unknownStates = true;
     return enabled;
   }
 
@@ -638,11 +644,16 @@ export class ScalingManager {
     const now = this.#now();
     const held = await this.#loadPolicies();
     const tLoaded = performance.now();
-    const unknown = held.filter((s) => s.known === undefined);
-    const stored = unknown.length > 0 ? await this.#deps.storage.getStates(unknown.map((s) => s.policy.id)) : new Map<string, PolicyState>();
-    for (const slot of unknown) {
-      const st = stored.get(slot.policy.id);
-      if (st !== undefined) slot.known = new KnownState(st, fingerprint(st), 0, false);
+    // States are read in one batch for policies new to the loop (or whose write failed); a policy
+    // with no stored state yet reads it during its own evaluation.
+    if (this.#unknownStates) {
+      this.#unknownStates = false;
+      const unknown = held.filter((s) => s.known === undefined);
+      const stored = unknown.length > 0 ? await this.#deps.storage.getStates(unknown.map((s) => s.policy.id)) : new Map<string, PolicyState>();
+      for (const slot of unknown) {
+        const st = stored.get(slot.policy.id);
+        if (st !== undefined) slot.known = new KnownState(st, fingerprint(st), 0, false);
+      }
     }
     const defaultSource = this.#deps.config.default_metric_source;
     if (this.#plan === undefined || !this.#plan.fits(held, defaultSource)) {
@@ -776,6 +787,7 @@ export class ScalingManager {
             plan.setQuiet(slot, false, undefined, null);
           }
         }
+        this.#unknownStates = true;
         this.#deps.logger.error({ err, states: writes.length }, 'could not store policy states; will retry next cycle');
       }
     }
@@ -902,7 +914,13 @@ export class ScalingManager {
   #markSource(name: string, error: { kind: string; message: string } | null): void {
     const prev = this.sourceHealth.get(name);
     const down = error !== null && SOURCE_DOWN_KINDS.has(error.kind);
-    const checkedAt = new Date().toISOString();
+    // A cycle marks a source once per request (200 times in a few milliseconds): an answering
+    // source that answered less than a second ago keeps its entry.
+    const at = Date.now();
+    if (!down && prev?.ok === true && at - this.#sourceMarked < 1000 && this.#sourceMarkedName === name) return;
+    this.#sourceMarked = at;
+    this.#sourceMarkedName = name;
+    const checkedAt = new Date(at).toISOString();
     if (!down) {
       // A first successful contact is not "answering again": log only a recovery.
       if (prev !== undefined && !prev.ok) this.#deps.logger.info({ source: name }, `metric source ${name} is answering again`);
