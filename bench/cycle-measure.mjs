@@ -6,6 +6,7 @@
 import { writeFileSync, readFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { ScalingManager } from '../dist/src/engine/manager.js';
 import { ruleWindow } from '../dist/src/engine/rule-window.js';
@@ -51,6 +52,18 @@ function prometheusCpuMs() {
     return 0;
   }
 }
+
+/** Garbage collection so far, in ms: major (mark-compact) and minor (scavenges and the rest). */
+const gc = { major: 0, minor: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    // detail.kind 4 is NODE_PERFORMANCE_GC_MAJOR.
+    if (/** @type {{ kind?: number }} */ (e.detail)?.kind === 4) gc.major += e.duration;
+    else gc.minor += e.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
+/** GC time since `from`, as text. @param {{ major: number, minor: number }} from */
+const gcSince = (from) => `GC ${(gc.major - from.major).toFixed(0)} + ${(gc.minor - from.minor).toFixed(0)} ms`;
 
 const logger = pino({ level: 'silent' });
 const plugins = new PluginManager({ dirs: [PluginManager.bundledDir()], configs: { prometheus: { url: PROMETHEUS_URL } }, logger, timeoutMs: 30_000 });
@@ -122,9 +135,11 @@ for (let c = 0; c < MEASURED_CYCLES; c++) {
   await session?.post('Profiler.start');
   const cpu0 = process.cpuUsage();
   const prom0 = prometheusCpuMs();
+  const gc0 = { ...gc };
   const report = await manager.runCycle();
   const cpuCycle = process.cpuUsage(cpu0);
   const promCycle = prometheusCpuMs() - prom0;
+  const gcCycle = gcSince(gc0);
   await saveProfile(session, `cycle-${report.policies}-${c}`);
   const after = await requestCounts();
   n = report.policies;
@@ -137,15 +152,17 @@ for (let c = 0; c < MEASURED_CYCLES; c++) {
   await session?.post('Profiler.start');
   const cpu1 = process.cpuUsage();
   const prom1 = prometheusCpuMs();
+  const gc1 = { ...gc };
   directs.push(await directTime(new Date()));
   const cpuDirect = process.cpuUsage(cpu1);
   const promDirect = prometheusCpuMs() - prom1;
+  const gcDirect = gcSince(gc1);
   await saveProfile(session, `direct-${report.policies}-${c}`);
   rss = Math.max(rss, process.memoryUsage().rss);
   if (env['VERBOSE'] === '1') {
     console.error(
-      `${n} policies: cycle ${report.duration_ms} ms (phases ${JSON.stringify(report.phases_ms)}, CPU ${ms(cpuCycle)} ms, Prometheus CPU ${promCycle} ms), ` +
-        `direct ${directs.at(-1)?.toFixed(0)} ms (CPU ${ms(cpuDirect)} ms, Prometheus CPU ${promDirect} ms), states written ${report.states_written}, ${memory()}`,
+      `${n} policies: cycle ${report.duration_ms} ms (phases ${JSON.stringify(report.phases_ms)}, CPU ${ms(cpuCycle)} ms, ${gcCycle}, Prometheus CPU ${promCycle} ms), ` +
+        `direct ${directs.at(-1)?.toFixed(0)} ms (CPU ${ms(cpuDirect)} ms, ${gcDirect}, Prometheus CPU ${promDirect} ms), states written ${report.states_written}, ${memory()}`,
     );
   }
   if (report.fetches !== QUERIES || report.errors > 0) throw new Error(`cycle fetched ${report.fetches} keys with ${report.errors} errors`);
