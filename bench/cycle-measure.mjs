@@ -20,7 +20,7 @@ const PROMETHEUS_URL = /** @type {string} */ (env['BENCH_PROMETHEUS_URL']);
 const QUERIES = Number(env['BENCH_QUERIES']);
 const CONCURRENCY = Number(env['CONCURRENCY'] ?? 16);
 const WARMUP_CYCLES = Number(env['WARMUP_CYCLES'] ?? 10);
-const MEASURED_CYCLES = Number(env['CYCLES'] ?? 5);
+const MEASURED_CYCLES = Number(env['CYCLES'] ?? 15);
 const INTERVAL_S = 30;
 const PROFILE_DIR = env['CPU_PROF_DIR'];
 const PAUSE_MS = Number(env['PAUSE_MS'] ?? 0);
@@ -175,6 +175,6 @@ const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? NaN
 const pairs = cycles.map((c, i) => c / /** @type {number} */ (directs[i]));
 process.send?.({
   type: 'row',
-  row: `| ${n.toLocaleString('en')} | ${med(cycles).toFixed(0)} ms | ${requests.join(', ')} (distinct ${QUERIES}) | ${med(directs).toFixed(0)} ms | ${(med(cycles) / med(directs)).toFixed(2)} | ${med(pairs).toFixed(2)} | ${(rss / 1024 / 1024).toFixed(0)} MB |`,
+  row: `| ${n.toLocaleString('en')} | ${med(cycles).toFixed(0)} ms | ${requests.every((r) => r === requests[0]) ? `${requests[0]} in each of ${requests.length}` : requests.join(', ')} (distinct ${QUERIES}) | ${med(directs).toFixed(0)} ms | ${(med(cycles) / med(directs)).toFixed(2)} | ${med(pairs).toFixed(2)} | ${(rss / 1024 / 1024).toFixed(0)} MB |`,
 });
 process.disconnect?.();

@@ -65,7 +65,7 @@ for (const n of SIZES) {
 await prom.stop();
 await exporter.close();
 const warmup = Number(process.env['WARMUP_CYCLES'] ?? 10);
-const measured = Number(process.env['CYCLES'] ?? 5);
+const measured = Number(process.env['CYCLES'] ?? 15);
 console.log(`evaluation cycle: 2 up + 1 down rules per policy, ${QUERIES} distinct queries, concurrency ${process.env['CONCURRENCY'] ?? 16}, SQLite, real Prometheus (median of ${measured} cycles after ${warmup} warm-up rounds)`);
 // Each cycle is followed by a direct run of the same queries; the last ratio is the median of
 // those pairs (both halves of a pair ran under the same machine conditions).
