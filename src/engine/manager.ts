@@ -272,6 +272,11 @@ class Slot {
   ) {}
 }
 
+/** In CyclePlan.answered: the executor gave no answer in its call for many targets. */
+const NO_ANSWER = -2;
+/** The largest count CyclePlan.answered holds. */
+const MAX_ANSWER = 0x7fffffff;
+
 /** The instant and observations of a cycle whose repeated outcomes may still be asked for. */
 interface RepeatContext {
   cycle: number;
@@ -311,11 +316,11 @@ class CyclePlan {
   readonly needs: Uint8Array;
   /** How many of them it still waits for this cycle. */
   readonly missing: Uint8Array;
-  /** What its executor answered this cycle in one call for many targets: NaN none, -1 "cannot tell". */
-  readonly answered: Float64Array;
+  /** What its executor answered this cycle in one call for many targets: NO_ANSWER none, -1 "cannot tell". */
+  readonly answered: Int32Array;
   /** 1 while its quiet steady state may be repeated (see Slot.quietPolicy), with the replicas it had (-1 for null). */
   readonly repeatable: Uint8Array;
-  readonly repeatReplicas: Float64Array;
+  readonly repeatReplicas: Int32Array;
   /** The cycle whose outcome it repeated last (0: none). */
   readonly repeatedIn: Int32Array;
 
@@ -329,9 +334,9 @@ class CyclePlan {
     this.policies = slots.map((s) => s.policy);
     this.needs = new Uint8Array(n);
     this.missing = new Uint8Array(n);
-    this.answered = new Float64Array(n).fill(NaN);
+    this.answered = new Int32Array(n).fill(NO_ANSWER);
     this.repeatable = new Uint8Array(n);
-    this.repeatReplicas = new Float64Array(n);
+    this.repeatReplicas = new Int32Array(n);
     this.repeatedIn = new Int32Array(n);
     this.conditionsFrom = new Int32Array(n);
     this.conditionsTo = new Int32Array(n);
@@ -425,7 +430,7 @@ class CyclePlan {
   answerOf(slot: Slot): number | null | undefined {
     if (!this.has(slot)) return undefined;
     const a = this.answered[slot.index] as number;
-    return Number.isNaN(a) ? undefined : a < 0 ? null : a;
+    return a === NO_ANSWER ? undefined : a < 0 ? null : a;
   }
 
   /** Records, for each condition of key `k`, whether its verdict on this observation is quiet. */
@@ -710,10 +715,11 @@ export class ScalingManager {
       }
     };
     const running: Array<Promise<void>> = [];
-    // Ready policies are evaluated in slices of about a millisecond with a turn of the event loop
-    // between them, so responses to the fetches still in flight are read promptly instead of
-    // waiting behind thousands of evaluations (whose promise chains would otherwise run back to
-    // back). Each policy is queued once a cycle: the queue is an array of slot indices.
+    // Ready policies that do not repeat are evaluated in slices of about a millisecond with a turn
+    // of the event loop between them, so responses to the fetches still in flight are read
+    // promptly instead of waiting behind thousands of evaluations (whose promise chains would
+    // otherwise run back to back). Each policy is queued at most once a cycle: the queue is an
+    // array of slot indices.
     const slots = plan.slots;
     const queue = new Int32Array(slots.length);
     let queued = 0;
@@ -725,16 +731,10 @@ export class ScalingManager {
         while (next < queued) {
           const until = performance.now() + EVALUATION_SLICE_MS;
           // Start evaluations without waiting for them: a slow executor call in one must not hold back the others.
-          // A manual evaluation holding a policy's lock must finish first: then every policy is checked on its own.
-          const repeatable = this.#manual === 0;
           while (next < queued) {
-            const index = queue[next++] as number;
-            if (repeatable && plan.repeats(index, cycle)) repeated++;
-            else {
-              const slot = slots[index] as Slot;
-              if (!steadyNow(slot)) running.push(evaluateOne(slot));
-            }
-            if ((next & 63) === 0 && performance.now() > until) break;
+            const slot = slots[queue[next++] as number] as Slot;
+            if (!steadyNow(slot)) running.push(evaluateOne(slot));
+            if ((next & 15) === 0 && performance.now() > until) break;
           }
           if (next < queued) await new Promise<void>((resolve) => setImmediate(resolve));
         }
@@ -742,16 +742,25 @@ export class ScalingManager {
         draining = false;
       }
     };
-    const enqueue = (index: number): void => {
-      queue[queued++] = index;
-      if (!draining) {
+    // Started once per batch of newly ready policies, not per policy: a drain that empties the
+    // queue returns, and starting one per policy cost an async call (and its promise) each.
+    const kick = (): void => {
+      if (!draining && next < queued) {
         draining = true;
         drained = drain();
       }
     };
+    // A policy whose observations are all in either repeats its quiet outcome (a few array reads,
+    // done at once) or is queued for evaluation. While a manual evaluation holds a policy's lock,
+    // nothing is repeated: every policy is checked on its own.
+    const ready = (index: number): void => {
+      if (this.#manual === 0 && plan.repeats(index, cycle)) repeated++;
+      else queue[queued++] = index;
+    };
     const missing = plan.missing;
     missing.set(plan.needs);
-    for (let i = 0; i < slots.length; i++) if (missing[i] === 0) enqueue(i);
+    for (let i = 0; i < slots.length; i++) if (missing[i] === 0) ready(i);
+    kick();
     await Promise.all(
       pending.map(async (promise, k) => {
         const obs = await promise;
@@ -763,8 +772,9 @@ export class ScalingManager {
           const index = waiting[i] as number;
           const left = (missing[index] as number) - 1;
           missing[index] = left;
-          if (left === 0) enqueue(index);
+          if (left === 0) ready(index);
         }
+        kick();
       }),
     );
     fetchedAt = performance.now();
@@ -821,12 +831,16 @@ export class ScalingManager {
    */
   async #replicasOfMany(plan: CyclePlan): Promise<void> {
     const answered = plan.answered;
-    answered.fill(NaN);
+    answered.fill(NO_ANSWER);
     await Promise.all(
       [...plan.byExecutor].map(async ([executor, { indices, targets }]) => {
         try {
           const answers = await executor.getCurrentReplicasMany(targets);
-          for (let i = 0; i < indices.length; i++) answered[indices[i] as number] = answers[i] ?? -1;
+          for (let i = 0; i < indices.length; i++) {
+            const n = answers[i] ?? -1;
+            // Counts beyond what the array holds (absurd for replicas) are asked for one by one.
+            answered[indices[i] as number] = n <= MAX_ANSWER ? n : NO_ANSWER;
+          }
         } catch (err) {
           this.#deps.logger.warn({ executor: executor.name, targets: indices.length, err: (err as Error).message }, 'executor could not report the replicas of its targets in one call; asking per policy this cycle');
         }
