@@ -848,29 +848,22 @@ export class ScalingManager {
     );
   }
 
-  /** Starts one request per distinct (source, query, aggregation, window) across the given policies. */
-  #startFetches(policies: readonly Policy[], now: Date): { pending: Map<string, Promise<Observation>>; fetches: number } {
+  /**
+   * Fetches everything the given policies need (one request per distinct source, query,
+   * aggregation and window), and waits for all of it: a manual evaluation's fetch; the loop's
+   * requests come from its CyclePlan.
+   */
+  async #fetchAll(policies: readonly Policy[], now: Date): Promise<{ observations: Map<string, Observation>; fetches: number; errors: number }> {
     const distinct = new Map<string, Fetch>();
     const defaultSource = this.#deps.config.default_metric_source;
-    const add = (rules: readonly Rule[]): void => {
-      for (const rule of rules) {
+    for (const p of policies) {
+      for (const rule of [...p.scale_up_rules, ...p.scale_down_rules]) {
         const key = observationKey(rule, defaultSource);
         if (!distinct.has(key)) distinct.set(key, { source: rule.source ?? defaultSource, rule });
       }
-    };
-    for (const p of policies) {
-      add(p.scale_up_rules);
-      add(p.scale_down_rules);
     }
-    const slots = new Semaphore(this.#deps.config.max_concurrency);
-    const pending = new Map<string, Promise<Observation>>();
-    for (const [key, f] of distinct) pending.set(key, slots.run(() => this.#fetch(key, f, now)));
-    return { pending, fetches: distinct.size };
-  }
-
-  /** Fetches everything the given policies need, and waits for all of it. */
-  async #fetchAll(policies: readonly Policy[], now: Date): Promise<{ observations: Map<string, Observation>; fetches: number; errors: number }> {
-    const { pending, fetches } = this.#startFetches(policies, now);
+    const fetching = new Semaphore(this.#deps.config.max_concurrency);
+    const pending = [...distinct].map(([key, f]) => [key, fetching.run(() => this.#fetch(key, f, now))] as const);
     const observations = new Map<string, Observation>();
     let errors = 0;
     for (const [key, p] of pending) {
@@ -878,7 +871,7 @@ export class ScalingManager {
       if (obs.error !== undefined) errors++;
       observations.set(key, obs);
     }
-    return { observations, fetches, errors };
+    return { observations, fetches: distinct.size, errors };
   }
 
   async #fetch(key: string, f: Fetch, now: Date): Promise<Observation> {
