@@ -10,7 +10,7 @@ const HELP = `philotes-scaler: the Philotes scaling engine
 Usage:
   philotes-scaler [serve] [--config FILE] [--port N] [--dry-run] [--database-url URL]
   philotes-scaler validate [--format text|json] <files or folders...>
-  philotes-scaler evaluate <policy file> [--prometheus URL]
+  philotes-scaler evaluate <policy file> [--at TIME] [--prometheus URL]
   philotes-scaler backtest <policy file> --from TIME --to TIME [--step 1m] [--initial-replicas N]
                            [--prometheus URL] [--timeline out.csv|out.json] [--chart out.svg]
   philotes-scaler test <policy test files or folders...>
@@ -38,11 +38,17 @@ names across the files) without a database or network. Folders are searched for 
 Prints one line per problem, "file:line:col field message", and exits 1 if there is any;
 exit 0 when every policy is valid. --format json prints a machine-readable report.
 `,
-  evaluate: `philotes-scaler evaluate <policy file> [--policy NAME] [--prometheus URL]
+  evaluate: `philotes-scaler evaluate <policy file> [--at TIME] [--policy NAME] [--prometheus URL]
 
-Evaluates the file's policies once, now, against the configured metric sources (or the
-Prometheus at --prometheus), and prints each decision record as JSON. A dry run that touches
-no store: state lives in memory and is thrown away. Exit 0, or 1 when the file is invalid.
+Evaluates the file's policies once against the configured metric sources (or the Prometheus
+at --prometheus), and prints each decision record as JSON. A dry run that touches no store:
+state lives in memory and is thrown away. Exit 0, or 1 when the file is invalid.
+
+  --at TIME          the instant to evaluate at, ISO-8601 with an offset such as
+                     2026-01-28T10:00:00Z (default: now); schedules, windows and
+                     queries are all judged at that instant
+  --policy NAME      which policy, when the file holds several
+  --prometheus URL   the Prometheus to query (default prometheus_url)
 `,
   backtest: `philotes-scaler backtest <policy file> --from TIME --to TIME [options]
 
@@ -81,6 +87,14 @@ function flagsFrom(values: Record<string, unknown>): Partial<Record<keyof Scaler
   if (typeof values['log-level'] === 'string') flags.log_level = values['log-level'];
   if (typeof values['prometheus'] === 'string') flags.prometheus_url = values['prometheus'];
   return flags;
+}
+
+/** An ISO-8601 instant with an offset (as the backtest's --from and --to take); a usage error naming the flag otherwise. */
+function parseInstant(raw: string, flag: string): Date {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/.test(raw) || Number.isNaN(Date.parse(raw))) {
+    throw new ConfigError([{ field: flag, message: `must be an ISO-8601 time with an offset, such as 2026-01-28T10:00:00Z, got "${raw}"` }], 'flags');
+  }
+  return new Date(raw);
 }
 
 /** How long a graceful shutdown may take before the process exits anyway. */
@@ -162,6 +176,7 @@ async function main(argv: string[]): Promise<number> {
       policy: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
+      at: { type: 'string' },
       step: { type: 'string' },
       'initial-replicas': { type: 'string' },
       timeline: { type: 'string' },
@@ -207,8 +222,9 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(COMMAND_HELP['evaluate'] ?? HELP);
         return 2;
       }
+      const at = values.at === undefined ? undefined : parseInstant(values.at, '--at');
       const { evaluatePolicyFile } = await import('./engine/evaluate-command.js');
-      const result = await evaluatePolicyFile(file, config, logger);
+      const result = await evaluatePolicyFile(file, config, logger, at);
       if (!result.ok) return emit({ code: 1, stdout: '', stderr: `${result.problems.join('\n')}\n` });
       const chosen = values.policy !== undefined ? result.records.filter((r) => r.policy_name === values.policy) : result.records;
       if (chosen.length === 0) return emit({ code: 1, stdout: '', stderr: `${file} has no policy named "${values.policy}"\n` });

@@ -9,6 +9,16 @@ const root = packageRoot();
 const cli = join(root, 'src', 'cli.ts');
 
 /**
+ * The variables that set a process's clock and zone (TZ; libfaketime's, when the suite runs under
+ * scripts/clock-matrix.sh): passed on, so the CLI sees the same date and time as this test.
+ */
+function clockEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && /^(TZ|LD_PRELOAD|FAKETIME\w*)$/.test(k)) env[k] = v;
+  return env;
+}
+
+/**
  * Runs the CLI from source (through tsx) with a clean environment. tap follows child processes
  * and records their coverage; tsx's maps of a file differ from those of tap's own TypeScript
  * loader and do not merge with them (the report then counted most files as one statement), so
@@ -18,7 +28,7 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
       cwd: root,
-      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', _TAPJS_PROCESSINFO_COVERAGE_: '0', ...env },
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', _TAPJS_PROCESSINFO_COVERAGE_: '0', ...clockEnv(), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -60,13 +70,25 @@ t.test('evaluate prints a decision record and touches no store', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ps-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const db = join(dir, 'never.db');
-  const r = await run(['evaluate', 'policies/trino.yaml', '--prometheus', 'http://127.0.0.1:9'], { PHILOTES_SCALING_DATABASE_PATH: db });
+  // trino-workers keeps a floor of 3 from 08:00 to 18:00 Budapest time on weekdays, so the
+  // instant is pinned: a Saturday (no window), then a Wednesday at 10:00 in Budapest (inside it).
+  const r = await run(['evaluate', 'policies/trino.yaml', '--prometheus', 'http://127.0.0.1:9', '--at', '2026-01-31T10:00:00Z'], { PHILOTES_SCALING_DATABASE_PATH: db });
   t.equal(r.code, 0, r.stderr);
-  const record = JSON.parse(r.stdout) as { policy_name: string; reason_code: string; dry_run: boolean; rules: Array<{ error: string | null }> };
+  type Record = { policy_name: string; evaluated_at: string; reason_code: string; action: string; desired_replicas: number; dry_run: boolean; rules: Array<{ error: string | null }> };
+  const record = JSON.parse(r.stdout) as Record;
   t.equal(record.policy_name, 'trino-workers');
+  t.equal(record.evaluated_at, '2026-01-31T10:00:00.000Z', 'evaluated at --at, not at the wall clock');
   t.equal(record.reason_code, 'metric_error', 'no Prometheus: metric_error, never a pretend number');
   t.equal(record.dry_run, true);
   t.match(record.rules[0]?.error, /unreachable/);
+  const inWindow = await run(['evaluate', 'policies/trino.yaml', '--prometheus', 'http://127.0.0.1:9', '--at', '2026-01-28T10:00:00+01:00'], { PHILOTES_SCALING_DATABASE_PATH: db });
+  t.equal(inWindow.code, 0, inWindow.stderr);
+  const held = JSON.parse(inWindow.stdout) as Record;
+  t.equal(held.evaluated_at, '2026-01-28T09:00:00.000Z');
+  t.same([held.action, held.reason_code, held.desired_replicas], ['scheduled', 'schedule_window', 3], 'inside the weekday floor window the floor of 3 applies');
+  const badAt = await run(['evaluate', 'policies/trino.yaml', '--at', 'tomorrow']);
+  t.equal(badAt.code, 2);
+  t.match(badAt.stderr, /--at: must be an ISO-8601 time with an offset/);
   const { existsSync } = await import('node:fs');
   t.notOk(existsSync(db), 'no database file was created');
   writeFileSync(join(dir, 'bad.yaml'), 'name: bad\ntarget_type: cdc-worker\nmin_replicas: 3\nmax_replicas: 1\n');

@@ -14,9 +14,10 @@ export type EvaluateFileResult = { ok: true; records: DecisionRecord[] } | { ok:
 /**
  * `philotes-scaler evaluate <policy file>`: evaluates the file's policies once against the
  * configured metric sources, as a dry run, and returns the decision records. It touches no
- * store: state lives in an in-memory database that is thrown away.
+ * store: state lives in an in-memory database that is thrown away. `at` is the instant evaluated
+ * (schedules, windows and queries are judged there); the present when it is not given.
  */
-export async function evaluatePolicyFile(file: string, config: ResolvedConfig, logger: Logger): Promise<EvaluateFileResult> {
+export async function evaluatePolicyFile(file: string, config: ResolvedConfig, logger: Logger, at?: Date): Promise<EvaluateFileResult> {
   const plugins = await loadPlugins(config, logger);
   const storage = createSqliteStorage(':memory:');
   try {
@@ -25,10 +26,11 @@ export async function evaluatePolicyFile(file: string, config: ResolvedConfig, l
       storage,
       validation: createValidationContext(config, namesFromPlugins(plugins)),
       defaultCooldown: config.default_cooldown,
+      ...(at !== undefined ? { now: () => at } : {}),
     });
     const parsed = await parsePolicyFile(resolve(file), (input, source) => service.parse(input, { source }), file);
     if (parsed.problems.length > 0) return { ok: false, problems: parsed.problems.map(formatProblem) };
-    const manager = new ScalingManager({ storage, logger, sources: plugins.sources, executors: plugins.executors, config });
+    const manager = new ScalingManager({ storage, logger, sources: plugins.sources, executors: plugins.executors, config, ...(at !== undefined ? { now: () => at } : {}) });
     const records: DecisionRecord[] = [];
     for (const p of parsed.policies) {
       const stored = await storage.createPolicy(p);
