@@ -25,6 +25,7 @@ export const ERROR_CATALOGUE = {
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed on this route' },
   DUPLICATE_NAME: { status: 409, title: 'A policy with this name already exists' },
   FILE_MANAGED: { status: 409, title: 'The policy is managed by a policy file' },
+  STATE_CONFLICT: { status: 409, title: "The policy's state changed during the evaluation" },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be application/json' },
   STORAGE_UNAVAILABLE: { status: 503, title: 'Storage is unavailable' },

@@ -116,8 +116,10 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       onCycle: (report) => metrics.cycleDuration.observe(report.duration_ms / 1000),
       onDecision: (outcome, trigger) => metrics.countEvaluations(outcome.action, outcome.reason_code, trigger),
       onRepeated: (count) => metrics.countEvaluations('none', 'no_rule_held', 'loop', count),
+      // The loop runs only while elected; every change it makes is fenced by that leadership.
+      fence: () => (election === undefined ? false : election.fence()),
     });
-    const election = config.enabled
+    const election: LeaderElection | undefined = config.enabled
       ? new LeaderElection({
           lock: storage.leaderLock(),
           logger,

@@ -304,7 +304,7 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     await moved('replace');
     await storage.setEnabled(p.id, false, at(20));
     await moved('disable');
-    await storage.putState({ policy_id: p.id, current_replicas: 3, last_change_at: at(0), last_change_kind: 'scale_up', consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(30) });
+    await storage.putState({ policy_id: p.id, current_replicas: 3, last_change_at: at(0), last_change_kind: 'scale_up', consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(30), version: 0 });
     await storage.appendHistory(historyRow({ policy_id: p.id, policy_name: p.name }));
     await moved('state and history writes', false);
     await storage.syncSource('policies/rev.yaml', [makePolicy('rev-file', {}, { now: at(40) })]);
@@ -325,8 +325,8 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     const storage = await fresh(t);
     const p = await storage.createPolicy(makePolicy('doomed'));
     const keep = await storage.createPolicy(makePolicy('kept'));
-    await storage.putState({ policy_id: p.id, current_replicas: 3, last_change_at: at(0), last_change_kind: 'scale_up', consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0) });
-    await storage.putState({ policy_id: keep.id, current_replicas: 2, last_change_at: null, last_change_kind: null, consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0) });
+    await storage.putState({ policy_id: p.id, current_replicas: 3, last_change_at: at(0), last_change_kind: 'scale_up', consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0), version: 0 });
+    await storage.putState({ policy_id: keep.id, current_replicas: 2, last_change_at: null, last_change_kind: null, consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0), version: 0 });
     const row = await storage.appendHistory(historyRow({ policy_id: p.id, policy_name: p.name }));
     t.equal(await ruleRows(storage, p.id), 3, 'rules before');
     t.equal(await storage.deletePolicy(p.id), true);
@@ -502,10 +502,10 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(await storage.getState(p.id), undefined, 'no state yet');
     const empty: PolicyState = {
       policy_id: p.id, current_replicas: null, last_change_at: null, last_change_kind: null,
-      consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0),
+      consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0), version: 0,
     };
-    await storage.putState(empty);
-    t.strictSame(await storage.getState(p.id), empty, 'nulls and empty data');
+    t.equal(await storage.putState(empty), true, 'the first write inserts');
+    t.strictSame(await storage.getState(p.id), { ...empty, version: 1 }, 'nulls and empty data; version 1');
     const full: PolicyState = {
       policy_id: p.id,
       current_replicas: 4,
@@ -521,14 +521,51 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
         text: 'ünïcödé "quoted" \\ slash',
       },
       updated_at: at(31),
+      version: 1,
     };
-    await storage.putState(full);
-    t.strictSame(await storage.getState(p.id), full, 'upsert replaces every field');
-    await storage.putState({ ...full, current_replicas: 0, last_change_at: '2026-01-28T13:01:00+01:00', data: {} });
+    t.equal(await storage.putState(full), true);
+    t.strictSame(await storage.getState(p.id), { ...full, version: 2 }, 'a write replaces every field and moves the version');
+    t.equal(await storage.putState({ ...full, current_replicas: 0, last_change_at: '2026-01-28T13:01:00+01:00', data: {}, version: 2 }), true);
     const last = await storage.getState(p.id);
     t.equal(last?.current_replicas, 0, 'zero is not null');
     t.equal(last?.last_change_at, at(60), 'times answered in UTC');
     t.strictSame(last?.data, {}, 'data replaced, not merged');
+    t.equal(last?.version, 3);
+  });
+
+  t.test(`${name}: state writes are compare-and-set on the version`, async (t) => {
+    const storage = await fresh(t);
+    const p = await storage.createPolicy(makePolicy('fenced'));
+    const base: PolicyState = {
+      policy_id: p.id, current_replicas: 2, last_change_at: null, last_change_kind: null,
+      consecutive_failures: 0, last_blocked: null, data: { who: 'first' }, updated_at: at(0), version: 0,
+    };
+    t.equal(await storage.putState(base), true, 'insert at version 0');
+    t.equal(await storage.putState({ ...base, data: { who: 'second insert' } }), false, 'a second insert (version 0) is refused: a state exists');
+    t.equal(await storage.putState({ ...base, version: 1, current_replicas: 5, data: { who: 'A' } }), true, 'A writes the version it read');
+    t.equal(await storage.putState({ ...base, version: 1, current_replicas: 7, data: { who: 'B' } }), false, 'B read the same version: refused');
+    t.equal(await storage.putState({ ...base, version: 9, data: { who: 'future' } }), false, 'a version never stored is refused');
+    t.strictSame(await storage.getState(p.id), { ...base, version: 2, current_replicas: 5, data: { who: 'A' } }, 'only A\'s write landed');
+    const other = await storage.createPolicy(makePolicy('fenced-2'));
+    const gone = await storage.createPolicy(makePolicy('fenced-gone'));
+    await storage.deletePolicy(gone.id);
+    const refused = await storage.putStates([
+      { ...base, version: 2, data: { who: 'batch' } },
+      { ...base, policy_id: other.id, version: 0, data: { who: 'batch new' } },
+      { ...base, version: 2, data: { who: 'batch stale twin' } },
+      { ...base, policy_id: gone.id, version: 0 },
+    ]);
+    t.strictSame(refused.sort(), [gone.id, p.id].sort(), 'the batch names what it did not write: the stale twin and the deleted policy');
+    t.same((await storage.getState(p.id))?.data, { who: 'batch' }, 'the first of two writes of one version wins');
+    t.equal((await storage.getState(other.id))?.version, 1);
+    t.equal(await storage.getState(gone.id), undefined, 'no state for a deleted policy');
+    // Many writers of one version at once: exactly one lands.
+    const now = (await storage.getState(p.id)) as PolicyState;
+    const wins = await Promise.all(Array.from({ length: 10 }, (_, i) => storage.putState({ ...now, data: { i } })));
+    t.equal(wins.filter(Boolean).length, 1, 'ten concurrent writers of one version: one wins');
+    t.equal(await storage.historyRowExists(randomUUID()), false, 'historyRowExists: an unknown id');
+    const row = await storage.appendHistory(historyRow({ policy_id: p.id, policy_name: p.name }));
+    t.equal(await storage.historyRowExists(row.id), true, 'historyRowExists: a written row');
   });
 
   t.test(`${name}: concurrent writes`, async (t) => {
@@ -555,11 +592,12 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.strictSame((await walk(t, storage, { limit: 1000 })).ids.sort(), appended.map((r) => r.id).sort(), '50 parallel appends all land');
 
     const target = many[0] as Policy;
-    await Promise.all(
+    const wrote = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        storage.putState({ policy_id: target.id, current_replicas: i, last_change_at: null, last_change_kind: null, consecutive_failures: i, last_blocked: null, data: { i }, updated_at: at(i) }),
+        storage.putState({ policy_id: target.id, current_replicas: i, last_change_at: null, last_change_kind: null, consecutive_failures: i, last_blocked: null, data: { i }, updated_at: at(i), version: 0 }),
       ),
     );
+    t.equal(wrote.filter(Boolean).length, 1, 'one of 20 parallel first writes inserts');
     const state = await storage.getState(target.id);
     t.ok(state !== undefined && state.current_replicas === state.consecutive_failures && state.data['i'] === state.current_replicas, 'parallel putState leaves one whole write, not a mix');
   });

@@ -30,14 +30,33 @@ export class LeaderElection {
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #running: Promise<void> | undefined;
+  #deposing: Promise<void> | undefined;
   since: string | null = null;
 
   constructor(opts: LeaderElectionOptions) {
     this.#opts = opts;
+    // A lock session that ends (terminated, connection dropped) deposes at once, not at the next
+    // check: the loop stops before its next change. The change it may be making is fenced anyway.
+    opts.lock.onLost(() => {
+      if (!this.#leader || this.#stopped) return;
+      // #depose clears the flag before its first await: fence() refuses from this moment.
+      this.#deposing = this.#depose('lost leadership (the lock session ended); stopping the evaluation loop').finally(() => {
+        this.#deposing = undefined;
+      });
+    });
   }
 
   get isLeader(): boolean {
     return this.#leader;
+  }
+
+  /**
+   * What this daemon's loop may do now: `false` when it does not lead (it must not execute);
+   * otherwise the proof of leadership its state writes carry (undefined where the lock needs none).
+   */
+  fence(): number | undefined | false {
+    if (!this.#leader) return false;
+    return this.#opts.lock.fence();
   }
 
   get description(): string {
@@ -72,6 +91,8 @@ export class LeaderElection {
 
   async #tick(): Promise<void> {
     const { lock, logger } = this.#opts;
+    // A loop being stopped after a lost session finishes stopping before this daemon competes again.
+    if (this.#deposing !== undefined) await this.#deposing;
     if (this.#leader) {
       let held: boolean;
       let why = 'the lock is gone';
@@ -122,6 +143,7 @@ export class LeaderElection {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#running;
+    await this.#deposing;
     try {
       if (this.#leader) {
         this.#leader = false;

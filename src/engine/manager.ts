@@ -4,6 +4,7 @@ import type { ScaleTarget } from '../plugins/api.js';
 import type { IsolatedExecutor, IsolatedMetricSource, PluginCallError } from '../plugins/plugin-manager.js';
 import type { Policy, Rule } from '../policy/policy-model.js';
 import type { HistoryRow, PolicyState, Storage } from '../storage/storage.js';
+import { ScalerError } from '../errors.js';
 import { Mutex, Semaphore } from '../util/async.js';
 import { assess, explain, type Assessment, type DecisionInput } from './decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from './decision.js';
@@ -26,6 +27,12 @@ export interface ManagerDeps {
     prices: Readonly<Record<string, number>>;
   };
   now?: () => Date;
+  /**
+   * Leadership of the loop (LeaderElection.fence): `false` when this daemon does not lead, so its
+   * loop must not execute or write states; otherwise the proof its state writes carry. Without
+   * it (one-shot commands, tests), the loop's writes are compare-and-set on the state version only.
+   */
+  fence?: () => number | undefined | false;
   /** Called after every cycle (metrics, tests). */
   onCycle?: (report: CycleReport) => void;
   /**
@@ -128,6 +135,8 @@ function fingerprint(s: PolicyState): string {
 
 /** A real change whose intent is stored before the executor is called, cleared once it is recorded. */
 interface PendingChange {
+  /** The id its history row gets: a row already written means the change was recorded. */
+  id?: string;
   action: HistoryRow['action'];
   previous: number;
   desired: number;
@@ -688,9 +697,12 @@ export class ScalingManager {
       const k = outcome.action === 'none' ? outcome.reason_code : outcome.action;
       outcomes[k] = (outcomes[k] ?? 0) + 1;
     };
+    let conflicts = 0;
     const failed = (policy: Policy, err: unknown): void => {
       errors++;
-      this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
+      // A stale view (another daemon wrote the state, or leadership was lost) is one line a cycle, below.
+      if (err instanceof ScalerError && err.code === 'STATE_CONFLICT') conflicts++;
+      else this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
     };
     /**
      * Most policies in most cycles are a steady state decided without waiting for anything: done
@@ -787,7 +799,21 @@ export class ScalingManager {
     const tEvaluated = performance.now();
     if (writes.length > 0) {
       try {
-        await this.#deps.storage.putStates(writes);
+        const fence = this.#deps.fence?.();
+        const refused = fence === false ? writes.map((w) => w.policy_id) : await this.#deps.storage.putStates(writes, fence === undefined ? {} : { fence });
+        // Not written (the version moved, or leadership was lost): forget those states, so the
+        // next cycle reads them again instead of deciding from a stale view.
+        for (const id of refused) {
+          const slot = this.#slots.get(id);
+          if (slot !== undefined) {
+            slot.known = undefined;
+            plan.setQuiet(slot, false, undefined, null);
+          }
+        }
+        if (refused.length > 0) {
+          this.#unknownStates = true;
+          conflicts += refused.length;
+        }
       } catch (err) {
         // Not written: forget what we think is stored, so the next cycle reads and writes again.
         for (const w of writes) {
@@ -818,6 +844,12 @@ export class ScalingManager {
         write: Math.round(performance.now() - tEvaluated),
       },
     };
+    if (conflicts > 0) {
+      this.#deps.logger.warn(
+        { policies: conflicts },
+        `${conflicts} policies were not evaluated or their state not stored: another daemon changed their state, or this daemon lost leadership; nothing was executed from the stale view`,
+      );
+    }
     this.lastCycle = report;
     this.#deps.logger.debug(report, 'evaluation cycle done');
     this.#deps.onCycle?.(report);
@@ -1027,10 +1059,19 @@ export class ScalingManager {
     const known = slot?.known;
     const state = known !== undefined ? known.state : await storage.getState(policy.id);
     const memory = known !== undefined ? known.memory : memoryFromState(state);
+    // Leadership: the loop of a daemon that no longer leads makes no change and writes no state.
+    // A manual evaluation (the API, any daemon) is fenced by the state version alone.
+    const fence = opts.trigger === 'loop' ? this.#deps.fence?.() : undefined;
+    if (fence === false) throw new ScalerError('STATE_CONFLICT', 'this daemon no longer leads the evaluation loop; the policy was not evaluated');
+    // Every state write below is a compare-and-set on the version read here.
+    let version = state?.version ?? 0;
     const interrupted = state?.data['pending'] as PendingChange | undefined;
-    if (interrupted !== undefined && interrupted !== null && opts.requestDryRun !== true) {
+    // Only the loop recovers an interrupted change: a manual evaluation on another daemon may see
+    // a change the leader is applying right now.
+    if (interrupted !== undefined && interrupted !== null && opts.trigger === 'loop' && (interrupted.id === undefined || !(await storage.historyRowExists(interrupted.id)))) {
       // The daemon stopped while an executor was applying this change: record it, outcome unknown.
       // Its cooldown already counts (the intent was stored first), so nothing is applied twice.
+      // A change whose own row was written before the stop is not recorded again.
       await storage.appendHistory({
         id: randomUUID(),
         policy_id: policy.id,
@@ -1071,10 +1112,10 @@ export class ScalingManager {
       return outcome;
     }
 
-    const row = (status: HistoryRow['status'], newReplicas: number, error: string | null): HistoryRow => {
+    const row = (status: HistoryRow['status'], newReplicas: number, error: string | null, id: string = randomUUID()): HistoryRow => {
       const record = outcome.record();
       return {
-      id: randomUUID(),
+      id,
       policy_id: policy.id,
       policy_name: policy.name,
       action: record.action === 'none' ? (record.directions.chosen ?? 'none') : record.action,
@@ -1108,11 +1149,24 @@ export class ScalingManager {
         last_blocked: m.last_blocked,
         data: { [STATE_KEYS.memory]: { one_shots: m.one_shots }, [STATE_KEYS.lastDecision]: record, ...opts2.extra },
         updated_at: now.toISOString(),
+        version,
       };
       const fp = fingerprint(st);
-      if (opts2.now || opts.deferWrite === undefined) await storage.putState(st);
-      else if (slot?.known?.fingerprint !== fp) opts.deferWrite.push(st);
-      if (slot !== undefined) slot.known = new KnownState(st, fp, now.getTime(), true);
+      if (opts2.now || opts.deferWrite === undefined) {
+        if (!(await storage.putState(st, fence === undefined ? {} : { fence }))) {
+          // Another daemon wrote this state since it was read, or this one lost its lock session:
+          // forget it (the next cycle reads it again) and make no change from this stale view.
+          if (slot !== undefined) slot.known = undefined;
+          this.#unknownStates = true;
+          throw new ScalerError('STATE_CONFLICT', `the state of policy ${policy.name} changed during the evaluation (another daemon evaluated it, or this one lost leadership); nothing was executed`);
+        }
+        version++;
+      } else if (slot?.known?.fingerprint !== fp) {
+        opts.deferWrite.push(st);
+        // The batch's write moves the version by one; a refused write forgets the known state.
+        version++;
+      }
+      if (slot !== undefined) slot.known = new KnownState({ ...st, version }, fp, now.getTime(), true);
     };
 
     let final = next;
@@ -1122,10 +1176,12 @@ export class ScalingManager {
       const record = outcome.record();
       const triggeredBy = opts.trigger === 'api' ? 'api' : (record.triggered_by ?? 'rule');
       const real = !record.dry_run;
+      const changeId = randomUUID();
       if (real) {
         // Record the intent first: if the process dies while the executor works, the restarted
         // daemon still honours the cooldown of a change that may have happened (never a double scale).
         const pending: PendingChange = {
+          id: changeId,
           action: record.action,
           previous: record.current_replicas,
           desired: record.desired_replicas,
@@ -1149,7 +1205,7 @@ export class ScalingManager {
           error = (err as Error).message;
         }
       }
-      await storage.appendHistory(row(status, record.desired_replicas, error));
+      await storage.appendHistory(row(status, record.desired_replicas, error, changeId));
       final = applyExecution(next, record, now, { succeeded: status === 'succeeded' });
       if (real && status === 'succeeded') kind = record.action;
       const line = `${record.dry_run ? 'dry run: ' : ''}${record.action} ${record.current_replicas} -> ${record.desired_replicas} (${record.reason_code}) ${status}`;

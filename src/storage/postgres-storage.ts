@@ -25,14 +25,28 @@ class PgLeaderLock implements LeaderLock {
   readonly description = `PostgreSQL advisory lock ${LEADER_LOCK_KEY}`;
   #client: pg.Client | undefined;
   #held = false;
+  /** The lock session's backend process id while it holds the lock: the fence of state writes. */
+  #pid: number | undefined;
+  readonly #lost: Array<() => void> = [];
 
   constructor(private readonly connectionString: string) {}
 
   /** Forgets a session (and with it the lock) if it is the current one. */
   #forget(client: pg.Client): void {
     if (this.#client !== client) return;
+    const wasHeld = this.#held;
     this.#client = undefined;
     this.#held = false;
+    this.#pid = undefined;
+    if (wasHeld) for (const fn of this.#lost) fn();
+  }
+
+  fence(): number | undefined {
+    return this.#held ? this.#pid : undefined;
+  }
+
+  onLost(fn: () => void): void {
+    this.#lost.push(fn);
   }
 
   /** Forgets a session and closes its connection, without waiting for a server that may not answer. */
@@ -73,10 +87,11 @@ class PgLeaderLock implements LeaderLock {
         this.#client = client;
       }
       // Never twice on one session while held: the lock is re-entrant and one unlock would not free it.
-      const res = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK_KEY]);
+      const res = await client.query<{ ok: boolean; pid: number }>('SELECT pg_try_advisory_lock($1) AS ok, pg_backend_pid() AS pid', [LEADER_LOCK_KEY]);
       // The session may have died while the query ran; a lock on a dead session is no lock.
       if (this.#client !== client) return false;
       this.#held = res.rows[0]?.ok === true;
+      this.#pid = this.#held ? res.rows[0]?.pid : undefined;
       return this.#held;
     } catch {
       // Also a timeout: whether the server took the lock is unknown, so the session goes (and the lock with it).
@@ -102,6 +117,8 @@ class PgLeaderLock implements LeaderLock {
     const client = this.#client;
     if (client === undefined) return;
     if (this.#held) await client.query('SELECT pg_advisory_unlock($1)', [LEADER_LOCK_KEY]).catch(() => undefined);
+    // Released on purpose: not a loss to report.
+    this.#held = false;
     this.#forget(client);
     // Closing the session frees the lock even when the unlock failed; wait a little for it, never long.
     let timer: NodeJS.Timeout | undefined;
@@ -189,6 +206,15 @@ export class PostgresDriver implements SqlDriver {
   readonly kind = 'postgres';
   readonly migrationsFolder = 'postgres';
   readonly supportsSharedAccess = true;
+  /**
+   * The leader lock, seen from any connection: a session-level advisory lock on one bigint key is
+   * listed in pg_locks with the key's high and low 32 bits as classid and objid, and objsubid 1.
+   * Checked in the statement that writes a state, so a write of a daemon whose lock session is
+   * gone (terminated, dropped, or replaced after a takeover) changes nothing.
+   */
+  readonly fenceCondition = `EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND classid = ${Math.floor(LEADER_LOCK_KEY / 2 ** 32)} AND objid = ${LEADER_LOCK_KEY % 2 ** 32} AND objsubid = 1 AND pid = ?)`;
   readonly pool: pg.Pool;
   readonly #exec: PgExecutor;
 

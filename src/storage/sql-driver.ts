@@ -30,6 +30,12 @@ export interface SqlDriver extends SqlExecutor {
   isUnavailable(err: unknown): boolean;
   /** A lock that at most one daemon on this database holds: the one that runs the evaluation loop. */
   leaderLock(): LeaderLock;
+  /**
+   * A SQL condition with one `?` (the fence: a lock session's id) that holds while that session
+   * holds the leader lock; undefined where a lock cannot be lost while its holder lives (SQLite's
+   * lock file, held by the process itself).
+   */
+  readonly fenceCondition: string | undefined;
   close(): Promise<void>;
 }
 
@@ -42,4 +48,14 @@ export interface LeaderLock {
   release(): Promise<void>;
   /** What the lock is, for logs and /readyz. */
   readonly description: string;
+  /**
+   * While held, the proof of it that state writes carry (the lock session's id on PostgreSQL);
+   * undefined when not held, or when the lock needs no proof (see SqlDriver.fenceCondition).
+   */
+  fence(): number | undefined;
+  /**
+   * Calls `fn` once when the lock is found lost without a check (its session was terminated or
+   * its connection closed), so the loop stops before its next change, not at the next check.
+   */
+  onLost(fn: () => void): void;
 }

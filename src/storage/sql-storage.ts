@@ -139,20 +139,33 @@ function stateFrom(r: Row): PolicyState {
     last_blocked: strOrNull(r['last_blocked']),
     data: json<Record<string, unknown>>(r['data']) ?? {},
     updated_at: iso(r['updated_at']),
+    version: num(r['version']),
   };
 }
 
-// A state is written only while its policy exists: a policy deleted during a cycle loses its
-// pending state quietly instead of failing the cycle's batch on the foreign key.
-const PUT_STATE_SQL = `INSERT INTO scaling_state (policy_id, current_replicas, last_change_at, last_change_kind, consecutive_failures,
-    last_blocked, data, updated_at) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM scaling_policies WHERE id = ?)
-  ON CONFLICT (policy_id) DO UPDATE SET current_replicas = excluded.current_replicas,
-    last_change_at = excluded.last_change_at, last_change_kind = excluded.last_change_kind,
-    consecutive_failures = excluded.consecutive_failures, last_blocked = excluded.last_blocked,
-    data = excluded.data, updated_at = excluded.updated_at`;
+// Every state write is a compare-and-set on the row's version (migration 005). A policy without
+// stored state gets its row inserted at version 1, only while the policy exists (a policy deleted
+// during a cycle loses its pending state quietly instead of failing the cycle's batch on the
+// foreign key) and while no other writer inserted one first; a stored row is updated only while
+// its version is the one the writer read. The fence, where the backend has one, is part of the
+// same statement.
+const STATE_COLUMNS = 'current_replicas, last_change_at, last_change_kind, consecutive_failures, last_blocked, data, updated_at';
+const INSERT_STATE_SQL = `INSERT INTO scaling_state (policy_id, ${STATE_COLUMNS}, version)
+  SELECT ?, ?, ?, ?, ?, ?, ?, ?, 1 WHERE EXISTS (SELECT 1 FROM scaling_policies WHERE id = ?)`;
+const UPDATE_STATE_SQL = `UPDATE scaling_state SET current_replicas = ?, last_change_at = ?, last_change_kind = ?,
+    consecutive_failures = ?, last_blocked = ?, data = ?, updated_at = ?, version = version + 1
+  WHERE policy_id = ? AND version = ?`;
 
-function stateValues(s: PolicyState): unknown[] {
-  return [s.policy_id, s.current_replicas, isoOrNull(s.last_change_at), s.last_change_kind, s.consecutive_failures, s.last_blocked, JSON.stringify(s.data), iso(s.updated_at), s.policy_id];
+function stateSql(s: PolicyState, fenceCondition: string | undefined, fence: number | undefined): { sql: string; params: unknown[] } {
+  const values = [s.current_replicas, isoOrNull(s.last_change_at), s.last_change_kind, s.consecutive_failures, s.last_blocked, JSON.stringify(s.data), iso(s.updated_at)];
+  const fenced = fence !== undefined && fenceCondition !== undefined;
+  if (s.version === 0) {
+    return {
+      sql: `${INSERT_STATE_SQL}${fenced ? ` AND ${fenceCondition}` : ''} ON CONFLICT (policy_id) DO NOTHING`,
+      params: [s.policy_id, ...values, s.policy_id, ...(fenced ? [fence] : [])],
+    };
+  }
+  return { sql: `${UPDATE_STATE_SQL}${fenced ? ` AND ${fenceCondition}` : ''}`, params: [...values, s.policy_id, s.version, ...(fenced ? [fence] : [])] };
 }
 
 function encodeCursor(row: HistoryRow): string {
@@ -484,19 +497,29 @@ export class SqlStorage implements Storage {
     });
   }
 
-  putState(s: PolicyState): Promise<void> {
+  putState(s: PolicyState, opts: { fence?: number } = {}): Promise<boolean> {
     return this.#guard(async () => {
-      await this.driver.run(PUT_STATE_SQL, stateValues(s));
+      const { sql, params } = stateSql(s, this.driver.fenceCondition, opts.fence);
+      return (await this.driver.run(sql, params)) === 1;
     });
   }
 
-  putStates(states: readonly PolicyState[]): Promise<void> {
-    if (states.length === 0) return Promise.resolve();
+  putStates(states: readonly PolicyState[], opts: { fence?: number } = {}): Promise<string[]> {
+    if (states.length === 0) return Promise.resolve([]);
     return this.#guard(() =>
       this.driver.transaction(async (tx) => {
-        for (const s of states) await tx.run(PUT_STATE_SQL, stateValues(s));
+        const refused: string[] = [];
+        for (const s of states) {
+          const { sql, params } = stateSql(s, this.driver.fenceCondition, opts.fence);
+          if ((await tx.run(sql, params)) !== 1) refused.push(s.policy_id);
+        }
+        return refused;
       }),
     );
+  }
+
+  historyRowExists(id: string): Promise<boolean> {
+    return this.#guard(async () => (await this.driver.all('SELECT 1 AS found FROM scaling_history WHERE id = ?', [id])).length > 0);
   }
 
   leaderLock(): LeaderLock {

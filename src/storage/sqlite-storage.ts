@@ -131,6 +131,9 @@ export class SqliteDriver implements SqlDriver {
     return new SqliteLeaderLock(`${this.#path}.leader`);
   }
 
+  /** The lock file is held by this process itself: it cannot be lost while the process lives. */
+  readonly fenceCondition = undefined;
+
   async close(): Promise<void> {
     await this.#lock.run(() => this.#db.close());
   }
@@ -195,6 +198,14 @@ class SqliteLeaderLock implements LeaderLock {
   async stillHeld(): Promise<boolean> {
     this.#held = this.#held && this.#owner() === process.pid;
     return this.#held;
+  }
+
+  fence(): undefined {
+    return undefined;
+  }
+
+  onLost(): void {
+    // Nothing drops this lock behind the process's back; stillHeld() notices a removed lock file.
   }
 
   async release(): Promise<void> {

@@ -41,7 +41,19 @@ export interface PolicyState {
   /** Free-form engine memory (last decision, one-shot schedule marks, observations of sources without range queries). */
   data: Record<string, unknown>;
   updated_at: string;
+  /**
+   * The stored row's version: 0 when the policy has no stored state. Every write is a
+   * compare-and-set on it (see putState) and moves it by one.
+   */
+  version: number;
 }
+
+/**
+ * Proof of leadership carried by the loop's state writes (see LeaderLock.fence): on PostgreSQL the
+ * write also requires, in the same statement, that the lock session it names still holds the
+ * leader lock.
+ */
+export type LeaderFence = number;
 
 export interface PolicyListQuery {
   limit: number;
@@ -114,12 +126,24 @@ export interface Storage {
   appendHistory(row: HistoryRow): Promise<HistoryRow>;
   listHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }>;
 
+  /** Whether a history row with this id exists (a change recorded before a crash is not recorded again). */
+  historyRowExists(id: string): Promise<boolean>;
+
   getState(policyId: string): Promise<PolicyState | undefined>;
   /** States of many policies in a few queries (the loop's read). */
   getStates(policyIds: readonly string[]): Promise<Map<string, PolicyState>>;
-  putState(state: PolicyState): Promise<void>;
-  /** Writes many states in one transaction. */
-  putStates(states: readonly PolicyState[]): Promise<void>;
+  /**
+   * Writes a state as a compare-and-set: only when the stored version is still `state.version`
+   * (0: no state is stored), and, with a `fence`, only while that leader lock session still holds
+   * the lock. The stored version becomes `state.version + 1`. False, with nothing written, when
+   * the version moved, the fence failed, or the policy no longer exists.
+   */
+  putState(state: PolicyState, opts?: { fence?: LeaderFence }): Promise<boolean>;
+  /**
+   * Writes many states in one transaction, each a compare-and-set as in putState. Resolves to
+   * the ids of the policies whose state was not written.
+   */
+  putStates(states: readonly PolicyState[], opts?: { fence?: LeaderFence }): Promise<string[]>;
 
   /** The lock that decides which daemon on this storage runs the evaluation loop. */
   leaderLock(): LeaderLock;
