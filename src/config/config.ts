@@ -24,6 +24,9 @@ export interface ScalerConfig {
   plugins: Record<string, Record<string, unknown>>;
   max_concurrency: number;
   plugin_timeout: string;
+  max_policy_file_bytes: number;
+  history_retention: string;
+  max_concurrent_backtests: number;
   auth: { tokens: Array<{ name?: string; sha256: string; scopes: Array<'read' | 'write'> }>; open_probes: boolean };
   api_token: string | null;
   api_read_token: string | null;
@@ -33,6 +36,8 @@ export interface ScalerConfig {
 export interface ResolvedConfig extends ScalerConfig {
   evaluation_interval_ms: number;
   plugin_timeout_ms: number;
+  /** history_retention in milliseconds; 0 keeps history forever. */
+  history_retention_ms: number;
   /** Where each value came from, for `--print-config` and error messages. */
   readonly origins: Readonly<Record<string, 'default' | 'file' | 'env' | 'flag'>>;
 }
@@ -52,6 +57,7 @@ export const ENV_KEYS: Record<string, { key: keyof ScalerConfig; type: 'int' | '
   PHILOTES_SCALING_POLICY_DIRS: { key: 'policy_dirs', type: 'list' },
   PHILOTES_SCALING_PLUGIN_DIRS: { key: 'plugin_dirs', type: 'list' },
   PHILOTES_SCALING_MAX_CONCURRENCY: { key: 'max_concurrency', type: 'int' },
+  PHILOTES_SCALING_HISTORY_RETENTION: { key: 'history_retention', type: 'string' },
   PHILOTES_SCALING_API_TOKEN: { key: 'api_token', type: 'string' },
   PHILOTES_SCALING_API_READ_TOKEN: { key: 'api_read_token', type: 'string' },
 };
@@ -179,10 +185,15 @@ export function loadConfig(opts: LoadConfigOptions = {}): ResolvedConfig {
   if (timeout === undefined || timeout < 1) {
     throw new ConfigError([{ field: '/plugin_timeout', message: `must be a duration of at least 1s, got "${cfg.plugin_timeout}"` }], 'merged configuration');
   }
+  const retention = cfg.history_retention === '0' ? 0 : parseDuration(cfg.history_retention);
+  if (retention === undefined || (retention > 0 && retention < 60)) {
+    throw new ConfigError([{ field: '/history_retention', message: `must be 0 (keep forever) or a duration of at least 1m, got "${cfg.history_retention}"` }], 'merged configuration');
+  }
   const resolved: ResolvedConfig = {
     ...cfg,
     evaluation_interval_ms: interval * 1000,
     plugin_timeout_ms: timeout * 1000,
+    history_retention_ms: retention * 1000,
     origins,
   };
   return deepFreeze(resolved);
