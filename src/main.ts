@@ -10,6 +10,7 @@ import { buildOpenApi } from './api/openapi.js';
 import { readPackageJson } from './util/package-root.js';
 import type Koa from 'koa';
 import { LeaderElection } from './engine/leader-election.js';
+import { HistoryRetention } from './history/history-retention.js';
 import { PolicyFileLoader } from './files/policy-file-loader.js';
 import { ScalerMetrics } from './metrics.js';
 import { PluginManager, pluginConfigsFrom } from './plugins/plugin-manager.js';
@@ -247,6 +248,10 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       metrics,
       auth: { tokens: tokensFrom(config), openProbes: config.auth.open_probes },
     });
+    // History retention prunes old rows in the background, on every daemon (batches serialise).
+    const retention = new HistoryRetention({ storage, logger, retentionMs: config.history_retention_ms });
+    retention.start();
+    stops.push({ name: 'history retention', stop: () => retention.stop() });
     // The loop starts before the API listens and stops after it closes (stops run in reverse).
     if (election !== undefined) {
       await election.start();

@@ -197,14 +197,23 @@ t.test('dry-run policies record what they would do and start no cooldown; blocke
     now = new Date(now.getTime() + 30_000);
   }
   const shadow = await storage.listHistory({ limit: 10, policy_id: shadowId });
-  t.equal(shadow.rows.length, 3, 'a row per dry-run change');
+  t.equal(shadow.rows.length, 1, 'the same would-be change is recorded once while it persists, not every cycle');
   t.ok(shadow.rows.every((r) => r.dry_run && r.status === 'succeeded' && r.new_replicas === 3));
   t.equal((await storage.getState(shadowId))?.last_change_at, null, 'dry run starts no cooldown');
-  t.same(ex.scaled.filter((s) => s[0] === 'shadow').map((s) => s[2]), [true, true, true], 'the executor was told it is a dry run');
+  t.same(ex.scaled.filter((s) => s[0] === 'shadow').map((s) => s[2]), [true, true, true], 'the executor was told it is a dry run, every cycle');
   const capped = await storage.listHistory({ limit: 10, policy_id: cappedId });
   t.equal(capped.rows.length, 1, 'at_max recorded once while it persists');
   t.equal(capped.rows[0]?.status, 'blocked');
   t.equal(capped.rows[0]?.reason_code, 'at_max');
+  // The would-be change goes away (no rule holds), then comes back: recorded again.
+  src.values['lag'] = 10;
+  await m.runCycle();
+  now = new Date(now.getTime() + 30_000);
+  src.values['lag'] = 100;
+  await m.runCycle();
+  await m.runCycle();
+  const again = await storage.listHistory({ limit: 10, policy_id: shadowId });
+  t.equal(again.rows.length, 2, 'a would-be change that stopped and came back is recorded again, once');
 });
 
 t.test('a source without range queries: the engine keeps observations, and the window must fill first', async (t) => {

@@ -107,7 +107,7 @@ export interface SourceHealth {
   error: string | null;
 }
 
-const STATE_KEYS = { memory: 'memory', lastDecision: 'last_decision' } as const;
+const STATE_KEYS = { memory: 'memory', lastDecision: 'last_decision', lastDryRun: 'last_dry_run' } as const;
 
 /** Error kinds that mean the source itself did not answer (as opposed to answering badly). */
 const SOURCE_DOWN_KINDS: ReadonlySet<string> = new Set(['unreachable', 'timeout', 'http']);
@@ -126,6 +126,7 @@ function fingerprint(s: PolicyState): string {
     s.last_blocked,
     s.data[STATE_KEYS.memory],
     s.data['pending'] ?? null,
+    s.data[STATE_KEYS.lastDryRun] ?? null,
     d?.action,
     d?.reason_code,
     d?.current_replicas,
@@ -1147,7 +1148,12 @@ export class ScalingManager {
         last_change_kind: kind,
         consecutive_failures: m.consecutive_failures,
         last_blocked: m.last_blocked,
-        data: { [STATE_KEYS.memory]: { one_shots: m.one_shots }, [STATE_KEYS.lastDecision]: record, ...opts2.extra },
+        data: {
+          [STATE_KEYS.memory]: { one_shots: m.one_shots },
+          [STATE_KEYS.lastDecision]: record,
+          ...(lastDryRun !== null ? { [STATE_KEYS.lastDryRun]: lastDryRun } : {}),
+          ...opts2.extra,
+        },
         updated_at: now.toISOString(),
         version,
       };
@@ -1172,6 +1178,11 @@ export class ScalingManager {
     let final = next;
     let kind = state?.last_change_kind ?? null;
     const shouldScale = a.action !== 'none';
+    // The dry-run change last recorded, so that a shadow policy whose rule keeps holding records
+    // its would-be change once, and again only when the change, its reason or its outcome changes
+    // (as blocked rows are recorded once while their reason persists).
+    const storedDryRun = (state?.data[STATE_KEYS.lastDryRun] as string | undefined) ?? null;
+    let lastDryRun: string | null = null;
     if (shouldScale) {
       const record = outcome.record();
       const triggeredBy = opts.trigger === 'api' ? 'api' : (record.triggered_by ?? 'rule');
@@ -1205,18 +1216,22 @@ export class ScalingManager {
           error = (err as Error).message;
         }
       }
-      await storage.appendHistory(row(status, record.desired_replicas, error, changeId));
+      const line = `${record.dry_run ? 'dry run: ' : ''}${record.action} ${record.current_replicas} -> ${record.desired_replicas} (${record.reason_code}) ${status}`;
+      lastDryRun = record.dry_run ? `${line}${error !== null ? `: ${error}` : ''}` : null;
+      const repeatedDryRun = lastDryRun !== null && lastDryRun === storedDryRun;
+      if (!repeatedDryRun) await storage.appendHistory(row(status, record.desired_replicas, error, changeId));
       final = applyExecution(next, record, now, { succeeded: status === 'succeeded' });
       if (real && status === 'succeeded') kind = record.action;
-      const line = `${record.dry_run ? 'dry run: ' : ''}${record.action} ${record.current_replicas} -> ${record.desired_replicas} (${record.reason_code}) ${status}`;
-      if (status === 'failed') log().warn({ executor: executorName, error }, line);
+      if (repeatedDryRun) log().debug({ executor: executorName }, `${line} (as last cycle; not recorded again)`);
+      else if (status === 'failed') log().warn({ executor: executorName, error }, line);
       else log().info({ executor: executorName, action: record.action, from: record.current_replicas, to: record.desired_replicas }, line);
     } else if (a.recordBlocked) {
       const record = outcome.record();
       await storage.appendHistory(row('blocked', record.wanted_replicas, null));
       log().info({ reason_code: record.reason_code }, `blocked: ${record.reason}`);
     }
-    await saveState(final, kind, { now: shouldScale });
+    // A real change is stored at once; a dry run changes nothing that cannot wait for the batch.
+    await saveState(final, kind, { now: shouldScale && lastDryRun === null });
     this.#deps.onDecision?.(outcome, opts.trigger);
     return outcome;
   }

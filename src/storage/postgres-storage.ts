@@ -300,6 +300,10 @@ export class PostgresDriver implements SqlDriver {
     return `${table}.${columns}`;
   }
 
+  fault(): string | undefined {
+    return undefined;
+  }
+
   isUnavailable(err: unknown): boolean {
     return pgUnavailable(err);
   }

@@ -28,6 +28,12 @@ export interface SqlDriver extends SqlExecutor {
   uniqueViolation(err: unknown): string | undefined;
   /** True when the error means the database cannot be reached right now. */
   isUnavailable(err: unknown): boolean;
+  /**
+   * Why the database must not be used now, known without a query (a SQLite file that was deleted,
+   * replaced or made read-only under the daemon); undefined when nothing is known to be wrong.
+   * Cheap and synchronous: called before every statement and by /readyz.
+   */
+  fault(): string | undefined;
   /** A lock that at most one daemon on this database holds: the one that runs the evaluation loop. */
   leaderLock(): LeaderLock;
   /**

@@ -204,8 +204,16 @@ export class SqlStorage implements Storage {
     return this.driver.supportsSharedAccess;
   }
 
+  fault(): string | undefined {
+    return this.driver.fault();
+  }
+
   /** Maps backend errors to catalogue errors, so a client sees 409 or 503, never a driver message. */
   async #guard<T>(work: () => Promise<T>): Promise<T> {
+    // A database the driver knows to be unusable (a SQLite file deleted, replaced or read-only)
+    // is not touched at all: nothing may be written to a file that is no longer the database.
+    const fault = this.driver.fault();
+    if (fault !== undefined) throw new ScalerError('STORAGE_UNAVAILABLE', `the ${this.driver.kind} database is unusable: ${fault}`);
     try {
       return await work();
     } catch (err) {
@@ -514,6 +522,22 @@ export class SqlStorage implements Storage {
           if ((await tx.run(sql, params)) !== 1) refused.push(s.policy_id);
         }
         return refused;
+      }),
+    );
+  }
+
+  pruneHistory(before: string, limit: number): Promise<number> {
+    const cutoff = iso(before);
+    return this.#guard(() =>
+      this.driver.transaction(async (tx) => {
+        // The append-only trigger lets this transaction, and only it, delete rows older than the cutoff.
+        await tx.run('UPDATE scaling_history_prune SET before = ? WHERE id = 1', [cutoff]);
+        const deleted = await tx.run(
+          'DELETE FROM scaling_history WHERE id IN (SELECT id FROM scaling_history WHERE executed_at < ? ORDER BY executed_at, id LIMIT ?)',
+          [cutoff, limit],
+        );
+        await tx.run('UPDATE scaling_history_prune SET before = NULL WHERE id = 1');
+        return deleted;
       }),
     );
   }

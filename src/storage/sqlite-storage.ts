@@ -122,6 +122,10 @@ export class SqliteDriver implements SqlDriver {
     return `${table}.${parts.map((c) => c[1] ?? '').join(',')}`;
   }
 
+  fault(): string | undefined {
+    return undefined;
+  }
+
   isUnavailable(err: unknown): boolean {
     const code = (err as { code?: unknown }).code;
     return code === 'SQLITE_BUSY' || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_IOERR';

@@ -94,6 +94,12 @@ export interface Storage {
   /** Names of the migrations recorded as applied. */
   appliedMigrations(): Promise<string[]>;
   ping(): Promise<void>;
+  /**
+   * Why the database must not be used now, known without a query (see SqlDriver.fault);
+   * undefined when nothing is known to be wrong. While set, every call fails with
+   * STORAGE_UNAVAILABLE (503) without touching the database.
+   */
+  fault(): string | undefined;
 
   /** Inserts a policy with its rules and schedules in one transaction. Throws DUPLICATE_NAME. */
   createPolicy(policy: Policy): Promise<Policy>;
@@ -124,6 +130,11 @@ export interface Storage {
   syncSource(source: string, policies: Policy[], opts?: { adoptFrom?: readonly string[] }): Promise<void>;
 
   appendHistory(row: HistoryRow): Promise<HistoryRow>;
+  /**
+   * Deletes at most `limit` history rows executed before `before`, oldest first (history
+   * retention); resolves to how many were deleted.
+   */
+  pruneHistory(before: string, limit: number): Promise<number>;
   listHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }>;
 
   /** Whether a history row with this id exists (a change recorded before a crash is not recorded again). */

@@ -1,0 +1,153 @@
+/**
+ * History retention on both backends (a real SQLite file and the real PostgreSQL server): rows
+ * older than the retention are deleted in batches, oldest first; the table stays append-only for
+ * everything else; the background pruner works through a backlog; and an interrupted change whose
+ * own row was written before the crash is not recorded a second time as failed.
+ */
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import t, { type Test } from 'tap';
+import { loadConfig, ConfigError } from '../src/config/config.js';
+import { ScalingManager } from '../src/engine/manager.js';
+import { HistoryRetention } from '../src/history/history-retention.js';
+import type { Executor, MetricSource } from '../src/plugins/api.js';
+import { IsolatedExecutor, IsolatedMetricSource } from '../src/plugins/plugin-manager.js';
+import { normalizePolicy } from '../src/policy/policy-normalize.js';
+import { createPostgresStorage } from '../src/storage/postgres-storage.js';
+import type { SqlStorage } from '../src/storage/sql-storage.js';
+import type { HistoryRow } from '../src/storage/storage.js';
+import { tempSqliteStorage } from './helpers/fixtures.js';
+import { createFreshDatabase } from './helpers/pg.js';
+
+const silent = pino({ level: 'silent' });
+const DAY = 86_400_000;
+const NOW = Date.parse('2026-03-01T00:00:00Z');
+
+function row(daysAgo: number, extra: Partial<HistoryRow> = {}): HistoryRow {
+  return {
+    id: randomUUID(),
+    policy_id: null,
+    policy_name: 'kept-or-not',
+    action: 'scale_up',
+    target_type: 'cdc-worker',
+    target_id: null,
+    previous_replicas: 1,
+    new_replicas: 2,
+    reason: 'test',
+    reason_code: 'rule_held',
+    triggered_by: 'rule',
+    dry_run: false,
+    status: 'succeeded',
+    error: null,
+    executed_at: new Date(NOW - daysAgo * DAY).toISOString(),
+    details: null,
+    ...extra,
+  };
+}
+
+async function postgres(t: Test): Promise<SqlStorage> {
+  const db = await createFreshDatabase('philotes_retention');
+  const storage = createPostgresStorage(db.url);
+  await storage.migrate();
+  t.teardown(async () => {
+    await storage.close();
+    await db.drop();
+  });
+  return storage;
+}
+
+const backends: Array<[string, (t: Test) => Promise<SqlStorage>]> = [
+  ['sqlite', (t) => tempSqliteStorage(t, 'ps-retention')],
+  ['postgres', postgres],
+];
+
+for (const [name, open] of backends) {
+  t.test(`${name}: pruneHistory deletes only rows older than the cutoff, oldest first, a batch at a time`, async (t) => {
+    const storage = await open(t);
+    const old = [40, 35, 31, 31, 45].map((d) => row(d));
+    const recent = [29, 1, 0].map((d) => row(d));
+    for (const r of [...old, ...recent]) await storage.appendHistory(r);
+    const cutoff = new Date(NOW - 30 * DAY).toISOString();
+    t.equal(await storage.pruneHistory(cutoff, 2), 2, 'a batch of 2');
+    const left = (await storage.listHistory({ limit: 100 })).rows.map((r) => r.executed_at);
+    t.notOk(left.includes(row(45).executed_at), 'the oldest went first');
+    t.notOk(left.includes(row(40).executed_at));
+    t.equal(await storage.pruneHistory(cutoff, 100), 3, 'then the rest of the old rows');
+    t.equal(await storage.pruneHistory(cutoff, 100), 0, 'nothing more to delete');
+    t.same(
+      (await storage.listHistory({ limit: 100 })).rows.map((r) => r.id).sort(),
+      recent.map((r) => r.id).sort(),
+      'every row inside the retention is kept',
+    );
+  });
+
+  t.test(`${name}: outside the pruner the history stays append-only`, async (t) => {
+    const storage = await open(t);
+    const r = await storage.appendHistory(row(100));
+    await t.rejects(storage.driver.run('DELETE FROM scaling_history WHERE id = ?', [r.id]), /append-only/, 'a plain DELETE is refused, however old the row');
+    await t.rejects(storage.driver.run('UPDATE scaling_history SET reason = ? WHERE id = ?', ['rewritten', r.id]), /append-only/, 'an UPDATE is refused');
+    // The pruner's cutoff lives only inside its own transaction.
+    const [flag] = await storage.driver.all<{ before: unknown }>('SELECT before FROM scaling_history_prune WHERE id = 1');
+    t.equal(flag?.before ?? null, null, 'no cutoff is left set after a prune');
+    await storage.pruneHistory(new Date(NOW - 200 * DAY).toISOString(), 10);
+    await t.rejects(storage.driver.run('DELETE FROM scaling_history WHERE id = ?', [r.id]), /append-only/, 'still refused after a prune ran');
+    t.equal((await storage.listHistory({ limit: 10 })).rows.length, 1, 'the row is still there');
+  });
+
+  t.test(`${name}: the background pruner works through a backlog in batches`, async (t) => {
+    const storage = await open(t);
+    for (let i = 0; i < 23; i++) await storage.appendHistory(row(31 + (i % 5)));
+    for (let i = 0; i < 4; i++) await storage.appendHistory(row(i));
+    const retention = new HistoryRetention({ storage, logger: silent, retentionMs: 30 * DAY, batch: 5, now: () => new Date(NOW) });
+    t.equal(await retention.prune(), 23, 'one pass deletes the 23 old rows, 5 at a time');
+    t.equal((await storage.listHistory({ limit: 100 })).rows.length, 4, 'the 4 recent rows stay');
+    const keepAll = new HistoryRetention({ storage, logger: silent, retentionMs: 0, now: () => new Date(NOW + 1000 * DAY) });
+    t.equal(await keepAll.prune(), 0, 'retention 0 keeps everything');
+    t.equal((await storage.listHistory({ limit: 100 })).rows.length, 4);
+  });
+}
+
+t.test('history_retention in the config: default 30d, 0 keeps forever, below 1m refused', async (t) => {
+  t.equal(loadConfig({ env: {}, cwd: '/nonexistent' }).history_retention_ms, 30 * DAY);
+  t.equal(loadConfig({ env: { PHILOTES_SCALING_HISTORY_RETENTION: '0' }, cwd: '/nonexistent' }).history_retention_ms, 0);
+  t.equal(loadConfig({ env: { PHILOTES_SCALING_HISTORY_RETENTION: '7d12h' }, cwd: '/nonexistent' }).history_retention_ms, 7.5 * DAY);
+  t.throws(() => loadConfig({ env: { PHILOTES_SCALING_HISTORY_RETENTION: '30s' }, cwd: '/nonexistent' }), ConfigError);
+  t.throws(() => loadConfig({ env: { PHILOTES_SCALING_HISTORY_RETENTION: 'a month' }, cwd: '/nonexistent' }), /history_retention/);
+});
+
+t.test('after a crash, a change whose own row was written is not recorded again as failed', async (t) => {
+  const storage = await tempSqliteStorage(t, 'ps-pending');
+  const policy = normalizePolicy(
+    { name: 'crashed', target_type: 'cdc-worker', min_replicas: 1, max_replicas: 10, scale_up_rules: [{ metric: 'lag', operator: 'gt', threshold: 60, scale_by: 1 }] },
+    { source: 'api', now: new Date('2026-01-01T00:00:00Z') },
+  );
+  const other = normalizePolicy({ ...policy, name: 'crashed-unrecorded' } as never, { source: 'api', now: new Date('2026-01-01T00:00:00Z') });
+  await storage.createPolicy(policy);
+  const second = await storage.createPolicy({ ...other, id: randomUUID() });
+  const at = '2026-01-28T11:59:30.000Z';
+  const pending = (id: string) => ({ id, action: 'scale_up', previous: 1, desired: 2, at, reason: 'lag held', reason_code: 'rule_held', triggered_by: 'rule' });
+  // The first policy's change was recorded as succeeded just before the crash (its state still
+  // carried the intent); the second's was not recorded at all.
+  const recordedId = randomUUID();
+  await storage.appendHistory(row(0, { id: recordedId, policy_id: policy.id, policy_name: policy.name, executed_at: at }));
+  for (const [p, id] of [[policy, recordedId], [second, randomUUID()]] as const) {
+    await storage.putState({ policy_id: p.id, current_replicas: 2, last_change_at: at, last_change_kind: 'scale_up', consecutive_failures: 0, last_blocked: null, data: { pending: pending(id) }, updated_at: at, version: 0 });
+  }
+  const source: MetricSource = { instantQuery: async (q) => ({ t: q.time.getTime() / 1000, v: 0 }) };
+  const executor: Executor = { targetTypes: ['cdc-worker'], getCurrentReplicas: async () => null, scale: async () => undefined };
+  const m = new ScalingManager({
+    storage,
+    logger: silent,
+    sources: new Map([['prometheus', new IsolatedMetricSource('prometheus', source, 300)]]),
+    executors: new Map([['keda', new IsolatedExecutor('keda', executor, 300)]]),
+    now: () => new Date('2026-01-28T12:00:00Z'),
+    config: { evaluation_interval_ms: 30_000, default_cooldown: 300, default_metric_source: 'prometheus', dry_run: false, max_concurrency: 4, executors: { 'cdc-worker': 'keda' }, prices: {} },
+  });
+  await m.runCycle();
+  const rows = async (id: string) => (await storage.listHistory({ limit: 10, policy_id: id })).rows.map((r) => `${r.status}${r.error !== null ? ': outcome unknown' : ''}`.replace(/: outcome unknown.*/, ': outcome unknown'));
+  t.same(await rows(policy.id), ['succeeded'], 'the recorded change keeps its one row');
+  t.same(await rows(second.id), ['failed: outcome unknown'], 'the unrecorded one is recorded once, outcome unknown');
+  t.equal((await storage.getState(policy.id))?.data['pending'], undefined, 'the intent is cleared');
+  await m.runCycle();
+  t.equal((await rows(second.id)).length, 1, 'and not again');
+});
