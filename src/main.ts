@@ -59,7 +59,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
     }
   };
   try {
-    const storage = openStorage(config);
+    const storage = openStorage(config, { logger });
     stops.push({ name: 'storage', stop: () => storage.close() });
     const migrations = await storage.migrate();
     const applied = migrations.filter((m) => m.status === 'applied').map((m) => m.name);

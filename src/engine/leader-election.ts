@@ -31,6 +31,11 @@ export class LeaderElection {
   #stopped = false;
   #running: Promise<void> | undefined;
   #deposing: Promise<void> | undefined;
+  /**
+   * Why the last attempt to take the lock failed (the lock itself could not be used, such as a
+   * lock file that cannot be written), as opposed to another daemon holding it; undefined then.
+   */
+  lastError: string | undefined;
   since: string | null = null;
 
   constructor(opts: LeaderElectionOptions) {
@@ -108,8 +113,11 @@ export class LeaderElection {
     }
     if (this.#stopped) return;
     try {
-      if (!(await withTimeout(lock.tryAcquire(), this.#callTimeoutMs, 'leader lock'))) return;
+      const acquired = await withTimeout(lock.tryAcquire(), this.#callTimeoutMs, 'leader lock');
+      this.lastError = undefined;
+      if (!acquired) return;
     } catch (err) {
+      this.lastError = (err as Error).message;
       logger.warn({ err, lock: lock.description }, 'could not compete for leadership; trying again');
       return;
     }

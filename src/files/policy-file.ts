@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { ScalerError, type FieldError } from '../errors.js';
 import type { Policy } from '../policy/policy-model.js';
@@ -109,14 +110,88 @@ export function parsePolicyText(file: string, text: string, parse: PolicyParser)
   return { file, policies, problems };
 }
 
-export async function parsePolicyFile(file: string, parse: PolicyParser, displayName = file): Promise<ParsedFile> {
-  let text: string;
+/** The largest policy file read when no limit is given (the default of `max_policy_file_bytes`). */
+export const DEFAULT_MAX_POLICY_FILE_BYTES = 1_048_576;
+
+const READ_CHUNK = 64 * 1024;
+
+/** A problem of a file as a whole (unreadable, too large): it has no line. */
+export function fileProblem(file: string, message: string, field = ''): FileProblem {
+  return { file, line: null, column: null, document: null, field, message };
+}
+
+/** The message of a file refused for its size, naming the size and the limit. */
+export function tooLargeMessage(size: number, maxBytes: number, orMore = false): string {
+  return `the file is ${orMore ? 'more than ' : ''}${size} bytes, over the limit of ${maxBytes} bytes (max_policy_file_bytes); not read`;
+}
+
+export type PolicyFileText =
+  | {
+      ok: true;
+      text: string;
+      /** The file as opened (before reading). */
+      stat: Stats;
+      /** It changed while it was read (size or times moved, or fewer bytes than its size): the text may be torn. */
+      changedWhileReading: boolean;
+    }
+  | { ok: false; message: string; code: string | undefined };
+
+export interface ReadPolicyFileOptions {
+  /** Largest file read; a larger one is refused before any of it is parsed. */
+  maxBytes?: number;
+  /** Refuse to open the path if it is itself a symlink (the daemon reads real paths it resolved). */
+  noFollow?: boolean;
+}
+
+/**
+ * Reads a policy file without trusting it: opened without blocking (a FIFO would hang a thread),
+ * refused unless it is a regular file no larger than the limit (checked on the open file, so on
+ * the same inode), and read in chunks up to limit + 1 bytes, so a file that grows after its stat,
+ * or whose stat lies (as /proc files do), is refused too instead of filling memory.
+ */
+export async function readPolicyFileText(file: string, opts: ReadPolicyFileOptions = {}): Promise<PolicyFileText> {
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_POLICY_FILE_BYTES;
+  const flags = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (opts.noFollow === true ? (constants.O_NOFOLLOW ?? 0) : 0);
+  let handle: FileHandle;
   try {
-    text = await readFile(file, 'utf8');
+    handle = await open(file, flags);
   } catch (err) {
-    return { file: displayName, policies: [], problems: [{ file: displayName, line: null, column: null, document: null, field: '', message: `cannot read the file: ${(err as Error).message}` }] };
+    return { ok: false, message: `cannot read the file: ${(err as Error).message}`, code: (err as NodeJS.ErrnoException).code };
   }
-  return parsePolicyText(displayName, text, parse);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) return { ok: false, message: 'the file is not a regular file; not read', code: undefined };
+    if (st.size > maxBytes) return { ok: false, message: tooLargeMessage(st.size, maxBytes), code: 'EFBIG' };
+    const bytes = await readAtMost(handle, maxBytes + 1);
+    if (bytes.length > maxBytes) return { ok: false, message: tooLargeMessage(maxBytes, maxBytes, true), code: 'EFBIG' };
+    const after = await handle.stat();
+    const changedWhileReading = after.size !== st.size || after.mtimeMs !== st.mtimeMs || after.ctimeMs !== st.ctimeMs || bytes.length !== st.size;
+    return { ok: true, text: bytes.toString('utf8'), stat: st, changedWhileReading };
+  } catch (err) {
+    return { ok: false, message: `cannot read the file: ${(err as Error).message}`, code: (err as NodeJS.ErrnoException).code };
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+async function readAtMost(handle: FileHandle, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  while (total < limit) {
+    const want = Math.min(READ_CHUNK, limit - total);
+    const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(want), 0, want, null);
+    if (bytesRead === 0) break;
+    chunks.push(buffer.subarray(0, bytesRead));
+    total += bytesRead;
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Reads (within the size limit) and parses a policy file; problems name `displayName`. */
+export async function parsePolicyFile(file: string, parse: PolicyParser, displayName = file, opts: ReadPolicyFileOptions = {}): Promise<ParsedFile> {
+  const read = await readPolicyFileText(file, opts);
+  if (!read.ok) return { file: displayName, policies: [], problems: [fileProblem(displayName, read.message)] };
+  return parsePolicyText(displayName, read.text, parse);
 }
 
 /** The `file:line:col field message` form of a problem, for logs and the validate command. */

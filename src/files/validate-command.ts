@@ -1,5 +1,5 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { ResolvedConfig } from '../config/config.js';
 import { PluginManager } from '../plugins/plugin-manager.js';
 import { API_SOURCE } from '../policy/policy-model.js';
@@ -8,9 +8,8 @@ import { normalizePolicy } from '../policy/policy-normalize.js';
 import type { Policy } from '../policy/policy-model.js';
 import { createValidationContext, namesFromManifests } from '../policy/validation-context.js';
 import { validationError } from '../errors.js';
-import { formatProblem, parsePolicyFile, type FileProblem } from './policy-file.js';
-
-const POLICY_FILE = /\.ya?ml$/i;
+import { fileProblem, formatProblem, parsePolicyFile, type FileProblem } from './policy-file.js';
+import { scanPolicyFolder } from './policy-folder-scan.js';
 
 /**
  * The policy parser of the commands that run without a daemon (validate, policy tests): the
@@ -26,25 +25,27 @@ export function offlinePolicyParser(config: ResolvedConfig, now: () => Date = ()
   };
 }
 
-/** Expands files and folders (recursively) into policy files, sorted. */
-export function collectPolicyFiles(paths: string[]): { files: string[]; missing: string[] } {
+/**
+ * Expands files and folders into policy files, by the daemon's rules (scanPolicyFolder): hidden
+ * entries skipped, symlinks followed only inside the folder. A file named explicitly is taken as
+ * it is. `refused` holds the entries the daemon would report (loops, links out of the folder).
+ */
+export function collectPolicyFiles(paths: string[]): { files: string[]; missing: string[]; refused: FileProblem[] } {
   const files: string[] = [];
   const missing: string[] = [];
-  const walk = (p: string): void => {
-    const st = statSync(p);
-    if (st.isDirectory()) {
-      for (const e of readdirSync(p).sort()) {
-        if (e.startsWith('.') || e === 'node_modules') continue;
-        walk(join(p, e));
-      }
-    } else if (POLICY_FILE.test(p)) files.push(p);
-  };
+  const refused: FileProblem[] = [];
   for (const p of paths) {
     if (!existsSync(p)) missing.push(p);
     else if (statSync(p).isFile()) files.push(p);
-    else walk(p);
+    else {
+      const scan = scanPolicyFolder(p);
+      if (scan.unavailable !== null) refused.push(fileProblem(p, `the folder is ${scan.unavailable}`));
+      for (const u of scan.unreadable) refused.push(fileProblem(u, 'the folder cannot be read'));
+      for (const r of scan.refused) refused.push(fileProblem(r.path, r.message));
+      files.push(...scan.files.map((f) => f.path));
+    }
   }
-  return { files, missing };
+  return { files, missing, refused };
 }
 
 export interface ValidateResult {
@@ -53,21 +54,22 @@ export interface ValidateResult {
 }
 
 /**
- * `philotes-scaler validate`: the same parsing and validation the daemon applies to policy files,
- * without a database or a network; names must also be unique across the files given.
+ * `philotes-scaler validate`: the same folder rules, size limit, parsing and validation the daemon
+ * applies to policy files, without a database or a network; names must also be unique across the
+ * files given.
  */
 export async function validatePaths(paths: string[], config: ResolvedConfig): Promise<ValidateResult> {
   const parse = offlinePolicyParser(config);
-  const { files, missing } = collectPolicyFiles(paths);
-  const result: ValidateResult = { files: [], problems: [] };
-  for (const m of missing) result.problems.push({ file: m, line: null, column: null, document: null, field: '', message: 'no such file or folder' });
+  const { files, missing, refused } = collectPolicyFiles(paths);
+  const result: ValidateResult = { files: [], problems: missing.map((m) => fileProblem(m, 'no such file or folder')) };
+  result.problems.push(...refused);
   const owner = new Map<string, string>();
   for (const f of files) {
-    const parsed = await parsePolicyFile(resolve(f), parse, f);
+    const parsed = await parsePolicyFile(resolve(f), parse, f, { maxBytes: config.max_policy_file_bytes });
     for (const p of parsed.policies) {
       const other = owner.get(p.name);
       if (other !== undefined) {
-        parsed.problems.push({ file: f, line: null, column: null, document: null, field: '/name', message: `"${p.name}" is also defined in ${other}` });
+        parsed.problems.push(fileProblem(f, `"${p.name}" is also defined in ${other}`, '/name'));
       } else owner.set(p.name, f);
     }
     result.files.push({ file: f, policies: parsed.policies.map((p) => p.name), problems: parsed.problems });

@@ -62,7 +62,8 @@ export class HistoryRetention {
 
   async #pass(): Promise<number> {
     const { storage, logger, retentionMs, batch, passBudgetMs } = this.#opts;
-    if (retentionMs <= 0) return 0;
+    // An unusable database was reported once already, by the storage: nothing to add every pass.
+    if (retentionMs <= 0 || storage.fault() !== undefined) return 0;
     const before = new Date(this.#opts.now().getTime() - retentionMs).toISOString();
     const until = performance.now() + passBudgetMs;
     let total = 0;

@@ -224,7 +224,12 @@ export class SqlStorage implements Storage {
         throw new ScalerError('DUPLICATE_NAME', 'a policy with this name already exists');
       }
       if (this.driver.isUnavailable(err)) {
-        throw new ScalerError('STORAGE_UNAVAILABLE', `the ${this.driver.kind} database cannot be reached; retry shortly`);
+        // The driver may have found the fault while running this call: name it, not a retry.
+        const known = this.driver.fault();
+        throw new ScalerError(
+          'STORAGE_UNAVAILABLE',
+          known !== undefined ? `the ${this.driver.kind} database is unusable: ${known}` : `the ${this.driver.kind} database cannot be reached; retry shortly`,
+        );
       }
       throw err;
     }
