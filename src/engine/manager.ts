@@ -1222,9 +1222,10 @@ export class ScalingManager {
       if (!repeatedDryRun) await storage.appendHistory(row(status, record.desired_replicas, error, changeId));
       final = applyExecution(next, record, now, { succeeded: status === 'succeeded' });
       if (real && status === 'succeeded') kind = record.action;
-      if (repeatedDryRun) log().debug({ executor: executorName }, `${line} (as last cycle; not recorded again)`);
-      else if (status === 'failed') log().warn({ executor: executorName, error }, line);
-      else log().info({ executor: executorName, action: record.action, from: record.current_replicas, to: record.desired_replicas }, line);
+      const fields = { executor: executorName, action: record.action, from: record.current_replicas, to: record.desired_replicas, evaluated_at: record.evaluated_at };
+      if (repeatedDryRun) log().info(fields, `${line} (as last cycle: recorded once)`);
+      else if (status === 'failed') log().warn({ ...fields, error }, line);
+      else log().info(fields, line);
     } else if (a.recordBlocked) {
       const record = outcome.record();
       await storage.appendHistory(row('blocked', record.wanted_replicas, null));
