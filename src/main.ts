@@ -1,8 +1,11 @@
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { createApp, type RouteRegistrar, type ReadinessCheck } from './api/app.js';
+import { createApp, type RouteRegistrar } from './api/app.js';
+import { listen } from './api/http-server.js';
+import { ReadinessError, ReadinessMonitor, type ReadinessCheck } from './api/readiness.js';
 import type { ResolvedConfig } from './config/config.js';
 import { registerBacktestRoutes } from './backtest/backtest-controller.js';
+import { BacktestLimiter } from './backtest/backtest-limiter.js';
 import { registerEngineRoutes } from './engine/engine-controller.js';
 import { ScalingManager } from './engine/manager.js';
 import { tokensFrom } from './api/auth.js';
@@ -12,7 +15,7 @@ import type Koa from 'koa';
 import { LeaderElection } from './engine/leader-election.js';
 import { HistoryRetention } from './history/history-retention.js';
 import { PolicyFileLoader } from './files/policy-file-loader.js';
-import { ScalerMetrics } from './metrics.js';
+import { PolicyCounts, ScalerMetrics } from './metrics.js';
 import { PluginManager, pluginConfigsFrom } from './plugins/plugin-manager.js';
 import { PolicyService } from './policy/policy-service.js';
 import { createValidationContext, namesFromPlugins } from './policy/validation-context.js';
@@ -36,15 +39,20 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-class ReadinessError extends Error {
-  constructor(
-    message: string,
-    readonly detail: Record<string, unknown>,
-  ) {
-    super(message);
-  }
+
+/** One metric source's health as /readyz shows it. */
+interface SourceCheck {
+  ok: boolean;
+  error?: string;
+  checked_at: string;
 }
 
+/** The metric_sources detail, or a ReadinessError naming how many are unreachable. */
+function sourcesResult(sources: Record<string, SourceCheck>): Record<string, unknown> {
+  const bad = Object.values(sources).filter((s) => !s.ok).length;
+  if (bad > 0) throw new ReadinessError(`${bad} metric source(s) unreachable`, { sources });
+  return { sources };
+}
 
 /** Wires config -> storage -> migrations -> plugins -> services -> loop -> HTTP, and listens. */
 export async function startDaemon(config: ResolvedConfig, logger: Logger): Promise<Daemon> {
@@ -65,21 +73,17 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
     const applied = migrations.filter((m) => m.status === 'applied').map((m) => m.name);
     logger.info({ storage: storage.kind, applied }, applied.length > 0 ? 'migrations applied' : 'schema up to date');
 
-    // Filled in below; the metrics collectors only run on a scrape, after start.
+    // Filled in below; the metrics collectors only run on a scrape, after start. They read memory
+    // only: the policy counts are kept by a background task, never counted per scrape.
     const late: { files?: PolicyFileLoader; plugins?: PluginManager } = {};
+    const policyCounts = new PolicyCounts(storage, { logger, onChange: () => metrics.invalidate() });
     const metrics = new ScalerMetrics({
-      policiesBySource: async () => {
-        const { policies: all } = await storage.listPolicies({ limit: 1_000_000, offset: 0 });
-        const counts: Record<string, number> = {};
-        for (const p of all) {
-          const key = `${p.source === 'api' ? 'api' : 'file'}|${p.enabled}`;
-          counts[key] = (counts[key] ?? 0) + 1;
-        }
-        return counts;
-      },
-      fileErrors: () => late.files?.statuses().filter((f) => f.status === 'error').length ?? 0,
+      policiesBySource: () => policyCounts.counts,
+      fileErrors: () => late.files?.problems().length ?? 0,
       plugins: () => late.plugins?.statuses ?? [],
     });
+    await policyCounts.start();
+    stops.push({ name: 'policy counts', stop: async () => policyCounts.stop() });
 
     const plugins = new PluginManager({
       dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
@@ -102,6 +106,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       storage,
       policies,
       logger,
+      maxFileBytes: config.max_policy_file_bytes,
       onReload: (status) => metrics.fileReloads.inc({ status: status.status }),
     });
     late.files = files;
@@ -145,31 +150,50 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
           await storage.ping();
           return { kind: storage.kind, migrations: await storage.appliedMigrations() };
         },
+        // A database known to be unusable (a SQLite file deleted under the daemon) is named at
+        // once, whatever the last ping found.
+        current: (last) => {
+          const fault = storage.fault();
+          return fault === undefined ? last : { ok: false, error: `the ${storage.kind} database is unusable: ${fault}`, detail: { kind: storage.kind, fault } };
+        },
       },
       {
         name: 'metric_sources',
         critical: false,
         check: async () => {
-          const detail: Record<string, unknown> = {};
-          let bad = 0;
+          const detail: Record<string, SourceCheck> = {};
           await Promise.all(
             [...plugins.sources.values()].map(async (s) => {
               try {
                 await s.healthCheck();
-                detail[s.name] = { ok: true };
+                detail[s.name] = { ok: true, checked_at: new Date().toISOString() };
               } catch (err) {
-                bad++;
-                detail[s.name] = { ok: false, error: (err as Error).message };
+                detail[s.name] = { ok: false, error: (err as Error).message, checked_at: new Date().toISOString() };
               }
             }),
           );
-          if (bad > 0) throw new ReadinessError(`${bad} metric source(s) unreachable`, { sources: detail });
-          return { sources: detail };
+          return sourcesResult(detail);
+        },
+        // The loop's own fetches, when newer than the last probe, tell what a source does now.
+        current: (last) => {
+          const probed = (last.detail['sources'] ?? {}) as Record<string, SourceCheck>;
+          const detail: Record<string, SourceCheck> = { ...probed };
+          for (const [name, seen] of manager.sourceHealth) {
+            const probe = probed[name];
+            if (probe !== undefined && Date.parse(probe.checked_at) >= Date.parse(seen.checked_at)) continue;
+            detail[name] = seen.ok ? { ok: true, checked_at: seen.checked_at } : { ok: false, error: seen.error ?? 'unreachable', checked_at: seen.checked_at };
+          }
+          try {
+            return { ok: true, detail: sourcesResult(detail) };
+          } catch (err) {
+            return { ok: false, error: (err as Error).message, detail: (err as ReadinessError).detail };
+          }
         },
       },
       {
         name: 'evaluation_loop',
         critical: false,
+        instant: true,
         check: async () => {
           const last = manager.lastCycle;
           const detail = {
@@ -191,17 +215,25 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       {
         name: 'policy_files',
         critical: false,
+        instant: true,
         check: async () => {
           const all = files.statuses();
-          const broken = all.filter((f) => f.status === 'error');
-          const detail = { dirs: config.policy_dirs, files: all.length, broken: broken.map((f) => ({ path: f.path, errors: f.errors.length, in_force: f.policies })) };
-          if (broken.length > 0) throw new ReadinessError(`${broken.length} policy file(s) rejected; their last good policies stay in force`, detail);
+          const broken = files.problems();
+          const detail = {
+            dirs: config.policy_dirs,
+            files: all.filter((f) => f.kind === 'file').length,
+            broken: broken.map((f) => ({ path: f.path, kind: f.kind, status: f.status, errors: f.errors.length, in_force: f.policies })),
+          };
+          if (broken.length > 0) {
+            throw new ReadinessError(`${broken.length} policy source problem(s) (rejected files, refused entries or missing folders); their last good policies stay in force`, detail);
+          }
           return detail;
         },
       },
       {
         name: 'plugins',
         critical: false,
+        instant: true,
         check: async () => {
           const failed = plugins.statuses.filter((s) => s.status === 'failed');
           const detail = { plugins: plugins.statuses.map((s) => ({ name: s.name, kind: s.kind, status: s.status, error: s.error })) };
@@ -210,6 +242,11 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
         },
       },
     ];
+    // The checks that do I/O run in the background; /readyz answers from memory.
+    const readinessMonitor = new ReadinessMonitor(readiness, { logger });
+    readinessMonitor.start();
+    stops.push({ name: 'readiness checks', stop: async () => readinessMonitor.stop() });
+    const backtests = new BacktestLimiter({ maxConcurrent: config.max_concurrent_backtests });
     const extraRoutes: RouteRegistrar[] = [
       (scaling) => registerEngineRoutes(scaling, { manager, policies, storage, defaultCooldown: config.default_cooldown }),
       (scaling) =>
@@ -219,6 +256,8 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
           defaultSource: config.default_metric_source,
           defaultCooldown: config.default_cooldown,
           prices: config.prices,
+          limiter: backtests,
+          logger,
         }),
       (scaling) => {
         scaling.get('/plugins', (ctx) => {
@@ -233,9 +272,12 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
         root.get('/api/v1/openapi.json', (ctx) => {
           ctx.body = openapi;
         });
+        // From memory: rendered at most once a second however many scrapers ask; a recount of
+        // the policies that a write through this API started is waited for, never started here.
         root.get('/metrics', async (ctx) => {
+          await policyCounts.settled();
           ctx.type = metrics.registry.contentType;
-          ctx.body = await metrics.registry.metrics();
+          ctx.body = await metrics.render();
         });
       },
     ];
@@ -243,10 +285,12 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       logger,
       storage,
       policies,
-      readiness,
+      readiness: readinessMonitor,
       extraRoutes,
       metrics,
       auth: { tokens: tokensFrom(config), openProbes: config.auth.open_probes },
+      onWrite: () => policyCounts.changed(),
+      bodyTimeoutMs: config.request_body_timeout_ms,
     });
     // History retention prunes old rows in the background, on every daemon (batches serialise).
     const retention = new HistoryRetention({ storage, logger, retentionMs: config.history_retention_ms });
@@ -256,16 +300,22 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
     if (election !== undefined) {
       await election.start();
       if (!election.isLeader) {
-        logger.info({ lock: election.description }, 'another daemon leads the evaluation loop; following (serving the API, ready to take over)');
+        if (election.lastError !== undefined) {
+          logger.warn({ lock: election.description, error: election.lastError }, 'not leading: the leader lock could not be taken (not another daemon); trying again');
+        } else {
+          logger.info({ lock: election.description }, 'another daemon leads the evaluation loop; following (serving the API, ready to take over)');
+        }
       }
       stops.push({ name: 'evaluation loop', stop: () => election.stop() });
     } else {
       logger.info('evaluation loop disabled (enabled: false); serving the API only');
     }
-    const server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(config.port, config.host);
-      s.once('listening', () => resolve(s));
-      s.once('error', reject);
+    const server = await listen(app, {
+      port: config.port,
+      host: config.host,
+      logger,
+      headersTimeoutMs: config.request_headers_timeout_ms,
+      bodyTimeoutMs: config.request_body_timeout_ms,
     });
     stops.push({
       name: 'http',

@@ -1,4 +1,6 @@
+import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Storage } from './storage/storage.js';
 
 /** Observes plugin calls; the plugin wrappers report every call here. */
 export interface PluginObserver {
@@ -37,7 +39,11 @@ export class ScalerMetrics implements PluginObserver {
     child.inc(n);
   }
 
-  constructor(collectors: { policiesBySource?: () => Promise<Record<string, number>>; fileErrors?: () => number; plugins?: () => Array<{ status: string }> } = {}) {
+  /**
+   * Collectors read the daemon's memory only (a scrape never reaches storage or a metric source):
+   * `policiesBySource` answers counts a background task keeps (PolicyCounts), keyed "api|true".
+   */
+  constructor(collectors: { policiesBySource?: () => Record<string, number> | undefined; fileErrors?: () => number; plugins?: () => Array<{ status: string }> } = {}) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.evaluations = new Counter({ name: 'philotes_scaling_evaluations_total', help: 'Policy evaluations by outcome: action, reason code, and what triggered them (loop or api).', labelNames: ['action', 'reason_code', 'trigger'], registers });
@@ -58,16 +64,12 @@ export class ScalerMetrics implements PluginObserver {
       help: 'Policies stored, by source kind (api or file) and enabled state.',
       labelNames: ['source', 'enabled'],
       registers,
-      async collect() {
+      collect() {
         this.reset();
-        if (policies === undefined) return;
-        try {
-          for (const [key, n] of Object.entries(await policies())) {
-            const [source, enabled] = key.split('|');
-            this.set({ source: source ?? 'api', enabled: enabled ?? 'true' }, n);
-          }
-        } catch {
-          // Storage down: the gauge is left empty; /readyz says why.
+        // Not counted yet, or storage down since start: the gauge is left empty; /readyz says why.
+        for (const [key, n] of Object.entries(policies?.() ?? {})) {
+          const [source, enabled] = key.split('|');
+          this.set({ source: source ?? 'api', enabled: enabled ?? 'true' }, n);
         }
       },
     });
@@ -93,6 +95,38 @@ export class ScalerMetrics implements PluginObserver {
     });
   }
 
+  #rendered: { text: string; at: number } | undefined;
+  #rendering: Promise<string> | undefined;
+  #stale = false;
+
+  /** The next render() renders anew (a value scrapers should see at once changed, such as the policy counts). */
+  invalidate(): void {
+    this.#stale = true;
+  }
+
+  /**
+   * The exposition text, rendered at most once per `maxAgeMs` (default 1 s) however many scrapes
+   * ask: a flood of /metrics costs one rendering a second, not one per request.
+   */
+  async render(maxAgeMs = 1_000): Promise<string> {
+    if (this.#stale) {
+      this.#stale = false;
+      this.#rendered = undefined;
+    }
+    const now = performance.now();
+    if (this.#rendered !== undefined && now - this.#rendered.at < maxAgeMs) return this.#rendered.text;
+    this.#rendering ??= this.registry
+      .metrics()
+      .then((text) => {
+        this.#rendered = { text, at: performance.now() };
+        return text;
+      })
+      .finally(() => {
+        this.#rendering = undefined;
+      });
+    return this.#rendering;
+  }
+
   call(plugin: string, kind: 'metric-source' | 'executor', call: string, seconds: number, errorKind: string | null): void {
     if (kind === 'metric-source') {
       this.sourceRequests.inc({ source: plugin, call });
@@ -102,6 +136,100 @@ export class ScalerMetrics implements PluginObserver {
       this.executorCalls.inc({ executor: plugin, call });
       this.executorLatency.observe({ executor: plugin, call }, seconds);
       if (errorKind !== null) this.executorErrors.inc({ executor: plugin, call, kind: errorKind });
+    }
+  }
+}
+
+/**
+ * Policy counts by source kind (api or file) and enabled state, kept in memory for /metrics. They
+ * are recounted in the background: at once after a write through this daemon's API (`changed()`),
+ * and when `policiesRevision()` (one small query, every `everyMs`) shows a change made elsewhere
+ * (policy files, another daemon on the same PostgreSQL). Never per scrape.
+ */
+export class PolicyCounts {
+  readonly #storage: Pick<Storage, 'listPolicies' | 'policiesRevision' | 'fault'>;
+  readonly #everyMs: number;
+  readonly #logger: Logger | undefined;
+  #counts: Record<string, number> | undefined;
+  #revision: string | undefined;
+  #dirty = true;
+  #running: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #failed = false;
+  #stopped = false;
+
+  readonly #onChange: (() => void) | undefined;
+
+  constructor(storage: Pick<Storage, 'listPolicies' | 'policiesRevision' | 'fault'>, opts: { everyMs?: number; logger?: Logger; onChange?: () => void } = {}) {
+    this.#storage = storage;
+    this.#everyMs = opts.everyMs ?? 5_000;
+    this.#logger = opts.logger;
+    this.#onChange = opts.onChange;
+  }
+
+  /** The last counts, keyed "api|true"; undefined before the first count succeeded. */
+  get counts(): Record<string, number> | undefined {
+    return this.#counts;
+  }
+
+  /** Counts once, then checks for changes every `everyMs` until stop(). */
+  async start(): Promise<void> {
+    await this.refresh();
+    this.#timer = setInterval(() => void this.refresh(), this.#everyMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** The policies changed (a write through the API): recount in the background, once per burst. */
+  changed(): void {
+    this.#dirty = true;
+    if (!this.#stopped) void this.refresh();
+  }
+
+  /** Resolves when no recount is due or running (a recount started by changed() has finished). */
+  async settled(): Promise<void> {
+    while (this.#running !== undefined) await this.#running;
+  }
+
+  /** Recounts when the policies changed since the last count; one at a time, later calls join it. */
+  refresh(): Promise<void> {
+    if (this.#running !== undefined) return this.#running;
+    const running: Promise<void> = this.#count().finally(() => {
+      if (this.#running === running) this.#running = undefined;
+    });
+    this.#running = running;
+    return running;
+  }
+
+  async #count(): Promise<void> {
+    try {
+      while (this.#storage.fault() === undefined) {
+        const revision = await this.#storage.policiesRevision();
+        if (!this.#dirty && revision === this.#revision) break;
+        this.#dirty = false;
+        const { policies } = await this.#storage.listPolicies({ limit: 1_000_000, offset: 0 });
+        const counts: Record<string, number> = {};
+        for (const p of policies) {
+          const key = `${p.source === 'api' ? 'api' : 'file'}|${p.enabled}`;
+          counts[key] = (counts[key] ?? 0) + 1;
+        }
+        this.#counts = counts;
+        this.#revision = revision;
+        this.#onChange?.();
+        if (this.#failed) this.#logger?.info('policy counts for /metrics are current again');
+        this.#failed = false;
+        // A write during the count marked it dirty again: count once more.
+        if (!this.#dirty) break;
+      }
+    } catch (err) {
+      // Storage closing under a count at shutdown is not worth a line.
+      if (!this.#failed && !this.#stopped) this.#logger?.warn({ err }, 'cannot count policies for /metrics; the last counts are served');
+      this.#failed = true;
     }
   }
 }

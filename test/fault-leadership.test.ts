@@ -104,9 +104,14 @@ export default function create() {
   // 1. Lock sessions dropped under a running leader, at varied moments of its cycle.
   let drops = 0;
   for (let i = 0; i < DROPS; i++) {
-    const pid = await waitFor('a daemon holding the leader lock', () => holder(), 15_000, 25);
+    await waitFor('a daemon holding the leader lock', () => holder(), 15_000, 25);
     await sleep(150 + ((i * 137) % 700));
-    drops += (await terminate(pid)) ? 1 : 0;
+    // The holder read a moment ago may already be gone (its session ended): drop whoever holds it now.
+    await waitFor('the leader lock session terminated', async () => {
+      const pid = await holder();
+      return pid !== undefined && (await terminate(pid)) ? true : undefined;
+    }, 15_000, 25);
+    drops++;
   }
   await waitFor('a leader again after the drops', () => leaderOf(), 15_000, 100);
   const afterDrops = lines().length;

@@ -42,7 +42,8 @@ t.test('SIGTERM on a SQLite daemon: exit 0, lock file removed, history all there
   t.equal(await roleOf(d), 'leader', 'the daemon leads');
   t.equal(readFileSync(lockPath, 'utf8').trim(), String(d.pid), 'its lock file names it');
 
-  t.equal((await request('POST', `${d.api}/policies`, dryRunFallbackPolicy('shutdown-sqlite'))).status, 201, 'policy created');
+  // A dry-run policy records its unchanged would-be change once: three policies, three rows.
+  for (let i = 0; i < 3; i++) t.equal((await request('POST', `${d.api}/policies`, dryRunFallbackPolicy(`shutdown-sqlite-${i}`))).status, 201, `policy ${i} created`);
   const before = await waitFor('three history rows', async () => {
     const ids = await historyIds(d);
     return ids.length >= 3 ? ids : undefined;
@@ -82,7 +83,8 @@ t.test('SIGTERM on a PostgreSQL daemon: exit 0, advisory lock released, history 
   t.equal(await roleOf(d), 'leader', 'the daemon leads');
   t.equal(await holders(), 1, 'it holds the leader advisory lock');
 
-  t.equal((await request('POST', `${d.api}/policies`, dryRunFallbackPolicy('shutdown-pg'))).status, 201, 'policy created');
+  // A dry-run policy records its unchanged would-be change once: three policies, three rows.
+  for (let i = 0; i < 3; i++) t.equal((await request('POST', `${d.api}/policies`, dryRunFallbackPolicy(`shutdown-pg-${i}`))).status, 201, `policy ${i} created`);
   const before = await waitFor('three history rows', async () => {
     const ids = await historyIds(d);
     return ids.length >= 3 ? ids : undefined;

@@ -8,17 +8,13 @@ import type { PolicyService } from '../policy/policy-service.js';
 import type { Storage } from '../storage/storage.js';
 import type { ScalerMetrics } from '../metrics.js';
 import { authMiddleware, type tokensFrom } from './auth.js';
-import { problemMiddleware } from './problem.js';
+import { BODY_TIMEOUT_MS } from './body.js';
+import { PROBLEM_CONTENT_TYPE, problemBody, problemMiddleware } from './problem.js';
+import { ReadinessMonitor, type ReadinessCheck } from './readiness.js';
+
+export type { ReadinessCheck } from './readiness.js';
 
 export const API_PREFIX = '/api/v1/scaling';
-
-/** A readiness probe: a name and a check that resolves to detail or throws. */
-export interface ReadinessCheck {
-  name: string;
-  /** A failing critical check makes /readyz 503; a failing non-critical one reports "degraded" with 200. */
-  critical: boolean;
-  check(): Promise<Record<string, unknown>>;
-}
 
 /** Extra routes a later part of the daemon mounts (evaluation, sources, openapi...). */
 export type RouteRegistrar = (scaling: Router, root: Router) => void;
@@ -27,12 +23,22 @@ export interface AppDeps {
   logger: Logger;
   storage: Storage;
   policies: PolicyService;
-  readiness?: ReadinessCheck[];
+  /**
+   * Readiness checks, or the monitor that runs them (main starts one, so checks that do I/O run on
+   * a timer); checks alone get a monitor that refreshes them when /readyz finds them stale.
+   */
+  readiness?: ReadinessCheck[] | ReadinessMonitor;
   extraRoutes?: RouteRegistrar[];
   /** Bearer tokens; none means the API is open. */
   auth?: { tokens: ReturnType<typeof tokensFrom>; openProbes: boolean };
   metrics?: ScalerMetrics;
+  /** Called after every successful write to /policies (the metrics' policy counts are then recounted). */
+  onWrite?: () => void;
+  /** How long a request body may take to arrive once a route reads it (default BODY_TIMEOUT_MS); then 408. */
+  bodyTimeoutMs?: number;
 }
+
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Builds the Koa app without listening; main() and the tests both use it. */
 export function createApp(deps: AppDeps): Koa {
@@ -40,16 +46,45 @@ export function createApp(deps: AppDeps): Koa {
   app.proxy = false;
   // Koa's own error printing would duplicate the problem middleware's log line.
   app.silent = true;
+  // What Koa does with an error it catches itself (after the middleware, or from a body stream):
+  // logged, and a problem answer when nothing was sent yet, never Koa's text/plain.
+  app.on('error', (err: unknown, ctx?: Koa.Context) => {
+    const e = err as { code?: string; message?: string };
+    if (e.code === 'ECONNRESET' || e.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      deps.logger.info({ req_id: ctx?.state['requestId'], path: ctx?.path, code: e.code }, 'the client closed the connection before the answer was sent');
+      return;
+    }
+    deps.logger.error({ err, req_id: ctx?.state['requestId'], method: ctx?.method, path: ctx?.path }, 'error while sending an answer');
+  });
+  app.context.onerror = function onerror(this: Koa.Context, err: unknown): void {
+    if (err === null || err === undefined) return;
+    this.app.emit('error', err, this);
+    if (this.headerSent || !this.writable) {
+      this.res.destroy();
+      return;
+    }
+    const res = this.res;
+    for (const name of res.getHeaderNames()) if (name !== 'x-request-id') res.removeHeader(name);
+    const text = JSON.stringify(problemBody('INTERNAL', 'the server failed to answer this request; the error is in its log', this.path));
+    res.statusCode = 500;
+    res.setHeader('Content-Type', PROBLEM_CONTENT_TYPE);
+    res.setHeader('Content-Length', Buffer.byteLength(text));
+    res.end(text);
+  };
+  const readiness = deps.readiness instanceof ReadinessMonitor ? deps.readiness : new ReadinessMonitor(deps.readiness ?? [], { logger: deps.logger });
+  const bodyTimeoutMs = deps.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
 
   app.use(async (ctx, next) => {
     const incoming = ctx.get('x-request-id');
     const id = /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
     ctx.state['requestId'] = id;
+    ctx.state['bodyTimeoutMs'] = bodyTimeoutMs;
     ctx.set('X-Request-Id', id);
     const started = performance.now();
     try {
       await next();
     } finally {
+      if (deps.onWrite !== undefined && !READ_METHODS.has(ctx.method) && ctx.status < 400 && ctx.path.startsWith(`${API_PREFIX}/policies`)) deps.onWrite();
       const seconds = (performance.now() - started) / 1000;
       const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
       deps.metrics?.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
@@ -67,24 +102,11 @@ export function createApp(deps: AppDeps): Koa {
   root.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
+  // Served from memory: the checks that do I/O run in the background (see ReadinessMonitor).
   root.get('/readyz', async (ctx) => {
-    const checks: Record<string, unknown> = {};
-    let ready = true;
-    let degraded = false;
-    await Promise.all(
-      (deps.readiness ?? []).map(async (c) => {
-        try {
-          checks[c.name] = { ok: true, critical: c.critical, ...(await c.check()) };
-        } catch (err) {
-          if (c.critical) ready = false;
-          else degraded = true;
-          const detail = (err as { detail?: Record<string, unknown> }).detail ?? {};
-          checks[c.name] = { ok: false, critical: c.critical, error: (err as Error).message, ...detail };
-        }
-      }),
-    );
-    ctx.status = ready ? 200 : 503;
-    ctx.body = { status: !ready ? 'not_ready' : degraded ? 'degraded' : 'ready', checks };
+    const report = await readiness.report();
+    ctx.status = report.status === 'not_ready' ? 503 : 200;
+    ctx.body = report;
   });
 
   const scaling = new Router({ prefix: API_PREFIX });

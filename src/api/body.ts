@@ -1,8 +1,15 @@
 import type { Context } from 'koa';
 import getRawBody from 'raw-body';
 import { ScalerError } from '../errors.js';
+import { HttpProblem } from './problem.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+/**
+ * How long a request body may take to arrive once a route reads it, unless the app sets its own
+ * (request_body_timeout); then 408 and the connection is closed. Headers have their own bound
+ * (the server's headersTimeout).
+ */
+export const BODY_TIMEOUT_MS = 30_000;
 const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
 
 function isJsonType(ctx: Context): boolean {
@@ -10,9 +17,24 @@ function isJsonType(ctx: Context): boolean {
   return type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type);
 }
 
+/** Reads the raw body as UTF-8 text, or throws 408 when it does not arrive within `timeoutMs`. */
+async function readText(ctx: Context, length: number | undefined, timeoutMs: number): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    // The rest of the body is never read: the connection cannot carry another request.
+    timer = setTimeout(() => reject(new HttpProblem('REQUEST_TIMEOUT', `the request body did not arrive within ${timeoutMs / 1000} s`, { Connection: 'close' })), timeoutMs);
+  });
+  try {
+    return await Promise.race([getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length, encoding: 'utf8' }), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
- * Reads a JSON request body: 415 unless the content type is JSON, 413 over 1 MiB, 400 when it does
- * not parse. With `optional`, an absent body reads as undefined (POST .../enable, .../evaluate).
+ * Reads a JSON request body: 415 unless the content type is JSON, 413 over 1 MiB, 408 when it
+ * does not arrive in time, 400 when it does not parse. With `optional`, an absent body reads as
+ * undefined (POST .../enable, .../evaluate).
  */
 export async function readJson(ctx: Context, opts: { optional?: boolean } = {}): Promise<unknown> {
   const length = ctx.request.length;
@@ -40,8 +62,10 @@ export async function readJson(ctx: Context, opts: { optional?: boolean } = {}):
   }
   let text: string;
   try {
-    text = await getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length, encoding: 'utf8' });
+    const timeoutMs = typeof ctx.state['bodyTimeoutMs'] === 'number' ? ctx.state['bodyTimeoutMs'] : BODY_TIMEOUT_MS;
+    text = await readText(ctx, length, timeoutMs);
   } catch (err) {
+    if (err instanceof HttpProblem) throw err;
     const e = err as { type?: string; status?: number };
     if (e.type === 'entity.too.large') {
       throw new ScalerError('PAYLOAD_TOO_LARGE', `the body is larger than ${MAX_BODY_BYTES} bytes`);

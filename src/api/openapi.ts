@@ -37,17 +37,17 @@ const historyQuery = [
 ];
 
 export const OPERATIONS: Operation[] = [
-  { method: 'post', path: '/policies', tag: 'policies', summary: 'Create a policy', body: 'Policy', bodyRequired: true, ok: { status: 201, schema: 'Policy', description: 'The created policy.' }, errors: [400, 401, 403, 409, 413, 415, 422] },
+  { method: 'post', path: '/policies', tag: 'policies', summary: 'Create a policy', body: 'Policy', bodyRequired: true, ok: { status: 201, schema: 'Policy', description: 'The created policy.' }, errors: [400, 401, 403, 408, 409, 413, 415, 422] },
   { method: 'get', path: '/policies', tag: 'policies', summary: 'List policies', query: listQuery, ok: { status: 200, schema: 'PolicyList', description: 'A page of policies.' }, errors: [400, 401, 403] },
   { method: 'get', path: '/policies/{id}', tag: 'policies', summary: 'Get a policy by id or name', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404] },
-  { method: 'put', path: '/policies/{id}', tag: 'policies', summary: 'Replace a policy (atomic)', body: 'Policy', bodyRequired: true, ok: { status: 200, schema: 'Policy', description: 'The policy as stored.' }, errors: [400, 401, 403, 404, 409, 413, 415, 422] },
+  { method: 'put', path: '/policies/{id}', tag: 'policies', summary: 'Replace a policy (atomic)', body: 'Policy', bodyRequired: true, ok: { status: 200, schema: 'Policy', description: 'The policy as stored.' }, errors: [400, 401, 403, 404, 408, 409, 413, 415, 422] },
   { method: 'delete', path: '/policies/{id}', tag: 'policies', summary: 'Delete a policy (its history stays)', ok: { status: 204, description: 'Deleted.' }, errors: [400, 401, 403, 404, 409] },
   { method: 'post', path: '/policies/{id}/enable', tag: 'policies', summary: 'Enable a policy', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404, 409] },
   { method: 'post', path: '/policies/{id}/disable', tag: 'policies', summary: 'Disable a policy', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404, 409] },
-  { method: 'post', path: '/policies/{id}/evaluate', tag: 'engine', summary: 'Evaluate a policy now (a dry run unless {"dry_run": false})', body: 'EvaluateRequest', ok: { status: 200, schema: 'DecisionRecord', description: 'The decision record.' }, errors: [400, 401, 403, 404, 415, 422] },
+  { method: 'post', path: '/policies/{id}/evaluate', tag: 'engine', summary: 'Evaluate a policy now (a dry run unless {"dry_run": false})', body: 'EvaluateRequest', ok: { status: 200, schema: 'DecisionRecord', description: 'The decision record.' }, errors: [400, 401, 403, 404, 408, 415, 422] },
   { method: 'get', path: '/policies/{id}/state', tag: 'engine', summary: 'Engine state of a policy', ok: { status: 200, schema: 'PolicyState', description: 'Current replicas, cooldown, failures, last decision, next schedule fires.' }, errors: [400, 401, 403, 404] },
-  { method: 'post', path: '/policies/{id}/backtest', tag: 'backtest', summary: 'Backtest a stored policy over metric history (?format=svg for a chart)', body: 'BacktestRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary, or an SVG chart.' }, errors: [400, 401, 403, 404, 415, 422] },
-  { method: 'post', path: '/backtest', tag: 'backtest', summary: 'Backtest an inline policy over metric history (?format=svg for a chart)', body: 'BacktestInlineRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary, or an SVG chart.' }, errors: [400, 401, 403, 415, 422] },
+  { method: 'post', path: '/policies/{id}/backtest', tag: 'backtest', summary: 'Backtest a stored policy over metric history (?format=svg for a chart)', body: 'BacktestRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary (streamed), or an SVG chart.' }, errors: [400, 401, 403, 404, 408, 415, 422, 429] },
+  { method: 'post', path: '/backtest', tag: 'backtest', summary: 'Backtest an inline policy over metric history (?format=svg for a chart)', body: 'BacktestInlineRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary (streamed), or an SVG chart.' }, errors: [400, 401, 403, 408, 415, 422, 429] },
   { method: 'get', path: '/policies/{id}/history', tag: 'history', summary: 'History of one policy, newest first', query: historyQuery.filter((q) => q.name !== 'policy_id'), ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403, 404] },
   { method: 'get', path: '/history', tag: 'history', summary: 'Scaling history, newest first', query: historyQuery, ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403] },
   { method: 'get', path: '/sources', tag: 'files', summary: 'Policy files: status, policies in force, errors', ok: { status: 200, schema: 'SourceList', description: 'Every policy file.' }, errors: [401, 403] },
@@ -67,10 +67,12 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'A bearer token is required, or the one sent is not valid.',
   403: 'The token lacks the scope this request needs.',
   404: 'No such policy.',
+  408: 'The request body did not arrive in time (request_body_timeout, 30 s by default); the connection is closed.',
   409: 'Duplicate name, or the policy is managed by a policy file.',
   413: 'The body is larger than 1 MiB.',
   415: 'The body is not application/json.',
-  422: 'The body is not a valid policy; errors lists every problem with a JSON pointer.',
+  422: 'The body is not a valid policy or request (a backtest too large to hold names its limit); errors lists every problem with a JSON pointer.',
+  429: 'As many backtests as max_concurrent_backtests (or as much history as the daemon holds at once) are running; retry after Retry-After seconds.',
   503: 'Storage is unavailable.',
 };
 

@@ -4,20 +4,59 @@ import { ERROR_CATALOGUE, ScalerError, problemType, type ErrorCode, type FieldEr
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
-/** Writes an RFC 9457 problem answer. */
-export function sendProblem(ctx: Context, code: ErrorCode, detail: string, errors?: FieldError[]): void {
-  const spec = ERROR_CATALOGUE[code];
-  ctx.status = spec.status;
-  ctx.type = PROBLEM_CONTENT_TYPE;
-  ctx.body = {
-    type: problemType(code),
+/**
+ * Problems of the HTTP layer itself: a request not received in time, too many of a kind at once,
+ * a request Node's parser refuses. Same shape as ERROR_CATALOGUE (src/errors.ts, where they belong
+ * with the rest; kept here until that file lists them).
+ */
+export const HTTP_ERRORS = {
+  REQUEST_TIMEOUT: { status: 408, title: 'The request was not received in time' },
+  TOO_MANY_REQUESTS: { status: 429, title: 'Too many requests of this kind are running' },
+  HEADERS_TOO_LARGE: { status: 431, title: 'The request headers are too large' },
+} as const;
+
+export type ProblemCode = ErrorCode | keyof typeof HTTP_ERRORS;
+
+const SPECS: Record<ProblemCode, { status: number; title: string }> = { ...ERROR_CATALOGUE, ...HTTP_ERRORS };
+
+/** The status and title of a problem code. */
+export function problemSpec(code: ProblemCode): { status: number; title: string } {
+  return SPECS[code];
+}
+
+/** An HTTP-layer problem (HTTP_ERRORS) thrown by a route or middleware; headers go on the answer. */
+export class HttpProblem extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: keyof typeof HTTP_ERRORS,
+    detail: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+    this.name = 'HttpProblem';
+    this.status = HTTP_ERRORS[code].status;
+  }
+}
+
+/** The RFC 9457 body of a problem. */
+export function problemBody(code: ProblemCode, detail: string, instance: string, errors?: FieldError[]): Record<string, unknown> {
+  const spec = SPECS[code];
+  return {
+    type: problemType(code as ErrorCode),
     title: spec.title,
     status: spec.status,
     detail,
     code,
-    instance: ctx.path,
+    instance,
     ...(errors !== undefined ? { errors } : {}),
   };
+}
+
+/** Writes an RFC 9457 problem answer. */
+export function sendProblem(ctx: Context, code: ProblemCode, detail: string, errors?: FieldError[]): void {
+  ctx.status = SPECS[code].status;
+  ctx.type = PROBLEM_CONTENT_TYPE;
+  ctx.body = problemBody(code, detail, ctx.path, errors);
 }
 
 // Client errors raised by libraries (raw-body, koa) carry a status and an `expose` flag.
@@ -34,10 +73,17 @@ function libraryCode(err: { status?: unknown; type?: unknown }): ErrorCode | und
   }
 }
 
+/** A body Koa would serialise itself (not a string, buffer or stream). */
+function isJsonBody(body: unknown): body is object {
+  return typeof body === 'object' && body !== null && !Buffer.isBuffer(body) && typeof (body as { pipe?: unknown }).pipe !== 'function';
+}
+
 /**
  * Turns every error into application/problem+json. Catalogue errors keep their code; known client
  * errors from libraries map to theirs; anything else is logged and becomes a bare 500 with no
- * stack trace or message from inside the daemon.
+ * stack trace or message from inside the daemon. JSON bodies are serialised here, not by Koa after
+ * the middleware, so that a body too large to serialise is a logged problem too, not Koa's
+ * text/plain 500.
  */
 export function problemMiddleware(logger: Logger) {
   return async function problems(ctx: Context, next: Next): Promise<void> {
@@ -53,10 +99,22 @@ export function problemMiddleware(logger: Logger) {
           sendProblem(ctx, 'METHOD_NOT_ALLOWED', `${ctx.method} is not allowed on ${ctx.path}; allowed: ${allow}`);
         }
       }
+      if (ctx.respond !== false && isJsonBody(ctx.body)) ctx.body = JSON.stringify(ctx.body);
     } catch (err) {
+      if (ctx.headerSent) {
+        // The answer is on its way (a streamed body): it cannot become a problem any more.
+        logger.error({ err, req_id: ctx.state['requestId'], method: ctx.method, path: ctx.path }, 'error after the answer started; the connection is closed');
+        ctx.res.destroy();
+        return;
+      }
       if (err instanceof ScalerError) {
         sendProblem(ctx, err.code, err.message, err.errors);
         if (err.status >= 500) logger.warn({ code: err.code, path: ctx.path }, err.message);
+        return;
+      }
+      if (err instanceof HttpProblem) {
+        sendProblem(ctx, err.code, err.message);
+        for (const [k, v] of Object.entries(err.headers)) ctx.set(k, v);
         return;
       }
       const e = err as { status?: unknown; expose?: unknown; message?: unknown; type?: unknown };

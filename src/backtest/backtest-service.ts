@@ -2,8 +2,8 @@ import { validationError, type FieldError } from '../errors.js';
 import type { IsolatedMetricSource } from '../plugins/plugin-manager.js';
 import type { Policy } from '../policy/policy-model.js';
 import { parseDuration } from '../util/duration.js';
-import { fetchSeries } from './fetch-series.js';
-import { replay, type ReplayResult } from './replay.js';
+import { fetchSeries, planSeries } from './fetch-series.js';
+import { replay, type ReplayResult, type TimelineRow } from './replay.js';
 
 export interface BacktestRequest {
   from: Date;
@@ -22,7 +22,64 @@ export interface BacktestDeps {
 /** At most this many evaluations per backtest, so one request cannot occupy the daemon for long. */
 export const MAX_BACKTEST_STEPS = 500_000;
 
+/**
+ * At most this many points of history per backtest (all its distinct queries together). The API
+ * holds them packed, 16 bytes a point: 32 MB at most, known before anything is fetched. The
+ * longest backtest (500,000 one-minute steps, almost a year) fits with 3 distinct queries, not 10.
+ */
+export const MAX_BACKTEST_SAMPLES = 2_000_000;
+
+/** At most this many evaluations in a chart (?format=svg), which is drawn from the whole timeline in memory. */
+export const MAX_CHART_EVALUATIONS = 50_000;
+
 export type BacktestResult = ReplayResult & { requests: number; policy: Pick<Policy, 'id' | 'name'> };
+
+/** What a backtest will hold and do, known from the request alone. */
+export interface BacktestSize {
+  evaluations: number;
+  /** Distinct queries fetched. */
+  series: number;
+  /** Points of history fetched and held, at most. */
+  samples: number;
+}
+
+/** The size of a backtest of `policy` over `req`, before anything is fetched. */
+export function backtestSize(policy: Policy, req: BacktestRequest, defaultSource = 'prometheus'): BacktestSize {
+  const plans = planSeries([policy], req.from, req.to, req.stepSeconds, defaultSource);
+  return {
+    evaluations: Math.floor((req.to.getTime() - req.from.getTime()) / 1000 / req.stepSeconds) + 1,
+    series: plans.length,
+    samples: plans.reduce((n, p) => n + p.points, 0),
+  };
+}
+
+const fmt = (n: number): string => n.toLocaleString('en-US');
+
+/**
+ * Refuses (422, naming the limit) a backtest whose history would not fit the daemon's bound, so a
+ * request cannot exhaust its memory; answers its size otherwise.
+ */
+export function checkBacktestSize(policy: Policy, req: BacktestRequest, defaultSource = 'prometheus', opts: { chart?: boolean } = {}): BacktestSize {
+  const size = backtestSize(policy, req, defaultSource);
+  if (size.samples > MAX_BACKTEST_SAMPLES) {
+    throw validationError(
+      [
+        {
+          field: '/step',
+          message: `needs ${fmt(size.samples)} points of history (${size.series} distinct rule ${size.series === 1 ? 'query' : 'queries'} over ${fmt(size.evaluations)} evaluations), more than the limit of ${fmt(MAX_BACKTEST_SAMPLES)} a backtest may hold; use a larger step, a shorter range or fewer distinct rule queries`,
+        },
+      ],
+      'backtest request',
+    );
+  }
+  if (opts.chart === true && size.evaluations > MAX_CHART_EVALUATIONS) {
+    throw validationError(
+      [{ field: '/step', message: `gives ${fmt(size.evaluations)} evaluations, more than the ${fmt(MAX_CHART_EVALUATIONS)} a chart (format=svg) may draw; use a larger step or a shorter range` }],
+      'backtest request',
+    );
+  }
+  return size;
+}
 
 /** Parses and checks backtest parameters (API body or CLI flags); every problem names its field. */
 export function parseBacktestRequest(raw: Record<string, unknown>, prefix = ''): BacktestRequest {
@@ -67,9 +124,21 @@ export function parseBacktestRequest(raw: Record<string, unknown>, prefix = ''):
   return { from, to, stepSeconds, initialReplicas };
 }
 
-/** Fetches history once per distinct query and replays the policy over it. */
-export async function runBacktest(policy: Policy, req: BacktestRequest, deps: BacktestDeps): Promise<BacktestResult> {
+/** Receives a backtest as it runs: the number of requests made, then the timeline in batches. */
+export interface BacktestSink {
+  /** History is fetched; the replay starts. */
+  begin(requests: number): Promise<void> | void;
+  /** The next rows of the timeline, in order; the replay waits for a returned promise. */
+  rows(rows: TimelineRow[]): Promise<void> | void;
+}
+
+/**
+ * Fetches history once per distinct query and replays the policy over it. With a sink, the
+ * timeline goes to the sink as it is made and the result's timeline is empty.
+ */
+export async function runBacktest(policy: Policy, req: BacktestRequest, deps: BacktestDeps, sink?: BacktestSink): Promise<BacktestResult> {
   const { series, requests } = await fetchSeries([policy], req.from, req.to, req.stepSeconds, deps.sources, deps.defaultSource);
+  await sink?.begin(requests);
   const result = await replay({
     policy,
     from: req.from,
@@ -80,7 +149,7 @@ export async function runBacktest(policy: Policy, req: BacktestRequest, deps: Ba
     defaultSource: deps.defaultSource,
     price: policy.cost_per_replica_hour ?? deps.prices[policy.target_type] ?? null,
     series,
-  });
+  }, sink === undefined ? {} : { onRows: (rows) => sink.rows(rows) });
   return { ...result, requests, policy: { id: policy.id, name: policy.name } };
 }
 

@@ -27,6 +27,8 @@ export interface ScalerConfig {
   max_policy_file_bytes: number;
   history_retention: string;
   max_concurrent_backtests: number;
+  request_headers_timeout: string;
+  request_body_timeout: string;
   auth: { tokens: Array<{ name?: string; sha256: string; scopes: Array<'read' | 'write'> }>; open_probes: boolean };
   api_token: string | null;
   api_read_token: string | null;
@@ -38,6 +40,8 @@ export interface ResolvedConfig extends ScalerConfig {
   plugin_timeout_ms: number;
   /** history_retention in milliseconds; 0 keeps history forever. */
   history_retention_ms: number;
+  request_headers_timeout_ms: number;
+  request_body_timeout_ms: number;
   /** Where each value came from, for `--print-config` and error messages. */
   readonly origins: Readonly<Record<string, 'default' | 'file' | 'env' | 'flag'>>;
 }
@@ -88,6 +92,25 @@ function convert(raw: string, type: 'int' | 'bool' | 'string' | 'list', name: st
     default:
       return raw;
   }
+}
+
+const CONTROL_NAMES: Record<number, string> = { 9: 'a tab', 10: 'a line feed (newline)', 13: 'a carriage return', 32: 'a space' };
+
+/**
+ * Why a token can never be sent in an Authorization header as configured (whitespace or control
+ * characters, such as the newline `kubectl create secret --from-file` keeps), or undefined.
+ * Names the character and its position, never the token.
+ */
+export function tokenProblem(token: string): string | undefined {
+  const at = [...token].findIndex((ch) => /[\s\p{Cc}]/u.test(ch));
+  if (at < 0) return undefined;
+  const chars = [...token];
+  const ch = chars[at] as string;
+  const cp = ch.codePointAt(0) as number;
+  const what = CONTROL_NAMES[cp] ?? `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
+  const trailing = chars.slice(at).every((c) => /[\s\p{Cc}]/u.test(c));
+  const where = trailing ? 'at the end' : at === 0 ? 'at the start' : `at character ${at + 1} of ${chars.length}`;
+  return `contains ${what} ${where}; a bearer token cannot contain whitespace or control characters, so no request could ever match it (a file made with a trailing newline, as kubectl create secret --from-file keeps it, is a common cause: create the secret with --from-literal or strip the newline)`;
 }
 
 function defaults(): Record<string, unknown> {
@@ -165,6 +188,19 @@ export function loadConfig(opts: LoadConfigOptions = {}): ResolvedConfig {
     origins[k] = 'flag';
   }
 
+  // A token with whitespace passes the length check but can never be sent: refuse it now, by name.
+  const tokenErrors: FieldError[] = [];
+  for (const key of ['api_token', 'api_read_token'] as const) {
+    const value = merged[key];
+    if (typeof value !== 'string') continue;
+    const problem = tokenProblem(value);
+    if (problem === undefined) continue;
+    const envName = Object.entries(ENV_KEYS).find(([, m]) => m.key === key)?.[0];
+    const from = origins[key] === 'env' && envName !== undefined ? ` (from ${envName})` : origins[key] === 'flag' ? ' (from a flag)' : origins[key] === 'file' && file !== undefined ? ` (from ${file})` : '';
+    tokenErrors.push({ field: `/${key}`, message: `${problem}${from}` });
+  }
+  if (tokenErrors.length > 0) throw new ConfigError(tokenErrors, 'merged configuration');
+
   const v = validator<ScalerConfig>(CONFIG_SCHEMA_ID);
   if (!v(merged)) {
     // Name the variable or flag that set a bad key, not only the key.
@@ -189,8 +225,18 @@ export function loadConfig(opts: LoadConfigOptions = {}): ResolvedConfig {
   if (retention === undefined || (retention > 0 && retention < 60)) {
     throw new ConfigError([{ field: '/history_retention', message: `must be 0 (keep forever) or a duration of at least 1m, got "${cfg.history_retention}"` }], 'merged configuration');
   }
+  const requestTimeouts: Record<string, number> = {};
+  for (const key of ['request_headers_timeout', 'request_body_timeout'] as const) {
+    const seconds = parseDuration(cfg[key]);
+    if (seconds === undefined || seconds < 1 || seconds > 3600) {
+      throw new ConfigError([{ field: `/${key}`, message: `must be a duration from 1s to 1h, got "${cfg[key]}"` }], 'merged configuration');
+    }
+    requestTimeouts[key] = seconds * 1000;
+  }
   const resolved: ResolvedConfig = {
     ...cfg,
+    request_headers_timeout_ms: requestTimeouts['request_headers_timeout'] as number,
+    request_body_timeout_ms: requestTimeouts['request_body_timeout'] as number,
     evaluation_interval_ms: interval * 1000,
     plugin_timeout_ms: timeout * 1000,
     history_retention_ms: retention * 1000,
