@@ -10,11 +10,11 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import { spawnDaemon } from '../test/helpers/daemon-process.js';
+import { startLatencyPoller } from '../test/helpers/latency-poller.js';
 import { httpRequestCounts, startPrometheus } from '../test/helpers/prometheus.js';
 import { benchPolicy } from './bench-policies.js';
 
@@ -23,45 +23,15 @@ const CONNECTIONS = Number(process.env['CONNECTIONS'] ?? 200);
 const DURATION = Number(process.env['DURATION'] ?? 10);
 const TARGETS = (process.env['TARGETS'] ?? 'metrics,readyz').split(',').map((s) => s.trim());
 
-/** Polls `url` every 20 ms from a worker thread until stop(); answers the latencies (ms) and failures. */
-function startPoller(url: string): { stop(): Promise<{ latencies: number[]; failed: number; worst: Array<[number, number]> }> } {
-  const worker = new Worker(
-    `
-    const { parentPort, workerData } = require('node:worker_threads');
-    const latencies = [];
-    const starts = [];
-    let failed = 0;
-    let polling = true;
-    parentPort.on('message', () => { polling = false; });
-    (async () => {
-      while (polling) {
-        const t0 = performance.now();
-        try {
-          const res = await fetch(workerData.url, { signal: AbortSignal.timeout(30000) });
-          await res.arrayBuffer();
-          latencies.push(performance.now() - t0);
-          starts.push(t0);
-        } catch {
-          failed++;
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      const first = starts[0] ?? 0;
-      parentPort.postMessage({ latencies, failed, worst: latencies.map((l, i) => [Math.round(starts[i] - first), Math.round(l)]).sort((a, b) => b[1] - a[1]).slice(0, 3) });
-    })();
-    `,
-    { eval: true, workerData: { url } },
-  );
+/** /healthz every 20 ms, each probe bounded by 30 s; `worst` lists the three slowest as [start ms, latency ms]. */
+function startHealthzPoller(url: string): { stop(): Promise<{ latencies: number[]; failed: number; worst: Array<[number, number]> }> } {
+  const poller = startLatencyPoller(url, { everyMs: 20, timeoutMs: 30_000 });
   return {
-    stop: () =>
-      new Promise((resolve, reject) => {
-        worker.once('message', (m: { latencies: number[]; failed: number; worst: Array<[number, number]> }) => {
-          void worker.terminate();
-          resolve(m);
-        });
-        worker.once('error', reject);
-        worker.postMessage('stop');
-      }),
+    stop: async () => {
+      const r = await poller.stop();
+      const worst = r.latencies.map((l, i): [number, number] => [Math.round(r.starts[i] ?? 0), Math.round(l)]).sort((a, b) => b[1] - a[1]).slice(0, 3);
+      return { latencies: r.latencies, failed: r.failed, worst };
+    },
   };
 }
 
@@ -85,13 +55,13 @@ try {
 
   const daemon = await spawnDaemon({ name: 'flood', cwd, env: { PHILOTES_SCALING_ENABLED: 'false', PHILOTES_SCALING_PROMETHEUS_URL: prom.url, LOG_LEVEL: 'warn' } });
   try {
-    const idle = startPoller(`${daemon.url}/healthz`);
+    const idle = startHealthzPoller(`${daemon.url}/healthz`);
     await new Promise((r) => setTimeout(r, 3_000));
     console.log(`/healthz idle: ${summary((await idle.stop()).latencies)}`);
     for (const target of TARGETS) {
       const before = (await httpRequestCounts(prom.url))['/-/ready'] ?? 0;
       // The poller connects first: the probes measure the daemon, not the poller's connection set-up.
-      const poller = startPoller(`${daemon.url}/healthz`);
+      const poller = startHealthzPoller(`${daemon.url}/healthz`);
       await new Promise((r) => setTimeout(r, 500));
       const flood = await autocannon({ url: `${daemon.url}/${target}`, connections: CONNECTIONS, duration: DURATION, timeout: 30 });
       const { latencies, failed, worst } = await poller.stop();

@@ -7,7 +7,6 @@ import { createServer } from 'node:http';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
@@ -18,6 +17,7 @@ import { normalizePolicy } from '../src/policy/policy-normalize.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import type { Storage } from '../src/storage/storage.js';
 import { spawnDaemon, waitFor } from './helpers/daemon-process.js';
+import { startLatencyPoller } from './helpers/latency-poller.js';
 import { listenLocal } from './helpers/prometheus.js';
 
 /** A stand-in Prometheus that answers /-/ready and counts the requests. */
@@ -159,44 +159,6 @@ t.test('/readyz names a database known to be unusable at once, without asking it
   t.comment(`/readyz 503 ${Math.round(performance.now() - started)} ms after the file was deleted: ${JSON.stringify(down.checks.storage)}`);
 });
 
-/** Polls `url` every 20 ms from a worker thread (its own event loop) until stop(). */
-function startPoller(url: string): { stop(): Promise<{ latencies: number[]; failed: number }> } {
-  const worker = new Worker(
-    `
-    const { parentPort, workerData } = require('node:worker_threads');
-    const latencies = [];
-    let failed = 0;
-    let polling = true;
-    parentPort.on('message', () => { polling = false; });
-    (async () => {
-      while (polling) {
-        const t0 = performance.now();
-        try {
-          const res = await fetch(workerData.url, { signal: AbortSignal.timeout(20000) });
-          await res.arrayBuffer();
-          latencies.push(performance.now() - t0);
-        } catch {
-          failed++;
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      parentPort.postMessage({ latencies, failed });
-    })();
-    `,
-    { eval: true, workerData: { url } },
-  );
-  return {
-    stop: () =>
-      new Promise((resolve, reject) => {
-        worker.once('message', (m: { latencies: number[]; failed: number }) => {
-          void worker.terminate();
-          resolve(m);
-        });
-        worker.once('error', reject);
-        worker.postMessage('stop');
-      }),
-  };
-}
 
 t.test('/healthz stays quick while 200 connections flood /metrics and /readyz (a daemon with 1,000 policies)', async (t) => {
   const prom = await fakePrometheus(t);
@@ -212,7 +174,7 @@ t.test('/healthz stays quick while 200 connections flood /metrics and /readyz (a
   t.teardown(() => d.destroy());
   for (const target of ['metrics', 'readyz']) {
     const readyBefore = prom.ready;
-    const poller = startPoller(`${d.url}/healthz`);
+    const poller = startLatencyPoller(`${d.url}/healthz`, { everyMs: 20, timeoutMs: 20_000 });
     await new Promise((r) => setTimeout(r, 500));
     const flood = await autocannon({ url: `${d.url}/${target}`, connections: 200, duration: 4, timeout: 20 });
     const { latencies, failed } = await poller.stop();
