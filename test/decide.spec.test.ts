@@ -277,10 +277,16 @@ const TABLES: Record<Step, { title: string; rows: Row[] }> = {
         expected: { held: { up0: false }, samples: { up0: 10 }, action: 'none', reason_code: 'no_rule_held' },
       },
       {
-        name: 'step 2: when the window is not a whole number of steps, the last range-query step (15s before now) is the last one needed',
+        name: 'step 2: a window that is not a whole number of intervals is judged at instants ending at now (45s at 30s: now-45s, now-22.5s, now)',
         policy: { scale_up_rules: [{ ...LAG_HIGH, duration: '45s' }] },
         series: { up0: LAGGING },
-        expected: { held: { up0: true }, samples: { up0: 2 }, action: 'scale_up' },
+        expected: { held: { up0: true }, samples: { up0: 3 }, action: 'scale_up' },
+      },
+      {
+        name: 'step 2: the newest instant of such a window counts (45s at 30s: a low value at now stops it)',
+        policy: { scale_up_rules: [{ ...LAG_HIGH, duration: '45s' }] },
+        series: { up0: { values: LAGGING, at: { 2: 50 } } },
+        expected: { held: { up0: false }, samples: { up0: 3 }, action: 'none', reason_code: 'no_rule_held', reason: /50 > 60 is false at 2026-05-04T12:00:00.000Z/ },
       },
       {
         name: 'step 2: a window where one value violates the condition does not hold; the value reported is the weakest one',
@@ -867,14 +873,26 @@ const TABLES: Record<Step, { title: string; rows: Row[] }> = {
         expected: { action: 'none', reason_code: 'metric_error', held: { up0: false }, errors: { up0: /^empty/ }, memory: { consecutive_failures: 1 } },
       },
       {
-        name: 'step 8: a NaN value is a metric error',
+        name: 'step 8: a NaN value is not a metric error: the instant it is at fails the condition',
         series: { up0: { values: LAGGING, at: { 3: NaN } } },
-        expected: { action: 'none', reason_code: 'metric_error', held: { up0: false }, errors: { up0: /^nan/ } },
+        expected: { action: 'none', reason_code: 'no_rule_held', held: { up0: false }, errors: { up0: null }, values: { up0: LAGGING }, memory: { consecutive_failures: 0 }, reason: /is NaN, which is not a finite number/ },
       },
       {
-        name: 'step 8: an infinite value is a metric error',
+        name: 'step 8: an infinite value is not a metric error: the instant it is at fails the condition',
         series: { down0: { values: IDLE, at: { 20: Infinity } } },
-        expected: { action: 'none', reason_code: 'metric_error', held: { down0: false }, errors: { down0: /^infinite/ } },
+        expected: { action: 'none', reason_code: 'no_rule_held', held: { down0: false }, errors: { down0: null }, memory: { consecutive_failures: 0 } },
+      },
+      {
+        name: 'step 8: a NaN never counts toward a fallback: with after_failures 1 a NaN changes nothing',
+        policy: { on_metric_error: 'fallback', fallback: { after_failures: 1, replicas: 6 } },
+        series: { up0: { values: LAGGING, at: { 10: NaN } } },
+        expected: { action: 'none', reason_code: 'no_rule_held', desired_replicas: 3, memory: { consecutive_failures: 0 } },
+      },
+      {
+        name: 'step 8: a zero-duration rule whose latest value is NaN does not hold and is not a metric error',
+        policy: { scale_up_rules: [{ ...LAG_HIGH, duration: '0' }] },
+        series: { up0: { values: [NaN], span: 0, step: 30 } },
+        expected: { action: 'none', reason_code: 'no_rule_held', held: { up0: false }, errors: { up0: null }, memory: { consecutive_failures: 0 } },
       },
       {
         name: 'step 8: no answer at all for a rule is a metric error',

@@ -4,11 +4,12 @@
  * proxy (test/helpers/fault-proxy.ts) between the prometheus plugin and Prometheus.
  *
  * For each fault (the proxy hangs, answers 500/422/503, malformed or wrongly shaped JSON, a
- * truncated or cut body, resets; real PromQL that evaluates to NaN, +Inf, -Inf or nothing, or does
- * not parse; Prometheus stopped): no scaling action, every decision's reason_code is metric_error
- * and each rule's `error` names the kind. Then recovery: with the proxy passing through again (or
- * the exporter fixed, or Prometheus restarted), the rule that should hold does and the scale-up
- * happens.
+ * truncated or cut body, resets; real PromQL that evaluates to nothing or does not parse;
+ * Prometheus stopped): no scaling action, every decision's reason_code is metric_error and each
+ * rule's `error` names the kind. NaN, +Inf and -Inf (0/0, 1/0, a gauge exported as NaN) are values,
+ * not errors: the rule's condition fails at them (no_rule_held, no action, the detail names the
+ * value). Then recovery: with the proxy passing through again (or the exporter fixed, or
+ * Prometheus restarted), the rule that should hold does and the scale-up happens.
  */
 import { pino } from 'pino';
 import t from 'tap';
@@ -29,15 +30,20 @@ const LOAD = { instant: 'load-instant', range: 'load-range' } as const;
 
 /** Policies whose query is always bad in a given way, through a proxy that passes through. */
 const QUERY_FAULTS: Array<{ name: string; metric: string; duration?: string; kind: string; what: string }> = [
-  { name: 'nan-expr', metric: '(philotes_fault_load - philotes_fault_load) / (philotes_fault_load - philotes_fault_load)', kind: 'nan', what: '0/0 in PromQL' },
-  { name: 'nan-expr-range', metric: '(philotes_fault_load - philotes_fault_load) / (philotes_fault_load - philotes_fault_load)', duration: '3s', kind: 'nan', what: '0/0 over a range' },
-  { name: 'nan-gauge', metric: 'philotes_fault_gauge_nan', kind: 'nan', what: 'a gauge exported as NaN' },
-  { name: 'inf-expr', metric: 'vector(1) / 0', kind: 'infinite', what: 'vector(1)/0 (+Inf)' },
-  { name: 'inf-expr-range', metric: '1 / 0 * scalar(philotes_fault_load)', duration: '3s', kind: 'infinite', what: '1/0 * scalar(...) over a range (+Inf)' },
-  { name: 'ninf-expr', metric: '-philotes_fault_load / 0', kind: 'infinite', what: '-x/0 (-Inf)' },
   { name: 'empty-expr', metric: 'philotes_fault_does_not_exist', kind: 'empty', what: 'a metric that does not exist' },
   { name: 'empty-expr-range', metric: 'philotes_fault_does_not_exist', duration: '3s', kind: 'empty', what: 'a metric that does not exist, over a range' },
-  { name: 'bad-promql', metric: 'sum(philotes_fault_load', kind: 'query', what: 'PromQL that does not parse (HTTP 400 bad_data)' },
+  // Syntax errors are refused when a policy is written; a bad regular expression (RE2) is only found by Prometheus.
+  { name: 'bad-promql', metric: 'philotes_fault_load{job=~"("}', kind: 'query', what: 'PromQL that Prometheus does not parse (HTTP 400 bad_data)' },
+];
+
+/** Policies whose query always answers a value that is not a finite number: the condition fails, no error. */
+const NOT_FINITE: Array<{ name: string; metric: string; duration?: string; shown: string; what: string }> = [
+  { name: 'nan-expr', metric: '(philotes_fault_load - philotes_fault_load) / (philotes_fault_load - philotes_fault_load)', shown: 'NaN', what: '0/0 in PromQL' },
+  { name: 'nan-expr-range', metric: '(philotes_fault_load - philotes_fault_load) / (philotes_fault_load - philotes_fault_load)', duration: '3s', shown: 'NaN', what: '0/0 over a range' },
+  { name: 'nan-gauge', metric: 'philotes_fault_gauge_nan', shown: 'NaN', what: 'a gauge exported as NaN' },
+  { name: 'inf-expr', metric: 'vector(1) / 0', shown: '+Inf', what: 'vector(1)/0 (+Inf)' },
+  { name: 'inf-expr-range', metric: '1 / 0 * scalar(philotes_fault_load)', duration: '3s', shown: '+Inf', what: '1/0 * scalar(...) over a range (+Inf)' },
+  { name: 'ninf-expr', metric: '-philotes_fault_load / 0', shown: '-Inf', what: '-x/0 (-Inf)' },
 ];
 
 /** Proxy faults and the error kind the prometheus plugin must report for each. */
@@ -77,7 +83,11 @@ t.test('metric faults through a real Prometheus: no action, metric_error with th
   const keda = plugins.executors.get('keda');
   if (keda === undefined) throw new Error('keda executor not loaded');
 
+  // The latest decision of each policy. A quiet outcome whose observations did not change is
+  // repeated by the loop without a new record (counted by onRepeated): its latest record stands.
   const decisions = new Map<string, DecisionRecord>();
+  const decidedNow = new Set<string>();
+  let repeatedNow = 0;
   const manager = new ScalingManager({
     storage,
     logger,
@@ -92,7 +102,13 @@ t.test('metric faults through a real Prometheus: no action, metric_error with th
       executors: EXECUTORS,
       prices: {},
     },
-    onDecision: (outcome) => decisions.set(outcome.policy_id, outcome.record()),
+    onDecision: (outcome) => {
+      decisions.set(outcome.policy_id, outcome.record());
+      decidedNow.add(outcome.policy_id);
+    },
+    onRepeated: (count) => {
+      repeatedNow += count;
+    },
   });
 
   const service = new PolicyService({
@@ -117,17 +133,20 @@ t.test('metric faults through a real Prometheus: no action, metric_error with th
   await addPolicy('ratio', 'philotes_fault_num / philotes_fault_den');
   await addPolicy('maybe', 'philotes_fault_maybe');
   for (const q of QUERY_FAULTS) await addPolicy(q.name, q.metric, q.duration);
+  for (const q of NOT_FINITE) await addPolicy(q.name, q.metric, q.duration);
   const allNames = [...ids.keys()];
 
   /** Runs one cycle and answers each policy's decision of that cycle, by name. */
   const cycle = async (): Promise<Map<string, DecisionRecord>> => {
-    decisions.clear();
+    decidedNow.clear();
+    repeatedNow = 0;
     const report = await manager.runCycle();
     if (report.errors > 0) throw new Error(`the cycle had ${report.errors} evaluation error(s)`);
+    if (decidedNow.size + repeatedNow !== ids.size) throw new Error(`the cycle decided ${decidedNow.size} and repeated ${repeatedNow} of ${ids.size} policies`);
     const out = new Map<string, DecisionRecord>();
     for (const [name, id] of ids) {
       const d = decisions.get(id);
-      if (d === undefined) throw new Error(`no decision for ${name} in the cycle`);
+      if (d === undefined) throw new Error(`no decision for ${name} yet`);
       out.set(name, d);
     }
     return out;
@@ -147,6 +166,14 @@ t.test('metric faults through a real Prometheus: no action, metric_error with th
     tt.ok(ok, `${label}: ${name} is metric_error, no action, error kind ${kind} (got ${d?.action}/${d?.reason_code}: ${error})`);
     faultCases++;
     byKind[kind] = (byKind[kind] ?? 0) + 1;
+  };
+
+  /** Asserts a decision is no_rule_held with no action: its rule's value was not finite (no error). */
+  const expectNotFinite = (tt: typeof t, d: DecisionRecord | undefined, name: string, shown: string, label: string): void => {
+    const r = d?.rules[0];
+    const ok =
+      d?.action === 'none' && d.reason_code === 'no_rule_held' && r?.held === false && r.error === null && typeof r.detail === 'string' && r.detail.includes(`is ${shown}, which is not a finite number`);
+    tt.ok(ok, `${label}: ${name} does not hold (value ${shown}), no action, no error (got ${d?.action}/${d?.reason_code}: ${r?.error} / ${r?.detail})`);
   };
 
   /** Scale-ups of the two load policies in one cycle (each exactly one step, recorded as succeeded). */
@@ -178,7 +205,11 @@ t.test('metric faults through a real Prometheus: no action, metric_error with th
       expectMetricError(t, got.get(q.name), q.name, q.kind, `${q.what}`);
       t.equal(await historyCount(q.name), 0, `${q.name}: no history row (no action)`);
     }
-    expectMetricError(t, got.get('ratio'), 'ratio', 'nan', 'num/den with both 0');
+    for (const q of NOT_FINITE) {
+      expectNotFinite(t, got.get(q.name), q.name, q.shown, q.what);
+      t.equal(await historyCount(q.name), 0, `${q.name}: no history row (no action)`);
+    }
+    expectNotFinite(t, got.get('ratio'), 'ratio', 'NaN', 'num/den with both 0');
     expectMetricError(t, got.get('maybe'), 'maybe', 'empty', 'a metric not exported yet');
   });
 
@@ -209,15 +240,16 @@ t.test('metric faults through a real Prometheus: no action, metric_error with th
   }
 
   await t.test('exporter-driven faults: 0/0 (NaN), 1/0 (+Inf), a missing series (empty); then the values become usable', async (t) => {
+    // Asked at the whole second, as a cycle asks: a sample scraped later in that second is not seen yet.
     const scraped = (q: string, want: (v: string) => boolean) =>
       waitFor(`${q} in Prometheus`, async () => {
-        const r = await promQuery(prom.url, q);
+        const r = await promQuery(prom.url, q, Math.floor(Date.now() / 1000));
         return r[0]?.value !== undefined && want(r[0].value[1]) ? true : undefined;
       });
     exporter.set('philotes_fault_num', {}, 1);
     await scraped('philotes_fault_num / philotes_fault_den', (v) => v === '+Inf');
     let got = await cycle();
-    expectMetricError(t, got.get('ratio'), 'ratio', 'infinite', 'num/den with den 0');
+    expectNotFinite(t, got.get('ratio'), 'ratio', '+Inf', 'num/den with den 0');
     expectMetricError(t, got.get('maybe'), 'maybe', 'empty', 'still not exported');
     t.equal(await historyCount('ratio'), 0, 'ratio: no action');
     t.equal(await historyCount('maybe'), 0, 'maybe: no action');

@@ -11,7 +11,7 @@ import t from 'tap';
 /** A tap subtest (the callback parameter of t.test). */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 import { loadConfig } from '../src/config/config.js';
-import { ExpandingNotationError, expandSeries, type SeriesValue } from '../src/policy-tests/expanding-notation.js';
+import { ExpandingNotationError, expandSeries, STALE, type SeriesValue } from '../src/policy-tests/expanding-notation.js';
 import { parseTestTime, runPolicyTestFiles, runPolicyTestText, type PolicyTestFileResult } from '../src/policy-tests/policy-test-runner.js';
 import { packageRoot } from '../src/util/package-root.js';
 
@@ -58,7 +58,7 @@ const NOTATION: Array<[string, SeriesValue[], string]> = [
   ['-2+4x3', [-2, 2, 6, 10], 'a+bxn: a, then n further values incrementing by b'],
   [' 1-2x4', [1, -1, -3, -5, -7], 'a-bxn: decrementing'],
   [' 1x4', [1, 1, 1, 1, 1], 'axn is a+0xn: n+1 values'],
-  [' 1 _x3 stale', [1, _, _, _, _], '_xn is n missing values (not n+1); stale is missing too'],
+  [' 1 _x3 stale', [1, _, _, _, STALE], '_xn is n missing values (not n+1); stale is a staleness marker'],
   ['1+0x6 0 0 0 0 0 0 0 0', [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0], 'doc example: up{node_exporter}'],
   ['10+10x2 30+20x5', [10, 20, 30, 30, 50, 70, 90, 110, 130], 'doc example: go_goroutines{prometheus}'],
   ['10+10x7 10+30x4', [10, 20, 30, 40, 50, 60, 70, 80, 10, 40, 70, 100, 130], 'doc example: go_goroutines{node_exporter}'],
@@ -68,9 +68,9 @@ const NOTATION: Array<[string, SeriesValue[], string]> = [
   ['_x0', [], '_x0 is nothing'],
   ['1x0', [1], 'axn with n = 0 is one value'],
   ['1+5x0', [1], 'a+bx0 is one value'],
-  ['stale 2', [_, 2], 'stale reads as a missing sample'],
+  ['stale 2', [STALE, 2], 'stale is a staleness marker, distinct from a missing sample'],
   ['', [], 'an empty string has no values'],
-  ['  1\t2\n3  ', [1, 2, 3], 'any whitespace separates terms'],
+  ['  1\t2\r3  \n', [1, 2, 3], 'spaces, tabs and carriage returns separate terms; a line break may end the string'],
   // Signs, decimals, scientific notation.
   ['+3 -4 .5 7.', [3, -4, 0.5, 7], 'signed and bare-point decimals'],
   ['-1.5-0.5x2', [-1.5, -2, -2.5], 'negative start, decimal step'],
@@ -102,6 +102,19 @@ const BAD_TERMS: Array<[string, string, number, RegExp]> = [
   ['1 0xff', '0xff', 1, /hexadecimal/],
   ['1++2x3', '1++2x3', 0, /expected a number/],
   ['5 1x2000000', '1x2000000', 1, /more than 1000000 values/],
+  ['1 2\n3', '3', 2, /line break/],
+  ['Infx2', 'Infx2', 0, /Inf and NaN cannot be followed by x/],
+  ['1 -nanx0', '-nanx0', 1, /Inf and NaN cannot be followed by x/],
+  ['1+Infx2', '1+Infx2', 0, /Inf and NaN cannot be a step/],
+  ['1e999', '1e999', 0, /out of range/],
+  ['1 1+1e309x2', '1+1e309x2', 1, /out of range/],
+  ['1_000', '1_000', 0, /underscores/],
+  ['1\u00a02', '1\u00a02', 0, /unexpected character U\+00A0/],
+  ['1 #x', '#x', 1, /unexpected character "#"/],
+  ['1+1', '1+1', 0, /a step needs a count/],
+  ['1e', '1e', 0, /exponent needs digits/],
+  ['1x1e2', '1x1e2', 0, /whole number/],
+  ['Stale', 'Stale', 0, /expected a number/],
 ];
 
 t.test('expanding notation: an error names the bad term and its position', async (t) => {
@@ -118,6 +131,281 @@ t.test('expanding notation: an error names the bad term and its position', async
       t.match(e.message, why, `${text}: and says why`);
     }
   }
+});
+
+// The promtool table: every row was produced by running promtool 2.42 (`promtool test rules` on
+// a one-series test, the term followed by a sentinel value, with one promql_expr_test per step to
+// read the values back). REJECTED: promtool reports a parse error. Otherwise the values promtool
+// loaded, in order (_ a missing sample; promtool's stale marker is STALE here). Notable: Inf and
+// NaN cannot take x (`Infx2` is read as a name) nor be a step; numbers too large for a float
+// (`1e309`) are errors; a leading 0 makes an octal integer (`010` is 8); `0x3` is 0 repeated.
+const REJECTED = 'rejected';
+const PROMTOOL: Array<[string, SeriesValue[] | typeof REJECTED]> = [
+  ["Inf", [Infinity]],
+  ["inf", [Infinity]],
+  ["INF", [Infinity]],
+  ["iNf", [Infinity]],
+  ["+Inf", [Infinity]],
+  ["-Inf", [-Infinity]],
+  ["-inf", [-Infinity]],
+  ["NaN", [NaN]],
+  ["nan", [NaN]],
+  ["NAN", [NaN]],
+  ["nAn", [NaN]],
+  ["+NaN", [NaN]],
+  ["-NaN", [NaN]],
+  ["Infinity", REJECTED],
+  ["-Infinity", REJECTED],
+  ["infinity", REJECTED],
+  ["Infx2", REJECTED],
+  ["NaNx2", REJECTED],
+  ["-Infx2", REJECTED],
+  ["+Infx2", REJECTED],
+  ["infx0", REJECTED],
+  ["Inf+1x2", [Infinity, Infinity, Infinity]],
+  ["NaN+1x2", [NaN, NaN, NaN]],
+  ["Inf-1x2", [Infinity, Infinity, Infinity]],
+  ["-Inf+1x1", [-Infinity, -Infinity]],
+  ["Inf+0x2", [Infinity, Infinity, Infinity]],
+  ["1+Infx2", REJECTED],
+  ["1-Infx2", REJECTED],
+  ["1+NaNx2", REJECTED],
+  ["1+Inf", REJECTED],
+  ["1+Inf x2", REJECTED],
+  ["Inf_", REJECTED],
+  ["Inf1", REJECTED],
+  ["1e308", [1e+308]],
+  ["1e309", REJECTED],
+  ["-1e309", REJECTED],
+  ["1e999", REJECTED],
+  ["-1e999", REJECTED],
+  ["+1e999", REJECTED],
+  ["1.7976931348623157e308", [1.7976931348623157e+308]],
+  ["1.7976931348623158e308", [1.7976931348623157e+308]],
+  ["1.8e308", REJECTED],
+  ["1e-400", [0]],
+  ["5e-324", [5e-324]],
+  ["1e-324", [0]],
+  ["1e309x2", REJECTED],
+  ["1+1e309x2", REJECTED],
+  ["1e308+1e308x2", [1e+308, Infinity, Infinity]],
+  ["1e999+1x2", REJECTED],
+  ["-1e308-1e308x2", [-1e+308, -Infinity, -Infinity]],
+  ["0x1F", REJECTED],
+  ["0x3", [0, 0, 0, 0]],
+  ["0X3", REJECTED],
+  ["0xff", REJECTED],
+  ["0x", REJECTED],
+  ["0x0", [0]],
+  ["0x1f", REJECTED],
+  ["1x", REJECTED],
+  ["0xA", REJECTED],
+  ["010", [8]],
+  ["0755", [493]],
+  ["08", [8]],
+  ["09", [9]],
+  ["-010", [-8]],
+  ["+010", [8]],
+  ["010.5", [10.5]],
+  ["010e1", [100]],
+  ["00", [0]],
+  ["0010", [8]],
+  ["1+010x2", [1, 9, 17]],
+  ["010x2", [8, 8, 8]],
+  ["1x010", [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]],
+  ["010+1x1", [8, 9]],
+  ["0.5", [0.5]],
+  ["00.5", [0.5]],
+  ["9007199254740993", [9007199254740992]],
+  ["99999999999999999999", [100000000000000000000]],
+  ["0b11", REJECTED],
+  ["0o17", REJECTED],
+  ["0_1", REJECTED],
+  ["1_000", REJECTED],
+  ["1_0x2", REJECTED],
+  ["_1", REJECTED],
+  ["__", REJECTED],
+  ["_x2", [_, _]],
+  ["_x0", []],
+  ["_x1", [_]],
+  ["_+1x2", REJECTED],
+  ["_-1x2", REJECTED],
+  ["_x", REJECTED],
+  ["_1x2", REJECTED],
+  ["-_", REJECTED],
+  ["_x-1", REJECTED],
+  ["_x1.5", REJECTED],
+  ["_x1e1", REJECTED],
+  ["_X2", REJECTED],
+  ["_x010", [_, _, _, _, _, _, _, _, _, _]],
+  ["+1", [1]],
+  ["+1+1x2", [1, 2, 3]],
+  ["-1", [-1]],
+  ["--1", REJECTED],
+  ["+-1", REJECTED],
+  ["-+1", REJECTED],
+  ["1++1x2", REJECTED],
+  ["1--1x2", REJECTED],
+  ["1+-1x2", REJECTED],
+  ["1-+1x2", REJECTED],
+  ["-", REJECTED],
+  ["+", REJECTED],
+  ["+.5", [0.5]],
+  ["-.5x1", [-0.5, -0.5]],
+  [".5", [0.5]],
+  ["5.", [5]],
+  ["5.e3", [5000]],
+  [".5e1", [5]],
+  [".", REJECTED],
+  [".e1", REJECTED],
+  ["1.2.3", REJECTED],
+  ["1..2", REJECTED],
+  [".5x2", [0.5, 0.5, 0.5]],
+  ["5.x2", [5, 5, 5]],
+  ["1+.5x2", [1, 1.5, 2]],
+  ["1+5.x2", [1, 6, 11]],
+  ["1+5.e1x1", [1, 51]],
+  ["1e5x2", [100000, 100000, 100000]],
+  ["1e", REJECTED],
+  ["1e+", REJECTED],
+  ["1e-", REJECTED],
+  ["1E5", [100000]],
+  ["1e+5", [100000]],
+  ["1e-5x2", [0.00001, 0.00001, 0.00001]],
+  ["1e5+1e5x1", [100000, 200000]],
+  ["1e1.5", REJECTED],
+  ["1ex2", REJECTED],
+  ["1e+x2", REJECTED],
+  ["1E-1x1", [0.1, 0.1]],
+  ["1x0", [1]],
+  ["1+1x0", [1]],
+  ["1x-1", REJECTED],
+  ["1x+1", REJECTED],
+  ["1x1.5", REJECTED],
+  ["1x1e2", REJECTED],
+  ["1x03", [1, 1, 1, 1]],
+  ["1+1x", REJECTED],
+  ["1+1", REJECTED],
+  ["1-1", REJECTED],
+  ["1x2x3", REJECTED],
+  ["1xx2", REJECTED],
+  ["1X2", REJECTED],
+  ["1+1X2", REJECTED],
+  ["1x 2", REJECTED],
+  ["1 x2", REJECTED],
+  ["x2", REJECTED],
+  ["x", REJECTED],
+  ["1+1x1e1", REJECTED],
+  ["stale", [STALE]],
+  ["Stale", REJECTED],
+  ["STALE", REJECTED],
+  ["stalex2", REJECTED],
+  ["staley", REJECTED],
+  ["stale_", REJECTED],
+  ["-stale", REJECTED],
+  ["+stale", REJECTED],
+  ["1+stalex2", REJECTED],
+  ["stale x2", REJECTED],
+  ["stalex0", REJECTED],
+  ["stale_x2", REJECTED],
+  ["abc", REJECTED],
+  ["1a", REJECTED],
+  ["1e5a", REJECTED],
+  ["\u00e9", REJECTED],
+  ["1,2", REJECTED],
+  ["1;2", REJECTED],
+  ["(1)", REJECTED],
+  ["1\t2", [1, 2]],
+  ["1\n2", REJECTED],
+  ["1\u00a02", REJECTED],
+  ["1\r2", [1, 2]],
+  ["1\u000b2", REJECTED],
+  ["1\f2", REJECTED],
+  ["  1  ", [1]],
+  ["", []],
+  ["   ", []],
+  ["Inf Inf", [Infinity, Infinity]],
+  ["1+1x2 x3", REJECTED],
+  ["-Inf-1x2", [-Infinity, -Infinity, -Infinity]],
+  ["+NaN+1x1", [NaN, NaN]],
+  ["\t1", [1]],
+  ["\r1", [1]],
+  ["1\t\t2", [1, 2]],
+  ["Inf+.5x1", [Infinity, Infinity]],
+  ["1+inf", REJECTED],
+  ["0x3x2", REJECTED],
+  ["00x2", [0, 0, 0]],
+  ["0755x1", [493, 493]],
+  ["07777777777777777777777", [7.777777777777777e+21]],
+  ["0777777777777777777777", [9223372036854776000]],
+  ["01000000000000000000000", [1e+21]],
+  ["0777777777777777777776", [9223372036854776000]],
+  ["-0", [-0]],
+  ["0.0", [0]],
+  ["1e+308+1e308x1", [1e+308, Infinity]],
+  ["1.797693134862315708e308", [1.7976931348623157e+308]],
+  ["1.797693134862315807937289714053e308", [1.7976931348623157e+308]],
+  ["1.797693134862315807937289714054e308", REJECTED],
+  ["2e-324", [0]],
+  ["3e-324", [5e-324]],
+  ["NaN+Inf", REJECTED],
+  ["-nan-1x1", [NaN, NaN]],
+  ["1+NaN x1", REJECTED],
+  ["_ _x2 1", [_, _, _, 1]],
+  ["1x2+1x3", REJECTED],
+  ["1+1x2+1x3", REJECTED],
+  ["1.e5", [100000]],
+  ["1.e5x1", [100000, 100000]],
+  ["-.5-.5x2", [-0.5, -1, -1.5]],
+  // Line breaks (these rows without the sentinel): one may only end the values.
+  ["1\n", [1]],
+  ["1 \n", [1]],
+  ["1 2\t\n", [1, 2]],
+  ["1\r\n", [1]],
+  ["1\n ", [1]],
+  ["\n", []],
+  ["\n\n", []],
+  ["\n1", REJECTED],
+  ["1 2\n3", REJECTED],
+];
+
+// Where this reader refuses on purpose what promtool 2.42 takes, with what promtool makes of it.
+const DELIBERATE: Array<[string, string]> = [
+  ['stale+1x2', 'promtool: a stale marker, then NaN NaN'],
+  ['stale-1x2', 'promtool: a stale marker, then NaN NaN'],
+  ['1\n\n2', 'promtool: 1 (what follows a blank line is ignored)'],
+  ['1 2\n\n3 4', 'promtool: 1 2'],
+  ['1\n#x', 'promtool: 1 (a # after a line break starts a comment)'],
+  ['1x2000000', 'promtool: 2000001 values (1x1e18 never finishes); here at most 1000000'],
+];
+
+const sameValue = (a: SeriesValue, b: SeriesValue): boolean => Object.is(a, b);
+
+t.test('expanding notation: accepts exactly what promtool 2.42 accepts, with the same values', async (t) => {
+  for (const [text, want] of PROMTOOL) {
+    const label = JSON.stringify(text);
+    if (want === REJECTED) {
+      t.throws(() => expandSeries(text), ExpandingNotationError, `${label}: rejected, as by promtool`);
+      continue;
+    }
+    let got: SeriesValue[] | undefined;
+    t.doesNotThrow(() => {
+      got = expandSeries(text);
+    }, `${label}: accepted, as by promtool`);
+    if (got === undefined) continue;
+    const ok = got.length === want.length && got.every((v, i) => sameValue(v, want[i] as SeriesValue));
+    t.ok(ok, `${label}: ${JSON.stringify(want.map(String))}`, { got: got.map(String), want: want.map(String) });
+  }
+  for (const [text, promtool] of DELIBERATE) {
+    t.throws(() => expandSeries(text), ExpandingNotationError, `${JSON.stringify(text)} is an error here (${promtool})`);
+  }
+});
+
+t.test('expanding notation: stale is a staleness marker, _ a missing sample', async (t) => {
+  const values = expandSeries('1 _ stale _x2 stale');
+  t.same(values.map((v) => (v === STALE ? 'stale' : v === null ? '_' : v)), [1, '_', 'stale', '_', '_', 'stale']);
+  t.equal(String(STALE), 'stale');
+  t.not(STALE as unknown, null);
 });
 
 // ---------------------------------------------------------------------------------------------

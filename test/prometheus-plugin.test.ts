@@ -42,7 +42,15 @@ async function source(t: Test, config: Record<string, unknown>) {
 
 const vector = (values: string[]) => JSON.stringify({ status: 'success', data: { resultType: 'vector', result: values.map((v, i) => ({ metric: { pod: `p${i}` }, value: [1769601600, v] })) } });
 const matrix = (series: Array<Array<[number, string]>>) => JSON.stringify({ status: 'success', data: { resultType: 'matrix', result: series.map((values, i) => ({ metric: { pod: `p${i}` }, values })) } });
-const kindOf = async (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: PluginCallError) => e.kind);
+/** 'ok', or 'value NaN' / 'value Infinity' for an answer that is not a finite number, or the error's kind. */
+const kindOf = async (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    (got) => {
+      const v = (got as { v?: unknown } | undefined)?.v;
+      return typeof v === 'number' && !Number.isFinite(v) ? `value ${v}` : 'ok';
+    },
+    (e: PluginCallError) => e.kind,
+  );
 
 t.test('bearer token, basic auth and extra headers are sent', async (t) => {
   const rec = await recorder(t, () => ({ status: 200, body: vector(['5']) }));
@@ -75,7 +83,7 @@ t.test('series fold by the rule\'s aggregation; range answers fold per timestamp
   t.same([last?.path, last?.query.get('start'), last?.query.get('end'), last?.query.get('step')], ['/api/v1/query_range', '100', '160', '30s']);
 });
 
-t.test('bad answers are errors with a kind, never numbers', async (t) => {
+t.test('bad answers are errors with a kind; NaN and ±Inf are values', async (t) => {
   let mode = '';
   const rec = await recorder(t, () => {
     switch (mode) {
@@ -83,6 +91,8 @@ t.test('bad answers are errors with a kind, never numbers', async (t) => {
         return { status: 200, body: vector(['NaN']) };
       case 'inf':
         return { status: 200, body: vector(['+Inf']) };
+      case 'ninf':
+        return { status: 200, body: vector(['-Inf']) };
       case 'empty':
         return { status: 200, body: vector([]) };
       case 'bad-query':
@@ -100,8 +110,9 @@ t.test('bad answers are errors with a kind, never numbers', async (t) => {
   const src = await source(t, { url: rec.url });
   const q = () => src.instantQuery({ query: 'q', aggregation: 'max', time: new Date() });
   const cases: Array<[string, string]> = [
-    ['nan', 'nan'],
-    ['inf', 'infinite'],
+    ['nan', 'value NaN'],
+    ['inf', 'value Infinity'],
+    ['ninf', 'value -Infinity'],
     ['empty', 'empty'],
     ['bad-query', 'query'],
     ['503', 'http'],

@@ -45,19 +45,18 @@ function parseValue(raw) {
   return v;
 }
 
-/** @param {number} v @param {string} query */
-function requireFinite(v, query) {
-  if (Number.isNaN(v)) throw new PrometheusError('nan', `${query} evaluated to NaN`);
-  if (!Number.isFinite(v)) throw new PrometheusError('infinite', `${query} evaluated to ${v > 0 ? '+Inf' : '-Inf'}`);
-  return v;
-}
-
 /**
  * @typedef {{ status: number, text: string }} Answer
  * @typedef {Error & { code?: string }} SystemError
  */
 
 /** @param {Context} ctx @returns {MetricSource} */
+/** A query_range step: "30s" for whole seconds, else whole milliseconds ("22500ms"). */
+function stepParam(stepSeconds) {
+  const ms = Math.max(1, Math.round(stepSeconds * 1000));
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
 export default function createPrometheusSource(ctx) {
   const base = ctx.config.url.replace(/\/+$/, '');
   const protocol = new URL(base).protocol;
@@ -153,7 +152,7 @@ export default function createPrometheusSource(ctx) {
       const data = await get('/api/v1/query', { query: q.query, time: String(q.time.getTime() / 1000) }, q.signal);
       if (data.resultType === 'scalar') {
         const [t, raw] = data.result;
-        return { t, v: requireFinite(parseValue(raw), q.query) };
+        return { t, v: parseValue(raw) };
       }
       if (data.resultType !== 'vector' || !Array.isArray(data.result)) {
         throw new PrometheusError('malformed', `expected an instant vector, got ${data.resultType}`);
@@ -161,7 +160,7 @@ export default function createPrometheusSource(ctx) {
       if (data.result.length === 0) throw new PrometheusError('empty', `${q.query} returned no series`);
       const values = data.result.map((/** @type {any} */ s) => parseValue(s?.value?.[1]));
       const t = Number(data.result[0].value[0]);
-      return { t, v: requireFinite(fold(values, q.aggregation), q.query) };
+      return { t, v: fold(values, q.aggregation) };
     },
 
     async rangeQuery(q) {
@@ -171,7 +170,9 @@ export default function createPrometheusSource(ctx) {
           query: q.query,
           start: String(q.start.getTime() / 1000),
           end: String(q.end.getTime() / 1000),
-          step: `${q.stepSeconds}s`,
+          // In whole milliseconds, as Prometheus steps are: "22500ms" rather than a float that
+          // Prometheus would truncate (23.333 s can become 23332 ms and miss the window's end).
+          step: stepParam(q.stepSeconds),
         },
         q.signal,
       );
@@ -192,7 +193,7 @@ export default function createPrometheusSource(ctx) {
       /** @type {Sample[]} */
       const samples = [...byTime.entries()]
         .sort((a, b) => a[0] - b[0])
-        .map(([t, values]) => ({ t, v: requireFinite(fold(values, q.aggregation), q.query) }));
+        .map(([t, values]) => ({ t, v: fold(values, q.aggregation) }));
       if (samples.length === 0) throw new PrometheusError('empty', `${q.query} returned no values in the window`);
       return samples;
     },

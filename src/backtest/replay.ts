@@ -1,37 +1,48 @@
 import type { Sample } from '../plugins/api.js';
 import type { Policy } from '../policy/policy-model.js';
 import { decide } from '../engine/decide.js';
-import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from '../engine/decision.js';
+import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation, type RuleWindow } from '../engine/decision.js';
 import { applyExecution } from '../engine/execution.js';
-import { OPS, observationKey, ruleWindow } from '../engine/rule-window.js';
+import { OPS, observationKey, ruleWindow, valuesAtInstants } from '../engine/rule-window.js';
 
 /**
- * A metric series packed in two typed arrays (16 bytes a point instead of an object's ~50): how
- * the API's backtests hold history, so its memory is known before it is fetched.
+ * A metric series packed in typed arrays (16 bytes a point instead of an object's ~50): how the
+ * API's backtests hold history, so its memory is known before it is fetched. Times in ms.
+ *
+ * - `instants`: the values a source answered at exact instants (range-query steps, see
+ *   planSeries): an instant's value is the point at that very time, or none.
+ * - `scraped`: samples as scraped (policy tests' input series): an instant's value is the latest
+ *   sample at or before it within the lookback, unless that sample is a staleness marker.
  */
 export interface PackedSeries {
-  /** Times in seconds and values, oldest first; only the first `length` entries count. */
+  readonly kind: 'instants' | 'scraped';
   readonly t: Float64Array;
   readonly v: Float64Array;
+  /** Scraped series only: non-zero where the sample is a staleness marker. */
+  readonly stale?: Uint8Array;
+  /** Only the first `length` entries count. */
   readonly length: number;
 }
 
-/** A metric series for one observation key, or the error fetching it gave. */
+/**
+ * A metric series for one observation key, or the error fetching it gave. Plain samples (times in
+ * seconds, oldest first) are read as scraped samples.
+ */
 export type SeriesInput = Sample[] | PackedSeries | { error: { kind: string; message: string } };
 
 function isPacked(s: SeriesInput): s is PackedSeries {
   return (s as PackedSeries).t instanceof Float64Array;
 }
 
-/** Packs samples (sorted by time) into typed arrays. */
+/** Packs scraped samples (times in seconds, sorted) into typed arrays. */
 export function packSeries(samples: readonly Sample[]): PackedSeries {
   const t = new Float64Array(samples.length);
   const v = new Float64Array(samples.length);
   samples.forEach((s, i) => {
-    t[i] = s.t;
+    t[i] = Math.round(s.t * 1000);
     v[i] = s.v;
   });
-  return { t, v, length: samples.length };
+  return { kind: 'scraped', t, v, length: samples.length };
 }
 
 export interface ReplayInput {
@@ -44,7 +55,7 @@ export interface ReplayInput {
   defaultCooldown: number;
   defaultSource: string;
   price: number | null;
-  /** Samples by observationKey(rule, defaultSource), oldest first, covering [from - duration, to]. */
+  /** Series by observationKey(rule, defaultSource), covering [from - duration, to] (see SeriesInput). */
   series: ReadonlyMap<string, SeriesInput>;
 }
 
@@ -97,11 +108,21 @@ function lowerBound(s: PackedSeries, x: number): number {
   return lo;
 }
 
-/** The points of [lo, hi) as samples (a window: a handful of points). */
-function window(s: PackedSeries, lo: number, hi: number): Sample[] {
+/** The values of an `instants` series at a window's instants: points at exactly those times. */
+function exactValues(s: PackedSeries, win: RuleWindow): Sample[] {
   const out: Sample[] = [];
-  for (let i = lo; i < hi; i++) out.push({ t: s.t[i] as number, v: s.v[i] as number });
+  let i = lowerBound(s, win.startMs);
+  for (let k = 0; k < win.points && i < s.length; k++) {
+    const x = win.startMs + k * win.stepMs;
+    while (i < s.length && (s.t[i] as number) < x) i++;
+    if (i < s.length && s.t[i] === x) out.push({ t: x / 1000, v: s.v[i] as number });
+  }
   return out;
+}
+
+/** What a series answers for one rule's window at one evaluation. */
+export function observe(s: PackedSeries, win: RuleWindow): Sample[] {
+  return s.kind === 'instants' ? exactValues(s, win) : valuesAtInstants(s, win);
 }
 
 /** How long a replay may hold the event loop before it lets other work (API requests, the loop) run. */
@@ -170,17 +191,7 @@ export async function replay(input: ReplayInput, opts: ReplayOptions = {}): Prom
         observations.set(key, { samples: [], error: s.error });
         continue;
       }
-      const win = ruleWindow(rule, now, intervalSeconds);
-      const tol = win.step / 2;
-      const lo = lowerBound(s, win.seconds === 0 ? win.end - intervalSeconds - tol : win.start - tol);
-      const hi = lowerBound(s, win.end + tol + 1e-9);
-      const samples = window(s, lo, hi);
-      // A zero-duration rule reads the latest value: only one at this instant counts (no stale values).
-      const usable = win.seconds === 0 ? samples.filter((x) => Math.abs(x.t - win.end) <= tol) : samples;
-      observations.set(
-        key,
-        usable.length === 0 && win.seconds === 0 ? { samples: [], error: { kind: 'empty', message: `no value of ${rule.metric} at ${now.toISOString()}` } } : { samples: usable },
-      );
+      observations.set(key, { samples: observe(s, ruleWindow(rule, now, intervalSeconds)) });
     }
     const { record, memory: next } = await decide({
       policy,

@@ -13,7 +13,7 @@ import type {
 } from './decision.js';
 import { combinerFor } from './rule-combiner.js';
 import { OPERATOR_SYMBOL, isMetricError, isoMs, observationKey, ruleRecord, ruleWindow, sharedVerdict, type RuleVerdict } from './rule-window.js';
-import { lastFire } from './schedule-clock.js';
+import { lastFireMs } from './schedule-clock.js';
 
 /** Everything one evaluation depends on; nothing else is read (DESIGN.md "One evaluation"). */
 export interface DecisionInput {
@@ -66,22 +66,33 @@ function describeRule(r: RuleRecord): string {
 
 const NO_SCHEDULES: { window: ActiveSchedule | undefined; oneShot: ActiveSchedule | undefined } = Object.freeze({ window: undefined, oneShot: undefined });
 
+/**
+ * The schedules that apply at `now` (step 4, with DESIGN.md "Schedules across DST" in lastFireMs):
+ * - a window applies over [fire, fire + duration): from its fire instant included to fire +
+ *   duration excluded; among windows the one fired last wins (on a tie, the later in the list);
+ * - a one-shot applies at the first evaluation at or after its fire, within one interval of it,
+ *   unless memory.one_shots already holds that fire (each fire is applied once, however the
+ *   evaluations fall around it; the manager persists the mark).
+ */
 function activeSchedules(policy: Policy, now: Date, intervalSeconds: number, memory: EngineMemory): { window: ActiveSchedule | undefined; oneShot: ActiveSchedule | undefined } {
-  if (policy.schedules.length === 0) return NO_SCHEDULES;
+  const list = policy.schedules;
+  if (list.length === 0) return NO_SCHEDULES;
+  const at = now.getTime();
   let window: ActiveSchedule | undefined;
   let oneShot: ActiveSchedule | undefined;
-  policy.schedules.forEach((schedule, index) => {
-    if (!schedule.enabled) return;
-    const fired = lastFire(schedule, now);
-    if (fired === null) return;
-    const age = now.getTime() - fired.getTime();
+  for (let index = 0; index < list.length; index++) {
+    const schedule = list[index] as Schedule;
+    if (!schedule.enabled) continue;
+    const fired = lastFireMs(schedule, at);
+    if (Number.isNaN(fired)) continue;
+    const age = at - fired;
     if (schedule.duration_seconds > 0) {
-      // Among overlapping windows the one fired last wins; on a tie, the later in the list.
-      if (age < schedule.duration_seconds * 1000 && (window === undefined || fired >= window.fired)) window = { schedule, index, fired };
-    } else if (age <= intervalSeconds * 1000 && memory.one_shots[schedule.id] !== fired.toISOString()) {
-      if (oneShot === undefined || fired >= oneShot.fired) oneShot = { schedule, index, fired };
+      if (age < schedule.duration_seconds * 1000 && (window === undefined || fired >= window.fired.getTime())) window = { schedule, index, fired: new Date(fired) };
+    } else if (age <= intervalSeconds * 1000 && (oneShot === undefined || fired >= oneShot.fired.getTime())) {
+      const firedAt = new Date(fired);
+      if (memory.one_shots[schedule.id] !== firedAt.toISOString()) oneShot = { schedule, index, fired: firedAt };
     }
-  });
+  }
   return { window, oneShot };
 }
 
@@ -440,6 +451,22 @@ function heldTextOf(rules: readonly RuleRecord[], triggered: readonly string[]):
     .join(' and ');
 }
 
+/**
+ * A floor window's schedule_hold: rules (or the fallback) act above the floor, so nothing was
+ * suppressed; either the floor kept what they wanted from going lower, or no one wanted a change
+ * and the floor (with the bounds or cost cap, listed) left the target where it is.
+ */
+function floorHoldReason(a: Assessment, schedule: ScheduleRecord): string {
+  const base = `The floor schedule "${schedule.cron_expression}" keeps at least ${schedule.desired_replicas} replicas until ${schedule.until}`;
+  const floor = a.adjustments.find((x) => x.kind === 'schedule_floor');
+  if (floor !== undefined) {
+    const who = a.driver === 'fallback' ? 'the fallback' : 'rules';
+    return `${base}: ${who} wanted ${floor.from}, so the floor holds the target at ${a.current}.`;
+  }
+  const rules = a.chosen === null ? 'no rule held' : `rules wanted ${a.current + (a.chosen === 'scale_up' ? a.upStep : a.downStep)}`;
+  return withAdjustments(`${base}; ${rules}, and the target stays at ${a.current}.`, a.adjustments);
+}
+
 function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], triggered: readonly string[]): string {
   const { current, desired: final, schedule, adjustments } = a;
   const verb = `from ${current} to ${final}`;
@@ -462,9 +489,10 @@ function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], trigge
     case 'cooldown':
       return `Rules wanted ${a.settledTarget} (${heldTextOf(rules, triggered)}) but cooldown holds ${current}: ${adjustments.find((x) => x.kind === 'cooldown')?.detail ?? ''}.`;
     case 'schedule_hold':
-      return schedule !== null
-        ? `The schedule "${schedule.cron_expression}" holds ${current} replicas${schedule.until !== null ? ` until ${schedule.until}` : ''}${a.chosen !== null ? '; rules were evaluated but suppressed' : ''}.`
-        : `The schedule holds ${current} replicas.`;
+      if (schedule === null) return `The schedule holds ${current} replicas.`;
+      if (schedule.kind === 'window' && schedule.mode === 'floor') return floorHoldReason(a, schedule);
+      // An exact window (or a one-shot firing now) sets the target: rules are only evaluated.
+      return `The schedule "${schedule.cron_expression}" holds ${current} replicas${schedule.until !== null ? ` until ${schedule.until}` : ''}${a.chosen !== null ? '; rules were evaluated but suppressed' : ''}.`;
     case 'cost_capped':
       return `Scale-up rules held (${heldTextOf(rules, triggered)}) but the cost cap allows no more than ${current}: ${adjustments.find((x) => x.kind === 'cost_cap')?.detail ?? ''}.`;
     case 'at_max':

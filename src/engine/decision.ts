@@ -26,12 +26,20 @@ export interface VerdictMemo {
   verdicts: RuleVerdict[];
 }
 
-/** The window a rule needs at `now`: [start, end] in unix seconds, sampled every `step` seconds. */
+/**
+ * The window a rule needs at `now`: `seconds` long, ending at `end`, judged at `points` instants
+ * `startMs + k * stepMs` (k = 0 .. points - 1), the last of which is `endMs`. Times in unix
+ * seconds (start and step may have a millisecond fraction) and, exactly, in milliseconds.
+ */
 export interface RuleWindow {
   start: number;
   end: number;
   step: number;
   seconds: number;
+  points: number;
+  startMs: number;
+  endMs: number;
+  stepMs: number;
 }
 
 /** The engine memory the decision reads and returns updated; the manager persists it. */

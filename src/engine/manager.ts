@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ScaleTarget } from '../plugins/api.js';
+import type { Sample, ScaleTarget } from '../plugins/api.js';
 import type { IsolatedExecutor, IsolatedMetricSource, PluginCallError } from '../plugins/plugin-manager.js';
 import type { Policy, Rule } from '../policy/policy-model.js';
 import type { HistoryRow, PolicyState, Storage } from '../storage/storage.js';
@@ -9,7 +9,7 @@ import { Mutex, Semaphore } from '../util/async.js';
 import { assess, explain, type Assessment, type DecisionInput } from './decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from './decision.js';
 import { applyExecution } from './execution.js';
-import { isMetricError, observationKey, ruleWindow, sharedVerdict, verdictMemo } from './rule-window.js';
+import { isMetricError, observationKey, ruleWindow, sharedVerdict, valuesAtInstants, verdictMemo } from './rule-window.js';
 
 /** What the manager needs from the daemon; plugins come in already isolated. */
 export interface ManagerDeps {
@@ -506,7 +506,7 @@ export class ScalingManager {
   readonly #now: () => Date;
   readonly #locks = new Map<string, Mutex>();
   /** Samples kept for sources without range queries, by observation key. */
-  readonly #buffers = new Map<string, Array<{ t: number; v: number }>>();
+  readonly #buffers = new Map<string, { t: number[]; v: number[]; length: number }>();
   readonly sourceHealth = new Map<string, SourceHealth>();
   #sourceMarked = 0;
   #sourceMarkedName = '';
@@ -914,25 +914,38 @@ export class ScalingManager {
     }
     const win = ruleWindow(f.rule, now, this.intervalSeconds);
     try {
-      let samples;
+      let samples: Sample[];
       if (win.seconds > 0 && source.supportsRange) {
+        // Judged at the window's instants: end at `now`, every win.step (see ruleWindow).
         samples = await source.rangeQuery({
           query: f.rule.metric,
           aggregation: f.rule.aggregation,
-          start: new Date(win.start * 1000),
-          end: new Date(win.end * 1000),
-          stepSeconds: win.step,
+          start: new Date(win.startMs),
+          end: new Date(win.endMs),
+          stepSeconds: win.stepMs / 1000,
         });
       } else {
-        const s = await source.instantQuery({ query: f.rule.metric, aggregation: f.rule.aggregation, time: now });
+        const s = await source.instantQuery({ query: f.rule.metric, aggregation: f.rule.aggregation, time: new Date(win.endMs) });
         if (win.seconds > 0) {
-          // No range queries: keep our own observations. After a restart the buffer is empty, so a
-          // window is not covered until it has been observed again: decisions are delayed, never hastened.
-          const buf = this.#buffers.get(key) ?? [];
-          buf.push({ t: win.end, v: s.v });
-          const kept = buf.filter((x) => x.t >= win.start - win.step);
-          this.#buffers.set(key, kept);
-          samples = kept;
+          // No range queries: keep our own observations, one per cycle, and judge the window's
+          // instants from them as Prometheus would (the latest at or before each instant, within
+          // the lookback). After a restart the buffer is empty, so a window is not covered until
+          // it has been observed again: decisions are delayed, never hastened.
+          const buf = this.#buffers.get(key) ?? { t: [], v: [], length: 0 };
+          if (buf.length === 0 || (buf.t[buf.length - 1] as number) < win.endMs) {
+            buf.t.push(win.endMs);
+            buf.v.push(s.v);
+          }
+          let drop = 0;
+          // Keep what the next windows may still read: the latest sample before the window's start too.
+          while (drop + 1 < buf.t.length && (buf.t[drop + 1] as number) <= win.startMs) drop++;
+          if (drop > 0) {
+            buf.t.splice(0, drop);
+            buf.v.splice(0, drop);
+          }
+          buf.length = buf.t.length;
+          this.#buffers.set(key, buf);
+          samples = valuesAtInstants(buf, win);
         } else samples = [s];
       }
       this.#markSource(f.source, null);

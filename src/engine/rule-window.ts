@@ -2,15 +2,33 @@ import type { Rule } from '../policy/policy-model.js';
 import type { Sample } from '../plugins/api.js';
 import type { Observation, RuleRecord, RuleWindow, VerdictMemo } from './decision.js';
 
-/** Range queries answer at most this many points per series (Prometheus refuses more than 11,000). */
+/** Seconds as the record writes them: `45s`, `22.5s`. */
+function formatSeconds(seconds: number): string {
+  return `${Math.round(seconds * 1000) / 1000}s`;
+}
+
+/** At most this many instants per window (Prometheus refuses range queries over 11,000 points). */
 const MAX_POINTS = 10_000;
+
+/**
+ * How far back a value reaches: the value of a series at an instant is its latest sample at or
+ * before the instant, if that sample is at most this old and is not a staleness marker. This is
+ * Prometheus's default lookback (5 minutes, `--query.lookback-delta`); policy tests and sources
+ * without range queries apply the same rule, so they agree with a Prometheus holding the same data.
+ */
+export const LOOKBACK_MS = 300_000;
 
 /** Windows of the latest instant asked for, by duration: a cycle asks for the same few thousands of times. */
 const windows = { at: NaN, interval: NaN, byDuration: new Map<number, RuleWindow>() };
 
 /**
- * The window a rule needs at `now`: steps at most one evaluation interval apart (DESIGN.md step
- * 2), widened only when a very long window would exceed MAX_POINTS. The answer is shared (frozen).
+ * The window a rule needs at `now`, which is judged at instants that end at `now` (whole
+ * seconds): a window of d seconds at an evaluation interval i is cut into n = ceil(d / i) steps of
+ * d / n (so both ends are judged and no step exceeds the interval; a window shorter than the
+ * interval is judged at its two ends). Instants are whole milliseconds, as Prometheus's are: the
+ * step is d / n rounded down to a millisecond and the instants are counted back from the end, so
+ * the first lies at most n ms after `now - d`. Very long windows are cut into at most MAX_POINTS
+ * instants. A zero-duration rule is judged at `now` alone. The answer is shared (frozen).
  */
 export function ruleWindow(rule: Pick<Rule, 'duration_seconds'>, now: Date, intervalSeconds: number): RuleWindow {
   const at = now.getTime();
@@ -22,12 +40,67 @@ export function ruleWindow(rule: Pick<Rule, 'duration_seconds'>, now: Date, inte
   const seconds = rule.duration_seconds;
   let win = windows.byDuration.get(seconds);
   if (win === undefined) {
-    const end = Math.floor(at / 1000);
-    const step = Math.max(1, Math.min(intervalSeconds, seconds), Math.ceil(seconds / MAX_POINTS));
-    win = Object.freeze({ start: end - seconds, end, step, seconds });
+    const endMs = Math.floor(at / 1000) * 1000;
+    if (seconds <= 0) {
+      win = Object.freeze({ start: endMs / 1000, end: endMs / 1000, step: 0, seconds: 0, points: 1, startMs: endMs, endMs, stepMs: 0 });
+    } else {
+      const steps = Math.min(MAX_POINTS - 1, Math.ceil(seconds / Math.max(1, intervalSeconds)));
+      const stepMs = Math.floor((seconds * 1000) / steps);
+      const startMs = endMs - steps * stepMs;
+      win = Object.freeze({ start: startMs / 1000, end: endMs / 1000, step: stepMs / 1000, seconds, points: steps + 1, startMs, endMs, stepMs });
+    }
     windows.byDuration.set(seconds, win);
   }
   return win;
+}
+
+/** The instants a window is judged at, in milliseconds, oldest first. */
+export function windowInstants(win: RuleWindow): number[] {
+  const out = new Array<number>(win.points);
+  for (let k = 0; k < win.points; k++) out[k] = win.startMs + k * win.stepMs;
+  return out;
+}
+
+/**
+ * Samples as a source scraped them (times in ms, oldest first), with staleness markers: what
+ * policy tests give and what the loop keeps for a source without range queries.
+ */
+export interface ScrapedSamples {
+  readonly t: ArrayLike<number>;
+  readonly v: ArrayLike<number>;
+  /** Non-zero where the sample is a staleness marker (the series ended there); absent: none. */
+  readonly stale?: ArrayLike<number>;
+  readonly length: number;
+}
+
+/**
+ * The values a series has at a window's instants, as Prometheus would answer them: at each
+ * instant the latest sample at or before it, if at most LOOKBACK_MS old and not a staleness
+ * marker; an instant without one has no value (and no sample in the answer). Times in the answer
+ * are unix seconds.
+ */
+export function valuesAtInstants(series: ScrapedSamples, win: RuleWindow, lookbackMs = LOOKBACK_MS): Sample[] {
+  const out: Sample[] = [];
+  const { t, v, stale, length } = series;
+  // i: the first sample after the current instant; i - 1 is the latest at or before it.
+  let lo = 0;
+  let hi = length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((t[mid] as number) <= win.startMs) lo = mid + 1;
+    else hi = mid;
+  }
+  let i = lo;
+  for (let k = 0; k < win.points; k++) {
+    const x = win.startMs + k * win.stepMs;
+    while (i < length && (t[i] as number) <= x) i++;
+    if (i === 0) continue;
+    const j = i - 1;
+    if (x - (t[j] as number) > lookbackMs) continue;
+    if (stale !== undefined && stale[j] !== 0) continue;
+    out.push({ t: x / 1000, v: v[j] as number });
+  }
+  return out;
 }
 
 const KEY = Symbol('observationKey');
@@ -69,8 +142,9 @@ export type VerdictMiss =
 
 /**
  * What one rule's check found, without the words: enough for the decision (held, error) and for
- * writing its explanation later (`ruleRecord`). `at` is the instant the miss names (the violating
- * sample, the first or last sample) or, for a gap, its width; `bad` the non-finite value.
+ * writing its explanation later (`ruleRecord`). `at` is the instant (unix seconds) the miss names:
+ * the first instant without a value, with a value that is not a finite number, or with one that
+ * fails the condition; `bad` that value.
  */
 export interface RuleVerdict {
   held: boolean;
@@ -86,65 +160,90 @@ function verdict(held: boolean, miss: VerdictMiss | null, samples: number, value
   return { held, miss, samples, value, latest, at, bad };
 }
 
-/** Whether a verdict is a metric error (DESIGN.md step 8) rather than a condition that did not hold. */
+/**
+ * Whether a verdict is a metric error (a failed query, or no value in the whole window) rather
+ * than a condition that did not hold. A NaN or infinite value is not an error: the instant it is
+ * at fails the condition.
+ */
 export function isMetricError(v: RuleVerdict): boolean {
-  return v.miss === 'no_observation' || v.miss === 'source_error' || v.miss === 'empty' || v.miss === 'not_finite';
+  return v.miss === 'no_observation' || v.miss === 'source_error' || v.miss === 'empty';
 }
 
 /**
- * Whether one rule holds (DESIGN.md steps 2 and 8): a value at every step of the window, each
- * satisfying the condition; an error, an empty answer or a non-finite value means it does not.
+ * Whether one rule holds: a value at every instant of its window, each a finite number satisfying
+ * the condition (a zero-duration rule: the latest value). A failed query or no value at all is a
+ * metric error; a missing instant, a NaN or an infinity means the condition was not observed to
+ * hold, and the first such instant is named. Samples are values at the window's instants (see
+ * valuesAtInstants); one that is not within half a step of an instant is ignored.
  * This runs once per rule per evaluation (10,000s per cycle, 43,200 per rule in a month-long
  * backtest), so it makes one pass over the samples and allocates nothing but the verdict.
  */
 export function ruleVerdict(rule: Pick<Rule, 'operator' | 'threshold'>, obs: Observation | undefined, win: RuleWindow): RuleVerdict {
   if (obs === undefined) return verdict(false, 'no_observation', 0, null, null);
   if (obs.error !== undefined) return verdict(false, 'source_error', 0, null, null);
-
-  // Only the part of the answer inside the window counts: [lo, hi) of the samples.
   const all = obs.samples;
-  const tol = win.step / 2;
-  let lo = 0;
-  let hi = all.length;
-  if (win.seconds === 0) lo = Math.max(0, hi - 1);
-  else {
-    while (lo < hi && (all[lo] as Sample).t < win.start - tol) lo++;
-    while (hi > lo && (all[hi - 1] as Sample).t > win.end + tol) hi--;
-  }
-  const count = hi - lo;
-  if (count === 0) return verdict(false, 'empty', 0, null, null);
-
   const op = OPS[rule.operator];
+
+  if (win.points === 1) {
+    // Zero duration: the latest value the source answered.
+    const s = all[all.length - 1];
+    if (s === undefined) return verdict(false, 'empty', 0, null, null);
+    if (!Number.isFinite(s.v)) return verdict(false, 'not_finite', 1, null, null, win.end, s.v);
+    if (!op(s.v, rule.threshold)) return verdict(false, 'violated', 1, s.v, s.v, win.end, s.v);
+    return verdict(true, null, 1, s.v, s.v);
+  }
+
   const lowest = rule.operator === 'gt' || rule.operator === 'gte';
   const highest = rule.operator === 'lt' || rule.operator === 'lte';
+  const { startMs, stepMs, points } = win;
+  const tolMs = stepMs / 2;
   let min = Infinity;
   let max = -Infinity;
-  let violating: Sample | undefined;
-  let widestGap = 0;
-  for (let i = lo; i < hi; i++) {
+  let latest: number | null = null;
+  let count = 0;
+  // The next instant a value is expected at, and the first failing instant (index and kind).
+  let expected = 0;
+  let failAt = -1;
+  let failMiss: VerdictMiss | null = null;
+  let failValue = 0;
+  for (let i = 0; i < all.length; i++) {
     const s = all[i] as Sample;
-    if (!Number.isFinite(s.v)) return verdict(false, 'not_finite', count, null, null, s.t, s.v);
+    const ms = s.t * 1000;
+    const k = Math.round((ms - startMs) / stepMs);
+    if (k < expected || k >= points || Math.abs(ms - (startMs + k * stepMs)) > tolMs) continue;
+    if (k > expected && failAt < 0) {
+      failAt = expected;
+      failMiss = 'gap';
+    }
+    expected = k + 1;
+    count++;
+    latest = s.v;
+    if (!Number.isFinite(s.v)) {
+      if (failAt < 0) {
+        failAt = k;
+        failMiss = 'not_finite';
+        failValue = s.v;
+      }
+      continue;
+    }
     if (s.v < min) min = s.v;
     if (s.v > max) max = s.v;
-    if (violating === undefined && !op(s.v, rule.threshold)) violating = s;
-    if (i > lo) {
-      const gap = s.t - (all[i - 1] as Sample).t;
-      if (gap > widestGap) widestGap = gap;
+    if (failAt < 0 && !op(s.v, rule.threshold)) {
+      failAt = k;
+      failMiss = 'violated';
+      failValue = s.v;
     }
   }
-  const latest = (all[hi - 1] as Sample).v;
-  const decisive = lowest ? min : highest ? max : latest;
-
-  if (win.seconds > 0) {
-    // Coverage: a value near the start, one at the last step, and no gap wider than a step.
-    const first = (all[lo] as Sample).t;
-    const last = (all[hi - 1] as Sample).t;
-    if (first > win.start + tol) return verdict(false, 'not_from_start', count, decisive, latest, first);
-    if (last < lastStepOf(win) - tol) return verdict(false, 'no_last_step', count, decisive, latest, last);
-    if (widestGap > win.step + tol) return verdict(false, 'gap', count, decisive, latest, widestGap);
+  if (count === 0) return verdict(false, 'empty', 0, null, null);
+  if (expected < points && failAt < 0) {
+    failAt = expected;
+    failMiss = 'gap';
   }
-  if (violating !== undefined) return verdict(false, 'violated', count, decisive, latest, violating.t, violating.v);
-  return verdict(true, null, count, decisive, latest);
+  const decisive = min === Infinity ? null : lowest ? min : highest ? max : latest !== null && Number.isFinite(latest) ? latest : null;
+  const latestFinite = latest !== null && Number.isFinite(latest) ? latest : null;
+  if (failAt < 0) return verdict(true, null, count, decisive, latestFinite);
+  if (failMiss === 'gap') failMiss = failAt === 0 ? 'not_from_start' : failAt === points - 1 ? 'no_last_step' : 'gap';
+  return verdict(false, failMiss, count, decisive, latestFinite, (startMs + failAt * stepMs) / 1000, failValue);
 }
 
 /** Distinct conditions remembered per observation; beyond that, verdicts are reached each time. */
@@ -182,11 +281,6 @@ export function sharedVerdict(rule: Pick<Rule, 'operator' | 'threshold'>, obs: O
   return v;
 }
 
-/** The last step of a range query over the window: `end` itself when the window is a whole number of steps. */
-function lastStepOf(win: RuleWindow): number {
-  return win.start + Math.floor(win.seconds / win.step) * win.step;
-}
-
 /** The explanation of one rule's verdict, as the decision record shows it. */
 export function ruleRecord(rule: Rule, direction: RuleRecord['direction'], source: string, obs: Observation | undefined, win: RuleWindow, v: RuleVerdict): RuleRecord {
   let error: string | null = null;
@@ -203,21 +297,20 @@ export function ruleRecord(rule: Rule, direction: RuleRecord['direction'], sourc
       detail = 'the metric source failed';
       break;
     case 'empty':
-      error = 'empty: no value in the window';
-      detail = 'the metric source had no value';
+      error = win.points === 1 ? 'empty: no value' : 'empty: no value in the window';
+      detail = win.points === 1 ? 'the metric source had no value' : 'the metric source had no value at any instant of the window';
       break;
     case 'not_finite':
-      error = `${Number.isNaN(v.bad) ? 'nan' : 'infinite'}: the source answered ${v.bad}`;
-      detail = 'a value was not a finite number';
+      detail = `the value at ${iso(v.at)} is ${Number.isNaN(v.bad) ? 'NaN' : v.bad > 0 ? '+Inf' : '-Inf'}, which is not a finite number: the condition fails there`;
       break;
     case 'not_from_start':
-      detail = `no value from ${iso(win.start)} to ${iso(v.at)}: the condition has not been observed for the whole ${win.seconds}s`;
+      detail = `no value at ${iso(v.at)}, the start of the window: the condition has not been observed for the whole ${formatSeconds(win.seconds)}`;
       break;
     case 'no_last_step':
-      detail = `no value at the last step ${iso(lastStepOf(win))} (the latest is from ${iso(v.at)}): the condition has not been observed for the whole ${win.seconds}s`;
+      detail = `no value at ${iso(v.at)}, the end of the window: the condition has not been observed for the whole ${formatSeconds(win.seconds)}`;
       break;
     case 'gap':
-      detail = `a gap of ${v.at}s in the window (step ${win.step}s): the condition has not held for the whole duration`;
+      detail = `no value at ${iso(v.at)} (a gap in the window, judged every ${formatSeconds(win.step)}): the condition has not been observed for the whole ${formatSeconds(win.seconds)}`;
       break;
     case 'violated':
       detail = `${v.bad} ${OPERATOR_SYMBOL[rule.operator]} ${rule.threshold} is false at ${iso(v.at)}`;

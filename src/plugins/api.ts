@@ -20,6 +20,13 @@ export interface PluginManifest {
   apiVersion: string;
   /** JSON Schema (2020-12) of the plugin's config, or a path to one relative to the package. */
   configSchema?: Record<string, unknown> | string;
+  /**
+   * For a metric source: the language of its queries (the `metric` of the rules that read it).
+   * `"promql"` makes the daemon refuse a policy whose metric for this source is not valid PromQL
+   * when the policy is written (REST, policy files, `validate`), instead of failing every cycle.
+   * Other values are not checked.
+   */
+  queryLanguage?: string;
 }
 
 /** The logger a plugin gets: a child of the daemon's, tagged with the plugin's name. */
@@ -69,13 +76,20 @@ export interface RangeQuery {
 
 /**
  * A metric source. Answers are folded to one value per time with the query's aggregation.
- * Errors, empty results, NaN and infinities must be thrown (as {@link MetricSourceError}), never
- * returned as numbers; the daemon also rejects such answers.
+ * Failures and empty results must be thrown (as {@link MetricSourceError}). NaN and infinities
+ * are answered as values (`v: NaN`): the instant they are at fails a rule's condition, and the
+ * rest of a range stays usable; they are not metric errors.
  */
 export interface MetricSource {
   /** The latest value at `time`. */
   instantQuery(q: InstantQuery): Promise<Sample>;
-  /** Values at each step of [start, end]; a missing step is a gap. Optional. */
+  /**
+   * The value at each step `start + k * stepSeconds` up to `end`, as Prometheus's query_range
+   * answers them (the latest sample at or before each step, within the lookback); a step without
+   * a value is left out (a gap). Steps are whole milliseconds and may have a fraction of a second
+   * (`stepSeconds` 22.5). Optional: without it the daemon asks instantQuery once per cycle and
+   * keeps the answers itself.
+   */
   rangeQuery?(q: RangeQuery): Promise<Sample[]>;
   /** Resolves when the source is reachable; used by /readyz. Optional. */
   healthCheck?(signal: AbortSignal): Promise<void>;

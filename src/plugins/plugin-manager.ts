@@ -127,8 +127,7 @@ function checkSample(plugin: string, call: string, s: unknown): Sample {
   if (o === null || typeof o !== 'object' || typeof o.t !== 'number' || typeof o.v !== 'number' || !Number.isFinite(o.t)) {
     throw new PluginCallError(plugin, call, 'malformed', `answered ${JSON.stringify(s)?.slice(0, 100)}, not {t: number, v: number}`);
   }
-  if (Number.isNaN(o.v)) throw new PluginCallError(plugin, call, 'nan', 'answered NaN');
-  if (!Number.isFinite(o.v)) throw new PluginCallError(plugin, call, 'infinite', `answered ${o.v}`);
+  // NaN and infinities are values: the instant they are at fails a rule's condition, and no more.
   return { t: o.t, v: o.v };
 }
 

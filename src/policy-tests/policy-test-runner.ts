@@ -506,7 +506,7 @@ async function prepareFile(file: string, text: string, config: ResolvedConfig): 
       }
       let values: Array<number | null>;
       try {
-        values = expandSeries(String(s.values));
+        values = expandSeries(String(s.values)).map((v) => (typeof v === 'number' ? v : null));
       } catch (err) {
         if (!(err instanceof ExpandingNotationError)) throw err;
         problems.add(`${field}/values`, err.message, { term: { text: err.term, index: err.index } });

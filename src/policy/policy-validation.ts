@@ -3,6 +3,7 @@ import type { FieldError } from '../errors.js';
 import { toFieldErrors, validator, POLICY_SCHEMA_ID } from '../schemas.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import type { PolicyInput } from './policy-model.js';
+import { promqlProblem } from './promql.js';
 
 /** What validation needs to know about the running daemon; the service supplies it. */
 export interface ValidationContext {
@@ -12,6 +13,11 @@ export interface ValidationContext {
   metricSources(): ReadonlySet<string>;
   /** Names of executors a policy may name. */
   executors(): ReadonlySet<string>;
+  /**
+   * Whether the metric source a rule reads (its `source`, or undefined for the default source)
+   * takes PromQL, so that the rule's metric must parse as PromQL.
+   */
+  speaksPromQL(source: string | undefined): boolean;
   /** The config's price of one replica-hour for a target type, if any. */
   priceFor(targetType: string): number | undefined;
 }
@@ -99,8 +105,13 @@ function checkRules(p: Obj, key: 'scale_up_rules' | 'scale_down_rules', ctx: Val
     if (typeof source === 'string' && !ctx.metricSources().has(source)) {
       errors.push({ field: `${at}/source`, message: `unknown metric source "${source}"; known: ${[...ctx.metricSources()].join(', ') || 'none'}` });
     }
-    if (typeof rule['metric'] === 'string' && rule['metric'].trim() === '') {
+    const metric = rule['metric'];
+    if (typeof metric === 'string' && metric.trim() === '') {
       errors.push({ field: `${at}/metric`, message: 'must not be blank' });
+    } else if (typeof metric === 'string' && ctx.speaksPromQL(typeof source === 'string' ? source : undefined)) {
+      // Refused now rather than failing every cycle: Prometheus would not parse it either.
+      const problem = promqlProblem(metric);
+      if (problem !== undefined) errors.push({ field: `${at}/metric`, message: problem });
     }
   });
 }

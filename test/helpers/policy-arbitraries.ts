@@ -78,7 +78,8 @@ function ruleArb(up: boolean): fc.Arbitrary<Record<string, Json>> {
         {
           metric: fc.oneof(
             fc.constantFrom('philotes_cdc_lag_seconds', 'max(philotes_cdc_lag_seconds{source="orders"})', 'sum(rate(http_requests_total[5m]))', 'up'),
-            text(80).filter((s) => s.trim() !== ''),
+            // Any text, where PromQL takes it: the source is prometheus, so the metric must parse.
+            fc.tuple(fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789_'), maxLength: 20 }), text(60)).map(([name, value]) => `max(m_${name}{label=${JSON.stringify(value)}})`),
           ),
           source: fc.constantFrom('prometheus', null),
           operator: fc.constantFrom(...OPERATORS),
