@@ -238,6 +238,25 @@ t.test('a source without range queries: the engine keeps observations, and the w
   t.equal(ScalingManager.lastDecision(await storage.getState(id))?.reason_code, 'no_rule_held');
 });
 
+t.test('a source without range queries: a window shorter than the interval holds from the second cycle (10s at 30s)', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 61 }, { range: false });
+  const ex = scriptedExecutor();
+  const id = await addPolicy(storage, { name: 'short-window', scale_up_rules: [{ metric: 'lag', operator: 'gt', threshold: 60, duration: '10s', scale_by: 1 }] });
+  let now = new Date('2026-01-28T12:00:00Z');
+  const m = manager(storage, src.impl, ex.impl, () => now);
+  await m.runCycle();
+  const first = ScalingManager.lastDecision(await storage.getState(id));
+  t.equal(first?.reason_code, 'no_rule_held', 'the first cycle has seen the value only at its own instant');
+  t.match(first?.rules[0]?.detail, /no value at 2026-01-28T11:59:50\.000Z/, 'the window starts 10 s before anything was observed');
+  now = new Date(now.getTime() + 30_000);
+  await m.runCycle();
+  const second = ScalingManager.lastDecision(await storage.getState(id));
+  // 12:00:20 is answered by the value observed at 12:00:00 (Prometheus's 5-minute lookback), 12:00:30 by its own.
+  t.match(second, { action: 'scale_up', reason_code: 'rules_held' }, 'the second cycle holds');
+  t.equal(second?.rules[0]?.samples, 2, 'judged at 12:00:20 and 12:00:30');
+});
+
 for (const many of [false, true]) {
 t.test(`a steady-state evaluation writes nothing, and the known state carries its decision record, the one onDecision made (${many ? 'replicas answered for all targets at once: decided synchronously' : 'replicas asked per policy'})`, async (t) => {
   const storage = await tempStorage(t);

@@ -40,12 +40,12 @@ t.test('every example in test/policy-tests passes', async (t) => {
   t.ok(run.ok, 'the run is ok');
   t.equal(run.errors, 0, 'no file has problems');
   t.equal(run.failed, 0, 'no case failed');
-  t.equal(run.passed, 15, 'all 15 cases ran');
+  t.equal(run.passed, 16, 'all 16 cases ran');
   for (const r of run.results) {
     t.same(r.problems, [], `${r.file}: no problems`);
     for (const c of r.cases) t.ok(c.passed, `${r.file}: ${c.name}`);
   }
-  t.match(run.text, /^15 passed, 0 failed\n$/m);
+  t.match(run.text, /^16 passed, 0 failed\n$/m);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -426,6 +426,48 @@ t.test('times: offsets, wall-clock times in a zone, daylight saving', async (t) 
   t.match(at('2026-03-29T02:30:00', 'Europe/Budapest'), /does not exist in Europe\/Budapest/, 'a skipped wall-clock time is an error');
   t.match(at('2026-02-30T00:00:00Z'), /not a valid date/);
   t.match(at('yesterday'), /not a time/);
+});
+
+t.test('input series are read as Prometheus answers them: 5-minute lookback, staleness markers end a series', async (t) => {
+  const dir = scratch();
+  const policyFile = join(dir, 'load.yaml');
+  writeFileSync(
+    policyFile,
+    'name: load\ntarget_type: cdc-worker\nmin_replicas: 1\nmax_replicas: 1000\ncooldown_seconds: 0\n' +
+      'scale_up_rules:\n  - metric: max(load)\n    operator: gt\n    threshold: 60\n    duration: 5m\n    scale_by: 1\n',
+  );
+  /** The reason code at every minute from 5m to 2h for a series, by minute. */
+  const codes = async (values: string): Promise<Map<number, string>> => {
+    const minutes = Array.from({ length: 116 }, (_, i) => i + 5);
+    const text = `policy_files: [${policyFile}]
+evaluation_interval: 1m
+tests:
+  - name: every minute
+    start: 2026-01-05T06:00:00Z
+    input_series:
+      - query: max(load)
+        values: '${values}'
+    expect:
+${minutes.map((m) => `      - at: ${m}m\n        reason_code: rules_held\n`).join('')}`;
+    const r = await runText(text);
+    t.same(r.problems, [], `${values}: no problems`);
+    const out = new Map<number, string>(minutes.map((m) => [m, 'rules_held']));
+    for (const f of r.cases[0]?.failures ?? []) out.set(Number.parseInt(f.at, 10), f.reason_code);
+    return out;
+  };
+  const notHeld = (m: Map<number, string>): number[] => [...m].filter(([, c]) => c !== 'rules_held').map(([k]) => k);
+
+  // promtool keeps a `for: 5m` alert firing across one `_`; so does Prometheus's lookback.
+  t.same(notHeld(await codes('70x59 _ 70x59')), [], 'one missed scrape: held at every minute from 5m to 2h');
+  t.same(notHeld(await codes('70x59 _x5 70x59')), [], 'five missed scrapes: the sample at 59m still answers at 64m (exactly 5 minutes old)');
+  t.same(
+    notHeld(await codes('70x59 _x6 70x59')),
+    [65, 66, 67, 68, 69, 70],
+    'six missed scrapes: 65m has no value, so every window containing it (65m to 70m) does not hold',
+  );
+  t.same(notHeld(await codes('70x59 stale 70x59')), [60, 61, 62, 63, 64, 65], 'a staleness marker at 60m ends the series at once: windows containing 60m do not hold');
+  const gap = await codes('70x59 _x6 70x59');
+  t.equal(gap.get(65), 'no_rule_held', 'a gap is no_rule_held, not a metric error');
 });
 
 // ---------------------------------------------------------------------------------------------

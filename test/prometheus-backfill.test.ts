@@ -169,6 +169,33 @@ t.test('rule windows over backfilled data, evaluated at fixed instants', async (
     t.equal(past.r.detail, `no value at ${iso(65)}, the end of the window: the condition has not been observed for the whole 300s`);
   });
 
+  await t.test('a 45s window at a 30s interval ends at the instant: 8 s after the fall it no longer holds', async (t) => {
+    const manager30 = new ScalingManager({
+      storage,
+      logger,
+      sources: plugins.sources,
+      executors: plugins.executors,
+      config: { evaluation_interval_ms: 30_000, default_cooldown: 300, default_metric_source: 'prometheus', dry_run: false, max_concurrency: 4, executors: cfg.executors, prices: {} },
+      now: () => clock,
+    });
+    const p = await policy(ORDERS, '45s');
+    const judge = async (when: Date): Promise<RuleRecord> => {
+      clock = when;
+      const r = (await manager30.evaluateNow(p, { dryRun: true })).rules[0];
+      if (r === undefined) throw new Error('no rule record');
+      return r;
+    };
+    // 45 s at 30 s: ceil(45/30) = 2 steps of 22.5 s, so t-45, t-22.5 and t are judged.
+    const before = await judge(at(41, 59));
+    t.equal(before.held, true, '41:59: 100 at 41:14, 41:36.5 and 41:59');
+    t.equal(before.samples, 3);
+    t.equal(before.step_seconds, 22.5);
+    const after = await judge(at(42, 8));
+    t.equal(after.held, false, '42:08: the value scraped at 42:00 (10) is judged, at the window\'s end');
+    t.equal(after.detail, `10 > 60 is false at ${iso(42, 8)}`);
+    t.equal(after.latest, 10);
+  });
+
   await t.test('aggregation across two series: max and sum hold, avg and min do not', async (t) => {
     // At S+40m: orders 100, payments 10.
     const want: Record<string, { held: boolean; value: number }> = {

@@ -50,13 +50,13 @@ function parseValue(raw) {
  * @typedef {Error & { code?: string }} SystemError
  */
 
-/** @param {Context} ctx @returns {MetricSource} */
-/** A query_range step: "30s" for whole seconds, else whole milliseconds ("22500ms"). */
+/** A query_range step: "30s" for whole seconds, else whole milliseconds ("22500ms"). @param {number} stepSeconds */
 function stepParam(stepSeconds) {
   const ms = Math.max(1, Math.round(stepSeconds * 1000));
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
+/** @param {Context} ctx @returns {MetricSource} */
 export default function createPrometheusSource(ctx) {
   const base = ctx.config.url.replace(/\/+$/, '');
   const protocol = new URL(base).protocol;

@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, relative, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml';
 import type { ResolvedConfig } from '../config/config.js';
-import { replay, type SeriesInput } from '../backtest/replay.js';
+import { replay, type PackedSeries, type SeriesInput } from '../backtest/replay.js';
 import type { Action, DecisionRecord, ReasonCode, RuleRecord } from '../engine/decision.js';
 import { OPERATOR_SYMBOL, observationKey } from '../engine/rule-window.js';
 import { collectPolicyFiles, offlinePolicyParser } from '../files/validate-command.js';
@@ -20,7 +20,7 @@ import type { Policy } from '../policy/policy-model.js';
 import { isValidTimeZone } from '../policy/policy-validation.js';
 import { ajv, loadSchema, toFieldErrors } from '../schemas.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
-import { ExpandingNotationError, expandSeries } from './expanding-notation.js';
+import { ExpandingNotationError, STALE, expandSeries, type SeriesValue } from './expanding-notation.js';
 
 export const POLICY_TEST_SCHEMA_ID = 'https://philotes.dev/schemas/policy-test.schema.json';
 
@@ -504,18 +504,15 @@ async function prepareFile(file: string, text: string, config: ResolvedConfig): 
           `matches no rule of policy ${policy.name}: a query must equal a rule's metric exactly (its rules read ${metrics.length > 0 ? metrics.map((q) => JSON.stringify(q)).join(', ') : 'nothing'})`,
         );
       }
-      let values: Array<number | null>;
+      let values: SeriesValue[];
       try {
-        values = expandSeries(String(s.values)).map((v) => (typeof v === 'number' ? v : null));
+        values = expandSeries(String(s.values));
       } catch (err) {
         if (!(err instanceof ExpandingNotationError)) throw err;
         problems.add(`${field}/values`, err.message, { term: { text: err.term, index: err.index } });
         return;
       }
-      const samples: Sample[] = [];
-      values.forEach((v, i) => {
-        if (v !== null) samples.push({ t: start / 1000 + i * intervalSeconds, v });
-      });
+      const samples = scrapedSeries(values, start, intervalSeconds);
       for (const r of rules) series.set(observationKey(r, config.default_metric_source), samples);
     });
 
@@ -542,6 +539,30 @@ async function prepareFile(file: string, text: string, config: ResolvedConfig): 
   // In the order of the text, so a long list reads top to bottom; the policy files' own after.
   const ordered = [...problems.list].sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
   return { problems: [...ordered, ...policyProblems], intervalSeconds, cases };
+}
+
+/**
+ * An input series as Prometheus would hold it after scraping it: value i is a sample at
+ * start + i * interval, `_` is a scrape that gave nothing, `stale` a staleness marker. Judged
+ * the way Prometheus answers queries (the latest sample within the 5-minute lookback, unless it
+ * is a staleness marker), so a missed scrape does not break a window but a stopped series does
+ * once its last sample is older than the lookback.
+ */
+function scrapedSeries(values: readonly SeriesValue[], startMs: number, intervalSeconds: number): PackedSeries {
+  let n = 0;
+  for (const v of values) if (v !== null) n++;
+  const t = new Float64Array(n);
+  const v = new Float64Array(n);
+  const stale = new Uint8Array(n);
+  let k = 0;
+  values.forEach((value, i) => {
+    if (value === null) return;
+    t[k] = startMs + i * intervalSeconds * 1000;
+    if (value === STALE) stale[k] = 1;
+    else v[k] = value as number;
+    k++;
+  });
+  return { kind: 'scraped', t, v, stale, length: n };
 }
 
 // ---------------------------------------------------------------------------------------------
