@@ -15,7 +15,6 @@ import type { Action, DecisionRecord, ReasonCode, RuleRecord } from '../engine/d
 import { OPERATOR_SYMBOL, observationKey } from '../engine/rule-window.js';
 import { collectPolicyFiles, offlinePolicyParser } from '../files/validate-command.js';
 import { formatProblem, parsePolicyFile, type FileProblem } from '../files/policy-file.js';
-import type { Sample } from '../plugins/api.js';
 import type { Policy } from '../policy/policy-model.js';
 import { isValidTimeZone } from '../policy/policy-validation.js';
 import { ajv, loadSchema, toFieldErrors } from '../schemas.js';
