@@ -7,7 +7,7 @@ import type { ResolvedConfig } from './config/config.js';
 import { registerBacktestRoutes } from './backtest/backtest-controller.js';
 import { BacktestLimiter } from './backtest/backtest-limiter.js';
 import { registerEngineRoutes } from './engine/engine-controller.js';
-import { ScalingManager } from './engine/manager.js';
+import { FAILING_AFTER, ScalingManager } from './engine/manager.js';
 import { tokensFrom } from './api/auth.js';
 import { buildOpenApi } from './api/openapi.js';
 import { readPackageJson } from './util/package-root.js';
@@ -208,6 +208,23 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
           };
           if (election?.isLeader === true && last !== undefined && detail.last_cycle_age_seconds !== null && detail.last_cycle_age_seconds > (3 * config.evaluation_interval_ms) / 1000) {
             throw new ReadinessError('the evaluation loop has not completed a cycle in three intervals', detail);
+          }
+          return detail;
+        },
+      },
+      {
+        name: 'failing_policies',
+        critical: false,
+        instant: true,
+        check: async () => {
+          const failing = manager.failingPolicies;
+          const detail = { after_failures: FAILING_AFTER, policies: failing };
+          if (failing.length > 0) {
+            const names = failing.slice(0, 5).map((f) => f.policy).join(', ');
+            throw new ReadinessError(
+              `${failing.length} policy(ies) whose metric queries keep failing (${names}${failing.length > 5 ? ', …' : ''}); their rules do not hold until the queries answer`,
+              detail,
+            );
           }
           return detail;
         },

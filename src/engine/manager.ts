@@ -496,6 +496,25 @@ export function memoryFromState(state: PolicyState | undefined): EngineMemory {
 }
 
 /**
+ * A policy is "failing" once its metric queries have failed this many loop evaluations in a row
+ * (one failure is a blip the next cycle usually clears): it is logged then, once, named in
+ * /readyz while it lasts, and logged once more when its queries answer again.
+ */
+export const FAILING_AFTER = 3;
+
+/** A policy whose metric queries keep failing (see FAILING_AFTER). */
+export interface FailingPolicy {
+  policy_id: string;
+  policy: string;
+  /** Loop evaluations in a row with a metric error. */
+  failures: number;
+  /** When it was found failing: the evaluation that made FAILING_AFTER failures in a row. */
+  since: string;
+  /** The latest metric error (of its first failing rule). */
+  error: string;
+}
+
+/**
  * The evaluation loop (DESIGN.md "The manager loop"): every interval it loads enabled policies,
  * fetches each distinct (source, query, window) once, evaluates policies with bounded
  * concurrency, executes, and records. Cycles never overlap; a per-policy lock keeps a manual
@@ -519,6 +538,8 @@ export class ScalingManager {
    * shows the latest decision. Cleared when the loop (re)starts.
    */
   readonly #slots = new Map<string, Slot>();
+  /** Policies whose metric queries have failed FAILING_AFTER loop evaluations in a row, by id. */
+  readonly #failing = new Map<string, FailingPolicy>();
   /** Whether some held policy may have no known state (set by a listing or a failed state write). */
   #unknownStates = true;
   /** The policies revision of the last listing and the enabled policies it found (see #loadPolicies). */
@@ -579,6 +600,8 @@ export class ScalingManager {
   /** Stops the loop and waits (bounded) for a running cycle to finish. */
   async stop(timeoutMs = 15_000): Promise<void> {
     this.#stopped = true;
+    // Only the loop that evaluates them knows whether they still fail (a follower does not).
+    this.#failing.clear();
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     if (this.#running !== undefined) {
       let timer: NodeJS.Timeout | undefined;
@@ -1003,6 +1026,45 @@ export class ScalingManager {
     return policy.cost_per_replica_hour ?? this.#deps.config.prices[policy.target_type] ?? null;
   }
 
+  /** Policies whose metric queries keep failing, oldest first (named in /readyz). */
+  get failingPolicies(): FailingPolicy[] {
+    // A policy deleted or disabled while failing is no longer held by the loop: not failing.
+    for (const id of this.#failing.keys()) if (!this.#slots.has(id)) this.#failing.delete(id);
+    return [...this.#failing.values()].sort((a, b) => a.since.localeCompare(b.since));
+  }
+
+  /** Reports an outcome, and watches the loop's for policies that start or stop failing. */
+  #decided(outcome: EvaluationOutcome, trigger: 'loop' | 'api'): void {
+    this.#deps.onDecision?.(outcome, trigger);
+    if (trigger !== 'loop') return;
+    const a = outcome.assessment;
+    const id = outcome.policy_id;
+    const known = this.#failing.get(id);
+    if (a.anyError) {
+      if (a.failures < FAILING_AFTER) return;
+      const record = outcome.record();
+      const error = record.rules.find((r) => r.error !== null)?.error ?? 'a metric query failed';
+      if (known !== undefined) {
+        known.failures = a.failures;
+        known.error = error;
+        return;
+      }
+      const since = record.evaluated_at;
+      const name = outcome.input.policy.name;
+      this.#failing.set(id, { policy_id: id, policy: name, failures: a.failures, since, error });
+      this.#deps.logger.warn(
+        { policy_id: id, policy: name, failures: a.failures, error },
+        `policy ${name}: its metric queries have failed ${a.failures} evaluations in a row (${error}); its rules do not hold until they answer`,
+      );
+    } else if (known !== undefined) {
+      this.#failing.delete(id);
+      this.#deps.logger.info(
+        { policy_id: id, policy: known.policy, failures: known.failures },
+        `policy ${known.policy}: its metric queries answer again, after ${known.failures} failed evaluations`,
+      );
+    }
+  }
+
   /**
    * Evaluates one policy now, outside the loop (POST .../evaluate). Dry-run by default; with
    * dryRun false it executes and records like the loop, marked triggered_by "api".
@@ -1039,7 +1101,7 @@ export class ScalingManager {
     const outcome = new EvaluationOutcome(input, a);
     plan.setQuiet(slot, isQuiet(a, policy), known, executorReplicas);
     known.steady(policy, now, observations, executorReplicas);
-    this.#deps.onDecision?.(outcome, 'loop');
+    this.#decided(outcome, 'loop');
     return outcome;
   }
 
@@ -1114,7 +1176,7 @@ export class ScalingManager {
 
     // A manual preview (request dry-run) changes nothing: no history, no state.
     if (opts.requestDryRun === true) {
-      this.#deps.onDecision?.(outcome, opts.trigger);
+      this.#decided(outcome, opts.trigger);
       return outcome;
     }
 
@@ -1122,7 +1184,7 @@ export class ScalingManager {
     // stored): nothing to write and no record to build; the state route makes it when asked.
     if (opts.deferWrite !== undefined && known !== undefined && isSteady(a, known)) {
       known.steady(policy, now, observations, executorReplicas);
-      this.#deps.onDecision?.(outcome, opts.trigger);
+      this.#decided(outcome, opts.trigger);
       return outcome;
     }
 
@@ -1246,7 +1308,7 @@ export class ScalingManager {
     }
     // A real change is stored at once; a dry run changes nothing that cannot wait for the batch.
     await saveState(final, kind, { now: shouldScale && lastDryRun === null });
-    this.#deps.onDecision?.(outcome, opts.trigger);
+    this.#decided(outcome, opts.trigger);
     return outcome;
   }
 
