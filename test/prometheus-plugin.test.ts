@@ -81,6 +81,21 @@ t.test('series fold by the rule\'s aggregation; range answers fold per timestamp
   t.same(range, [{ t: 100, v: 3 }, { t: 130, v: 5 }, { t: 160, v: 7 }]);
   const last = rec.seen.at(-1);
   t.same([last?.path, last?.query.get('start'), last?.query.get('end'), last?.query.get('step')], ['/api/v1/query_range', '100', '160', '30s']);
+  // A step that is not whole seconds is sent in whole milliseconds, never a truncated float.
+  await src.rangeQuery({ query: 'q', aggregation: 'max', start: new Date(100_000), end: new Date(145_000), stepSeconds: 22.5 });
+  t.equal(rec.seen.at(-1)?.query.get('step'), '22500ms');
+});
+
+t.test('folding NaN as Prometheus does: max and min skip it unless every series is NaN; sum and avg carry it', async (t) => {
+  let values = ['NaN', '5', '3'];
+  const rec = await recorder(t, () => ({ status: 200, body: vector(values) }));
+  const src = await source(t, { url: rec.url });
+  const v = async (aggregation: 'max' | 'min' | 'avg' | 'sum') => (await src.instantQuery({ query: 'q', aggregation, time: new Date() })).v;
+  t.same([await v('max'), await v('min'), await v('avg'), await v('sum')], [5, 3, NaN, NaN]);
+  values = ['NaN', 'NaN'];
+  t.same([await v('max'), await v('min')], [NaN, NaN]);
+  values = ['-Inf', 'NaN', '+Inf'];
+  t.same([await v('max'), await v('min')], [Infinity, -Infinity]);
 });
 
 t.test('bad answers are errors with a kind; NaN and ±Inf are values', async (t) => {

@@ -23,17 +23,28 @@ class PrometheusError extends Error {
   }
 }
 
+/**
+ * The largest (sign 1) or smallest (sign -1) value, as Prometheus's max() and min() fold: a NaN
+ * counts only when every value is NaN.
+ * @param {number[]} values @param {1 | -1} sign
+ */
+function extreme(values, sign) {
+  let out = NaN;
+  for (const v of values) if (Number.isNaN(out) || (!Number.isNaN(v) && (v - out) * sign > 0)) out = v;
+  return out;
+}
+
 /** @param {number[]} values @param {Aggregation} aggregation */
 function fold(values, aggregation) {
   switch (aggregation) {
     case 'min':
-      return Math.min(...values);
+      return extreme(values, -1);
     case 'sum':
       return values.reduce((a, b) => a + b, 0);
     case 'avg':
       return values.reduce((a, b) => a + b, 0) / values.length;
     default:
-      return Math.max(...values);
+      return extreme(values, 1);
   }
 }
 

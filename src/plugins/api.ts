@@ -146,16 +146,26 @@ export class MetricSourceError extends Error {
   }
 }
 
+/**
+ * The largest (sign 1) or smallest (sign -1) value, as Prometheus's max() and min() fold: a NaN
+ * counts only when every value is NaN.
+ */
+function extreme(values: readonly number[], sign: 1 | -1): number {
+  let out = NaN;
+  for (const v of values) if (Number.isNaN(out) || (!Number.isNaN(v) && (v - out) * sign > 0)) out = v;
+  return out;
+}
+
 /** Folds values of several series at one time; shared so every source folds the same way. */
 export function fold(values: readonly number[], aggregation: Aggregation): number {
   switch (aggregation) {
     case 'min':
-      return Math.min(...values);
+      return extreme(values, -1);
     case 'sum':
       return values.reduce((a, b) => a + b, 0);
     case 'avg':
       return values.reduce((a, b) => a + b, 0) / values.length;
     default:
-      return Math.max(...values);
+      return extreme(values, 1);
   }
 }
