@@ -470,6 +470,40 @@ ${minutes.map((m) => `      - at: ${m}m\n        reason_code: rules_held\n`).joi
   t.equal(gap.get(65), 'no_rule_held', 'a gap is no_rule_held, not a metric error');
 });
 
+t.test('a window shorter than half the interval holds in a policy test (gt 60 for 10s at 30s on a constant 61)', async (t) => {
+  const dir = scratch();
+  const policyFile = join(dir, 'short.yaml');
+  writeFileSync(
+    policyFile,
+    'name: short\ntarget_type: cdc-worker\nmin_replicas: 1\nmax_replicas: 1000\ncooldown_seconds: 0\n' +
+      'scale_up_rules:\n  - metric: max(load)\n    operator: gt\n    threshold: 60\n    duration: 10s\n    scale_by: 1\n',
+  );
+  const text = `policy_files: [${policyFile}]
+evaluation_interval: 30s
+tests:
+  - name: short window
+    start: 2026-01-05T06:00:00Z
+    initial_replicas: 1
+    input_series:
+      - query: max(load)
+        values: '61x10'
+    expect:
+      - at: 0s
+        replicas: 1
+        reason_code: no_rule_held
+      - at: 30s
+        replicas: 2
+        action: scale_up
+        reason_code: rules_held
+      - at: 5m
+        replicas: 11
+        reason_code: rules_held
+`;
+  const r = await runText(text);
+  t.same(r.problems, []);
+  t.same(r.cases[0]?.failures, [], 'no value before start at 0s; from 30s on, 61 at t-10s (the sample at t-30s, within the lookback) and at t');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Failures and broken test files
 // ---------------------------------------------------------------------------------------------
