@@ -90,24 +90,9 @@ t.test('the checker: invalid queries name the character, valid ones pass', async
   t.match(promqlProblem('up{a="𝔘"} foo'), /^invalid PromQL at character 11: unexpected "foo"/, 'a character outside the BMP counts once');
 });
 
-t.test('cheap enough for 10,000 policy files: well under 0.1 ms a metric', async (t) => {
-  const query = (i: number): string => `sum(rate(http_requests_total{job="api",n="${i}"}[5m])) by (instance)`;
-  for (let i = 0; i < 500; i++) promqlProblem(query(-i - 1)); // warm up
-  // The best of a few batches: the suite runs test files side by side on a small machine.
-  let best = Infinity;
-  for (let batch = 0; batch < 5; batch++) {
-    const started = performance.now();
-    for (let i = 0; i < 200; i++) promqlProblem(query(batch * 1000 + i));
-    best = Math.min(best, (performance.now() - started) / 200);
-  }
-  t.comment(`${(best * 1000).toFixed(1)} µs per distinct query`);
-  // A generous bound (coverage instrumentation, a loaded machine); typical is 25-80 µs.
-  t.ok(best < 2, `${best.toFixed(3)} ms per query`);
-  // Garbage is refused at its first error, not parsed through: 8 KiB of noise stays cheap.
+t.test('garbage is refused at its first error, not parsed through (timings: npm run bench:promql)', async (t) => {
   const noise = Array.from({ length: 8000 }, (_, i) => '(){}[],+-*/ "=~!abc123'[(i * 7919) % 22]).join('');
-  const started = performance.now();
-  t.match(promqlProblem(noise), /^invalid PromQL at character \d+: /);
-  t.ok(performance.now() - started < 200, `8 KiB of noise: ${(performance.now() - started).toFixed(1)} ms`);
+  t.match(promqlProblem(noise), /^invalid PromQL at character \d+: /, '8 KiB of noise: one error, at its place');
 });
 
 const policy = (name: string, upMetric: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
