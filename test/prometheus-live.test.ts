@@ -241,6 +241,18 @@ t.test('a daemon scales against a live Prometheus, blocks on cooldown, survives 
   t.equal(daemon.manager.sourceHealth.get('prometheus')?.ok, true, 'the loop sees the source up');
   t.equal(logLines.filter((l) => /metric source prometheus is answering again/.test(l.msg)).length, 1, 'one recovery line');
 
+  // The backtest chart, through the daemon as it starts (not an injected renderer).
+  const to = new Date(Math.floor(Date.now() / 1000) * 1000);
+  const from = new Date(Math.max(testStart, to.getTime() - 60_000));
+  const range = { from: from.toISOString(), to: to.toISOString(), step: '1s' };
+  const svg = await call('POST', `${api}/policies/${policy.id}/backtest?format=svg`, range);
+  t.equal(svg.status, 200, `?format=svg answers (${svg.text.slice(0, 120)})`);
+  t.match(svg.headers.get('content-type'), /^image\/svg\+xml/, 'as image/svg+xml');
+  t.match(svg.text, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/, 'an SVG document');
+  t.match(svg.text, /orders-cdc-live/, 'naming the policy');
+  const json = await call('POST', `${api}/policies/${policy.id}/backtest`, range);
+  t.match(json.headers.get('content-type'), /^application\/json/, 'without format, JSON');
+
   const interesting = /scale_up \d+ -> \d+|^set .* replicas|^blocked:|is unreachable|answering again/;
   const excerpt = logLines.filter((l) => interesting.test(l.msg));
   t.ok(excerpt.length >= 5, 'the log has the scale-ups, the cooldown block, the outage and the recovery');

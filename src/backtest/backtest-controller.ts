@@ -9,10 +9,13 @@ import { validationError } from '../errors.js';
 import type { Policy } from '../policy/policy-model.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import { BacktestLimiter, isSlot, type BacktestSlot } from './backtest-limiter.js';
+import { renderBacktestSvg } from './chart.js';
 import { checkBacktestSize, parseBacktestRequest, runBacktest, type BacktestDeps, type BacktestRequest, type BacktestResult } from './backtest-service.js';
 
-/** Renders a backtest as SVG; injected so the route does not depend on the chart module's shape. */
+/** Renders a backtest as SVG (the route's default is the daemon's chart, renderBacktestSvg). */
 export type ChartRenderer = (policy: Policy, result: BacktestResult) => string;
+
+const defaultChart: ChartRenderer = (policy, result) => renderBacktestSvg(policy, result);
 
 /** How long a client may leave a streamed answer unread before its connection is closed (and its slot freed). */
 export const WRITE_STALL_MS = 30_000;
@@ -115,7 +118,8 @@ export function registerBacktestRoutes(router: Router, deps: BacktestRouteDeps):
   const answer = async (ctx: Context, policy: Policy, raw: Record<string, unknown>): Promise<void> => {
     const { format } = parseQuery(ctx.query, { format: { type: 'enum', values: ['json', 'svg'] } });
     const req = parseBacktestRequest(raw);
-    const chart = format === 'svg' && deps.chart !== undefined ? deps.chart : undefined;
+    // The daemon's renderer unless a caller brings its own: ?format=svg always answers a chart.
+    const chart = format === 'svg' ? (deps.chart ?? defaultChart) : undefined;
     const size = checkBacktestSize(policy, req, deps.defaultSource, { chart: chart !== undefined });
     const slot = limiter.acquire(size.samples);
     if (!isSlot(slot)) {
