@@ -253,9 +253,11 @@ t.test('a daemon scales against a live Prometheus, blocks on cooldown, survives 
   const json = await call('POST', `${api}/policies/${policy.id}/backtest`, range);
   t.match(json.headers.get('content-type'), /^application\/json/, 'without format, JSON');
 
-  const interesting = /scale_up \d+ -> \d+|^set .* replicas|^blocked:|is unreachable|answering again/;
+  const interesting = /scale_up \d+ -> \d+|^keda stub: recorded|^blocked:|is unreachable|answering again/;
   const excerpt = logLines.filter((l) => interesting.test(l.msg));
   t.ok(excerpt.length >= 5, 'the log has the scale-ups, the cooldown block, the outage and the recovery');
+  const stubLines = logLines.filter((l) => l['plugin'] === 'keda' || /keda stub/.test(l.msg)).filter((l) => l['replicas'] !== undefined);
+  t.ok(stubLines.length > 0 && stubLines.every((l) => /^keda stub(, dry run)?: .*nothing outside this process change/.test(l.msg) && l['stub'] === true), `the keda stub says it is a stub in each of its ${stubLines.length} scaling line(s)`);
   if (process.env['PRINT_LOG'] === '1') {
     t.comment('daemon log excerpt:');
     for (const l of excerpt) {

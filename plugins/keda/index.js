@@ -44,12 +44,19 @@ export default function createKedaExecutor(ctx) {
     },
     async scale(target, count, opts) {
       const scaledObject = `${ctx.config.namespace}/${target.targetType}-${target.targetId ?? target.policyName}`;
+      // A stub: say so in every line, so no one reads the log as a cluster change.
       if (opts.dryRun) {
-        ctx.logger.info({ scaledObject, replicas: count, dryRun: true }, `dry run: would set ${scaledObject} to ${count} replicas: ${opts.reason}`);
+        ctx.logger.info(
+          { scaledObject, replicas: count, dryRun: true, stub: true },
+          `keda stub, dry run: would record ${count} replicas for ${scaledObject}; nothing outside this process changes (${opts.reason})`,
+        );
         return;
       }
       replicas.set(key(target), count);
-      ctx.logger.info({ scaledObject, replicas: count }, `set ${scaledObject} to ${count} replicas: ${opts.reason}`);
+      ctx.logger.info(
+        { scaledObject, replicas: count, stub: true },
+        `keda stub: recorded ${count} replicas for ${scaledObject}; nothing outside this process changed, no Kubernetes API was called (${opts.reason})`,
+      );
     },
   };
 }

@@ -117,7 +117,7 @@ export function buildOpenApi(version: string): Json {
   };
   schemas['DecisionRecord'] = {
     type: 'object',
-    description: 'The explanation of one evaluation (DESIGN.md step 9).',
+    description: 'The explanation of one evaluation.',
     required: ['policy_id', 'evaluated_at', 'current_replicas', 'desired_replicas', 'action', 'reason_code', 'reason', 'should_scale', 'dry_run', 'triggered_rules', 'rules'],
     properties: {
       policy_id: { type: 'string' }, policy_name: { type: 'string' }, evaluated_at: { type: 'string', format: 'date-time' },

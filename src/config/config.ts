@@ -46,7 +46,7 @@ export interface ResolvedConfig extends ScalerConfig {
   readonly origins: Readonly<Record<string, 'default' | 'file' | 'env' | 'flag'>>;
 }
 
-/** Environment variables and the config key each sets (DESIGN.md "Configuration"). */
+/** Environment variables and the config key each sets (README "Configuration"). */
 export const ENV_KEYS: Record<string, { key: keyof ScalerConfig; type: 'int' | 'bool' | 'string' | 'list' }> = {
   PORT: { key: 'port', type: 'int' },
   HOST: { key: 'host', type: 'string' },

@@ -15,7 +15,7 @@ import { combinerFor } from './rule-combiner.js';
 import { OPERATOR_SYMBOL, isMetricError, isoMs, observationKey, ruleRecord, ruleWindow, sharedVerdict, type RuleVerdict } from './rule-window.js';
 import { lastFireMs } from './schedule-clock.js';
 
-/** Everything one evaluation depends on; nothing else is read (DESIGN.md "One evaluation"). */
+/** Everything one evaluation depends on; nothing else is read. */
 export interface DecisionInput {
   policy: Policy;
   now: Date;
@@ -67,7 +67,7 @@ function describeRule(r: RuleRecord): string {
 const NO_SCHEDULES: { window: ActiveSchedule | undefined; oneShot: ActiveSchedule | undefined } = Object.freeze({ window: undefined, oneShot: undefined });
 
 /**
- * The schedules that apply at `now` (step 4, with DESIGN.md "Schedules across DST" in lastFireMs):
+ * The schedules that apply at `now` (step 4, with the daylight-saving rules of docs/decisions.md in lastFireMs):
  * - a window applies over [fire, fire + duration): from its fire instant included to fire +
  *   duration excluded; among windows the one fired last wins (on a tie, the later in the list);
  * - a one-shot applies at the first evaluation at or after its fire, within one interval of it,
@@ -170,7 +170,7 @@ function heldVector(verdicts: readonly RuleVerdict[]): boolean[] {
 }
 
 /**
- * DESIGN.md steps 1-9 for one policy at one instant, without the words. Pure; synchronous once
+ * The steps 1-9 of README "How a decision is made" for one policy at one instant, without the words. Pure; synchronous once
  * the policy shape's rules engine has seen this verdict vector (json-rules-engine is async).
  */
 export function assess(input: DecisionInput): Assessment | Promise<Assessment> {
@@ -437,7 +437,7 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
   };
 }
 
-/** The human sentence of an outcome (DESIGN.md step 9). */
+/** The human sentence of an outcome (step 9). */
 /** A sentence with the adjustments that shaped the outcome appended in parentheses. */
 function withAdjustments(reason: string, adjustments: readonly AdjustmentRecord[]): string {
   return adjustments.length > 0 ? `${reason.slice(0, -1)} (${adjustments.map((x) => x.detail).join('; ')}).` : reason;
@@ -574,7 +574,7 @@ export function explain(input: DecisionInput, a: Assessment): DecisionRecord {
 }
 
 /**
- * The decision function: DESIGN.md steps 1-9 for one policy at one instant, with its record.
+ * The decision function: the steps 1-9 of README "How a decision is made" for one policy at one instant, with its record.
  * Pure: the same input gives the same output, with no I/O; the loop, POST .../evaluate, backtests
  * and policy tests all call it (the loop through assess() and explain(), making the record only
  * when it is stored or asked for).

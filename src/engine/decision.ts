@@ -64,7 +64,7 @@ export const EMPTY_MEMORY: EngineMemory = {
 
 export type Action = 'scale_up' | 'scale_down' | 'scheduled' | 'fallback' | 'none';
 
-/** Why nothing changed (DESIGN.md step 9), or why something did. */
+/** Why nothing changed (step 9), or why something did. */
 export type ReasonCode =
   | 'no_rule_held'
   | 'at_max'
@@ -125,7 +125,7 @@ export interface ScheduleRecord {
   desired_replicas: number;
 }
 
-/** The explanation of one evaluation (DESIGN.md step 9, "The decision record"). */
+/** The explanation of one evaluation (step 9). */
 export interface DecisionRecord {
   policy_id: string;
   policy_name: string;

@@ -2,7 +2,7 @@ import type { DecisionRecord, EngineMemory } from './decision.js';
 
 /**
  * Engine memory after a decision was executed: a real change that succeeded sets the replica
- * count and starts the cooldown; a dry run or a failure changes neither (DESIGN.md step 7).
+ * count and starts the cooldown; a dry run or a failure changes neither (step 7).
  * The live loop and replays (backtests, policy tests) both apply executions through this.
  */
 export function applyExecution(memory: EngineMemory, record: DecisionRecord, now: Date, outcome: { succeeded: boolean }): EngineMemory {

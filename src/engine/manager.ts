@@ -515,7 +515,7 @@ export interface FailingPolicy {
 }
 
 /**
- * The evaluation loop (DESIGN.md "The manager loop"): every interval it loads enabled policies,
+ * The evaluation loop: every interval it loads enabled policies,
  * fetches each distinct (source, query, window) once, evaluates policies with bounded
  * concurrency, executes, and records. Cycles never overlap; a per-policy lock keeps a manual
  * evaluation and the loop off the same policy at once.

@@ -2,7 +2,7 @@ import { Cron, CronPattern } from 'croner';
 import type { Schedule } from '../policy/policy-model.js';
 
 /**
- * Fire times of schedules, with the DST rules of DESIGN.md "Schedules across DST".
+ * Fire times of schedules, with the daylight-saving rules of docs/decisions.md "Schedules and daylight-saving time".
  *
  * A cron expression names wall-clock times in the schedule's zone. Each matching wall-clock time W
  * gives the fire instants:

@@ -121,8 +121,7 @@ const START_ROUNDS = 20;
 const CHANGED_WHILE_READING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP']);
 
 /**
- * Keeps storage in step with the policy files in the watched folders (DESIGN.md "Policy files",
- * "Storage, files and resources under faults"). Each folder is scanned as a whole (scanPolicyFolder:
+ * Keeps storage in step with the policy files in the watched folders (README "Policy files", docs/faults.md). Each folder is scanned as a whole (scanPolicyFolder:
  * hidden entries skipped, symlinks followed only inside the folder) when a watch reports a change,
  * when its identity changes, and every `rescanMs`; the scan is compared with what was read before.
  * A file's policies are swapped in one transaction; a file that fails keeps its last good

@@ -64,8 +64,7 @@ interface DirToWalk {
 }
 
 /**
- * Lists the policy files of a folder by the rules of DESIGN.md "Storage, files and resources
- * under faults": hidden entries are skipped; a symlink is followed only when its real path lies
+ * Lists the policy files of a folder by the rules of docs/faults.md: hidden entries are skipped; a symlink is followed only when its real path lies
  * inside the folder; loops and links out of the folder are refused; each real file is seen once
  * (under its own name when it is reachable without a link) and each real folder is walked once,
  * so the walk is bounded whatever the links.

@@ -2,8 +2,7 @@
  * `philotes-scaler test`: unit tests for policies, modelled on `promtool test rules` but with no
  * Prometheus. A test file names policy files, gives input series in promtool's expanding notation
  * and lists what the policy must decide at given instants; the runner replays the policy over the
- * series with the same decision function the live loop uses (DESIGN.md "One evaluation of one
- * policy") and compares. See docs/policy-tests.md.
+ * series with the same decision function the live loop uses and compares. See docs/policy-tests.md.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';

@@ -10,7 +10,7 @@ export const POLICY_LIST_QUERY = {
   target_type: { type: 'string', maxLength: 63 },
 } as const;
 
-/** Routes for /policies (DESIGN.md "REST API"); answers are flat policy JSON. */
+/** Routes for /policies; answers are flat policy JSON. */
 export function registerPolicyRoutes(router: Router, service: PolicyService): void {
   router.post('/policies', async (ctx) => {
     const created = await service.create(await readJson(ctx));

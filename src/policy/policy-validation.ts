@@ -146,7 +146,7 @@ function checkSchedules(p: Obj, ctx: { min?: number; max?: number; scaleToZero: 
 }
 
 /**
- * The service-layer checks on top of the schema (DESIGN.md "Validation"). Written defensively so
+ * The service-layer checks on top of the schema. Written defensively so
  * it can run on input that failed the schema too: every problem is reported at once.
  */
 export function semanticProblems(input: unknown, ctx: ValidationContext): FieldError[] {

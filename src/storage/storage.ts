@@ -7,7 +7,7 @@ export type HistoryAction = 'scale_up' | 'scale_down' | 'scheduled' | 'fallback'
 export type TriggeredBy = 'rule' | 'schedule' | 'fallback' | 'api';
 export type HistoryStatus = 'succeeded' | 'failed' | 'blocked';
 
-/** One row of the append-only audit trail (DESIGN.md "REST API"). */
+/** One row of the append-only audit trail. */
 export interface HistoryRow {
   id: string;
   policy_id: string | null;
