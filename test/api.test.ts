@@ -341,6 +341,49 @@ t.test('history: newest first, cursor pagination, filters, limits', async (t) =>
   t.same(await filter(`action=scale_up&dry_run=false&policy_id=${a.id}&limit=1`), [rowsA[0]?.id], 'filters combine');
 });
 
+t.test('history: status and policy_name filters (a deleted policy is found by name); unknown parameters are 400 naming them', async (t) => {
+  const app = await startTestApp();
+  t.teardown(() => app.close());
+  const a = await create(app, policyBody('policy-a'));
+  const b = await create(app, policyBody('policy-b'));
+  const done = historyRow(a, 3, { action: 'scale_up', status: 'succeeded' });
+  const blocked = historyRow(a, 2, { action: 'scale_up', status: 'blocked', reason_code: 'cooldown' });
+  const failed = historyRow(a, 1, { action: 'scale_up', status: 'failed', error: 'the cluster refused' });
+  const ofB = historyRow(b, 0, { action: 'scale_down', status: 'succeeded' });
+  for (const r of [done, blocked, failed, ofB]) await app.storage.appendHistory(r);
+  const ids = async (qs: string, path = '/history'): Promise<string[]> => {
+    const res = await call('GET', `${app.api}${path}?${qs}`);
+    t.equal(res.status, 200, `${path}?${qs}`);
+    return (res.body as { history: HistoryRow[] }).history.map((r) => r.id);
+  };
+  t.same(await ids('action=scale_up&status=succeeded'), [done.id], 'executed scale-ups only, without the blocked and failed ones');
+  t.same(await ids('status=blocked'), [blocked.id]);
+  t.same(await ids('status=failed'), [failed.id]);
+  t.same(await ids('status=succeeded', `/policies/${a.id}/history`), [done.id], 'on a policy\'s own route too');
+  t.same(await ids('policy_name=policy-a'), [failed.id, blocked.id, done.id], 'by name');
+
+  t.equal((await call('DELETE', `${app.api}/policies/${a.id}`)).status, 204);
+  t.same(await ids('policy_name=policy-a'), [failed.id, blocked.id, done.id], 'after a DELETE, its history is still found by name');
+  t.same(await ids('policy_name=policy-a&status=failed'), [failed.id]);
+
+  const typo = await call('GET', `${app.api}/history?actoin=scale_up`);
+  t.equal(typo.status, 400, 'a misspelt parameter is refused, not ignored');
+  t.match(typo.body, { code: 'BAD_REQUEST', errors: [{ field: '/query/actoin', message: /is not a known parameter \(did you mean action\?\)/ }] });
+  const several = await call('GET', `${app.api}/history?colour=red&status=done`);
+  t.equal(several.status, 400);
+  t.match(several.body, {
+    errors: [
+      { field: '/query/status', message: /must be one of succeeded, failed, blocked/ },
+      { field: '/query/colour', message: /is not a known parameter; this route takes limit, cursor, policy_id, policy_name, action, status, since, until, dry_run/ },
+    ],
+  });
+  const own = await call('GET', `${app.api}/policies/${b.id}/history?policy_name=policy-a`);
+  t.equal(own.status, 400, 'a policy\'s own route takes no policy filter');
+  const list = await call('GET', `${app.api}/policies?enabeld=true`);
+  t.equal(list.status, 400, 'the policy list refuses unknown parameters too');
+  t.match(list.body, { errors: [{ field: '/query/enabeld', message: /did you mean enabled\?/ }] });
+});
+
 t.test('history: limit defaults to 100 and may be up to 1000', async (t) => {
   const app = await startTestApp();
   t.teardown(() => app.close());

@@ -86,6 +86,30 @@ export function parseQuery<T extends Record<string, Spec>>(query: ParsedUrlQuery
         } else out[name] = raw;
     }
   }
+  // An unknown parameter is a mistake (a typo such as ?actoin= would otherwise widen the answer).
+  const known = Object.keys(spec);
+  for (const name of Object.keys(query)) {
+    if (Object.hasOwn(spec, name)) continue;
+    const near = known.find((k) => editDistance(k, name) <= 2);
+    errors.push({
+      field: `/query/${name}`,
+      message: `is not a known parameter${near !== undefined ? ` (did you mean ${near}?)` : ''}; this route takes ${known.length > 0 ? known.join(', ') : 'none'}`,
+    });
+  }
   if (errors.length > 0) throw new ScalerError('BAD_REQUEST', `invalid query parameter${errors.length > 1 ? 's' : ''}`, errors);
   return out as { [K in keyof T]?: Out<T[K]> };
+}
+
+/** Levenshtein distance of two short names (query parameters), for "did you mean". */
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2) return 3;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] as number;
 }

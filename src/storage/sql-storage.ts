@@ -469,7 +469,9 @@ export class SqlStorage implements Storage {
         params.push(...values);
       };
       if (q.policy_id !== undefined) add('policy_id = ?', q.policy_id);
+      if (q.policy_name !== undefined) add('policy_name = ?', q.policy_name);
       if (q.action !== undefined) add('action = ?', q.action);
+      if (q.status !== undefined) add('status = ?', q.status);
       if (q.dry_run !== undefined) add('dry_run = ?', q.dry_run);
       if (q.since !== undefined) add('executed_at >= ?', iso(q.since));
       if (q.until !== undefined) add('executed_at < ?', iso(q.until));

@@ -68,7 +68,10 @@ export interface HistoryQuery {
   /** Opaque cursor from a previous page's next_cursor. */
   cursor?: string;
   policy_id?: string;
+  /** Rows recorded under this policy name (a deleted policy's rows keep it). */
+  policy_name?: string;
   action?: HistoryAction;
+  status?: HistoryStatus;
   since?: string;
   until?: string;
   dry_run?: boolean;
