@@ -61,6 +61,12 @@ t.test('usage mistakes exit 2 and say what is wrong', async (t) => {
   const env = await run(['validate', 'policies'], { PORT: 'eighty' });
   t.equal(env.code, 2);
   t.match(env.stderr, /PORT: must be an integer/);
+  const nope = await run(['validate', 'nope.yaml']);
+  t.equal(nope.code, 1, 'a path that is not there fails validate');
+  t.match(nope.stdout, /^0 file\(s\) read; 1 path\(s\) not found \(nope\.yaml\)$/m, 'counted as a missing path, not as "1 problem in 1 of 0 files"');
+  t.notMatch(nope.stdout, /of 0 file/);
+  const mixed = await run(['validate', 'nope.yaml', 'policies']);
+  t.match(mixed.stdout, /^3 file\(s\) read; 1 path\(s\) not found \(nope\.yaml\)$/m);
   const noFrom = await run(['backtest', 'policies/trino.yaml', '--to', '2026-01-02T00:00:00Z']);
   t.equal(noFrom.code, 2);
   t.match(noFrom.stderr, /--from: is required/);

@@ -51,6 +51,8 @@ export function collectPolicyFiles(paths: string[]): { files: string[]; missing:
 export interface ValidateResult {
   files: Array<{ file: string; policies: string[]; problems: FileProblem[] }>;
   problems: FileProblem[];
+  /** Paths given that do not exist (each is also a problem). */
+  missing: string[];
 }
 
 /**
@@ -61,7 +63,7 @@ export interface ValidateResult {
 export async function validatePaths(paths: string[], config: ResolvedConfig): Promise<ValidateResult> {
   const parse = offlinePolicyParser(config);
   const { files, missing, refused } = collectPolicyFiles(paths);
-  const result: ValidateResult = { files: [], problems: missing.map((m) => fileProblem(m, 'no such file or folder')) };
+  const result: ValidateResult = { files: [], problems: missing.map((m) => fileProblem(m, 'no such file or folder')), missing };
   result.problems.push(...refused);
   const owner = new Map<string, string>();
   for (const f of files) {
@@ -82,10 +84,20 @@ export async function validatePaths(paths: string[], config: ResolvedConfig): Pr
 export function formatValidateText(r: ValidateResult): string {
   const lines = r.problems.map(formatProblem);
   const policies = r.files.reduce((n, f) => n + f.policies.length, 0);
-  lines.push(
-    r.problems.length === 0
-      ? `ok: ${r.files.length} file(s), ${policies} policies valid`
-      : `${r.problems.length} problem(s) in ${new Set(r.problems.map((p) => p.file)).size} of ${r.files.length} file(s)`,
-  );
+  if (r.problems.length === 0) {
+    lines.push(`ok: ${r.files.length} file(s), ${policies} policies valid`);
+  } else {
+    // Problems of files read, and paths that were not there, counted apart: "1 problem in 1 of 0 files" helps no one.
+    const missing = new Set(r.missing ?? []);
+    const inFiles = r.problems.filter((p) => !missing.has(p.file));
+    const parts: string[] = [];
+    if (inFiles.length > 0 || missing.size === 0) {
+      parts.push(`${inFiles.length} problem(s) in ${new Set(inFiles.map((p) => p.file)).size} of ${r.files.length} file(s) read`);
+    } else {
+      parts.push(`${r.files.length} file(s) read`);
+    }
+    if (missing.size > 0) parts.push(`${missing.size} path(s) not found (${[...missing].join(', ')})`);
+    lines.push(parts.join('; '));
+  }
   return `${lines.join('\n')}\n`;
 }
