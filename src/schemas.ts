@@ -3,6 +3,7 @@ import addFormatsModule from 'ajv-formats';
 import type { FormatsPlugin } from 'ajv-formats';
 import type { FieldError } from './errors.js';
 import { readPackageJson } from './util/package-root.js';
+import { nearestName } from './util/nearest.js';
 
 // ajv-formats is CommonJS; under NodeNext its default export arrives as a namespace.
 const addFormats = (addFormatsModule as unknown as { default: FormatsPlugin }).default;
@@ -19,7 +20,7 @@ export function loadSchema(file: string): Record<string, unknown> {
 
 /** Creates an ajv instance with the package's settings; used for schemas and plugin configs. */
 export function createAjv(opts: { useDefaults?: boolean } = {}): Ajv2020 {
-  const ajv = new Ajv2020({ allErrors: true, strict: true, useDefaults: opts.useDefaults ?? false, strictTypes: false, allowUnionTypes: true });
+  const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true, useDefaults: opts.useDefaults ?? false, strictTypes: false, allowUnionTypes: true });
   addFormats(ajv);
   return ajv;
 }
@@ -64,7 +65,9 @@ export function toFieldErrors(errors: ErrorObject[] | null | undefined, prefix =
     } else if (e.keyword === 'additionalProperties') {
       const p = (e.params as { additionalProperty: string }).additionalProperty;
       field = `${field}/${pointerEscape(p)}`;
-      message = 'is not a known property';
+      const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+      const near = nearestName(p, known);
+      message = near === undefined ? 'is not a known property' : `is not a known property (did you mean ${near}?)`;
     } else if (e.keyword === 'enum') {
       const allowed = (e.params as { allowedValues: unknown[] }).allowedValues;
       message = `must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`;

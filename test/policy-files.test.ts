@@ -107,9 +107,10 @@ t.test('one file, several documents; a broken document keeps the whole file at i
   await until(t, 'both', async () => (await storage.getPolicyByName('two')) !== undefined && (await storage.getPolicyByName('one')) !== undefined);
   writeFileSync(file, `${policyYaml('one', 9)}---\n${policyYaml('two', 0)}`);
   const status = await until(t, 'error', async () => loader.statuses().find((s) => s.status === 'error'));
-  t.equal(status.errors[0]?.document, 1);
-  t.equal(status.errors[0]?.field, '/max_replicas');
-  t.equal(status.errors[0]?.line, 9, 'line counted from the top of the file');
+  const maxError = status.errors.find((e) => e.field === '/max_replicas');
+  t.equal(maxError?.document, 1);
+  t.equal(maxError?.line, 9, 'line counted from the top of the file');
+  t.same(status.errors.map((e) => e.line), [...status.errors.map((e) => e.line)].sort((a, b) => (a ?? 0) - (b ?? 0)), 'in the order of the text');
   t.equal(await maxOf(storage, 'one'), 5, 'the valid document did not go in alone: the file is all or nothing');
   writeFileSync(file, policyYaml('one', 9));
   await until(t, 'two removed', async () => (await storage.getPolicyByName('two')) === undefined);
@@ -213,4 +214,38 @@ t.test('validate: the shipped policies are valid; bad files give file:line:col l
   t.same([report.problems[0]?.line, report.problems[0]?.column, report.problems[0]?.field], [3, 15, '/min_replicas']);
   const good = run(join(packageRoot(), 'policies'));
   t.equal(good.status, 0, `exit 0 when valid: ${good.stderr}`);
+});
+
+t.test('validate: an unknown key is reported at the key with the nearest known name; problems in the order of the text', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ps-validate-order-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'p.yaml');
+  writeFileSync(
+    file,
+    [
+      'name: x',
+      'target_type: cdc-worker',
+      'min_replicas: 1',
+      'max_replicas: 0',
+      'scale_up_rule:',
+      '  - metric: up',
+      '    operator: gt',
+      '    threshold: 1',
+      '    scale_by: 1',
+      'cooldown_seconds: -5',
+      '',
+    ].join('\n'),
+  );
+  const r = await validatePaths([file], loadConfig({ env: {}, cwd: dir }));
+  t.same(
+    r.problems.map((p) => [p.line, p.column, p.field]),
+    [
+      [3, 15, '/min_replicas'],
+      [4, 15, '/max_replicas'],
+      [5, 1, '/scale_up_rule'],
+      [10, 19, '/cooldown_seconds'],
+    ],
+    'sorted by line; the unknown key at its own line and column, not at its value (6:3)',
+  );
+  t.equal(r.problems.find((p) => p.field === '/scale_up_rule')?.message, 'is not a known property (did you mean scale_up_rules?)');
 });

@@ -591,7 +591,7 @@ t.test('broken test files: every problem names the file, the field and the line'
 
   t.test('an unknown key', async (t) => {
     const ps = await problemsOf(t, lagTest('      - at: 5m\n        replica: 4\n'));
-    t.same(ps, [{ line: 12, column: 9, field: '/tests/0/expect/0/replica', message: 'is not a known property' }]);
+    t.same(ps, [{ line: 12, column: 9, field: '/tests/0/expect/0/replica', message: 'is not a known property (did you mean replicas?)' }]);
   });
 
   t.test('a missing required key and a wrong type', async (t) => {

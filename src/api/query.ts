@@ -1,4 +1,5 @@
 import type { ParsedUrlQuery } from 'node:querystring';
+import { nearestName } from '../util/nearest.js';
 import { ScalerError, type FieldError } from '../errors.js';
 
 type Spec =
@@ -90,7 +91,7 @@ export function parseQuery<T extends Record<string, Spec>>(query: ParsedUrlQuery
   const known = Object.keys(spec);
   for (const name of Object.keys(query)) {
     if (Object.hasOwn(spec, name)) continue;
-    const near = known.find((k) => editDistance(k, name) <= 2);
+    const near = nearestName(name, known);
     errors.push({
       field: `/query/${name}`,
       message: `is not a known parameter${near !== undefined ? ` (did you mean ${near}?)` : ''}; this route takes ${known.length > 0 ? known.join(', ') : 'none'}`,
@@ -100,16 +101,3 @@ export function parseQuery<T extends Record<string, Spec>>(query: ParsedUrlQuery
   return out as { [K in keyof T]?: Out<T[K]> };
 }
 
-/** Levenshtein distance of two short names (query parameters), for "did you mean". */
-function editDistance(a: string, b: string): number {
-  if (Math.abs(a.length - b.length) > 2) return 3;
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length] as number;
-}

@@ -1,6 +1,6 @@
 import { constants, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { LineCounter, parseAllDocuments, type Document } from 'yaml';
+import { LineCounter, isMap, isScalar, parseAllDocuments, type Document } from 'yaml';
 import { ScalerError, type FieldError } from '../errors.js';
 import type { Policy } from '../policy/policy-model.js';
 
@@ -31,12 +31,25 @@ function unescapePointer(seg: string): string {
 }
 
 /** Finds the line and column of a JSON pointer in a document, walking up to the nearest node that exists. */
-function locate(doc: Document, lc: LineCounter, pointer: string): { line: number; column: number } | null {
+function locate(doc: Document, lc: LineCounter, pointer: string, opts: { key?: boolean } = {}): { line: number; column: number } | null {
   const path = pointer
     .split('/')
     .slice(1)
     .map(unescapePointer)
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+  if (opts.key === true && path.length > 0) {
+    // An unknown property: point at its key as written, not at its value.
+    const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
+    const last = String(path.at(-1));
+    if (isMap(parent)) {
+      const pair = parent.items.find((it) => (isScalar(it.key) ? String(it.key.value) : String(it.key)) === last);
+      const range = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
+      if (range !== undefined) {
+        const pos = lc.linePos(range[0]);
+        return { line: pos.line, column: pos.col };
+      }
+    }
+  }
   for (let n = path.length; n >= 0; n--) {
     const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
     const range = (node as { range?: [number, number, number] } | undefined)?.range;
@@ -102,11 +115,13 @@ export function parsePolicyText(file: string, text: string, parse: PolicyParser)
       if (!(err instanceof ScalerError)) throw err;
       const errors: FieldError[] = err.errors ?? [{ field: '', message: err.message }];
       for (const e of errors) {
-        const at = locate(doc, lc, e.field);
+        const at = locate(doc, lc, e.field, { key: e.message.startsWith('is not a known property') });
         problems.push({ file, line: at?.line ?? null, column: at?.column ?? null, document: index, field: e.field, message: e.message });
       }
     }
   });
+  // In the order of the text, so a list of problems reads top to bottom (a problem without a place first).
+  problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
   return { file, policies, problems };
 }
 

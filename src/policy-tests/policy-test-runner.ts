@@ -373,7 +373,7 @@ async function prepareFile(file: string, text: string, config: ResolvedConfig): 
   const validate = schemaValidator();
   if (!validate(input)) {
     // toFieldErrors names an unknown property by its own pointer: point at the key as written.
-    for (const e of toFieldErrors(validate.errors)) problems.add(e.field, e.message, { key: e.message === 'is not a known property' });
+    for (const e of toFieldErrors(validate.errors)) problems.add(e.field, e.message, { key: e.message.startsWith('is not a known property') });
     return { ...none, problems: problems.list };
   }
   const spec = input as PolicyTestFile;
