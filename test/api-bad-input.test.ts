@@ -91,7 +91,7 @@ export const BAD_INPUTS: BadInput[] = [
   { description: 'on_metric_error unknown', method: 'POST', path: P, json: policy({ on_metric_error: 'panic' }), status: 422, code: 'VALIDATION_FAILED', fields: ['/on_metric_error'] },
   { description: 'schedule mode unknown', method: 'POST', path: P, json: policy({ schedules: [schedule({ mode: 'ceiling' })] }), status: 422, code: 'VALIDATION_FAILED', fields: ['/schedules/0/mode'] },
 
-  // Semantic rules (DESIGN.md "Validation").
+  // Semantic rules.
   { description: 'min_replicas > max_replicas', method: 'POST', path: P, json: policy({ min_replicas: 6, max_replicas: 5 }), status: 422, code: 'VALIDATION_FAILED', fields: ['/min_replicas'] },
   { description: 'max_replicas 0', method: 'POST', path: P, json: policy({ min_replicas: 0, max_replicas: 0 }), status: 422, code: 'VALIDATION_FAILED', fields: ['/max_replicas'] },
   { description: 'unknown target_type', method: 'POST', path: P, json: policy({ target_type: 'spaceship' }), status: 422, code: 'VALIDATION_FAILED', fields: ['/target_type'] },

@@ -1,7 +1,7 @@
 /**
- * The decision function as a specification (DESIGN.md "One evaluation of one policy", steps 1-10).
+ * The decision function as a specification (the README's "How a decision is made", steps 1-10).
  *
- * Each table below is one DESIGN.md step; each row is one rule of that step, named by the sentence
+ * Each table below is one step; each row is one rule of that step, named by the sentence
  * it pins down. A row gives the policy (overrides of a small default policy), the instant, what the
  * executor reported, the persisted engine memory and, per rule, the series the metric source
  * answered; `expected` lists what the decision must say. Rules are referred to as up0, up1, down0,
@@ -541,19 +541,19 @@ const TABLES: Record<Step, { title: string; rows: Row[] }> = {
         expected: { action: 'scheduled', reason_code: 'schedule_window', desired_replicas: 4, triggered_by: 'schedule', adjustments: ['cooldown'] },
       },
       {
-        name: 'step 4: a one-shot firing inside an exact window does not move the target: the window holds (DESIGN.md is silent; current behaviour)',
+        name: 'step 4: a one-shot firing inside an exact window does not move the target: the window holds (docs/decisions.md)',
         policy: { schedules: [exact('0 8 * * *', 5, '9h'), oneShot('0 12 * * *', 8)] },
         executorReplicas: 5,
         expected: { action: 'none', reason_code: 'schedule_hold', desired_replicas: 5, schedule: { id: 's0' }, memory: { one_shots: {} } },
       },
       {
-        name: 'step 4: a one-shot firing inside a floor window is raised to the floor (DESIGN.md is silent; current behaviour)',
+        name: 'step 4: a one-shot firing inside a floor window is raised to the floor (docs/decisions.md)',
         policy: { schedules: [floorWindow('0 8 * * *', 4, '9h'), oneShot('0 12 * * *', 2)] },
         executorReplicas: 3,
         expected: { action: 'scheduled', reason_code: 'schedule_fired', desired_replicas: 4, adjustments: ['schedule_floor'], schedule: { id: 's1' } },
       },
       {
-        name: 'step 4: an exact window outranks the metric-error fallback (DESIGN.md is silent; current behaviour)',
+        name: 'step 4: an exact window outranks the metric-error fallback (docs/decisions.md)',
         policy: { schedules: [exact('0 8 * * *', 5, '9h')], on_metric_error: 'fallback', fallback: { after_failures: 1, replicas: 8 } },
         executorReplicas: 5,
         series: { up0: { error: { kind: 'timeout', message: 'slow' } } },
@@ -1054,7 +1054,7 @@ async function evaluate(p: Policy, e: Evaluation, memory: EngineMemory): Promise
   });
 }
 
-/** DESIGN.md "The decision record": the fields every record carries, whatever the outcome. */
+/** The decision record: the fields every record carries, whatever the outcome. */
 function checkRecordShape(t: Test, p: Policy, e: Evaluation, r: DecisionRecord): void {
   t.equal(r.policy_id, p.id, 'policy_id');
   t.equal(r.evaluated_at, new Date(e.now ?? NOW).toISOString(), 'evaluated_at is the evaluation instant');
@@ -1184,7 +1184,7 @@ t.test('decide() is pure: the same input gives the same output and the input mem
   t.equal(JSON.stringify(memory), frozen);
 });
 
-t.test('every DESIGN.md step 1-9 has at least one case', async (t) => {
+t.test('every step 1-9 has at least one case', async (t) => {
   for (const step of [1, 2, 3, 4, 5, 6, 7, 8, 9] as const) {
     const rows = TABLES[step].rows;
     const n = rows.reduce((sum, r) => sum + 1 + (r.then?.length ?? 0), 0);

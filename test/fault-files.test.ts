@@ -1,6 +1,6 @@
 /**
- * The policy-file watcher under file-system faults (DESIGN.md "Storage, files and resources under
- * faults"), with real files, folders and symlinks in a temp dir and the real loader, SQLite storage
+ * The policy-file watcher under file-system faults (docs/faults.md, "Policy files and folders"),
+ * with real files, folders and symlinks in a temp dir and the real loader, SQLite storage
  * and PolicyService: a policy folder deleted and recreated, symlink loops and links out of the
  * folder, Kubernetes ConfigMap mounts, oversized files, and one name defined in two files.
  *

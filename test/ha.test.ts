@@ -1,5 +1,5 @@
 // High availability: several daemons on one database, exactly one of which runs the evaluation
-// loop (DESIGN.md "The manager loop"). Real child processes, killed for real.
+// loop. Real child processes, killed for real.
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

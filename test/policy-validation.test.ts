@@ -60,7 +60,7 @@ schedules:
     mode: exact
 `;
 
-t.test('the DESIGN.md example policy is valid as YAML', async (t) => {
+t.test('the full example policy (every field) is valid as YAML', async (t) => {
   const input: unknown = parseYaml(SEED_YAML);
   const result = validatePolicyInput(input, ctx);
   t.same(result, { ok: true, value: input });

@@ -1,5 +1,5 @@
 /**
- * Schedules across DST (DESIGN.md "Schedules across DST", refining step 4), as tables.
+ * Schedules across DST (docs/decisions.md "Schedules and daylight-saving time", refining step 4), as tables.
  *
  * The rule under test: a cron expression names wall-clock times in the schedule's zone. A wall
  * time that occurs twice (clocks go back) fires once, at its first occurrence, for a fixed-hour

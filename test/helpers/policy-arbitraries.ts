@@ -1,7 +1,7 @@
 /**
  * fast-check generators of scaling policies for the fuzz suite (test/fuzz-policies.test.ts):
  * valid policies built from the fields of schemas/policy.schema.json and the service-layer rules
- * of DESIGN.md "Validation", valid policies with one to three mutations, arbitrary JSON, and
+ * of the policy validation rules, valid policies with one to three mutations, arbitrary JSON, and
  * YAML texts made of all three plus text-level damage.
  *
  * Non-finite numbers cannot be written in JSON; `jsonText()` writes +/-Infinity as 1e400 and
