@@ -4,11 +4,12 @@ import { ConfigError, loadConfig, type ScalerConfig } from './config/config.js';
 import type { Logger } from 'pino';
 import { createLogger } from './logger.js';
 import { startDaemon, type Daemon } from './main.js';
+import { readPackageJson } from './util/package-root.js';
 
 const HELP = `philotes-scaler: the Philotes scaling engine
 
 Usage:
-  philotes-scaler [serve] [--config FILE] [--port N] [--dry-run] [--database-url URL]
+  philotes-scaler serve [--config FILE] [--port N] [--dry-run] [--database-url URL]
   philotes-scaler validate [--format text|json] <files or folders...>
   philotes-scaler evaluate <policy file> [--at TIME] [--prometheus URL]
   philotes-scaler backtest <policy file> --from TIME --to TIME [--step 1m] [--initial-replicas N]
@@ -16,13 +17,14 @@ Usage:
   philotes-scaler test <policy test files or folders...>
   philotes-scaler migrate [--config FILE]
   philotes-scaler <command> --help
+  philotes-scaler --version
 
 Configuration: defaults, then the config file (--config, or ./philotes-scaler.yaml),
 then environment variables, then flags. See README.md for every key.
 `;
 
 const COMMAND_HELP: Record<string, string> = {
-  serve: `philotes-scaler serve: run the daemon (the default command)
+  serve: `philotes-scaler serve: run the daemon (the API listens on 127.0.0.1 unless HOST says otherwise)
 
   --config FILE        config file (YAML or JSON); default ./philotes-scaler.yaml when present
   --port N             HTTP port (PORT)
@@ -182,8 +184,18 @@ async function main(argv: string[]): Promise<number> {
       timeline: { type: 'string' },
       chart: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
     },
   });
+  if (values.version === true) {
+    process.stdout.write(`philotes-scaler ${packageVersion()}\n`);
+    return 0;
+  }
+  // A bare `philotes-scaler` explains itself rather than opening a server: `serve` is asked for by name.
+  if (positionals[0] === undefined && values.help !== true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   const command = positionals[0] ?? 'serve';
   if (values.help === true) {
     process.stdout.write(positionals[0] === undefined ? HELP : (COMMAND_HELP[command] ?? HELP));
@@ -299,3 +311,8 @@ main(process.argv.slice(2)).then(
   },
   reportFailure,
 );
+
+/** This package's version, from its package.json. */
+function packageVersion(): string {
+  return readPackageJson<{ version: string }>('package.json').version;
+}

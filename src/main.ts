@@ -344,7 +344,13 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
     });
     const address = server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
-    logger.info({ port, storage: storage.kind }, `Philotes Scaler API listening on :${port}`);
+    logger.info({ port, host: config.host, storage: storage.kind }, `Philotes Scaler API listening on ${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`);
+    if (!isLoopback(config.host) && tokensFrom(config).length === 0) {
+      logger.warn(
+        { host: config.host },
+        `the API listens on ${config.host}, beyond this machine, with no token configured: anyone who can reach port ${port} can change policies and scale targets. Set PHILOTES_SCALING_API_TOKEN (and PHILOTES_SCALING_API_READ_TOKEN), or HOST=127.0.0.1`,
+      );
+    }
 
     let closing: Promise<void> | undefined;
     return {
@@ -367,4 +373,9 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
     await stopAll();
     throw err;
   }
+}
+
+/** Whether a listen address only accepts connections from this machine. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 }

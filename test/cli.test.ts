@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -49,6 +49,17 @@ t.test('--help for the tool and for each command', async (t) => {
     t.equal(r.code, 0, `${c} --help exits 0`);
     t.match(r.stdout, new RegExp(`philotes-scaler ${c}`), `${c} --help describes ${c}`);
   }
+});
+
+t.test('a bare philotes-scaler prints the usage and starts nothing; --version prints the version', async (t) => {
+  const bare = await run([]);
+  t.equal(bare.code, 0);
+  t.match(bare.stdout, /^philotes-scaler: the Philotes scaling engine/);
+  t.match(bare.stdout, /philotes-scaler serve /, 'serve is named, not implied');
+  t.notMatch(bare.stdout + bare.stderr, /listening/, 'no server started');
+  const version = await run(['--version']);
+  t.equal(version.code, 0);
+  t.equal(version.stdout, `philotes-scaler ${JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version}\n`);
 });
 
 t.test('usage mistakes exit 2 and say what is wrong', async (t) => {

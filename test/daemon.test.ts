@@ -13,7 +13,7 @@ const WRITE_TOKEN = 'write-token-0123456789abcdef';
 const READ_TOKEN = 'read-token-0123456789abcdef';
 const FILE_TOKEN = 'file-token-0123456789abcdef';
 
-async function daemon(t: Test, flags: Partial<Record<keyof ScalerConfig, unknown>> = {}): Promise<{ d: Daemon; base: string }> {
+async function daemon(t: Test, flags: Partial<Record<keyof ScalerConfig, unknown>> = {}, logger = silent): Promise<{ d: Daemon; base: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'ps-daemon-'));
   mkdirSync(join(dir, 'policies'));
   const config = loadConfig({
@@ -29,7 +29,7 @@ async function daemon(t: Test, flags: Partial<Record<keyof ScalerConfig, unknown
       ...flags,
     },
   });
-  const d = await startDaemon(config, silent);
+  const d = await startDaemon(config, logger);
   t.teardown(async () => {
     await d.close();
     rmSync(dir, { recursive: true, force: true });
@@ -175,4 +175,25 @@ t.test('config: defaults, then file, then environment, then flags; a bad value n
   writeFileSync(file, 'port: [\n');
   t.match(bad({ env: {}, cwd: dir }), /not valid YAML or JSON/);
   t.match(bad({ env: {}, file: join(dir, 'missing.yaml') }), /cannot read/);
+});
+
+t.test('safe defaults: 127.0.0.1 unless a host is configured; beyond loopback without a token, a warning at start', async (t) => {
+  t.equal(loadConfig({ env: {}, cwd: tmpdir() }).host, '127.0.0.1', 'the default listen address is loopback');
+  t.equal(loadConfig({ env: { HOST: '0.0.0.0' }, cwd: tmpdir() }).host, '0.0.0.0', 'HOST sets it (the container image does)');
+  const started = async (flags: Partial<Record<keyof ScalerConfig, unknown>>): Promise<Array<{ level: number; msg: string }>> => {
+    const lines: Array<{ level: number; msg: string }> = [];
+    const logger = pino({ level: 'info' }, { write: (chunk: string) => void lines.push(JSON.parse(chunk) as { level: number; msg: string }) });
+    await daemon(t, flags, logger);
+    return lines;
+  };
+  const open = await started({ host: '0.0.0.0' });
+  const warning = open.filter((l) => /beyond this machine, with no token configured/.test(l.msg));
+  t.equal(warning.length, 1, 'one warning when the API is open to the network without a token');
+  t.equal(warning[0]?.level, 40);
+  t.match(warning[0]?.msg, /Set PHILOTES_SCALING_API_TOKEN/);
+  t.ok(open.some((l) => /listening on 0\.0\.0\.0:\d+/.test(l.msg)), 'the listen line names the address');
+  const withToken = await started({ host: '0.0.0.0', api_token: WRITE_TOKEN });
+  t.notOk(withToken.some((l) => /no token configured/.test(l.msg)), 'no warning with a token');
+  const loopback = await started({ host: '127.0.0.1' });
+  t.notOk(loopback.some((l) => /no token configured/.test(l.msg)), 'no warning on loopback');
 });
