@@ -300,8 +300,13 @@ function reportFailure(err: unknown): void {
   }
   const e = err as { code?: string; message?: string };
   if (e.code === 'EADDRINUSE') process.stderr.write(`philotes-scaler: the port is already in use (${e.message ?? ''})\n`);
-  else if (e.code?.startsWith('ERR_PARSE_ARGS') === true) process.stderr.write(`philotes-scaler: ${e.message ?? ''}\n\n${HELP}`);
-  else process.stderr.write(`philotes-scaler: failed to start: ${e.message ?? String(err)}\n`);
+  else if (e.code?.startsWith('ERR_PARSE_ARGS') === true) {
+    // A usage mistake: the usage of the command that was meant (its first word), exit 2.
+    const command = process.argv.slice(2).find((a) => !a.startsWith('-'));
+    process.stderr.write(`philotes-scaler: ${e.message ?? ''}\n\n${(command !== undefined ? COMMAND_HELP[command] : undefined) ?? HELP}`);
+    process.exitCode = 2;
+    return;
+  } else process.stderr.write(`philotes-scaler: failed to start: ${e.message ?? String(err)}\n`);
   process.exitCode = 1;
 }
 

@@ -67,8 +67,10 @@ t.test('usage mistakes exit 2 and say what is wrong', async (t) => {
   t.equal(unknown.code, 2);
   t.match(unknown.stderr, /unknown command "frobnicate"/);
   const flag = await run(['validate', '--colour', 'x']);
-  t.equal(flag.code, 1);
+  t.equal(flag.code, 2, 'an unknown option is a usage mistake');
   t.match(flag.stderr, /Unknown option '--colour'/);
+  t.match(flag.stderr, /philotes-scaler validate/, "with the subcommand's usage");
+  t.notMatch(flag.stderr, /philotes-scaler backtest/, 'not the whole tool\'s');
   const env = await run(['validate', 'policies'], { PORT: 'eighty' });
   t.equal(env.code, 2);
   t.match(env.stderr, /PORT: must be an integer/);
