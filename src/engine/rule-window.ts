@@ -54,13 +54,6 @@ export function ruleWindow(rule: Pick<Rule, 'duration_seconds'>, now: Date, inte
   return win;
 }
 
-/** The instants a window is judged at, in milliseconds, oldest first. */
-export function windowInstants(win: RuleWindow): number[] {
-  const out = new Array<number>(win.points);
-  for (let k = 0; k < win.points; k++) out[k] = win.startMs + k * win.stepMs;
-  return out;
-}
-
 /**
  * Samples as a source scraped them (times in ms, oldest first), with staleness markers: what
  * policy tests give and what the loop keeps for a source without range queries.
