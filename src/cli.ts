@@ -4,17 +4,19 @@ import { ConfigError, loadConfig, type ScalerConfig } from './config/config.js';
 import type { Logger } from 'pino';
 import { createLogger } from './logger.js';
 import { startDaemon, type Daemon } from './main.js';
+import { parseDuration } from './util/duration.js';
 import { readPackageJson } from './util/package-root.js';
 
 const HELP = `philotes-scaler: the Philotes scaling engine
 
 Usage:
   philotes-scaler serve [--config FILE] [--port N] [--dry-run] [--database-url URL]
-  philotes-scaler validate [--format text|json] <files or folders...>
-  philotes-scaler evaluate <policy file> [--at TIME] [--prometheus URL]
-  philotes-scaler backtest <policy file> --from TIME --to TIME [--step 1m] [--initial-replicas N]
-                           [--prometheus URL] [--timeline out.csv|out.json] [--chart out.svg]
-  philotes-scaler test <policy test files or folders...>
+  philotes-scaler validate [--config FILE] [--format text|json] <files or folders...>
+  philotes-scaler evaluate [--config FILE] <policy file> [--at TIME] [--current-replicas N] [--json]
+  philotes-scaler backtest [--config FILE] <policy file> --from TIME [--to TIME] [--step 1m]
+                           [--initial-replicas N] [--prometheus URL]
+                           [--timeline out.csv|out.json] [--chart out.svg]
+  philotes-scaler test [--config FILE] <policy test files or folders...>
   philotes-scaler migrate [--config FILE]
   philotes-scaler <command> --help
   philotes-scaler --version
@@ -33,31 +35,43 @@ const COMMAND_HELP: Record<string, string> = {
   --database-path FILE SQLite file (PHILOTES_SCALING_DATABASE_PATH)
   --log-level LEVEL    fatal, error, warn, info, debug, trace or silent
 `,
-  validate: `philotes-scaler validate [--format text|json] <files or folders...>
+  validate: `philotes-scaler validate [--config FILE] [--format text|json] <files or folders...>
 
 Checks policy files exactly as the daemon would (YAML syntax, schema, semantic rules, unique
 names across the files) without a database or network. Folders are searched for *.yaml / *.yml.
-Prints one line per problem, "file:line:col field message", and exits 1 if there is any;
-exit 0 when every policy is valid. --format json prints a machine-readable report.
+Plugins and config are loaded as \`serve\` loads them, so target types and metric sources that
+plugins in plugin_dirs declare are known. Prints one line per problem, "file:line:col field
+message", and exits 1 if there is any; exit 0 when every policy is valid.
+
+  --config FILE      the daemon's config file (default ./philotes-scaler.yaml when present)
+  --format json      a machine-readable report
 `,
-  evaluate: `philotes-scaler evaluate <policy file> [--at TIME] [--policy NAME] [--prometheus URL]
+  evaluate: `philotes-scaler evaluate [options] <policy file>
 
 Evaluates the file's policies once against the configured metric sources (or the Prometheus
-at --prometheus), and prints each decision record as JSON. A dry run that touches no store:
-state lives in memory and is thrown away. Exit 0, or 1 when the file is invalid.
+at --prometheus) and prints what each would do and why. A dry run that touches no store:
+state lives in memory and is thrown away, and nothing is executed. Plugins and config are
+loaded as \`serve\` loads them. Exit 0, or 1 when the file is invalid.
 
-  --at TIME          the instant to evaluate at, ISO-8601 with an offset such as
-                     2026-01-28T10:00:00Z (default: now); schedules, windows and
-                     queries are all judged at that instant
-  --policy NAME      which policy, when the file holds several
-  --prometheus URL   the Prometheus to query (default prometheus_url)
+  --config FILE            the daemon's config file (default ./philotes-scaler.yaml when present)
+  --at TIME                the instant to evaluate at, ISO-8601 with an offset such as
+                           2026-01-28T10:00:00Z (default: now); schedules, windows and
+                           queries are all judged at that instant
+  --current-replicas N     evaluate as if the target ran N replicas (default: what its
+                           executor answers, else min_replicas)
+  --json                   print the whole decision record as JSON instead of a summary
+  --policy NAME            which policy, when the file holds several
+  --prometheus URL         the Prometheus to query (default prometheus_url)
 `,
-  backtest: `philotes-scaler backtest <policy file> --from TIME --to TIME [options]
+  backtest: `philotes-scaler backtest [options] <policy file> --from TIME [--to TIME]
 
 Replays the policy over metric history with the same decision function as the daemon and
 prints a summary (actions, replica-hours, estimated cost, pending scale-up minutes, peak).
+Plugins and config are loaded as \`serve\` loads them.
 
-  --from, --to TIME        ISO-8601 with an offset, such as 2026-01-01T00:00:00Z
+  --config FILE            the daemon's config file (default ./philotes-scaler.yaml when present)
+  --from, --to TIME        ISO-8601 with an offset, such as 2026-01-01T00:00:00Z; or relative
+                           to now: "now", "-24h", "-7d", "-1h30m"; --to defaults to now
   --step DURATION          evaluation step (default 1m)
   --initial-replicas N     replicas at --from (default min_replicas)
   --policy NAME            which policy, when the file holds several
@@ -65,10 +79,13 @@ prints a summary (actions, replica-hours, estimated cost, pending scale-up minut
   --timeline FILE          write every evaluation as CSV (or JSON when FILE ends in .json)
   --chart FILE             draw the metrics, thresholds and replicas as SVG
 `,
-  test: `philotes-scaler test <policy test files or folders...>
+  test: `philotes-scaler test [--config FILE] <policy test files or folders...>
 
 Runs policy unit tests (YAML files; see docs/policy-tests.md) with synthetic series, no
-Prometheus. Prints PASS or FAIL per case with a diff, exits 1 on any failure, 2 on bad usage.
+Prometheus. Policies are checked as \`validate\` checks them, with the config's plugins.
+Prints PASS or FAIL per case with a diff, exits 1 on any failure, 2 on bad usage.
+
+  --config FILE      the daemon's config file (default ./philotes-scaler.yaml when present)
 `,
   migrate: `philotes-scaler migrate [--config FILE] [--database-url URL]
 
@@ -97,6 +114,20 @@ function parseInstant(raw: string, flag: string): Date {
     throw new ConfigError([{ field: flag, message: `must be an ISO-8601 time with an offset, such as 2026-01-28T10:00:00Z, got "${raw}"` }], 'flags');
   }
   return new Date(raw);
+}
+
+/**
+ * A backtest bound: an ISO-8601 time is passed on as it is (the backtest checks it); "now" and
+ * "-DURATION" (such as -24h, -7d, -1h30m) are resolved against the present, to the second.
+ */
+function relativeInstant(raw: string, flag: string): string {
+  if (raw === 'now') return new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
+  if (!raw.startsWith('-')) return raw;
+  const seconds = parseDuration(raw.slice(1));
+  if (seconds === undefined || seconds === 0) {
+    throw new ConfigError([{ field: flag, message: `must be an ISO-8601 time, "now" or a duration before now such as -24h, -7d or -1h30m; got "${raw}"` }], 'flags');
+  }
+  return new Date((Math.floor(Date.now() / 1000) - seconds) * 1000).toISOString();
 }
 
 /** How long a graceful shutdown may take before the process exits anyway. */
@@ -161,9 +192,26 @@ function serve(config: ReturnType<typeof loadConfig>, logger: Logger): void {
   );
 }
 
+/**
+ * `--from -24h` as `--from=-24h`: a value that starts with a dash and a digit is a relative time,
+ * never an option, so it is joined to its flag before the arguments are parsed.
+ */
+function joinRelativeTimes(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const next = argv[i + 1];
+    if ((a === '--from' || a === '--to') && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv,
+    args: joinRelativeTimes(argv),
     allowPositionals: true,
     strict: true,
     options: {
@@ -181,6 +229,8 @@ async function main(argv: string[]): Promise<number> {
       at: { type: 'string' },
       step: { type: 'string' },
       'initial-replicas': { type: 'string' },
+      'current-replicas': { type: 'string' },
+      json: { type: 'boolean' },
       timeline: { type: 'string' },
       chart: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -224,7 +274,7 @@ async function main(argv: string[]): Promise<number> {
       const format = values.format ?? 'text';
       if (format !== 'text' && format !== 'json') throw new ConfigError([{ field: '--format', message: `must be text or json, got "${format}"` }], 'flags');
       const { validatePaths, formatValidateText } = await import('./files/validate-command.js');
-      const result = await validatePaths(paths, config);
+      const result = await validatePaths(paths, config, logger);
       process.stdout.write(format === 'json' ? `${JSON.stringify({ valid: result.problems.length === 0, ...result }, null, 2)}\n` : formatValidateText(result));
       return result.problems.length === 0 ? 0 : 1;
     }
@@ -235,12 +285,17 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       const at = values.at === undefined ? undefined : parseInstant(values.at, '--at');
-      const { evaluatePolicyFile } = await import('./engine/evaluate-command.js');
-      const result = await evaluatePolicyFile(file, config, logger, at);
+      const current = values['current-replicas'];
+      if (current !== undefined && (!/^\d{1,6}$/.test(current) || Number(current) > 100_000)) {
+        throw new ConfigError([{ field: '--current-replicas', message: `must be an integer from 0 to 100000, got "${current}"` }], 'flags');
+      }
+      const { evaluatePolicyFile, formatDecisionSummary } = await import('./engine/evaluate-command.js');
+      const result = await evaluatePolicyFile(file, config, logger, at, current !== undefined ? { currentReplicas: Number(current) } : {});
       if (!result.ok) return emit({ code: 1, stdout: '', stderr: `${result.problems.join('\n')}\n` });
       const chosen = values.policy !== undefined ? result.records.filter((r) => r.policy_name === values.policy) : result.records;
       if (chosen.length === 0) return emit({ code: 1, stdout: '', stderr: `${file} has no policy named "${values.policy}"\n` });
-      return emit({ code: 0, stdout: `${JSON.stringify(chosen.length === 1 ? chosen[0] : chosen, null, 2)}\n` });
+      if (values.json === true) return emit({ code: 0, stdout: `${JSON.stringify(chosen.length === 1 ? chosen[0] : chosen, null, 2)}\n` });
+      return emit({ code: 0, stdout: chosen.map((r) => formatDecisionSummary(r, { currentReplicasGiven: current !== undefined })).join('\n') });
     }
     case 'backtest': {
       const file = positionals[1];
@@ -254,8 +309,8 @@ async function main(argv: string[]): Promise<number> {
           {
             file,
             policy: values.policy,
-            from: values.from,
-            to: values.to,
+            from: values.from === undefined ? undefined : relativeInstant(values.from, '--from'),
+            to: relativeInstant(values.to ?? 'now', '--to'),
             step: values.step,
             initialReplicas: values['initial-replicas'],
             timeline: values.timeline,
@@ -273,7 +328,7 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       const { runPolicyTestFiles } = await import('./policy-tests/policy-test-runner.js');
-      const result = await runPolicyTestFiles(paths, config);
+      const result = await runPolicyTestFiles(paths, config, logger);
       return emit({ code: result.ok ? 0 : 1, stdout: result.text });
     }
     case 'migrate': {

@@ -5,7 +5,8 @@ import { parseBacktestRequest, runBacktest, timelineCsv, type BacktestResult } f
 import type { ResolvedConfig } from './config/config.js';
 import { ScalerError } from './errors.js';
 import { formatProblem, parsePolicyText } from './files/policy-file.js';
-import { PluginManager, pluginConfigsFrom } from './plugins/plugin-manager.js';
+import { loadPlugins } from './plugins/load-plugins.js';
+import type { PluginManager } from './plugins/plugin-manager.js';
 import type { Policy } from './policy/policy-model.js';
 import { PolicyService } from './policy/policy-service.js';
 import { createValidationContext, namesFromPlugins } from './policy/validation-context.js';
@@ -16,18 +17,6 @@ export interface CommandResult {
   code: number;
   stdout: string;
   stderr?: string;
-}
-
-/** Plugins for a one-shot command; the prometheus source gets prometheus_url like the daemon's. */
-export async function loadPlugins(config: ResolvedConfig, logger: Logger): Promise<PluginManager> {
-  const plugins = new PluginManager({
-    dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
-    configs: pluginConfigsFrom(config),
-    logger,
-    timeoutMs: config.plugin_timeout_ms,
-  });
-  await plugins.loadAll();
-  return plugins;
 }
 
 /** Reads the policies of one file with the daemon's validation; problems come back as lines. */

@@ -16,7 +16,8 @@ import { LeaderElection } from './engine/leader-election.js';
 import { HistoryRetention } from './history/history-retention.js';
 import { PolicyFileLoader } from './files/policy-file-loader.js';
 import { PolicyCounts, ScalerMetrics } from './metrics.js';
-import { PluginManager, pluginConfigsFrom } from './plugins/plugin-manager.js';
+import { createPluginManager } from './plugins/load-plugins.js';
+import type { PluginManager } from './plugins/plugin-manager.js';
 import { PolicyService } from './policy/policy-service.js';
 import { createValidationContext, namesFromPlugins } from './policy/validation-context.js';
 import { openStorage } from './storage/open-storage.js';
@@ -85,13 +86,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
     await policyCounts.start();
     stops.push({ name: 'policy counts', stop: async () => policyCounts.stop() });
 
-    const plugins = new PluginManager({
-      dirs: [PluginManager.bundledDir(), ...config.plugin_dirs],
-      configs: pluginConfigsFrom(config),
-      logger,
-      timeoutMs: config.plugin_timeout_ms,
-      observer: metrics,
-    });
+    const plugins = createPluginManager(config, logger, metrics);
     late.plugins = plugins;
     await plugins.loadAll();
     stops.push({ name: 'plugins', stop: () => plugins.close() });

@@ -85,13 +85,13 @@ t.test('usage mistakes exit 2 and say what is wrong', async (t) => {
   t.match(noFrom.stderr, /--from: is required/);
 });
 
-t.test('evaluate prints a decision record and touches no store', async (t) => {
+t.test('evaluate prints a decision record (--json) and touches no store', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ps-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const db = join(dir, 'never.db');
   // trino-workers keeps a floor of 3 from 08:00 to 18:00 Budapest time on weekdays, so the
   // instant is pinned: a Saturday (no window), then a Wednesday at 10:00 in Budapest (inside it).
-  const r = await run(['evaluate', 'policies/trino.yaml', '--prometheus', 'http://127.0.0.1:9', '--at', '2026-01-31T10:00:00Z'], { PHILOTES_SCALING_DATABASE_PATH: db });
+  const r = await run(['evaluate', 'policies/trino.yaml', '--json', '--prometheus', 'http://127.0.0.1:9', '--at', '2026-01-31T10:00:00Z'], { PHILOTES_SCALING_DATABASE_PATH: db });
   t.equal(r.code, 0, r.stderr);
   type Record = { policy_name: string; evaluated_at: string; reason_code: string; action: string; desired_replicas: number; dry_run: boolean; rules: Array<{ error: string | null }> };
   const record = JSON.parse(r.stdout) as Record;
@@ -100,7 +100,7 @@ t.test('evaluate prints a decision record and touches no store', async (t) => {
   t.equal(record.reason_code, 'metric_error', 'no Prometheus: metric_error, never a pretend number');
   t.equal(record.dry_run, true);
   t.match(record.rules[0]?.error, /unreachable/);
-  const inWindow = await run(['evaluate', 'policies/trino.yaml', '--prometheus', 'http://127.0.0.1:9', '--at', '2026-01-28T10:00:00+01:00'], { PHILOTES_SCALING_DATABASE_PATH: db });
+  const inWindow = await run(['evaluate', 'policies/trino.yaml', '--json', '--prometheus', 'http://127.0.0.1:9', '--at', '2026-01-28T10:00:00+01:00'], { PHILOTES_SCALING_DATABASE_PATH: db });
   t.equal(inWindow.code, 0, inWindow.stderr);
   const held = JSON.parse(inWindow.stdout) as Record;
   t.equal(held.evaluated_at, '2026-01-28T09:00:00.000Z');
@@ -114,6 +114,57 @@ t.test('evaluate prints a decision record and touches no store', async (t) => {
   const bad = await run(['evaluate', join(dir, 'bad.yaml')]);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /bad\.yaml:3:15 \/min_replicas must not exceed max_replicas/);
+});
+
+t.test('evaluate: a summary for people by default; --current-replicas replaces the assumed count', async (t) => {
+  // In the weekday window the floor is 3: from 5 replicas nothing changes, from 2 (min_replicas) the floor lifts it.
+  const at = ['--prometheus', 'http://127.0.0.1:9', '--at', '2026-01-28T10:00:00+01:00'];
+  const summary = await run(['evaluate', 'policies/trino.yaml', ...at]);
+  t.equal(summary.code, 0, summary.stderr);
+  t.match(summary.stdout, /^trino-workers at 2026-01-28T09:00:00\.000Z$/m);
+  t.match(summary.stdout, /^ {2}decision +scheduled change: 2 -> 3 replicas \(schedule_window\)$/m, 'from min_replicas (2) to the floor');
+  t.match(summary.stdout, /^ {2}current +2 replicas, assumed min_replicas \(its executor did not know/m, 'says where the current count came from');
+  t.match(summary.stdout, /^ {2}rule up +\S.* > \d+ over \d+s: error: unreachable/m, 'each rule with its verdict');
+  t.match(summary.stdout, /^ {2}schedule +0 8 \* \* 1-5 \(Europe\/Budapest, window, floor\): 3 replicas/m);
+  t.match(summary.stdout, /nothing was executed/);
+  t.throws(() => JSON.parse(summary.stdout) as unknown, 'not JSON');
+
+  const five = await run(['evaluate', 'policies/trino.yaml', '--json', '--current-replicas', '5', ...at]);
+  t.equal(five.code, 0, five.stderr);
+  const record = JSON.parse(five.stdout) as { current_replicas: number; desired_replicas: number; action: string; reason_code: string };
+  t.same([record.current_replicas, record.desired_replicas, record.action], [5, 5, 'none'], 'at 5 replicas the floor of 3 changes nothing');
+  const fiveText = await run(['evaluate', 'policies/trino.yaml', '--current-replicas', '5', ...at]);
+  t.match(fiveText.stdout, /^ {2}current +5 replicas, given with --current-replicas$/m);
+
+  for (const bad of ['-1', 'three', '100001']) {
+    const r = await run(['evaluate', 'policies/trino.yaml', `--current-replicas=${bad}`]);
+    t.equal(r.code, 2, `--current-replicas ${bad} is a usage mistake`);
+    t.match(r.stderr, /--current-replicas: must be an integer from 0 to 100000/);
+  }
+  const help = await run(['evaluate', '--help']);
+  for (const flag of ['--config FILE', '--current-replicas N', '--json', '--at TIME']) t.match(help.stdout, flag, `evaluate --help names ${flag}`);
+  for (const c of ['validate', 'backtest', 'test']) t.match((await run([c, '--help'])).stdout, '--config FILE', `${c} --help names --config`);
+});
+
+t.test('backtest takes times relative to now: --from -2h, --to now (the default)', async (t) => {
+  const before = Math.floor(Date.now() / 1000) * 1000;
+  const r = await run(['backtest', 'policies/trino.yaml', '--from', '-2h', '--prometheus', 'http://127.0.0.1:9']);
+  const after = Date.now();
+  t.equal(r.code, 0, r.stderr);
+  const range = /^range +(\S+) \.\. (\S+), step 60s$/m.exec(r.stdout);
+  t.ok(range, r.stdout);
+  const from = Date.parse(range?.[1] ?? '');
+  const to = Date.parse(range?.[2] ?? '');
+  t.ok(to >= before && to <= after, 'to is now');
+  t.equal(to - from, 2 * 3600 * 1000, 'from is two hours before it');
+  t.match(r.stdout, /^evaluations +121$/m);
+  const both = await run(['backtest', 'policies/trino.yaml', '--from', '-1d', '--to', '-23h', '--prometheus', 'http://127.0.0.1:9']);
+  t.match(both.stdout, /^evaluations +61$/m, '-1d .. -23h is an hour');
+  const iso = await run(['backtest', 'policies/trino.yaml', '--from=2026-01-01T00:00:00Z', '--to', '2026-01-01T00:10:00Z', '--prometheus', 'http://127.0.0.1:9']);
+  t.match(iso.stdout, /^range +2026-01-01T00:00:00\.000Z \.\. 2026-01-01T00:10:00\.000Z, step 60s$/m, 'ISO times as before');
+  const bad = await run(['backtest', 'policies/trino.yaml', '--from', '-2 hours']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--from: must be an ISO-8601 time, "now" or a duration before now such as -24h/);
 });
 
 t.test('test runs policy tests: exit 0 when they pass, 1 with a diff when one fails', async (t) => {

@@ -18,7 +18,7 @@ import { startDaemon } from '../src/main.js';
 import { PluginManager } from '../src/plugins/plugin-manager.js';
 import { promqlProblem } from '../src/policy/promql.js';
 import { semanticProblems } from '../src/policy/policy-validation.js';
-import { createValidationContext, namesFromManifests, namesFromPlugins } from '../src/policy/validation-context.js';
+import { createValidationContext, namesFromPlugins } from '../src/policy/validation-context.js';
 import { packageRoot } from '../src/util/package-root.js';
 import { call, startTestApp } from './helpers/app.js';
 
@@ -185,8 +185,6 @@ t.test('which sources are checked: the manifest says, "prometheus" offline', asy
   t.equal(gaugeDefault.speaksPromQL(undefined), false, 'a non-PromQL default source');
   const offline = createValidationContext(config);
   t.same(['prometheus', 'gauge', undefined].map((s) => offline.speaksPromQL(s)), [true, false, true], 'no plugins: only prometheus');
-  const manifests = createValidationContext(config, namesFromManifests([{ name: 'gauge', kind: 'metric-source' }, { name: 'vm', kind: 'metric-source', queryLanguage: 'promql' }]));
-  t.same(['prometheus', 'vm', 'gauge'].map((s) => manifests.speaksPromQL(s)), [true, true, false], 'manifests: prometheus, and those that say promql');
   const noStatuses = createValidationContext(config, namesFromPlugins({ sources: new Map(), executors: new Map(), executorTargetTypes: () => [] }));
   t.equal(noStatuses.speaksPromQL('prometheus'), true, 'prometheus not loaded: still the bundled source');
 

@@ -1,23 +1,25 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ResolvedConfig } from '../config/config.js';
-import { PluginManager } from '../plugins/plugin-manager.js';
+import type { Logger } from 'pino';
+import { withPlugins } from '../plugins/load-plugins.js';
 import { API_SOURCE } from '../policy/policy-model.js';
 import { validatePolicyInput } from '../policy/policy-validation.js';
 import { normalizePolicy } from '../policy/policy-normalize.js';
 import type { Policy } from '../policy/policy-model.js';
-import { createValidationContext, namesFromManifests } from '../policy/validation-context.js';
+import { createValidationContext, namesFromPlugins, type KnownNames } from '../policy/validation-context.js';
 import { validationError } from '../errors.js';
 import { fileProblem, formatProblem, parsePolicyFile, type FileProblem } from './policy-file.js';
 import { scanPolicyFolder } from './policy-folder-scan.js';
 
 /**
  * The policy parser of the commands that run without a daemon (validate, policy tests): the
- * daemon's schema and semantic checks, with plugin names read from manifests, not from running plugins.
+ * daemon's schema and semantic checks against the names of the plugins the command loaded, as
+ * the daemon loads them (createPluginManager), so a target type a third-party executor declares,
+ * or a source that speaks PromQL, is known to both alike.
  */
-export function offlinePolicyParser(config: ResolvedConfig, now: () => Date = () => new Date()): (input: unknown, source: string) => Policy {
-  const manifests = PluginManager.readManifests([PluginManager.bundledDir(), ...config.plugin_dirs]);
-  const ctx = createValidationContext(config, namesFromManifests(manifests));
+export function commandPolicyParser(config: ResolvedConfig, known: KnownNames, now: () => Date = () => new Date()): (input: unknown, source: string) => Policy {
+  const ctx = createValidationContext(config, known);
   return (input, source) => {
     const r = validatePolicyInput(input, ctx);
     if (!r.ok) throw validationError(r.errors);
@@ -58,10 +60,13 @@ export interface ValidateResult {
 /**
  * `philotes-scaler validate`: the same folder rules, size limit, parsing and validation the daemon
  * applies to policy files, without a database or a network; names must also be unique across the
- * files given.
+ * files given. Plugins are loaded as the daemon loads them (logs go to `logger`, silent when absent).
  */
-export async function validatePaths(paths: string[], config: ResolvedConfig): Promise<ValidateResult> {
-  const parse = offlinePolicyParser(config);
+export async function validatePaths(paths: string[], config: ResolvedConfig, logger?: Logger): Promise<ValidateResult> {
+  return withPlugins(config, logger, (plugins) => validateWith(paths, config, commandPolicyParser(config, namesFromPlugins(plugins))));
+}
+
+async function validateWith(paths: string[], config: ResolvedConfig, parse: (input: unknown, source: string) => Policy): Promise<ValidateResult> {
   const { files, missing, refused } = collectPolicyFiles(paths);
   const result: ValidateResult = { files: [], problems: missing.map((m) => fileProblem(m, 'no such file or folder')), missing };
   result.problems.push(...refused);

@@ -8,13 +8,16 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, relative, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml';
+import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/config.js';
 import { replay, type PackedSeries, type SeriesInput } from '../backtest/replay.js';
 import type { Action, DecisionRecord, ReasonCode, RuleRecord } from '../engine/decision.js';
 import { OPERATOR_SYMBOL, observationKey } from '../engine/rule-window.js';
-import { collectPolicyFiles, offlinePolicyParser } from '../files/validate-command.js';
+import { collectPolicyFiles, commandPolicyParser } from '../files/validate-command.js';
 import { formatProblem, parsePolicyFile, type FileProblem } from '../files/policy-file.js';
 import type { Policy } from '../policy/policy-model.js';
+import { namesFromPlugins, type KnownNames } from '../policy/validation-context.js';
+import { withPlugins } from '../plugins/load-plugins.js';
 import { isValidTimeZone } from '../policy/policy-validation.js';
 import { ajv, loadSchema, toFieldErrors } from '../schemas.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
@@ -277,8 +280,8 @@ function schemaValidator() {
 }
 
 /** The parser `philotes-scaler validate` applies to policy files: the same schema, semantics and plugin names. */
-function policyParser(config: ResolvedConfig) {
-  return offlinePolicyParser(config, () => new Date(0));
+function policyParser(config: ResolvedConfig, known: KnownNames) {
+  return commandPolicyParser(config, known, () => new Date(0));
 }
 
 /** A test case made ready to run: every time resolved, every series expanded and keyed. */
@@ -340,7 +343,7 @@ function sameFileProblem(file: string, message: string): FileProblem {
  * `validate` does) and every test case. Problems carry file, line, column and field; a file with
  * problems runs no test.
  */
-async function prepareFile(file: string, text: string, config: ResolvedConfig): Promise<PreparedFile> {
+async function prepareFile(file: string, text: string, config: ResolvedConfig, known: KnownNames): Promise<PreparedFile> {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const none: PreparedFile = { problems: [], intervalSeconds: 60, cases: [] };
@@ -383,7 +386,7 @@ async function prepareFile(file: string, text: string, config: ResolvedConfig): 
   if (intervalSeconds < 1) problems.add('/evaluation_interval', `must be a duration of at least 1s, such as 30s or 1m; got "${intervalText}"`);
 
   // Policy files, relative to the test file, validated as `philotes-scaler validate` does.
-  const parse = policyParser(config);
+  const parse = policyParser(config, known);
   const policies = new Map<string, Policy>();
   const owner = new Map<string, string>();
   const policyProblems: FileProblem[] = [];
@@ -638,9 +641,14 @@ async function runCase(c: PreparedCase, intervalSeconds: number, config: Resolve
   };
 }
 
-/** Runs one test file given as text; `file` names it and anchors its relative policy_files. */
-export async function runPolicyTestText(file: string, text: string, config: ResolvedConfig): Promise<PolicyTestFileResult> {
-  const prepared = await prepareFile(file, text, config);
+/**
+ * Runs one test file given as text; `file` names it and anchors its relative policy_files.
+ * Policies are validated against the names of loaded plugins: `known` when given (a run of many
+ * files loads the plugins once), else the plugins are loaded for this file as the daemon loads them.
+ */
+export async function runPolicyTestText(file: string, text: string, config: ResolvedConfig, known?: KnownNames): Promise<PolicyTestFileResult> {
+  if (known === undefined) return withPlugins(config, undefined, (plugins) => runPolicyTestText(file, text, config, namesFromPlugins(plugins)));
+  const prepared = await prepareFile(file, text, config, known);
   if (prepared.problems.length > 0) return { file, problems: prepared.problems, cases: [] };
   const cases: PolicyTestCaseResult[] = [];
   for (const c of prepared.cases) cases.push(await runCase(c, prepared.intervalSeconds, config));
@@ -648,14 +656,14 @@ export async function runPolicyTestText(file: string, text: string, config: Reso
 }
 
 /** Runs one test file from disk. */
-export async function runPolicyTestFile(file: string, config: ResolvedConfig): Promise<PolicyTestFileResult> {
+export async function runPolicyTestFile(file: string, config: ResolvedConfig, known?: KnownNames): Promise<PolicyTestFileResult> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
     return { file, problems: [sameFileProblem(file, `cannot read the file: ${(err as Error).message}`)], cases: [] };
   }
-  return runPolicyTestText(file, text, config);
+  return runPolicyTestText(file, text, config, known);
 }
 
 /** Expands files and folders into test files: a file is taken as given; a folder gives its `*.test.yaml` / `*.test.yml`, recursively, sorted. */
@@ -680,15 +688,20 @@ export function collectTestFiles(paths: string[]): { files: string[]; missing: s
 
 /**
  * `philotes-scaler test <files or folders...>`: runs every test file and returns whether all
- * passed, the text report and the structured results. Needs no daemon, database or network.
+ * passed, the text report and the structured results. Needs no daemon, database or network;
+ * plugins are loaded once, as the daemon loads them (their logs go to `logger`, silent when absent).
  */
-export async function runPolicyTestFiles(paths: string[], config: ResolvedConfig): Promise<PolicyTestRun> {
+export async function runPolicyTestFiles(paths: string[], config: ResolvedConfig, logger?: Logger): Promise<PolicyTestRun> {
+  return withPlugins(config, logger, (plugins) => runFiles(paths, config, namesFromPlugins(plugins)));
+}
+
+async function runFiles(paths: string[], config: ResolvedConfig, known: KnownNames): Promise<PolicyTestRun> {
   const { files, missing } = collectTestFiles(paths);
   const results: PolicyTestFileResult[] = missing.map((m) => ({ file: m, problems: [sameFileProblem(m, 'no such file or folder')], cases: [] }));
   if (files.length === 0 && missing.length === 0) {
     results.push({ file: paths.join(' ') || '.', problems: [sameFileProblem(paths.join(' ') || '.', 'no test files (*.test.yaml or *.test.yml) found')], cases: [] });
   }
-  for (const f of files) results.push(await runPolicyTestFile(f, config));
+  for (const f of files) results.push(await runPolicyTestFile(f, config, known));
   const cases = results.flatMap((r) => r.cases);
   const passed = cases.filter((c) => c.passed).length;
   const failed = cases.length - passed;

@@ -50,7 +50,7 @@ function manifestQueryLanguage(dir: string): string | undefined {
   }
 }
 
-/** Names known from loaded plugins (the daemon, evaluate, backtest). */
+/** Names known from loaded plugins (the daemon and every one-shot command). */
 export function namesFromPlugins(plugins: {
   sources: ReadonlyMap<string, unknown>;
   executors: ReadonlyMap<string, unknown>;
@@ -79,18 +79,5 @@ export function namesFromPlugins(plugins: {
     executors: () => plugins.executors.keys(),
     executorTargetTypes: () => plugins.executorTargetTypes(),
     promqlSources,
-  };
-}
-
-/** Names known from plugin manifests alone, without running plugin code (validate, policy tests). */
-export function namesFromManifests(manifests: ReadonlyArray<{ name: string; kind: 'metric-source' | 'executor'; queryLanguage?: string }>): KnownNames {
-  // Without loaded plugins "prometheus" (the bundled source) takes PromQL, and so does any source
-  // whose manifest, as given here, says so.
-  const promql = [PROMETHEUS_SOURCE, ...manifests.filter((m) => m.kind === 'metric-source' && m.queryLanguage === 'promql').map((m) => m.name)];
-  return {
-    metricSources: () => manifests.filter((m) => m.kind === 'metric-source').map((m) => m.name),
-    executors: () => manifests.filter((m) => m.kind === 'executor').map((m) => m.name),
-    executorTargetTypes: () => [],
-    promqlSources: () => promql,
   };
 }
