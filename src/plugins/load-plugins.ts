@@ -16,6 +16,8 @@ export function createPluginManager(config: ResolvedConfig, logger: Logger, obse
     configs: pluginConfigsFrom(config),
     logger,
     timeoutMs: config.plugin_timeout_ms,
+    // Which executor serves a target type two executors declare: named in the load-time warning.
+    executorMapping: config.executors,
     ...(observer !== undefined ? { observer } : {}),
   });
 }

@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import * as nodeModule from 'node:module';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
@@ -33,11 +34,14 @@ export interface PluginStatus {
   range_queries?: boolean;
 }
 
-/** Thrown by isolated plugin calls: says which plugin and call failed, and how. */
+/**
+ * Thrown by isolated plugin calls: says which plugin and call failed, and how. When the plugin
+ * threw, `cause` is what it threw (a `MetricSourceError`, say).
+ */
 export class PluginCallError extends Error {
   readonly kind: string;
-  constructor(plugin: string, call: string, kind: string, message: string) {
-    super(`${plugin}.${call}: ${message}`);
+  constructor(plugin: string, call: string, kind: string, message: string, options?: ErrorOptions) {
+    super(`${plugin}.${call}: ${message}`, options);
     this.name = 'PluginCallError';
     this.kind = kind;
   }
@@ -81,8 +85,10 @@ async function isolate<T>(
         lazy.abort();
         failure = new PluginCallError(plugin, call, 'timeout', `no answer within ${timeoutMs} ms`);
       } else {
+        // Read by property, not by `instanceof MetricSourceError`: a plain JavaScript plugin may
+        // throw any error with a `kind`, as the bundled ones do.
         const kind = typeof e.kind === 'string' ? e.kind : 'plugin_error';
-        failure = new PluginCallError(plugin, call, kind, typeof e.message === 'string' ? e.message : String(err));
+        failure = new PluginCallError(plugin, call, kind, typeof e.message === 'string' ? e.message : String(err), { cause: err });
       }
     }
     if (observer !== undefined) observer.call(plugin, pluginKind, call, (performance.now() - started) / 1000, failure.kind);
@@ -246,6 +252,53 @@ export class IsolatedExecutor {
   }
 }
 
+/**
+ * Module resolution hook (run by Node on its loader thread): the specifiers in `data` resolve to
+ * the given URLs, whoever imports them; every other specifier resolves as usual.
+ */
+const OWN_PACKAGE_HOOKS = `
+let urls = new Map();
+export function initialize(data) { urls = data; }
+export function resolve(specifier, context, nextResolve) {
+  const url = urls.get(specifier);
+  return url === undefined ? nextResolve(specifier, context) : { url, shortCircuit: true };
+}
+`;
+
+let ownPackageProvided = false;
+
+/**
+ * Makes `import ... from 'philotes-scaler/plugin'` (and 'philotes-scaler') in plugin code load this
+ * running daemon's own modules, wherever the plugin folder is and whether or not it has a
+ * node_modules of its own.
+ *
+ * Node resolves a bare specifier by searching node_modules folders upwards from the importing
+ * file: a plugin outside this package's tree finds nothing, and a plugin that installed the
+ * package for its types finds a second copy, whose `MetricSourceError` is another class than the
+ * daemon's. Linking the package into plugin folders or setting NODE_PATH (which ES modules ignore)
+ * fixes neither case; a resolution hook registered with `module.register()` fixes both. It maps
+ * the two specifiers to the URLs this module resolves `../index.js` and `./api.js` to, so plugin
+ * and daemon share one module instance: `dist/src/plugins/api.js` when running from the build,
+ * `src/plugins/api.ts` under a TypeScript loader (the tests), as `import.meta.resolve` goes
+ * through the loaders already registered. The mapping holds for every importer in the process, not only for files in plugin
+ * folders: the daemon never imports its own package by name, while a plugin's own dependencies and
+ * plugin folders reached through symbolic links must get the same modules as the plugin.
+ * Registered once per process, before the first plugin is imported. `module.register()` came in
+ * Node 20.6; on older versions a plugin that imports the package fails to load.
+ */
+function provideOwnPackage(): void {
+  if (ownPackageProvided) return;
+  ownPackageProvided = true;
+  // Looked up, not imported by name: a named import of a missing export of node:module would keep
+  // this module from loading at all on Node older than 20.6.
+  if (typeof nodeModule.register !== 'function' || typeof import.meta.resolve !== 'function') return;
+  const urls = new Map([
+    ['philotes-scaler', import.meta.resolve('../index.js')],
+    ['philotes-scaler/plugin', import.meta.resolve('./api.js')],
+  ]);
+  nodeModule.register(`data:text/javascript,${encodeURIComponent(OWN_PACKAGE_HOOKS)}`, { data: urls });
+}
+
 export interface PluginManagerOptions {
   /** Folders to scan; each subfolder with a package.json is a plugin. Earlier folders win name clashes. */
   dirs: string[];
@@ -254,6 +307,12 @@ export interface PluginManagerOptions {
   logger: Logger;
   timeoutMs: number;
   observer?: CallObserver;
+  /**
+   * The config's `executors` mapping (target type to executor name). Only read to say, when two
+   * loaded executors declare one target type, which of them serves it; without it the warning
+   * says what the choice depends on.
+   */
+  executorMapping?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -283,6 +342,7 @@ export class PluginManager {
   }
 
   async loadAll(): Promise<PluginStatus[]> {
+    provideOwnPackage();
     const seen = new Set<string>();
     for (const dir of this.#opts.dirs) {
       const root = isAbsolute(dir) ? dir : resolve(dir);
@@ -298,7 +358,44 @@ export class PluginManager {
         if (status.status === 'loaded') seen.add(status.name);
       }
     }
+    this.#warnSharedTargetTypes();
     return this.statuses;
+  }
+
+  /**
+   * Logs a warning for each target type that more than one loaded executor declares, naming them
+   * and the one that serves the type. The choice is ScalingManager.executorFor's: a policy's own
+   * `executor`, else the config's `executors` mapping for its target type, else the first loaded
+   * executor that declares the type (plugin folders in their configured order, the bundled one
+   * first, and plugins within a folder by folder name).
+   */
+  #warnSharedTargetTypes(): void {
+    const declaring = new Map<string, string[]>();
+    for (const [name, executor] of this.executors) {
+      for (const type of new Set(executor.targetTypes)) declaring.set(type, [...(declaring.get(type) ?? []), name]);
+    }
+    const mapping = this.#opts.executorMapping;
+    for (const [type, names] of declaring) {
+      if (names.length < 2) continue;
+      const first = names[0] as string;
+      const listed = `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+      const mapped = mapping !== undefined && Object.hasOwn(mapping, type) ? mapping[type] : undefined;
+      let serves: string | undefined;
+      let why: string;
+      if (mapped !== undefined) {
+        serves = mapped;
+        why = names.includes(mapped) ? `the config's executors.${type} names ${mapped}, which serves it` : `the config's executors.${type} names ${mapped}, so none of them serves it`;
+      } else if (mapping !== undefined) {
+        serves = first;
+        why = `${first} serves it, being loaded first; set executors.${type} in the config to choose`;
+      } else {
+        why = `${first}, loaded first, serves it unless the config's executors.${type} names another`;
+      }
+      this.#opts.logger.warn(
+        { targetType: type, executors: names, ...(serves !== undefined ? { serves } : {}) },
+        `target type "${type}" is declared by executors ${listed}; ${why} (a policy that names its executor gets that one)`,
+      );
+    }
   }
 
   async #loadOne(dir: string, seen: Set<string>): Promise<PluginStatus> {
@@ -368,32 +465,6 @@ export class PluginManager {
     } catch (err) {
       return failed((err as Error).message ?? String(err));
     }
-  }
-
-  /**
-   * Names and kinds from the manifests in the given folders, without running plugin code: what
-   * `philotes-scaler validate` needs to know which sources and executors a policy may name.
-   */
-  static readManifests(dirs: string[]): Array<{ name: string; kind: PluginKind }> {
-    const out: Array<{ name: string; kind: PluginKind }> = [];
-    const mv = validator<PluginManifest>(PLUGIN_MANIFEST_SCHEMA_ID);
-    for (const dir of dirs) {
-      const root = resolve(dir);
-      if (!existsSync(root)) continue;
-      for (const entry of readdirSync(root).sort()) {
-        const file = join(root, entry, 'package.json');
-        if (!existsSync(file)) continue;
-        try {
-          const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; 'philotes-scaler'?: unknown };
-          const m = pkg['philotes-scaler'];
-          if (!mv(m)) continue;
-          out.push({ name: m.name ?? (pkg.name ?? entry).replace(/^@[^/]+\//, ''), kind: m.kind });
-        } catch {
-          // An unreadable manifest is reported when the daemon loads plugins; here it is simply unknown.
-        }
-      }
-    }
-    return out;
   }
 
   /** Target types declared by loaded executors. */
