@@ -1,111 +1,196 @@
 /* Generated from schemas/policy.schema.json by `npm run gen:types`. Do not edit by hand. */
 
 /**
- * A duration such as "90s", "5m", "1h30m" or "1d".
- */
-export type Duration = string;
-
-/**
  * A Philotes Scaler scaling policy. The same schema validates a policy in a YAML file and in a REST body.
  */
 export interface ScalingPolicy {
   /**
-   * Assigned by the server; ignored when sent.
+   * UUID of the policy. Assigned by the server; ignored when sent, so an answer can be sent back as a PUT body.
    */
   id?: string;
+  /**
+   * When the policy was created, as an ISO 8601 UTC time. Assigned by the server; ignored when sent.
+   */
   created_at?: string;
+  /**
+   * When the policy was last written, as an ISO 8601 UTC time. Assigned by the server; ignored when sent.
+   */
   updated_at?: string;
   /**
-   * Where the policy is managed: "api" or the path of its policy file. Assigned by the server; ignored when sent.
+   * Where the policy is managed: "api" for a policy created over the REST API, else the path of its policy file (relative to the working directory when inside it). Assigned by the server; ignored when sent.
    */
   source?: string;
   /**
-   * Unique name: lower-case letters, digits and dashes, starting with a letter or digit, at most 63 characters.
+   * Unique name of the policy: lower-case letters, digits and dashes, starting with a letter or digit, at most 63 characters, and not shaped like a UUID. The API addresses a policy by this name or by its id.
    */
   name: string;
+  /**
+   * Free text for people, at most 2000 characters; the daemon does not read it. Default null.
+   */
   description?: string | null;
   /**
-   * cdc-worker, trino, risingwave, nodes, or a type a loaded executor declares.
+   * Kind of target the policy scales: cdc-worker, trino, risingwave or nodes, a type the config's executors mapping names, or a type a loaded executor declares.
    */
   target_type: string;
+  /**
+   * UUID of the target, passed to the executor with every call; a bare UUID (no "urn:uuid:" prefix), stored in lower case. Default null.
+   */
   target_id?: string | null;
   /**
-   * Name of the executor plugin that serves this policy; default from the config's target-type mapping.
+   * Name of the loaded executor plugin that serves this policy. Default (null): the config's executors entry for target_type, else a loaded executor that declares target_type.
    */
   executor?: string | null;
+  /**
+   * Fewest replicas the policy sets, 0 to 100000, at most max_replicas. Rules, schedules and fallback are clamped to it; only scale_to_zero goes below it, to 0.
+   */
   min_replicas: number;
+  /**
+   * Most replicas the policy sets, 1 to 100000, at least min_replicas. Rules, schedules and fallback are clamped to it.
+   */
   max_replicas: number;
   /**
-   * Seconds after an executed change during which rules make no change. Default from the config (300).
+   * Seconds after an executed change (whoever made it: rules, a schedule, the fallback or the bounds) during which rule-driven changes are not made; schedules and the fallback ignore it. Dry runs and failed changes start none. 0 to 604800 (7 days). Default (null): the config's default_cooldown (300 unless configured); answers show the effective value.
    */
   cooldown_seconds?: number | null;
   /**
-   * Cap on replicas * price per replica-hour. Needs a price.
+   * Most the target may cost per hour, as replicas x price per replica-hour: any target above floor(max_hourly_cost / price) replicas is lowered to it, but never below min_replicas. Needs a price (cost_per_replica_hour or the config's prices entry for target_type) and must pay for min_replicas. A price of 0 makes it inert. Default null: no cap.
    */
   max_hourly_cost?: number | null;
   /**
-   * Price of one replica for one hour; default from the config's prices for target_type.
+   * Price of one replica for one hour, in the currency of max_hourly_cost. Default (null): the config's prices entry for target_type, if any.
    */
   cost_per_replica_hour?: number | null;
+  /**
+   * Allows 0 replicas below min_replicas: a rule-driven scale-down from min_replicas goes to 0, a schedule or the fallback may set 0, the bounds do not raise a target at 0 back to min_replicas, and a scale-up from 0 goes to at least min_replicas. Default false.
+   */
   scale_to_zero?: boolean;
+  /**
+   * Whether the evaluation loop evaluates the policy. A disabled policy changes nothing; POST .../evaluate answers reason_code "disabled". Default true.
+   */
   enabled?: boolean;
   /**
-   * Shadow mode: decide and record, never execute.
+   * Shadow mode: decide and record (history rows marked dry_run: true), never call the executor. Default false. The config's dry_run and an evaluate request can also make an evaluation a dry run.
    */
   dry_run?: boolean;
+  /**
+   * What a metric error (a failed query, or no value in a rule's whole window) does beyond making that rule not hold. hold: nothing more. fallback: after fallback.after_failures consecutive evaluations with a metric error, the target goes to fallback.replicas (fallback is then required). Default hold.
+   */
   on_metric_error?: 'hold' | 'fallback';
+  /**
+   * The replicas to run while metrics keep failing, used only when on_metric_error is "fallback" (and required then). It ignores cooldown and starts one; a schedule outranks it; bounds and the cost cap still apply. Default null.
+   */
   fallback?: null | {
+    /**
+     * Consecutive evaluations in which some rule had a metric error before the fallback applies, 1 to 10000. An evaluation without a metric error resets the count.
+     */
     after_failures: number;
+    /**
+     * Replicas while the fallback applies: within [min_replicas, max_replicas], or 0 when scale_to_zero is true.
+     */
     replicas: number;
   };
+  /**
+   * How the scale-up rules combine: all (every rule must hold) or any (at least one). The step is the largest scale_by among the rules that held. When both directions hold, scale-up wins. Default all.
+   */
   scale_up_match?: 'all' | 'any';
+  /**
+   * How the scale-down rules combine: all (every rule must hold) or any (at least one). The step is the scale_by closest to zero among the rules that held. Default all.
+   */
   scale_down_match?: 'all' | 'any';
   /**
+   * Rules that add replicas (each scale_by greater than 0), at most 50. A direction without rules never holds. Default none.
+   *
    * @maxItems 50
    */
   scale_up_rules?: ScalingRule[];
   /**
+   * Rules that remove replicas (each scale_by less than 0), at most 50. A direction without rules never holds. Default none.
+   *
    * @maxItems 50
    */
   scale_down_rules?: ScalingRule[];
   /**
+   * Cron schedules that set the replica count at given times, at most 100. Default none.
+   *
    * @maxItems 100
    */
   schedules?: ScalingSchedule[];
 }
+/**
+ * A condition on one metric, and the replicas to add (or remove) when it holds: it holds when the metric has a value at every instant of its window and every value satisfies "value operator threshold".
+ */
 export interface ScalingRule {
+  /**
+   * UUID of the rule. Assigned by the server; ignored when sent.
+   */
   id?: string;
   /**
-   * A query for the metric source; for Prometheus, PromQL (a bare metric name is PromQL too).
+   * The query the rule reads from its metric source, 1 to 8192 characters, not blank. For a PromQL source (the bundled prometheus, or a plugin whose manifest says "queryLanguage": "promql") it must parse as one PromQL query answering an instant vector or a scalar; this is checked when the policy is written. A bare metric name is PromQL too.
    */
   metric: string;
   /**
-   * Metric source plugin name; default from the config.
+   * Name of the loaded metric source plugin the rule queries. Default (null): the config's default_metric_source (prometheus unless configured).
    */
   source?: string | null;
+  /**
+   * The comparison "value operator threshold": gt (>), gte (>=), lt (<), lte (<=), eq (==) or ne (!=).
+   */
   operator: 'gt' | 'gte' | 'lt' | 'lte' | 'eq' | 'ne';
+  /**
+   * The number each value is compared with; finite and not negative.
+   */
   threshold: number;
-  duration?: Duration;
+  /**
+   * How long the condition must hold: every value in the window [now - duration, now] must satisfy it, judged at instants at most one evaluation interval apart (both ends included). 0: only the value at now. At most 7d. Give duration or duration_seconds; when both are given they must agree. Answers carry both. Default 0.
+   */
+  duration?: string;
+  /**
+   * The rule's window in whole seconds, 0 to 604800 (7 days); the same value as duration, which takes precedence when both are given (they must agree). Default 0.
+   */
   duration_seconds?: number;
   /**
-   * How several series fold into one value.
+   * How the values of the several series a query may answer at one instant fold into one value: max, min, avg or sum. Default max.
    */
   aggregation?: 'max' | 'min' | 'avg' | 'sum';
+  /**
+   * Replicas added when the rule's direction holds: greater than 0 in scale_up_rules, less than 0 in scale_down_rules; -100000 to 100000. The result is then clamped to [min_replicas, max_replicas] and the cost cap.
+   */
   scale_by: number;
 }
+/**
+ * A cron schedule that sets the replica count: a one-shot at each fire time, or a window from each fire time when it has a duration.
+ */
 export interface ScalingSchedule {
+  /**
+   * UUID of the schedule. Assigned by the server; ignored when sent.
+   */
   id?: string;
   /**
-   * Five-field cron expression: minute hour day-of-month month day-of-week.
+   * Five-field cron expression read in timezone: minute hour day-of-month month day-of-week, with ranges (1-5), lists (8,12), steps (0-59/15) and names (MON-FRI, JAN). It must fire at some time; surrounding spaces are dropped. At most 256 characters.
    */
   cron_expression: string;
   /**
-   * IANA time zone; default UTC.
+   * IANA time zone in which cron_expression is read. Across daylight-saving changes each fire happens once: a time repeated at fall-back fires at its first occurrence, a time skipped at spring-forward fires at the first instant after the gap. Default UTC.
    */
   timezone?: string;
+  /**
+   * Replicas the schedule sets: within [min_replicas, max_replicas], or 0 (which needs scale_to_zero: true unless min_replicas is 0).
+   */
   desired_replicas: number;
-  duration?: Duration;
+  /**
+   * Length of the window that starts at each fire time, measured in real time: the schedule applies over [fire, fire + duration), and among overlapping windows the one fired last wins. 0: a one-shot, applied once at the first evaluation within one evaluation interval after each fire. At most 365d. Give duration or duration_seconds; when both are given they must agree. Default 0.
+   */
+  duration?: string;
+  /**
+   * The schedule's window in whole seconds, 0 to 31536000 (365 days); the same value as duration, which takes precedence when both are given (they must agree). Default 0.
+   */
   duration_seconds?: number;
+  /**
+   * What a window does (a one-shot ignores it): exact holds desired_replicas and suppresses the rules, which are still evaluated and explained; floor keeps at least desired_replicas and lets the rules act above it. Default exact.
+   */
   mode?: 'exact' | 'floor';
+  /**
+   * Whether the schedule fires; a disabled schedule is kept but never applies. Default true.
+   */
   enabled?: boolean;
 }

@@ -1,3 +1,4 @@
+import type { ErrorObject } from 'ajv/dist/2020.js';
 import { Cron } from 'croner';
 import type { FieldError } from '../errors.js';
 import { toFieldErrors, validator, POLICY_SCHEMA_ID } from '../schemas.js';
@@ -64,6 +65,32 @@ export function costWithinCap(replicas: number, price: number, cap: number): boo
   return replicas * price <= cap + Math.max(1e-9, Math.abs(cap) * 1e-12);
 }
 
+/** Text that is not a duration, quoted for a message: escaped, and cut short when long. */
+function quoteDuration(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
+}
+
+/**
+ * The one message for a string that is not a duration, whether the schema's pattern (see
+ * $defs/duration) or parseDuration refused it: the value and the form expected.
+ */
+export function durationProblem(text: string): string {
+  return `${quoteDuration(text)} is not a duration: use whole numbers with the units d, h, m and s, in that order and without spaces, such as "90s", "5m", "1h30m" or "1d"`;
+}
+
+/**
+ * ajv's own words for a duration that breaks $defs/duration ('must match pattern "^(0|...)$"',
+ * or a length limit, often both for one value) replaced by durationProblem, so the value's
+ * pointer carries one readable message. Other errors are returned as they are.
+ */
+export function explainDurationErrors(errors: readonly ErrorObject[], input: unknown): ErrorObject[] {
+  return errors.map((e) => {
+    if (!e.schemaPath.startsWith('#/$defs/duration/')) return e;
+    const v = valueAt(input, e.instancePath);
+    return typeof v === 'string' ? { ...e, message: durationProblem(v) } : e;
+  });
+}
+
 function checkDuration(item: Obj, at: string, max: number, errors: FieldError[]): number | undefined {
   const d = item['duration'];
   const ds = item['duration_seconds'];
@@ -71,7 +98,7 @@ function checkDuration(item: Obj, at: string, max: number, errors: FieldError[])
   if (typeof d === 'string') {
     seconds = parseDuration(d);
     if (seconds === undefined) {
-      errors.push({ field: `${at}/duration`, message: `"${d}" is not a duration; use forms like "90s", "5m", "1h30m"` });
+      errors.push({ field: `${at}/duration`, message: durationProblem(d) });
     } else if (seconds > max) {
       errors.push({ field: `${at}/duration`, message: `"${d}" is ${seconds} seconds, more than the maximum of ${max} (${formatDuration(max)})` });
       seconds = undefined;
@@ -264,7 +291,7 @@ function illFormedStrings(input: unknown): FieldError[] {
 export function validatePolicyInput(input: unknown, ctx: ValidationContext): { ok: true; value: PolicyInput } | { ok: false; errors: FieldError[] } {
   const validate = validator<PolicyInput>(POLICY_SCHEMA_ID);
   const schemaOk = validate(input);
-  const errors = schemaOk ? illFormedStrings(input) : explainNonFinite(toFieldErrors(validate.errors), input);
+  const errors = schemaOk ? illFormedStrings(input) : explainNonFinite(toFieldErrors(explainDurationErrors(validate.errors ?? [], input)), input);
   const seen = new Set(errors.map((e) => e.field));
   for (const e of semanticProblems(input, ctx)) {
     if (!seen.has(e.field)) errors.push(e);
