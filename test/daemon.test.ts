@@ -167,7 +167,7 @@ t.test('config: defaults, then file, then environment, then flags; a bad value n
   };
   t.match(bad({ env: { PORT: 'eighty' } }), /PORT: must be an integer, got "eighty"/);
   t.match(bad({ env: { PHILOTES_SCALING_ENABLED: 'maybe' } }), /PHILOTES_SCALING_ENABLED: must be true or false/);
-  t.match(bad({ env: { PHILOTES_SCALING_EVALUATION_INTERVAL: 'soon' } }), /\/evaluation_interval: must match pattern .*\(from PHILOTES_SCALING_EVALUATION_INTERVAL\)/);
+  t.match(bad({ env: { PHILOTES_SCALING_EVALUATION_INTERVAL: 'soon' } }), /\/evaluation_interval: "soon" is not a duration: use whole numbers with the units d, h, m and s.*\(from PHILOTES_SCALING_EVALUATION_INTERVAL\)/);
   t.match(bad({ env: { PHILOTES_SCALING_EVALUATION_INTERVAL: '0s' } }), /\/evaluation_interval: must be a duration of at least 1s/);
   t.match(bad({ env: { PHILOTES_SCALING_PROMETHEUS_URL: 'not a url' } }), /\/prometheus_url: must match format "uri" \(from PHILOTES_SCALING_PROMETHEUS_URL\)/);
   writeFileSync(file, 'port: 9000\nevaluation_intervall: 1m\n');

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { FieldError } from '../errors.js';
 import { CONFIG_SCHEMA_ID, loadSchema, toFieldErrors, validator } from '../schemas.js';
+import { explainDurationErrors } from '../policy/policy-validation.js';
 import { parseDuration } from '../util/duration.js';
 
 /** The daemon's configuration, as the config file names it (schemas/config.schema.json). */
@@ -170,7 +171,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): ResolvedConfig {
   if (file !== undefined) {
     const fromFile = readConfigFile(file);
     const v = validator(CONFIG_SCHEMA_ID);
-    if (!v(fromFile)) throw new ConfigError(toFieldErrors(v.errors), file);
+    if (!v(fromFile)) throw new ConfigError(toFieldErrors(explainDurationErrors(v.errors ?? [], fromFile)), file);
     for (const [k, val] of Object.entries(fromFile)) {
       merged[k] = k === 'auth' ? { ...(merged[k] as object), ...(val as object) } : val;
       origins[k] = 'file';
@@ -204,7 +205,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): ResolvedConfig {
   const v = validator<ScalerConfig>(CONFIG_SCHEMA_ID);
   if (!v(merged)) {
     // Name the variable or flag that set a bad key, not only the key.
-    const errors = toFieldErrors(v.errors).map((e) => {
+    const errors = toFieldErrors(explainDurationErrors(v.errors ?? [], merged)).map((e) => {
       const key = e.field.split('/')[1] ?? '';
       const envName = Object.entries(ENV_KEYS).find(([, m]) => m.key === key)?.[0];
       const from = origins[key] === 'env' && envName !== undefined ? ` (from ${envName})` : origins[key] === 'flag' ? ' (from a flag)' : '';

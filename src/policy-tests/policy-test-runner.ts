@@ -18,7 +18,7 @@ import { formatProblem, parsePolicyFile, type FileProblem } from '../files/polic
 import type { Policy } from '../policy/policy-model.js';
 import { namesFromPlugins, type KnownNames } from '../policy/validation-context.js';
 import { withPlugins } from '../plugins/load-plugins.js';
-import { isValidTimeZone } from '../policy/policy-validation.js';
+import { explainDurationErrors, isValidTimeZone } from '../policy/policy-validation.js';
 import { ajv, loadSchema, toFieldErrors } from '../schemas.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { ExpandingNotationError, STALE, expandSeries, type SeriesValue } from './expanding-notation.js';
@@ -376,7 +376,7 @@ async function prepareFile(file: string, text: string, config: ResolvedConfig, k
   const validate = schemaValidator();
   if (!validate(input)) {
     // toFieldErrors names an unknown property by its own pointer: point at the key as written.
-    for (const e of toFieldErrors(validate.errors)) problems.add(e.field, e.message, { key: e.message.startsWith('is not a known property') });
+    for (const e of toFieldErrors(explainDurationErrors(validate.errors ?? [], input))) problems.add(e.field, e.message, { key: e.message.startsWith('is not a known property') });
     return { ...none, problems: problems.list };
   }
   const spec = input as PolicyTestFile;
