@@ -6,8 +6,24 @@ export const QUERIES = 200;
 /** The i-th distinct query. */
 export const query = (i: number): string => `max(philotes_bench_lag_seconds{series="s${i}"})`;
 
-/** The i-th benchmark policy: 2 up rules and 1 down rule over three of the distinct queries. */
-export function benchPolicy(i: number): PolicyInput {
+/**
+ * The i-th benchmark policy: 2 up rules and 1 down rule over three of the distinct queries. With
+ * `tracking`, a target-tracking policy instead: one target_value entry over one of the same
+ * queries (1-minute average) and the down rule. Its target is far above the exporter's values, so
+ * the opinion is min_replicas (nothing scales) while every evaluation computes it: such a policy
+ * is never repeated quietly.
+ */
+export function benchPolicy(i: number, opts: { tracking?: boolean } = {}): PolicyInput {
+  if (opts.tracking === true) {
+    return {
+      name: `bench-${i}`,
+      target_type: 'cdc-worker',
+      min_replicas: 1,
+      max_replicas: 10,
+      target_tracking: [{ metric: query(i % QUERIES), target_value: 1000, duration: '1m' }],
+      scale_down_rules: [{ metric: query((i + 2) % QUERIES), operator: 'lt', threshold: 5, duration: '1m', scale_by: -1 }],
+    };
+  }
   return {
     name: `bench-${i}`,
     target_type: 'cdc-worker',

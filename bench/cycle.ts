@@ -3,7 +3,8 @@
 // Prometheus's own prometheus_http_requests_total), RSS, and the ratio of the cycle time to the
 // time the same distinct queries take when issued directly with the same concurrency.
 // Goals: <= 2 s at 10,000 policies; requests per cycle = distinct queries; ratio <= 1.5; RSS <= 300 MB.
-// Run: npm run bench:cycle   (POLICIES=1000,10000 to choose sizes; VERBOSE=1 prints phases, CPU
+// Run: npm run bench:cycle   (POLICIES=1000,10000 to choose sizes; TRACKING=0.5 makes every other
+// policy a target-tracking one; VERBOSE=1 prints phases, CPU
 // times and memory; CPU_PROF_DIR=dir writes a .cpuprofile of each measured cycle and direct run;
 // WARMUP_CYCLES, CYCLES; PAUSE_MS idles before each measured cycle and before its direct run, as
 // the daemon does between cycles; needs prometheus on PATH). This process seeds the database and runs Prometheus and its
@@ -19,6 +20,9 @@ import { settledRequestCounts, startExporter, startPrometheus, waitFor, promQuer
 import { QUERIES, benchPolicy } from './bench-policies.js';
 
 const SIZES = (process.env['POLICIES'] ?? '1000,10000').split(',').map(Number);
+/** Share of the policies that track a target instead of their up rules (TRACKING=0.5: every other one). */
+const TRACKING = Number(process.env['TRACKING'] ?? 0);
+const tracked = (i: number): boolean => TRACKING > 0 && i % Math.round(1 / TRACKING) === 0;
 
 console.log(`machine: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, node ${process.version}`);
 const exporter = await startExporter();
@@ -31,7 +35,7 @@ async function seed(n: number, file: string): Promise<void> {
   const storage = createSqliteStorage(file);
   await storage.migrate();
   for (let i = 0; i < n; i++) {
-    await storage.createPolicy(normalizePolicy(benchPolicy(i), { source: 'api', now: new Date() }));
+    await storage.createPolicy(normalizePolicy(benchPolicy(i, { tracking: tracked(i) }), { source: 'api', now: new Date() }));
   }
   await storage.close();
 }
@@ -66,7 +70,8 @@ await prom.stop();
 await exporter.close();
 const warmup = Number(process.env['WARMUP_CYCLES'] ?? 10);
 const measured = Number(process.env['CYCLES'] ?? 15);
-console.log(`evaluation cycle: 2 up + 1 down rules per policy, ${QUERIES} distinct queries, concurrency ${process.env['CONCURRENCY'] ?? 16}, SQLite, real Prometheus (median of ${measured} cycles after ${warmup} warm-up rounds)`);
+const mix = TRACKING > 0 ? `${Math.round(TRACKING * 100)}% of the policies tracking a target (1 target_value entry + 1 down rule), the rest 2 up + 1 down rules` : '2 up + 1 down rules per policy';
+console.log(`evaluation cycle: ${mix}, ${QUERIES} distinct queries, concurrency ${process.env['CONCURRENCY'] ?? 16}, SQLite, real Prometheus (median of ${measured} cycles after ${warmup} warm-up rounds)`);
 // Each cycle is followed by a direct run of the same queries; the last ratio is the median of
 // those pairs (both halves of a pair ran under the same machine conditions).
 console.log('| policies | cycle wall time | Prometheus requests per cycle | same queries direct | ratio of medians | median ratio of pairs | peak RSS |');

@@ -26,6 +26,7 @@ export const ERROR_CATALOGUE = {
   DUPLICATE_NAME: { status: 409, title: 'A policy with this name already exists' },
   FILE_MANAGED: { status: 409, title: 'The policy is managed by a policy file' },
   STATE_CONFLICT: { status: 409, title: "The policy's state changed during the evaluation" },
+  POLICY_PAUSED: { status: 409, title: 'The policy is paused' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be application/json' },
   STORAGE_UNAVAILABLE: { status: 503, title: 'Storage is unavailable' },

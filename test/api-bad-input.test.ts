@@ -33,6 +33,9 @@ const S = '/api/v1/scaling';
 const P = `${S}/policies`;
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
 const JSON_TYPE = { 'content-type': 'application/json' };
+const MERGE_PATCH_TYPE = { 'content-type': 'application/merge-patch+json' };
+// Every problem of the patched policy at once, at pointers into it (the patch's own).
+const PATCH_RESULT_FIELDS = ['/max_replicas', '/min_replicas', '/scale_up_rules/0/operator', '/scale_up_rules/0/threshold', '/scale_up_rules/0/scale_by'];
 
 /** A valid policy body, changed by `extra`. */
 function policy(extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -183,19 +186,31 @@ export const BAD_INPUTS: BadInput[] = [
   { description: 'unknown route at the root', method: 'GET', path: '/nothing-here', status: 404, code: 'ROUTE_NOT_FOUND' },
   { description: 'unknown sub-route of a policy', method: 'POST', path: `${P}/existing-a/explode`, status: 404, code: 'ROUTE_NOT_FOUND' },
   { description: 'DELETE on /policies (no id)', method: 'DELETE', path: P, status: 405, code: 'METHOD_NOT_ALLOWED' },
-  { description: 'PATCH on a policy', method: 'PATCH', path: `${P}/existing-a`, json: { enabled: false }, status: 405, code: 'METHOD_NOT_ALLOWED' },
+  { description: 'PATCH on /policies (no id)', method: 'PATCH', path: P, json: { enabled: false }, status: 405, code: 'METHOD_NOT_ALLOWED' },
   { description: 'GET on /enable', method: 'GET', path: `${P}/existing-a/enable`, status: 405, code: 'METHOD_NOT_ALLOWED' },
   { description: 'POST on /history', method: 'POST', path: `${S}/history`, json: {}, status: 405, code: 'METHOD_NOT_ALLOWED' },
   { description: 'POST on /healthz', method: 'POST', path: '/healthz', status: 405, code: 'METHOD_NOT_ALLOWED' },
   { description: 'a method HTTP routers do not know (PROPFIND) on /policies', method: 'PROPFIND', path: P, status: 405, code: 'METHOD_NOT_ALLOWED' },
   { description: 'a method HTTP routers do not know on an unknown route', method: 'PROPFIND', path: `${S}/nothing-here`, status: 404, code: 'ROUTE_NOT_FOUND' },
 
+  // PATCH (a JSON Merge Patch) and pause.
+  { description: 'PATCH whose body is not an object (a JSON Patch array)', method: 'PATCH', path: `${P}/existing-a`, headers: MERGE_PATCH_TYPE, raw: '[{"op":"remove","path":"/max_replicas"}]', status: 422, code: 'VALIDATION_FAILED', fields: [''] },
+  { description: 'PATCH whose result is not a valid policy', method: 'PATCH', path: `${P}/existing-a`, headers: MERGE_PATCH_TYPE, json: { max_replicas: 0, scale_up_rules: [{ metric: 'lag' }] }, status: 422, code: 'VALIDATION_FAILED', fields: PATCH_RESULT_FIELDS },
+  { description: 'PATCH that removes a required member', method: 'PATCH', path: `${P}/existing-a`, headers: MERGE_PATCH_TYPE, json: { target_type: null }, status: 422, code: 'VALIDATION_FAILED', fields: ['/target_type'] },
+  { description: 'PATCH that sets paused (pausing is POST .../pause)', method: 'PATCH', path: `${P}/existing-a`, headers: MERGE_PATCH_TYPE, json: { paused: true }, status: 422, code: 'VALIDATION_FAILED', fields: ['/paused'] },
+  { description: 'PATCH sent as a JSON Patch (application/json-patch+json)', method: 'PATCH', path: `${P}/existing-a`, headers: { 'content-type': 'application/json-patch+json' }, raw: '[]', status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
+  { description: 'PATCH on an unknown UUID', method: 'PATCH', path: `${P}/${UNKNOWN_ID}`, headers: MERGE_PATCH_TYPE, json: {}, status: 404, code: 'NOT_FOUND' },
+  { description: 'pause with a reason that is not a string', method: 'POST', path: `${P}/existing-a/pause`, json: { reason: 42 }, status: 422, code: 'VALIDATION_FAILED', fields: ['/reason'] },
+  { description: 'pause with an unknown member', method: 'POST', path: `${P}/existing-a/pause`, json: { reason: 'x', until: '1h' }, status: 422, code: 'VALIDATION_FAILED', fields: ['/until'] },
+  { description: 'pause an unknown name', method: 'POST', path: `${P}/no-such-policy/pause`, status: 404, code: 'NOT_FOUND' },
+
   // Conflicts.
   { description: 'duplicate name', method: 'POST', path: P, json: policy({ name: 'existing-a' }), status: 409, code: 'DUPLICATE_NAME' },
   { description: 'PUT that renames onto an existing name', method: 'PUT', path: `${P}/existing-b`, json: policy({ name: 'existing-a' }), status: 409, code: 'DUPLICATE_NAME' },
   { description: 'PUT on a file-managed policy', method: 'PUT', path: `${P}/from-file`, json: policy({ name: 'from-file' }), status: 409, code: 'FILE_MANAGED' },
   { description: 'DELETE on a file-managed policy', method: 'DELETE', path: `${P}/from-file`, status: 409, code: 'FILE_MANAGED' },
-  { description: 'disable a file-managed policy', method: 'POST', path: `${P}/from-file/disable`, status: 409, code: 'FILE_MANAGED' },
+  { description: 'disable a file-managed policy (pause it instead)', method: 'POST', path: `${P}/from-file/disable`, status: 409, code: 'FILE_MANAGED' },
+  { description: 'PATCH on a file-managed policy', method: 'PATCH', path: `${P}/from-file`, headers: MERGE_PATCH_TYPE, json: { max_replicas: 6 }, status: 409, code: 'FILE_MANAGED' },
 ];
 
 function cell(text: string): string {

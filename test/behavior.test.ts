@@ -20,7 +20,19 @@ import {
  * selectPolicy Max takes the larger change, Min the smaller).
  */
 
-const NONE: Behavior = { scale_up_stabilization_seconds: 0, scale_down_stabilization_seconds: 0, scale_up_limit: null, scale_down_limit: null };
+const NONE: Behavior = {
+  scale_down_stabilization: '0s',
+  scale_down_stabilization_seconds: 0,
+  scale_up_stabilization: '0s',
+  scale_up_stabilization_seconds: 0,
+  scale_up_limit: null,
+  scale_down_limit: null,
+};
+
+/** A rate limit as stored: the period in both forms. */
+function limitOf(replicas: number | null, percent: number | null, periodSeconds: number, select: 'max' | 'min'): RateLimit {
+  return { replicas, percent, period: `${periodSeconds}s`, period_seconds: periodSeconds, select };
+}
 
 /** Drives a scale-down to `target` one period at a time, as the HPA controller would, and lists the counts. */
 function stepsDown(from: number, target: number, limit: RateLimit): number[] {
@@ -38,7 +50,7 @@ function stepsDown(from: number, target: number, limit: RateLimit): number[] {
 }
 
 t.test('scale-down limit: 10 percent or 5 pods per minute, select max (the documented example)', async (t) => {
-  const limit: RateLimit = { replicas: 5, percent: 10, period_seconds: 60, select: 'max' };
+  const limit: RateLimit = limitOf(5, 10, 60, 'max');
   // "if there are 80 replicas and the target has to be scaled down to 10 replicas then during the
   // first step 8 replicas will be reduced. In the next iteration when the number of replicas is 72,
   // 10% of the pods is 7.2 but the number is rounded up to 8 ... When the number of replicas falls
@@ -51,24 +63,24 @@ t.test('scale-down limit: 10 percent or 5 pods per minute, select max (the docum
 });
 
 t.test('select min takes the smaller change', async (t) => {
-  const limit: RateLimit = { replicas: 5, percent: 10, period_seconds: 60, select: 'min' };
+  const limit: RateLimit = limitOf(5, 10, 60, 'min');
   t.equal(scaleDownLimit(80, [], 60_000, limit), 75, 'at 80: 5 pods (smaller than 8)');
   t.equal(scaleDownLimit(30, [], 60_000, limit), 27, 'at 30: 10% = 3 (smaller than 5)');
-  const up: RateLimit = { replicas: 4, percent: 100, period_seconds: 15, select: 'min' };
+  const up: RateLimit = limitOf(4, 100, 15, 'min');
   t.equal(scaleUpLimit(10, [], 15_000, up), 14, 'up from 10: 4 pods (smaller than +100%)');
   t.equal(scaleUpLimit(2, [], 15_000, up), 4, 'up from 2: +100% = 2 (smaller than 4)');
 });
 
 t.test("HPA's default scale-up: 100 percent or 4 pods per 15 s, select max", async (t) => {
-  const up: RateLimit = { replicas: 4, percent: 100, period_seconds: 15, select: 'max' };
+  const up: RateLimit = limitOf(4, 100, 15, 'max');
   t.equal(scaleUpLimit(1, [], 0, up), 5, 'from 1: +4 pods beats doubling');
   t.equal(scaleUpLimit(10, [], 0, up), 20, 'from 10: doubling beats +4');
   t.equal(scaleUpLimit(3, [], 0, { ...up, percent: 50 }), 7, 'from 3: +4 beats ceil(4.5) = 5');
-  t.equal(scaleUpLimit(3, [], 0, { replicas: null, percent: 50, period_seconds: 15, select: 'max' }), 5, '3 * 1.5 = 4.5 rounds up to 5');
+  t.equal(scaleUpLimit(3, [], 0, limitOf(null, 50, 15, 'max')), 5, '3 * 1.5 = 4.5 rounds up to 5');
 });
 
 t.test("the period's start count is the current count less the net change within the period", async (t) => {
-  const up: RateLimit = { replicas: 4, percent: null, period_seconds: 60, select: 'max' };
+  const up: RateLimit = limitOf(4, null, 60, 'max');
   const changes: ChangeEvent[] = [[0, 3]];
   t.equal(scaleUpLimit(5, changes, 30_000, up), 6, '3 added 30 s ago: the period started at 2, so at most 6');
   t.equal(scaleUpLimit(5, changes, 60_000, up), 9, 'a change exactly one period old is outside it');
@@ -77,9 +89,9 @@ t.test("the period's start count is the current count less the net change within
     [10_000, 2],
   ];
   t.equal(scaleUpLimit(8, mixed, 20_000, up), 14, '10 -> 6 -> 8 within the period: it started at 10');
-  t.equal(scaleDownLimit(8, mixed, 20_000, { replicas: 5, percent: null, period_seconds: 60, select: 'max' }), 5, 'down: 10 less 5');
+  t.equal(scaleDownLimit(8, mixed, 20_000, limitOf(5, null, 60, 'max')), 5, 'down: 10 less 5');
   t.equal(scaleUpLimit(12, [[0, 8]], 1_000, up), 12, 'a limit never forces a count below what runs');
-  t.equal(scaleDownLimit(2, [], 0, { replicas: 5, percent: null, period_seconds: 60, select: 'max' }), 0, 'never below 0');
+  t.equal(scaleDownLimit(2, [], 0, limitOf(5, null, 60, 'max')), 0, 'never below 0');
   t.same(recordChange([[0, 1], [50_000, 2]], 70_000, -1, 60_000), [[50_000, 2], [70_000, -1]], 'changes older than the longest period are dropped');
 });
 

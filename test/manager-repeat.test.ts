@@ -133,10 +133,15 @@ t.test('every outcome the loop reports, repeated or assessed, is the one the ful
           if (s.values !== null) Object.assign(values, s.values);
           now = new Date(now.getTime() + s.advance * 1000);
           if (s.external !== null) ex.replicas.set(POLICIES[s.external[0]]?.name ?? '', s.external[1]);
+          // An edit to the value in force changes nothing, so nothing is written (see replacePolicy).
+          let edited = false;
           if (s.edit !== null) {
             const id = ids[s.edit[0]] ?? '';
             const stored = await other.getPolicy(id);
-            if (stored !== undefined) await other.replacePolicy({ ...stored, max_replicas: s.edit[1], updated_at: new Date(Date.parse(stored.updated_at) + 1000).toISOString() });
+            if (stored !== undefined) {
+              edited = stored.max_replicas !== s.edit[1];
+              await other.replacePolicy({ ...stored, max_replicas: s.edit[1], updated_at: new Date(Date.parse(stored.updated_at) + 1000).toISOString() });
+            }
           }
           // The oracle: the whole evaluation from scratch on this cycle's inputs, as the loop should see
           // them: the policies and states as stored, the executor's replicas, the source's values.
@@ -197,9 +202,9 @@ t.test('every outcome the loop reports, repeated or assessed, is the one the ful
             } else assessed++;
           }
           // What the policy edit changed is in force in this very cycle.
-          if (s.edit !== null) {
-            const edited = seen.find((o) => o.policy_id === ids[s.edit?.[0] ?? 0]);
-            if (edited?.input.policy.max_replicas !== s.edit[1]) throw new Error(`the edit of ${POLICIES[s.edit[0]]?.name} was not picked up`);
+          if (s.edit !== null && edited) {
+            const outcome = seen.find((o) => o.policy_id === ids[s.edit?.[0] ?? 0]);
+            if (outcome?.input.policy.max_replicas !== s.edit[1]) throw new Error(`the edit of ${POLICIES[s.edit[0]]?.name} was not picked up`);
           }
         }
       } finally {

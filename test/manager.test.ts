@@ -393,3 +393,56 @@ t.test('the synchronous steady-state path never runs while a manual evaluation h
   await Promise.all([m.evaluateNow(policy, { dryRun: true }), m.runCycle()]);
   t.same(order, ['api', 'loop'], 'the loop waited for the manual evaluation');
 });
+
+t.test('a paused policy is neither evaluated nor executed; lifting the pause lets it act again', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 100 });
+  const ex = scriptedExecutor();
+  const pausedId = await addPolicy(storage, { name: 'paused', scale_up_rules: [upRule('lag')] });
+  await addPolicy(storage, { name: 'active', scale_up_rules: [upRule('lag')] });
+  let now = new Date('2026-01-28T12:00:00Z');
+  const m = manager(storage, src.impl, ex.impl, () => now);
+  await storage.setPaused(pausedId, { at: now.toISOString(), reason: 'incident' });
+  const first = await m.runCycle();
+  t.equal(first.policies, 1, 'only the active policy is held by the loop');
+  t.same(ex.scaled, [['active', 3, false]]);
+  now = new Date('2026-01-28T12:00:30Z');
+  await m.runCycle();
+  t.same((await storage.listHistory({ limit: 10, policy_id: pausedId })).rows, [], 'nothing recorded for the paused policy');
+  t.equal(await storage.getState(pausedId), undefined, 'and no state written');
+
+  const policy = await storage.getPolicy(pausedId);
+  if (policy === undefined) throw new Error('policy vanished');
+  await t.rejects(m.evaluateNow(policy, { dryRun: false }), { code: 'POLICY_PAUSED' }, 'a manual evaluation that would execute is refused');
+  const preview = await m.evaluateNow(policy, { dryRun: true });
+  t.equal(preview.action, 'scale_up', 'a dry run still shows what the policy would do');
+  t.same(ex.scaled.filter(([name]) => name === 'paused'), [], 'the executor was never asked to scale it');
+
+  await storage.setEnabled(pausedId, true, now.toISOString(), { liftPause: true });
+  now = new Date('2026-01-28T12:01:00Z');
+  const resumed = await m.runCycle();
+  t.equal(resumed.policies, 2, 'held again');
+  t.same(ex.scaled.filter(([name]) => name === 'paused'), [['paused', 3, false]], 'it acts again once the pause is lifted');
+});
+
+t.test('a pause stored while a cycle evaluates the policy stops its change: nothing is executed', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ lag: 100 });
+  const ex = scriptedExecutor();
+  const id = await addPolicy(storage, { name: 'racing', scale_up_rules: [upRule('lag')] });
+  const now = new Date('2026-01-28T12:00:00Z');
+  // The pause lands after the loop listed the policy, while it asks the executor for the replicas.
+  const pausing: Executor = {
+    ...ex.impl,
+    async getCurrentReplicas(target, opts) {
+      await storage.setPaused(id, { at: now.toISOString(), reason: 'mid-cycle' });
+      return ex.impl.getCurrentReplicas(target, opts);
+    },
+  };
+  const m = manager(storage, src.impl, pausing, () => now);
+  const report = await m.runCycle();
+  t.equal(report.policies, 1, 'the cycle held the policy');
+  t.same(ex.scaled, [], 'the executor was not asked to scale');
+  t.same((await storage.listHistory({ limit: 10, policy_id: id })).rows, [], 'no change recorded');
+  t.equal(await storage.getState(id), undefined, 'no change claimed');
+});

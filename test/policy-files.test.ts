@@ -249,3 +249,54 @@ t.test('validate: an unknown key is reported at the key with the nearest known n
   );
   t.equal(r.problems.find((p) => p.field === '/scale_up_rule')?.message, 'is not a known property (did you mean scale_up_rules?)');
 });
+
+t.test('a restart with unchanged files changes nothing stored: the same ids, updated_at and revision; an edit keeps the ids of unchanged rules', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'ps-files-restart-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const dir = join(root, 'policies');
+  mkdirSync(dir);
+  const rules =
+    'scale_up_rules:\n  - { metric: lag, operator: gt, threshold: 60, duration: 5m, scale_by: 2 }\n' +
+    'scale_down_rules:\n  - { metric: lag, operator: lt, threshold: 10, duration: 10m, scale_by: -1 }\n' +
+    'schedules:\n  - { cron_expression: "0 8 * * 1-5", desired_replicas: 3 }\n';
+  writeFileSync(join(dir, 'a.yaml'), policyYaml('restart-a', 5, rules));
+  writeFileSync(join(dir, 'b.yaml'), policyYaml('restart-b', 4));
+  const dbFile = join(root, 'db.sqlite');
+  const run = async (): Promise<{ storage: SqlStorage; loader: PolicyFileLoader }> => {
+    const storage = createSqliteStorage(dbFile);
+    await storage.migrate();
+    const service = new PolicyService({ storage, validation: createValidationContext(CONFIG), defaultCooldown: 300 });
+    const loader = new PolicyFileLoader({ dirs: [dir], storage, policies: service, logger: silent, stabilityMs: 40, cwd: root });
+    await loader.start();
+    return { storage, loader };
+  };
+  const stop = async (r: { storage: SqlStorage; loader: PolicyFileLoader }): Promise<void> => {
+    await r.loader.close();
+    await r.storage.close();
+  };
+
+  const first = await run();
+  const a = await first.storage.getPolicyByName('restart-a');
+  const b = await first.storage.getPolicyByName('restart-b');
+  const revision = await first.storage.policiesRevision();
+  t.equal(a?.scale_up_rules.length, 1, 'loaded');
+  await stop(first);
+  await new Promise((r) => setTimeout(r, 20)); // a later clock, so a rewrite would show
+
+  const second = await run();
+  t.teardown(() => stop(second));
+  t.strictSame(await second.storage.getPolicyByName('restart-a'), a, 'the same policy: ids, rule and schedule ids, updated_at');
+  t.strictSame(await second.storage.getPolicyByName('restart-b'), b);
+  t.equal(await second.storage.policiesRevision(), revision, 'nothing was written, so the revision did not move');
+
+  writeFileSync(join(dir, 'a.yaml'), policyYaml('restart-a', 6, rules));
+  const edited = await until(t, 'restart-a edited', async () => {
+    const p = await second.storage.getPolicyByName('restart-a');
+    return p?.max_replicas === 6 ? p : undefined;
+  });
+  t.not(edited.updated_at, a?.updated_at, 'an edit moves updated_at');
+  t.equal(edited.scale_up_rules[0]?.id, a?.scale_up_rules[0]?.id, 'an unchanged rule keeps its id');
+  t.equal(edited.scale_down_rules[0]?.id, a?.scale_down_rules[0]?.id);
+  t.equal(edited.schedules[0]?.id, a?.schedules[0]?.id, 'an unchanged schedule keeps its id');
+  t.strictSame(await second.storage.getPolicyByName('restart-b'), b, 'the other file is untouched');
+});

@@ -283,10 +283,145 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.strictSame(off, { ...p, enabled: false, updated_at: at(60) }, 'only enabled and updated_at change');
     t.strictSame(await storage.getPolicy(p.id), off, 'stored');
     t.strictSame((await storage.listEnabledPolicies()).map((x) => x.id), [], 'no longer listed as enabled');
+    t.strictSame(await storage.setEnabled(p.id, false, at(90)), off, 'disabling a disabled policy changes nothing, updated_at included');
     const on = await storage.setEnabled(p.id, true, at(120));
     t.equal(on?.enabled, true);
+    t.equal(on?.updated_at, at(120));
     t.strictSame((await storage.listEnabledPolicies()).map((x) => x.id), [p.id]);
     t.equal(await storage.setEnabled(randomUUID(), true, at(1)), undefined, 'unknown id');
+  });
+
+  t.test(`${name}: replacePolicy keeps the ids of unchanged rules and schedules, and writes nothing for an unchanged policy`, async (t) => {
+    const storage = await fresh(t);
+    const original = await storage.createPolicy(makePolicy('stable', {}, { now: at(0) }));
+    const revision = await storage.policiesRevision();
+    // Normalised again: new random rule and schedule ids, a new updated_at, the same content.
+    const same = makePolicy('stable', {}, { now: at(100) });
+    same.id = original.id;
+    t.strictSame(await storage.replacePolicy(same), original, 'the same content: answered as stored, with its ids and updated_at');
+    t.strictSame(await storage.getPolicy(original.id), original, 'nothing written');
+    t.equal(await storage.policiesRevision(), revision, 'the revision did not move');
+
+    const base = input('stable');
+    const [lag, cpu] = base.scale_up_rules ?? [];
+    const [office, evening] = base.schedules ?? [];
+    if (lag === undefined || cpu === undefined || office === undefined || evening === undefined) throw new Error('fixture has two rules and two schedules');
+    const next = makePolicy(
+      'stable',
+      {
+        // A new rule first, the lag rule spelled differently (300 s is its 5m), the cpu rule changed.
+        scale_up_rules: [{ metric: 'new_metric', operator: 'gt', threshold: 1, scale_by: 1 }, { ...lag, duration: undefined, duration_seconds: 300 }, { ...cpu, threshold: 0.9 }],
+        schedules: [evening, office],
+      },
+      { now: at(200) },
+    );
+    next.id = original.id;
+    const changed = await storage.replacePolicy(next);
+    const before = [...original.scale_up_rules, ...original.scale_down_rules, ...original.schedules].map((x) => x.id);
+    t.equal(changed?.updated_at, at(200), 'a change moves updated_at');
+    t.notOk(before.includes(changed?.scale_up_rules[0]?.id ?? ''), 'a new rule gets a new id');
+    t.equal(changed?.scale_up_rules[1]?.id, original.scale_up_rules[0]?.id, 'an unchanged rule keeps its id, at another position too');
+    t.notOk(before.includes(changed?.scale_up_rules[2]?.id ?? ''), 'a changed rule gets a new id');
+    t.equal(changed?.scale_down_rules[0]?.id, original.scale_down_rules[0]?.id, 'the untouched direction keeps its ids');
+    t.strictSame(changed?.schedules.map((s) => s.id), [original.schedules[1]?.id, original.schedules[0]?.id], 'reordered schedules keep their ids');
+    t.strictSame(await storage.getPolicy(original.id), changed, 'answers what is stored');
+
+    const twin = { metric: 'twin', operator: 'gt' as const, threshold: 1, scale_by: 1 };
+    const two = makePolicy('stable', { scale_up_rules: [twin, twin], scale_down_rules: [], schedules: [] }, { now: at(300) });
+    two.id = original.id;
+    const withTwo = await storage.replacePolicy(two);
+    const three = makePolicy('stable', { scale_up_rules: [twin, twin, twin], scale_down_rules: [], schedules: [] }, { now: at(400) });
+    three.id = original.id;
+    const withThree = await storage.replacePolicy(three);
+    const ids = withThree?.scale_up_rules.map((r) => r.id) ?? [];
+    t.strictSame(ids.slice(0, 2), withTwo?.scale_up_rules.map((r) => r.id), 'identical rules keep their ids in order');
+    t.equal(new Set(ids).size, 3, 'and the added twin gets a new one');
+  });
+
+  t.test(`${name}: syncSource leaves an unchanged policy as stored, and keeps the ids of unchanged rules of a changed one`, async (t) => {
+    const storage = await fresh(t);
+    const file = 'policies/stable.yaml';
+    await storage.syncSource(file, [makePolicy('file-a', {}, { now: at(0) }), makePolicy('file-b', {}, { now: at(0) })]);
+    const a = await storage.getPolicyByName('file-a');
+    const b = await storage.getPolicyByName('file-b');
+    const revision = await storage.policiesRevision();
+    // The file read again, as at every start: new ids and times from normalisation, the same content.
+    await storage.syncSource(file, [makePolicy('file-a', {}, { now: at(100) }), makePolicy('file-b', {}, { now: at(100) })]);
+    t.strictSame(await storage.getPolicyByName('file-a'), a, 'unchanged: the same ids and updated_at');
+    t.strictSame(await storage.getPolicyByName('file-b'), b);
+    t.equal(await storage.policiesRevision(), revision, 'nothing written');
+
+    await storage.syncSource(file, [makePolicy('file-a', { max_replicas: 7 }, { now: at(200) }), makePolicy('file-b', {}, { now: at(200) })]);
+    const a2 = await storage.getPolicyByName('file-a');
+    t.equal(a2?.max_replicas, 7);
+    t.equal(a2?.updated_at, at(200), 'a changed policy moves updated_at');
+    t.strictSame(a2?.scale_up_rules.map((r) => r.id), a?.scale_up_rules.map((r) => r.id), 'its unchanged rules keep their ids');
+    t.strictSame(a2?.schedules.map((s) => s.id), a?.schedules.map((s) => s.id), 'and its schedules');
+    t.strictSame(await storage.getPolicyByName('file-b'), b, 'the unchanged policy beside it is left as stored');
+
+    await storage.syncSource('policies/renamed.yaml', [makePolicy('file-a', { max_replicas: 7 }, { now: at(300) })], { adoptFrom: [file] });
+    const a3 = await storage.getPolicyByName('file-a');
+    t.equal(a3?.id, a?.id, 'adopted by a renamed file: the same policy');
+    t.equal(a3?.source, 'policies/renamed.yaml', 'under its new source');
+    t.equal(a3?.updated_at, at(300), 'a new source is a write');
+    t.strictSame(a3?.scale_up_rules.map((r) => r.id), a?.scale_up_rules.map((r) => r.id), 'rule ids kept');
+  });
+
+  t.test(`${name}: a pause is kept apart from the policy's content`, async (t) => {
+    const storage = await fresh(t);
+    const p = await storage.createPolicy(makePolicy('pausable', {}, { now: at(0) }));
+    t.equal(p.paused_at, null, 'a new policy is not paused');
+    t.equal(p.paused_reason, null);
+    const revision = await storage.policiesRevision();
+    const paused = await storage.setPaused(p.id, { at: at(10), reason: 'incident 42' });
+    t.strictSame(paused, { ...p, paused_at: at(10), paused_reason: 'incident 42' }, 'only the pause changes: updated_at stays');
+    t.strictSame(await storage.getPolicy(p.id), paused, 'stored');
+    t.not(await storage.policiesRevision(), revision, 'the revision moves, so the loop lists the policies again');
+    t.strictSame(await storage.listEnabledPolicies(), [], 'a paused policy is not listed for the loop');
+    t.strictSame(await storage.listEnabledPolicyVersions(), []);
+    t.equal((await storage.listPolicies({ limit: 10, offset: 0, enabled: true })).total, 1, 'it is still enabled');
+    t.strictSame(await storage.setPaused(p.id, { at: at(20), reason: 'another' }), paused, 'pausing a paused policy keeps the first pause');
+
+    const next = makePolicy('pausable', { max_replicas: 9 }, { now: at(30) });
+    next.id = p.id;
+    t.match(await storage.replacePolicy(next), { max_replicas: 9, updated_at: at(30), paused_at: at(10), paused_reason: 'incident 42' }, 'a replacement keeps the pause');
+    const file = 'policies/paused.yaml';
+    await storage.syncSource(file, [makePolicy('from-file', {}, { now: at(0) })]);
+    const f = await storage.getPolicyByName('from-file');
+    await storage.setPaused(f?.id ?? '', { at: at(40), reason: null });
+    await storage.syncSource(file, [makePolicy('from-file', { max_replicas: 3 }, { now: at(50) })]);
+    t.match(await storage.getPolicyByName('from-file'), { max_replicas: 3, paused_at: at(40), paused_reason: null }, 'a file reload keeps the pause');
+
+    const lifted = await storage.setPaused(p.id, null);
+    t.match(lifted, { paused_at: null, paused_reason: null, max_replicas: 9, updated_at: at(30) }, 'lifted');
+    t.strictSame((await storage.listEnabledPolicies()).map((x) => x.id), [p.id], 'listed for the loop again');
+    t.strictSame(await storage.setPaused(p.id, null), lifted, 'lifting no pause changes nothing');
+
+    await storage.setPaused(p.id, { at: at(60), reason: null });
+    const off = await storage.setEnabled(p.id, false, at(70));
+    t.match(off, { enabled: false, paused_at: at(60) }, 'disabling keeps the pause');
+    const on = await storage.setEnabled(p.id, true, at(80), { liftPause: true });
+    t.match(on, { enabled: true, paused_at: null, paused_reason: null, updated_at: at(80) }, 'setEnabled with liftPause enables and lifts it at once');
+    t.equal(await storage.setPaused(randomUUID(), { at: at(1), reason: null }), undefined, 'unknown id');
+  });
+
+  t.test(`${name}: no change is claimed for a paused policy`, async (t) => {
+    const storage = await fresh(t);
+    const p = await storage.createPolicy(makePolicy('claims'));
+    const base: PolicyState = {
+      policy_id: p.id, current_replicas: 2, last_change_at: null, last_change_kind: null,
+      consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0), version: 0,
+    };
+    t.equal(await storage.putState(base, { unlessPaused: true }), true, 'an active policy: written');
+    await storage.setPaused(p.id, { at: at(5), reason: null });
+    t.equal(await storage.putState({ ...base, version: 1, current_replicas: 9 }, { unlessPaused: true }), false, 'paused: refused');
+    t.equal((await storage.getState(p.id))?.current_replicas, 2, 'nothing written');
+    t.equal(await storage.putState({ ...base, version: 1, current_replicas: 3 }), true, 'a write that claims nothing still lands');
+    const fresh2 = await storage.createPolicy(makePolicy('claims-new'));
+    await storage.setPaused(fresh2.id, { at: at(5), reason: null });
+    t.equal(await storage.putState({ ...base, policy_id: fresh2.id }, { unlessPaused: true }), false, 'no state yet: the first write is refused too');
+    await storage.setPaused(p.id, null);
+    t.equal(await storage.putState({ ...base, version: 2, current_replicas: 4 }, { unlessPaused: true }), true, 'written again once the pause is lifted');
   });
 
   t.test(`${name}: the policies revision moves with every policy write, and only then`, async (t) => {
@@ -625,7 +760,8 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     next.id = original.id;
     const rule = next.scale_down_rules[0];
     if (rule === undefined) throw new Error('fixture has rules');
-    next.scale_down_rules = [rule, { ...rule }];
+    // New rules (an unchanged rule would take its stored id) sharing one id.
+    next.scale_down_rules = [{ ...rule, threshold: 1 }, { ...rule, threshold: 2 }];
     await rejection(t, storage.replacePolicy(next), 'replace with a duplicate rule id');
     t.strictSame(await storage.getPolicy(original.id), original, 'the old version is intact, children included');
     t.equal(await ruleRows(storage, original.id), 3, 'old rule rows still there');

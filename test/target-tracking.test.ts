@@ -16,7 +16,7 @@ const instant: RuleWindow = { start: 100, end: 100, step: 0, seconds: 0, points:
 const latest = (v: number): { value: number | null; samples: number; error: boolean } => trackingValue({ samples: [{ t: 100, v }] }, instant);
 
 function entry(over: Partial<TargetTracking>): TargetTracking {
-  return { id: 'e', metric: 'm', source: null, aggregation: 'last', duration_seconds: 0, target_per_replica: null, target_value: null, tolerance: 0.1, ...over };
+  return { id: 'e', metric: 'm', source: null, aggregation: 'max', duration: '0s', duration_seconds: 0, target_per_replica: null, target_value: null, tolerance: 0.1, ...over };
 }
 
 t.test('target_value: the HPA utilisation formula and its tolerance', async (t) => {

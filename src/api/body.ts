@@ -12,8 +12,9 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 export const BODY_TIMEOUT_MS = 30_000;
 const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
 
-function isJsonType(ctx: Context): boolean {
+function isJsonType(ctx: Context, types: readonly string[] | undefined): boolean {
   const type = ctx.request.type; // media type without parameters, lower-cased
+  if (types !== undefined) return types.includes(type);
   return type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type);
 }
 
@@ -34,9 +35,10 @@ async function readText(ctx: Context, length: number | undefined, timeoutMs: num
 /**
  * Reads a JSON request body: 415 unless the content type is JSON, 413 over 1 MiB, 408 when it
  * does not arrive in time, 400 when it does not parse. With `optional`, an absent body reads as
- * undefined (POST .../enable, .../evaluate).
+ * undefined (POST .../enable, .../evaluate). With `types`, only those media types are JSON
+ * (PATCH takes a merge patch, and must not take a JSON Patch, which is also +json, for one).
  */
-export async function readJson(ctx: Context, opts: { optional?: boolean } = {}): Promise<unknown> {
+export async function readJson(ctx: Context, opts: { optional?: boolean; types?: readonly string[] } = {}): Promise<unknown> {
   const length = ctx.request.length;
   const hasBody = ctx.request.headers['transfer-encoding'] !== undefined || (length !== undefined && length > 0);
   if (!hasBody) {
@@ -44,10 +46,10 @@ export async function readJson(ctx: Context, opts: { optional?: boolean } = {}):
     // "" is the JSON pointer of the whole document, as for a body that is not an object.
     throw new ScalerError('BAD_REQUEST', 'the request needs a JSON body', [{ field: '', message: 'is required' }]);
   }
-  if (!isJsonType(ctx)) {
+  if (!isJsonType(ctx, opts.types)) {
     throw new ScalerError(
       'UNSUPPORTED_MEDIA_TYPE',
-      `the body must be sent as Content-Type: application/json, not ${ctx.request.headers['content-type'] ?? 'no content type'}`,
+      `the body must be sent as Content-Type: ${opts.types?.join(' or ') ?? 'application/json'}, not ${ctx.request.headers['content-type'] ?? 'no content type'}`,
     );
   }
   // JSON is UTF-8 (RFC 8259); another charset or a compressed body would otherwise be read as

@@ -1,22 +1,32 @@
 import type Koa from 'koa';
 import { loadSchema } from '../schemas.js';
+import { MERGE_PATCH_TYPES } from '../policy/policy-controller.js';
 import { API_PREFIX } from './app.js';
 
 type Json = Record<string, unknown>;
 
 /** One documented operation; the route table below is the API's documentation. */
 interface Operation {
-  method: 'get' | 'post' | 'put' | 'delete';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   path: string;
   summary: string;
   tag: string;
   scope?: 'read' | 'write' | 'none';
-  body?: 'Policy' | 'EvaluateRequest' | 'BacktestRequest' | 'BacktestInlineRequest';
+  body?: 'Policy' | 'PolicyPatch' | 'PauseRequest' | 'EvaluateRequest' | 'BacktestRequest' | 'BacktestInlineRequest';
+  /** Media types the body may be sent as; default application/json. */
+  bodyTypes?: readonly string[];
   bodyRequired?: boolean;
   ok: { status: number; schema?: string; description: string; contentType?: string };
   query?: Array<{ name: string; schema: Json; description: string }>;
   errors: number[];
 }
+
+/** The pause fields of a policy's answer and state (POST .../pause, lifted by POST .../enable). */
+const PAUSE_PROPERTIES: Json = {
+  paused: { type: 'boolean', readOnly: true, description: 'Whether the policy is paused: the loop neither evaluates nor executes it. Set by POST .../pause, lifted by POST .../enable; a body may carry it only as answered.' },
+  paused_at: { type: ['string', 'null'], format: 'date-time', readOnly: true, description: 'When the pause began.' },
+  paused_reason: { type: ['string', 'null'], readOnly: true, description: 'The reason the pause request gave.' },
+};
 
 const idParam = { name: 'id', in: 'path', required: true, description: 'Policy id (UUID) or policy name.', schema: { type: 'string' } };
 const listQuery = [
@@ -43,9 +53,11 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/policies', tag: 'policies', summary: 'List policies', query: listQuery, ok: { status: 200, schema: 'PolicyList', description: 'A page of policies.' }, errors: [400, 401, 403] },
   { method: 'get', path: '/policies/{id}', tag: 'policies', summary: 'Get a policy by id or name', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404] },
   { method: 'put', path: '/policies/{id}', tag: 'policies', summary: 'Replace a policy (atomic)', body: 'Policy', bodyRequired: true, ok: { status: 200, schema: 'Policy', description: 'The policy as stored.' }, errors: [400, 401, 403, 404, 408, 409, 413, 415, 422] },
+  { method: 'patch', path: '/policies/{id}', tag: 'policies', summary: 'Change some fields of a policy (JSON Merge Patch, RFC 7396); the result is validated as a PUT body', body: 'PolicyPatch', bodyRequired: true, bodyTypes: MERGE_PATCH_TYPES, ok: { status: 200, schema: 'Policy', description: 'The policy as stored.' }, errors: [400, 401, 403, 404, 408, 409, 413, 415, 422] },
   { method: 'delete', path: '/policies/{id}', tag: 'policies', summary: 'Delete a policy (its history stays)', ok: { status: 204, description: 'Deleted.' }, errors: [400, 401, 403, 404, 409] },
-  { method: 'post', path: '/policies/{id}/enable', tag: 'policies', summary: 'Enable a policy', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404, 409] },
-  { method: 'post', path: '/policies/{id}/disable', tag: 'policies', summary: 'Disable a policy', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404, 409] },
+  { method: 'post', path: '/policies/{id}/enable', tag: 'policies', summary: 'Enable a policy and lift its pause (for a file-managed policy: lift its pause)', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404, 409] },
+  { method: 'post', path: '/policies/{id}/disable', tag: 'policies', summary: 'Disable a policy (not a file-managed one: pause it instead)', ok: { status: 200, schema: 'Policy', description: 'The policy.' }, errors: [400, 401, 403, 404, 409] },
+  { method: 'post', path: '/policies/{id}/pause', tag: 'policies', summary: 'Pause a policy, file-managed ones included: the loop neither evaluates nor executes it until POST .../enable', body: 'PauseRequest', ok: { status: 200, schema: 'Policy', description: 'The policy, paused (a paused policy keeps its pause as it was).' }, errors: [400, 401, 403, 404, 408, 413, 415, 422] },
   { method: 'post', path: '/policies/{id}/evaluate', tag: 'engine', summary: 'Evaluate a policy now (a dry run unless {"dry_run": false})', body: 'EvaluateRequest', ok: { status: 200, schema: 'DecisionRecord', description: 'The decision record.' }, errors: [400, 401, 403, 404, 408, 415, 422] },
   { method: 'get', path: '/policies/{id}/state', tag: 'engine', summary: 'Engine state of a policy', ok: { status: 200, schema: 'PolicyState', description: 'Current replicas, cooldown, failures, last decision, next schedule fires.' }, errors: [400, 401, 403, 404] },
   { method: 'post', path: '/policies/{id}/backtest', tag: 'backtest', summary: 'Backtest a stored policy over metric history (?format=svg for a chart)', body: 'BacktestRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary (streamed), or an SVG chart.' }, errors: [400, 401, 403, 404, 408, 415, 422, 429] },
@@ -70,9 +82,9 @@ const STATUS_TEXT: Record<number, string> = {
   403: 'The token lacks the scope this request needs.',
   404: 'No such policy.',
   408: 'The request body did not arrive in time (request_body_timeout, 30 s by default); the connection is closed.',
-  409: 'Duplicate name, or the policy is managed by a policy file.',
+  409: 'Duplicate name, the policy is managed by a policy file, or (a real evaluation) the policy is paused or its state changed meanwhile.',
   413: 'The body is larger than 1 MiB.',
-  415: 'The body is not application/json.',
+  415: 'The body is not application/json (a PATCH: not application/merge-patch+json or application/json).',
   422: 'The body is not a valid policy or request (a backtest too large to hold names its limit); errors lists every problem with a JSON pointer.',
   429: 'As many backtests as max_concurrent_backtests (or as much history as the daemon holds at once) are running; retry after Retry-After seconds.',
   503: 'Storage is unavailable.',
@@ -100,7 +112,20 @@ function hoist(schema: Json, prefix: string, components: Json): Json {
 export function buildOpenApi(version: string): Json {
   const schemas: Json = {};
   const policy = hoist(loadSchema('policy.schema.json'), 'Policy', schemas);
+  // Answers say whether the policy is paused; a body may carry these only as answered.
+  const properties = (policy['properties'] ?? {}) as Json;
+  policy['properties'] = { ...PAUSE_PROPERTIES, ...properties };
   schemas['Policy'] = policy;
+  schemas['PolicyPatch'] = {
+    type: 'object',
+    description:
+      'A JSON Merge Patch (RFC 7396) of the policy: a member replaces the policy\'s, null removes it (its default applies), an object merges into the member it names, and an array (rules, schedules) replaces it whole. The result must be a valid policy, as a PUT body; errors point into it. Rules and schedules left unchanged keep their ids.',
+  };
+  schemas['PauseRequest'] = {
+    type: 'object',
+    additionalProperties: false,
+    properties: { reason: { type: 'string', maxLength: 1000, description: 'Why the policy is paused; shown with the pause.' } },
+  };
   schemas['Problem'] = hoist(loadSchema('problem.schema.json'), 'Problem', schemas);
   schemas['PolicyList'] = {
     type: 'object',
@@ -132,7 +157,7 @@ export function buildOpenApi(version: string): Json {
       cooldown_remaining_seconds: { type: 'integer' }, consecutive_metric_failures: { type: 'integer' },
     },
   };
-  schemas['PolicyState'] = { type: 'object', properties: { policy_id: { type: 'string' }, current_replicas: { type: ['integer', 'null'] }, cooldown_remaining_seconds: { type: 'integer' }, consecutive_metric_failures: { type: 'integer' }, last_decision: { oneOf: [{ $ref: '#/components/schemas/DecisionRecord' }, { type: 'null' }] }, next_schedule_fires: { type: 'array', items: { type: 'object' } } } };
+  schemas['PolicyState'] = { type: 'object', properties: { policy_id: { type: 'string' }, ...PAUSE_PROPERTIES, current_replicas: { type: ['integer', 'null'] }, cooldown_remaining_seconds: { type: 'integer' }, consecutive_metric_failures: { type: 'integer' }, last_decision: { oneOf: [{ $ref: '#/components/schemas/DecisionRecord' }, { type: 'null' }] }, next_schedule_fires: { type: 'array', items: { type: 'object' } } } };
   schemas['HistoryRow'] = {
     type: 'object',
     properties: {
@@ -185,7 +210,7 @@ export function buildOpenApi(version: string): Json {
       parameters: [...(op.path.includes('{id}') ? [idParam] : []), ...(op.query ?? []).map((q) => ({ ...q, in: 'query', required: false }))],
       ...(op.scope === 'none' ? { security: [] } : {}),
       ...(op.body !== undefined
-        ? { requestBody: { required: op.bodyRequired === true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${op.body}` } } } } }
+        ? { requestBody: { required: op.bodyRequired === true, content: Object.fromEntries((op.bodyTypes ?? ['application/json']).map((type) => [type, { schema: { $ref: `#/components/schemas/${op.body}` } }])) } }
         : {}),
     };
     paths[full] = { ...(paths[full] ?? {}), [op.method]: operation };

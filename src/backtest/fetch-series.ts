@@ -1,7 +1,7 @@
 import type { IsolatedMetricSource } from '../plugins/plugin-manager.js';
-import type { Policy, Rule } from '../policy/policy-model.js';
+import type { Policy } from '../policy/policy-model.js';
 import { mapLimit } from '../util/async.js';
-import { observationKey, ruleWindow } from '../engine/rule-window.js';
+import { observationKey, queriedBy, ruleWindow, type Queried } from '../engine/rule-window.js';
 import type { PackedSeries, SeriesInput } from './replay.js';
 
 /** Prometheus answers at most 11,000 points per series; stay under it. */
@@ -18,7 +18,7 @@ export interface Lane {
 /** One distinct query a replay needs: the lanes of instants its evaluations judge, and how many points they hold. */
 export interface SeriesPlan {
   key: string;
-  rule: Rule;
+  rule: Queried;
   lanes: Lane[];
   /** Points in all lanes: the most this series can hold. */
   points: number;
@@ -33,8 +33,8 @@ export interface SeriesPlan {
  * Known before anything is fetched, so a backtest's memory is too.
  */
 export function planSeries(policies: readonly Policy[], from: Date, to: Date, intervalSeconds: number, defaultSource: string): SeriesPlan[] {
-  const distinct = new Map<string, Rule>();
-  for (const p of policies) for (const r of [...p.scale_up_rules, ...p.scale_down_rules]) distinct.set(observationKey(r, defaultSource), r);
+  const distinct = new Map<string, Queried>();
+  for (const p of policies) for (const r of queriedBy(p)) distinct.set(observationKey(r, defaultSource), r);
   const intervalMs = intervalSeconds * 1000;
   const evaluations = Math.floor((to.getTime() - from.getTime()) / intervalMs) + 1;
   const fromMs = Math.floor(from.getTime() / 1000) * 1000;

@@ -3,7 +3,7 @@ import type { Policy } from '../policy/policy-model.js';
 import { decide } from '../engine/decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation, type RuleWindow } from '../engine/decision.js';
 import { applyExecution } from '../engine/execution.js';
-import { OPS, observationKey, ruleWindow, valuesAtInstants } from '../engine/rule-window.js';
+import { OPS, observationKey, queriedBy, ruleWindow, valuesAtInstants } from '../engine/rule-window.js';
 
 /**
  * A metric series packed in typed arrays (16 bytes a point instead of an object's ~50): how the
@@ -62,12 +62,17 @@ export interface ReplayInput {
 /** One evaluation of a replay. */
 export interface TimelineRow {
   time: string;
-  /** Latest value of each rule's metric at this instant (null when missing or failed), by rule id. */
+  /**
+   * Latest value of each rule's metric at this instant (null when missing or failed), by rule id;
+   * and the value each target-tracking entry used (the latest, or its window's average), by entry id.
+   */
   values: Record<string, number | null>;
   /** Each rule's verdict, by rule id. */
   held: Record<string, boolean>;
   replicas_before: number;
   replicas: number;
+  /** The highest opinion of rules and target tracking, before stabilization and rate limits (null: none); present with target tracking. */
+  proposal?: number | null;
   action: DecisionRecord['action'];
   reason_code: DecisionRecord['reason_code'];
   reason: string;
@@ -82,7 +87,10 @@ export interface ReplaySummary {
   reason_codes: Record<string, number>;
   replica_hours: number;
   estimated_cost: number | null;
-  /** Minutes in which some scale-up rule's condition was true at that instant but no scale-up happened. */
+  /**
+   * Minutes in which a scale-up was wanted but none happened: some scale-up rule's condition was
+   * true at that instant, or target tracking proposed more replicas than ran.
+   */
   scale_up_pending_minutes: number;
   peak_replicas: number;
   min_replicas_seen: number;
@@ -153,8 +161,9 @@ export async function replay(input: ReplayInput, opts: ReplayOptions = {}): Prom
   const { intervalSeconds } = input;
   // A replay shows what the policy would do if it acted: shadow mode does not apply to it.
   const policy: Policy = { ...input.policy, dry_run: false };
-  const rules = [...policy.scale_up_rules, ...policy.scale_down_rules];
+  const rules = queriedBy(policy);
   const keys = new Map(rules.map((r) => [r.id, observationKey(r, input.defaultSource)]));
+  const tracks = policy.target_tracking.length > 0;
   const series = new Map<string, PackedSeries | { error: { kind: string; message: string } }>();
   for (const [key, s] of input.series) series.set(key, Array.isArray(s) ? packSeries(s) : s);
   let memory: EngineMemory = { ...EMPTY_MEMORY, current_replicas: input.initialReplicas };
@@ -208,6 +217,7 @@ export async function replay(input: ReplayInput, opts: ReplayOptions = {}): Prom
     memory = applyExecution(next, record, now, { succeeded: true });
     if (record.should_scale) replicas = record.desired_replicas;
     for (const r of record.rules) latest[r.id] = r.latest;
+    for (const t of record.target_tracking) latest[t.id] = t.value;
 
     actions[record.action] = (actions[record.action] ?? 0) + 1;
     reasons[record.reason_code] = (reasons[record.reason_code] ?? 0) + 1;
@@ -217,7 +227,8 @@ export async function replay(input: ReplayInput, opts: ReplayOptions = {}): Prom
       const v = latest[r.id];
       return v !== null && v !== undefined && OPS[r.operator]?.(v, r.threshold) === true;
     });
-    if (upCondition && record.action !== 'scale_up') pendingSeconds += span;
+    const upProposed = record.proposal !== null && record.proposal > before;
+    if ((upCondition || upProposed) && record.action !== 'scale_up') pendingSeconds += span;
     peak = Math.max(peak, replicas);
     lowest = Math.min(lowest, replicas);
     evaluations++;
@@ -227,6 +238,7 @@ export async function replay(input: ReplayInput, opts: ReplayOptions = {}): Prom
       held: Object.fromEntries(record.rules.map((r) => [r.id, r.held])),
       replicas_before: before,
       replicas,
+      ...(tracks ? { proposal: record.proposal } : {}),
       action: record.action,
       reason_code: record.reason_code,
       reason: record.reason,

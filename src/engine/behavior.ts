@@ -7,21 +7,24 @@
  * changes nothing.
  */
 
-/** A rate limit on one direction: within any `period_seconds`, the change may not exceed it. */
+/** A rate limit on one direction: within any period, the change may not exceed it. */
 export interface RateLimit {
   /** Replicas that may be added (removed) per period; null: no replica limit. */
   replicas: number | null;
   /** Percent of the count at the period's start that may be added (removed); null: none. */
   percent: number | null;
+  period: string;
   period_seconds: number;
   /** Which of `replicas` and `percent` applies when both are set: the one allowing the larger change (max) or the smaller (min). */
   select: 'max' | 'min';
 }
 
-/** A policy's `behavior`, normalized: windows in seconds, defaults filled in. */
+/** A policy's `behavior`, normalized: windows in both forms, defaults filled in. */
 export interface Behavior {
-  scale_up_stabilization_seconds: number;
+  scale_down_stabilization: string;
   scale_down_stabilization_seconds: number;
+  scale_up_stabilization: string;
+  scale_up_stabilization_seconds: number;
   scale_up_limit: RateLimit | null;
   scale_down_limit: RateLimit | null;
 }
@@ -98,7 +101,11 @@ export function stabilize(current: number, proposal: number, proposals: readonly
 /** The changes after one of `delta` at `nowMs`, without those older than `keepMs`. */
 export function recordChange(changes: readonly ChangeEvent[], nowMs: number, delta: number, keepMs: number): ChangeEvent[] {
   const cutoff = nowMs - keepMs;
-  const out = changes.filter((c) => c[0] > cutoff);
+  let first = 0;
+  while (first < changes.length && (changes[first] as ChangeEvent)[0] <= cutoff) first++;
+  // Nothing dropped, nothing added: the same array, so the memory does not change.
+  if (first === 0 && delta === 0) return changes as ChangeEvent[];
+  const out = changes.slice(first);
   if (delta !== 0) out.push([nowMs, delta]);
   return out;
 }

@@ -10,10 +10,13 @@ import type {
   ReasonCode,
   RuleRecord,
   ScheduleRecord,
+  TrackingRecord,
 } from './decision.js';
 import { combinerFor } from './rule-combiner.js';
 import { OPERATOR_SYMBOL, isMetricError, isoMs, observationKey, ruleRecord, ruleWindow, sharedVerdict, type RuleVerdict } from './rule-window.js';
 import { lastFireMs } from './schedule-clock.js';
+import { behaviorHorizonMs, recordChange, recordProposal, scaleDownLimit, scaleUpLimit, stabilize, type Behavior } from './behavior.js';
+import { trackingOpinion, trackingValue, type TrackingVerdict } from './target-tracking.js';
 
 /** Everything one evaluation depends on; nothing else is read. */
 export interface DecisionInput {
@@ -143,6 +146,28 @@ export interface Assessment {
   blocked: boolean;
   memory: EngineMemory;
   recordBlocked: boolean;
+  /** Each target-tracking entry's verdict (empty without target tracking). */
+  tracking: TrackingVerdict[];
+  /** The highest opinion before stabilization and rate limits; null: none. */
+  proposal: number | null;
+  /** Which target-tracking entry gave the proposal (its index); -1: the step rules; -2: no one. */
+  proposedBy: number;
+}
+
+const NO_TRACKING: TrackingVerdict[] = Object.freeze([]) as unknown as TrackingVerdict[];
+const NO_ENTRIES: Policy['target_tracking'] = Object.freeze([]) as unknown as Policy['target_tracking'];
+const NO_BEHAVIOR: Behavior = Object.freeze({
+  scale_down_stabilization: '0s',
+  scale_down_stabilization_seconds: 0,
+  scale_up_stabilization: '0s',
+  scale_up_stabilization_seconds: 0,
+  scale_up_limit: null,
+  scale_down_limit: null,
+});
+
+/** Whether a behaviour changes anything: a stabilization window or a rate limit. */
+function activeBehavior(b: Behavior): boolean {
+  return b.scale_up_stabilization_seconds > 0 || b.scale_down_stabilization_seconds > 0 || b.scale_up_limit !== null || b.scale_down_limit !== null;
 }
 
 const BLOCKING: ReadonlySet<ReasonCode> = new Set<ReasonCode>(['cooldown', 'at_max', 'at_min', 'cost_capped']);
@@ -204,11 +229,34 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
   let anyError = false;
   for (const v of up) if (isMetricError(v)) anyError = true;
   for (const v of down) if (isMetricError(v)) anyError = true;
-  const failures = anyError ? memory.consecutive_failures + 1 : 0;
   const upStep = combined.up ? stepOf(p.scale_up_rules, up) : 0;
   const downStep = combined.down ? stepOf(p.scale_down_rules, down) : 0;
-  const chosen: 'scale_up' | 'scale_down' | null = combined.up ? 'scale_up' : combined.down ? 'scale_down' : null;
-  const ruleTarget = chosen === 'scale_up' ? current + upStep : chosen === 'scale_down' ? current + downStep : current;
+  let chosen: 'scale_up' | 'scale_down' | null = combined.up ? 'scale_up' : combined.down ? 'scale_down' : null;
+  let ruleTarget = chosen === 'scale_up' ? current + upStep : chosen === 'scale_down' ? current + downStep : current;
+
+  // Target tracking: every entry's opinion; with the step rules' (current + step of the direction
+  // that held), the highest is the proposal.
+  const entries = p.target_tracking ?? NO_ENTRIES;
+  let tracking = NO_TRACKING;
+  let proposal: number | null = chosen !== null ? ruleTarget : null;
+  let proposedBy = chosen !== null ? -1 : -2;
+  if (entries.length > 0) {
+    tracking = new Array<TrackingVerdict>(entries.length);
+    if (combined.up && combined.down) proposal = current + upStep; // both held: up is the higher
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as (typeof entries)[number];
+      const v = trackingOpinion(e, current, trackingValue(input.observations.get(observationKey(e, input.defaultSource)), ruleWindow(e, now, intervalSeconds)));
+      tracking[i] = v;
+      if (v.outcome === 'metric_error') anyError = true;
+      if (v.opinion !== null && (proposal === null || v.opinion > proposal)) {
+        proposal = v.opinion;
+        proposedBy = i;
+      }
+    }
+    ruleTarget = proposal ?? current;
+    chosen = proposal === null || proposal === current ? null : proposal > current ? 'scale_up' : 'scale_down';
+  }
+  const failures = anyError ? memory.consecutive_failures + 1 : 0;
 
   const nextMemory: EngineMemory = {
     current_replicas: current,
@@ -217,6 +265,30 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
     last_blocked: memory.last_blocked,
     one_shots: p.schedules.length === 0 ? EMPTY_ONE_SHOTS : Object.fromEntries(Object.entries(memory.one_shots).filter(([id]) => p.schedules.some((s) => s.id === id))),
   };
+
+  const behavior = p.behavior ?? NO_BEHAVIOR;
+  const behaves = activeBehavior(behavior);
+  const nowMs = now.getTime();
+  let stabilizedFrom: number | null = null;
+  if (behaves) {
+    const horizon = behaviorHorizonMs(behavior);
+    if (horizon.proposals > 0) {
+      // The recommendation of this evaluation: the proposal, or "stay" when no one had an opinion;
+      // none at all when every metric failed (a failure is not a recommendation).
+      const recommendation = proposal ?? current;
+      const spans = memory.proposals ?? [];
+      if (proposal !== null || !anyError) {
+        const st = stabilize(current, recommendation, spans, nowMs, behavior);
+        nextMemory.proposals = recordProposal(spans, nowMs, intervalSeconds * 1000, recommendation, horizon.proposals);
+        if (st !== recommendation) {
+          stabilizedFrom = recommendation;
+          ruleTarget = st;
+          chosen = st === current ? null : st > current ? 'scale_up' : 'scale_down';
+        }
+      } else if (spans.length > 0) nextMemory.proposals = spans as typeof nextMemory.proposals;
+    }
+    if (horizon.changes > 0) nextMemory.changes = recordChange(memory.changes ?? [], nowMs, 0, horizon.changes);
+  }
 
   if (!p.enabled) {
     return {
@@ -245,6 +317,9 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
       blocked: false,
       memory: { ...nextMemory, consecutive_failures: memory.consecutive_failures, last_blocked: null },
       recordBlocked: false,
+      tracking,
+      proposal,
+      proposedBy,
     };
   }
 
@@ -281,6 +356,14 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
   } else if (chosen !== null) {
     driver = 'rule';
     wanted = ruleTarget;
+  }
+  if (stabilizedFrom !== null && (driver === 'rule' || driver === null)) {
+    adjustments.push({
+      kind: 'stabilization',
+      from: stabilizedFrom,
+      to: ruleTarget,
+      detail: stabilizationDetail(behavior, stabilizedFrom, ruleTarget),
+    });
   }
   const floorWindow = window !== undefined && window.schedule.mode === 'floor' ? window : undefined;
   const floorRecord = floorWindow !== undefined ? scheduleRecord(floorWindow) : null;
@@ -348,6 +431,24 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
   wanted = settled.wanted;
   if (settled.floorHeld) scheduleHold = true;
 
+  // Rate limits, on what rules and target tracking change (schedules and the fallback are not limited).
+  let rateLimited = false;
+  if (driver === 'rule' && behaves && (behavior.scale_up_limit !== null || behavior.scale_down_limit !== null)) {
+    const changes = nextMemory.changes ?? [];
+    const limit =
+      settled.target > current && behavior.scale_up_limit !== null
+        ? Math.min(settled.target, scaleUpLimit(current, changes, nowMs, behavior.scale_up_limit))
+        : settled.target < current && behavior.scale_down_limit !== null
+          ? Math.max(settled.target, scaleDownLimit(current, changes, nowMs, behavior.scale_down_limit))
+          : settled.target;
+    if (limit !== settled.target) {
+      const l = (settled.target > current ? behavior.scale_up_limit : behavior.scale_down_limit) as NonNullable<Behavior['scale_up_limit']>;
+      adjustments.push({ kind: 'rate_limit', from: settled.target, to: limit, detail: rateLimitDetail(l, settled.target > current, limit) });
+      settled.target = limit;
+      rateLimited = true;
+    }
+  }
+
   // Step 7: cooldown, for rule-driven changes only. It suppresses what the rules add; the floor
   // window, the bounds and the cost cap still apply as if no rule had held.
   const cooldown = p.cooldown_seconds ?? input.defaultCooldown;
@@ -386,13 +487,17 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
       reasonCode = 'fallback';
     } else if (finalDriver === 'rule' && (up ? chosen === 'scale_up' : chosen === 'scale_down')) {
       action = up ? 'scale_up' : 'scale_down';
-      reasonCode = 'rules_held';
+      reasonCode = rateLimited && !cooled ? 'rate_limited' : stabilizedFrom !== null ? 'stabilized' : 'rules_held';
     } else {
       action = up ? 'scale_up' : 'scale_down';
       reasonCode = 'out_of_bounds';
     }
   } else if (cooled) {
     reasonCode = 'cooldown';
+  } else if (rateLimited) {
+    reasonCode = 'rate_limited';
+  } else if (stabilizedFrom !== null && driver !== 'schedule' && driver !== 'fallback' && !scheduleHold) {
+    reasonCode = 'stabilized';
   } else if (driver === 'schedule' || scheduleHold) {
     reasonCode = 'schedule_hold';
   } else if (driver === 'rule' && chosen === 'scale_up') {
@@ -434,7 +539,23 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
     blocked,
     memory: nextMemory,
     recordBlocked: blocked && memory.last_blocked !== reasonCode,
+    tracking,
+    proposal,
+    proposedBy,
   };
+}
+
+function stabilizationDetail(b: Behavior, from: number, to: number): string {
+  const seconds = to > from ? b.scale_down_stabilization_seconds : b.scale_up_stabilization_seconds;
+  return to > from
+    ? `the highest proposal of the last ${formatDuration(seconds)} (scale_down_stabilization) is ${to}`
+    : `the lowest proposal of the last ${formatDuration(seconds)} (scale_up_stabilization) is ${to}`;
+}
+
+function rateLimitDetail(l: NonNullable<Behavior['scale_up_limit']>, up: boolean, to: number): string {
+  const parts = [l.replicas !== null ? `${l.replicas} replicas` : null, l.percent !== null ? `${l.percent}%` : null].filter((x) => x !== null);
+  const which = parts.length > 1 ? ` (the ${l.select === 'max' ? 'larger' : 'smaller'} of ${parts.join(' and ')})` : ` (${parts[0]})`;
+  return `${up ? 'scale_up_limit' : 'scale_down_limit'} allows ${up ? 'at most' : 'at least'} ${to} within ${formatDuration(l.period_seconds)}${which}`;
 }
 
 /** The human sentence of an outcome (step 9). */
@@ -467,11 +588,26 @@ function floorHoldReason(a: Assessment, schedule: ScheduleRecord): string {
   return withAdjustments(`${base}; ${rules}, and the target stays at ${a.current}.`, a.adjustments);
 }
 
-function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], triggered: readonly string[]): string {
+/** Who made the proposal, in words: a target-tracking entry with its arithmetic, or the rules that held. */
+function proposerText(a: Assessment, tracking: readonly TrackingRecord[], rules: readonly RuleRecord[], triggered: readonly string[]): string {
+  const t = a.proposedBy >= 0 ? tracking[a.proposedBy] : undefined;
+  if (t !== undefined) return `target tracking ${t.metric} at ${t.value} against ${t.kind} ${t.target} wants ${t.opinion} (${t.formula})`;
+  return heldTextOf(rules, triggered);
+}
+
+function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], triggered: readonly string[], tracking: readonly TrackingRecord[]): string {
   const { current, desired: final, schedule, adjustments } = a;
   const verb = `from ${current} to ${final}`;
   const up = final > current;
   switch (a.reasonCode) {
+    case 'stabilized':
+    case 'rate_limited': {
+      const what = a.reasonCode === 'stabilized' ? 'stabilization' : 'the rate limit';
+      const proposed = `${proposerText(a, tracking, rules, triggered)}`;
+      return final === current
+        ? withAdjustments(`No change: ${proposed}, but ${what} holds ${current}.`, adjustments)
+        : withAdjustments(`Scaled ${up ? 'up' : 'down'} ${verb}: ${proposed}; ${what} allows ${final}.`, adjustments);
+    }
     case 'disabled':
       return `Policy ${p.name} is disabled: nothing is changed.`;
     case 'schedule_window':
@@ -483,30 +619,36 @@ function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], trigge
     case 'fallback':
       return withAdjustments(`Fallback ${verb}: metrics failed in ${a.failures} consecutive evaluations (after_failures ${p.fallback?.after_failures}).`, adjustments);
     case 'rules_held':
-      return withAdjustments(`Scaled ${up ? 'up' : 'down'} ${verb}: ${heldTextOf(rules, triggered)}.`, adjustments);
+      return withAdjustments(`Scaled ${up ? 'up' : 'down'} ${verb}: ${proposerText(a, tracking, rules, triggered)}.`, adjustments);
     case 'out_of_bounds':
       return `Scaled ${up ? 'up' : 'down'} ${verb} to respect ${adjustments.map((x) => x.kind).join(', ') || 'the bounds'}.`;
     case 'cooldown':
-      return `Rules wanted ${a.settledTarget} (${heldTextOf(rules, triggered)}) but cooldown holds ${current}: ${adjustments.find((x) => x.kind === 'cooldown')?.detail ?? ''}.`;
+      return `Rules wanted ${a.settledTarget} (${proposerText(a, tracking, rules, triggered)}) but cooldown holds ${current}: ${adjustments.find((x) => x.kind === 'cooldown')?.detail ?? ''}.`;
     case 'schedule_hold':
       if (schedule === null) return `The schedule holds ${current} replicas.`;
       if (schedule.kind === 'window' && schedule.mode === 'floor') return floorHoldReason(a, schedule);
       // An exact window (or a one-shot firing now) sets the target: rules are only evaluated.
       return `The schedule "${schedule.cron_expression}" holds ${current} replicas${schedule.until !== null ? ` until ${schedule.until}` : ''}${a.chosen !== null ? '; rules were evaluated but suppressed' : ''}.`;
     case 'cost_capped':
-      return `Scale-up rules held (${heldTextOf(rules, triggered)}) but the cost cap allows no more than ${current}: ${adjustments.find((x) => x.kind === 'cost_cap')?.detail ?? ''}.`;
+      return `Scale-up rules held (${proposerText(a, tracking, rules, triggered)}) but the cost cap allows no more than ${current}: ${adjustments.find((x) => x.kind === 'cost_cap')?.detail ?? ''}.`;
     case 'at_max':
-      return `Scale-up rules held (${heldTextOf(rules, triggered)}) but ${current} is already max_replicas ${p.max_replicas}.`;
+      return `Scale-up rules held (${proposerText(a, tracking, rules, triggered)}) but ${current} is already max_replicas ${p.max_replicas}.`;
     case 'at_min':
       return current === 0
         ? `Scale-down rules held (${heldTextOf(rules, triggered)}) but the target is already scaled to zero.`
-        : `Scale-down rules held (${heldTextOf(rules, triggered)}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
+        : `Scale-down rules held (${proposerText(a, tracking, rules, triggered)}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
     case 'metric_error': {
-      const errs = rules.filter((r) => r.error !== null);
+      const errs = [...rules.filter((r) => r.error !== null), ...tracking.filter((r) => r.error !== null)];
       return `No change: ${errs.length} rule${errs.length === 1 ? '' : 's'} had no usable metric (${errs.map((r) => `${r.metric}: ${r.error}`).join('; ')})${a.driver === 'fallback' ? `; holding fallback ${current}` : ''}.`;
     }
     case 'no_rule_held': {
       const first = rules.find((r) => !r.held);
+      if (tracking.length > 0) {
+        const opinions = tracking.filter((r) => r.opinion !== null);
+        if (a.proposal !== null) return `No change: the highest opinion is ${a.proposal}, the current count (${proposerText(a, tracking, rules, triggered)}).`;
+        const within = tracking.filter((r) => r.outcome === 'within_tolerance').map((r) => `${r.metric} at ratio ${r.ratio?.toFixed(3)}, tolerance ${r.tolerance}`);
+        return `No change: no rule held and no target-tracking entry had an opinion${opinions.length === 0 && within.length > 0 ? ` (within tolerance: ${within.join('; ')})` : ''}.`;
+      }
       return rules.length === 0
         ? 'No change: the policy has no rules and no schedule applies.'
         : `No change: no direction's rules held${first !== undefined && first.detail !== null ? ` (${first.metric}: ${first.detail})` : ''}.`;
@@ -541,6 +683,7 @@ export function explain(input: DecisionInput, a: Assessment): DecisionRecord {
   const triggered: string[] = [];
   explainRules(input, p.scale_up_rules, a.up, 'scale_up', a.chosen, rules, triggered);
   explainRules(input, p.scale_down_rules, a.down, 'scale_down', a.chosen, rules, triggered);
+  const tracking = trackingRecords(input, a);
   const directions = {
     scale_up: { match: p.scale_up_match, rules: a.up.length, held: a.combined.up, step: a.upStep } satisfies DirectionRecord,
     scale_down: { match: p.scale_down_match, rules: a.down.length, held: a.combined.down, step: a.downStep } satisfies DirectionRecord,
@@ -556,7 +699,7 @@ export function explain(input: DecisionInput, a: Assessment): DecisionRecord {
     desired_replicas: a.desired,
     action: a.action,
     reason_code: a.reasonCode,
-    reason: reasonOf(p, a, rules, triggered),
+    reason: reasonOf(p, a, rules, triggered, tracking),
     should_scale: shouldScale,
     dry_run: a.dryRunFrom.length > 0,
     dry_run_from: a.dryRunFrom,
@@ -570,7 +713,37 @@ export function explain(input: DecisionInput, a: Assessment): DecisionRecord {
     consecutive_metric_failures: a.failures,
     wanted_replicas: a.wanted,
     blocked: a.blocked,
+    target_tracking: tracking,
+    proposal: a.proposal,
   };
+}
+
+const NO_TRACKING_RECORDS: TrackingRecord[] = Object.freeze([]) as unknown as TrackingRecord[];
+
+/** The records of the target-tracking entries: what each read, its arithmetic and its opinion. */
+function trackingRecords(input: DecisionInput, a: Assessment): TrackingRecord[] {
+  const entries = input.policy.target_tracking ?? NO_ENTRIES;
+  if (entries.length === 0) return NO_TRACKING_RECORDS;
+  return entries.map((e, i) => {
+    const v = a.tracking[i] as TrackingVerdict;
+    const obs = v.outcome === 'metric_error' ? input.observations.get(observationKey(e, input.defaultSource)) : undefined;
+    return {
+      id: e.id,
+      metric: e.metric,
+      source: e.source ?? input.defaultSource,
+      kind: e.target_per_replica !== null ? 'target_per_replica' : 'target_value',
+      target: e.target_per_replica ?? (e.target_value as number),
+      tolerance: e.tolerance,
+      window_seconds: e.duration_seconds,
+      samples: v.samples,
+      value: v.value,
+      ratio: v.ratio,
+      formula: v.formula,
+      opinion: v.opinion,
+      outcome: v.outcome,
+      error: v.outcome === 'metric_error' ? (obs?.error !== undefined ? `${obs.error.kind}: ${obs.error.message}` : obs === undefined ? 'no observation' : 'no sample in the window') : null,
+    } satisfies TrackingRecord;
+  });
 }
 
 /**

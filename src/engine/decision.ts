@@ -1,6 +1,7 @@
 import type { Rule, RuleDirection } from '../policy/policy-model.js';
 import type { Sample } from '../plugins/api.js';
 import type { RuleVerdict } from './rule-window.js';
+import type { ChangeEvent, ProposalSpan } from './behavior.js';
 
 /** What a metric source answered for one rule's window (or the error instead). */
 export interface Observation {
@@ -52,6 +53,10 @@ export interface EngineMemory {
   last_blocked: string | null;
   /** One-shot schedules already applied: schedule id -> ISO fire time. */
   one_shots: Record<string, string>;
+  /** Proposals within the longest stabilization window; only for a policy with one. */
+  proposals?: ProposalSpan[];
+  /** Executed changes within the longest rate-limit period; only for a policy with a limit. */
+  changes?: ChangeEvent[];
 }
 
 export const EMPTY_MEMORY: EngineMemory = {
@@ -78,7 +83,9 @@ export type ReasonCode =
   | 'schedule_fired'
   | 'schedule_window'
   | 'fallback'
-  | 'out_of_bounds';
+  | 'out_of_bounds'
+  | 'stabilized'
+  | 'rate_limited';
 
 export interface RuleRecord {
   id: string;
@@ -108,7 +115,7 @@ export interface DirectionRecord {
 }
 
 export interface AdjustmentRecord {
-  kind: 'max_replicas' | 'min_replicas' | 'cost_cap' | 'scale_to_zero' | 'schedule_floor' | 'cooldown' | 'schedule_hold';
+  kind: 'max_replicas' | 'min_replicas' | 'cost_cap' | 'scale_to_zero' | 'schedule_floor' | 'cooldown' | 'schedule_hold' | 'stabilization' | 'rate_limit';
   from: number;
   to: number;
   detail: string;
@@ -123,6 +130,29 @@ export interface ScheduleRecord {
   fired_at: string;
   until: string | null;
   desired_replicas: number;
+}
+
+/** What one target-tracking entry read and wanted. */
+export interface TrackingRecord {
+  id: string;
+  metric: string;
+  source: string;
+  /** target_per_replica: desired = ceil(value / target); target_value: ceil(current x value / target). */
+  kind: 'target_per_replica' | 'target_value';
+  target: number;
+  tolerance: number;
+  window_seconds: number;
+  samples: number;
+  /** The latest value, or the window's average; null when there was none. */
+  value: number | null;
+  /** The usage ratio the tolerance is judged on; null when it cannot be computed. */
+  ratio: number | null;
+  formula: string | null;
+  /** The replicas it wanted; null: no opinion. */
+  opinion: number | null;
+  outcome: 'opinion' | 'within_tolerance' | 'metric_error' | 'not_finite';
+  /** The source's error, when its metric failed. */
+  error: string | null;
 }
 
 /** The explanation of one evaluation (step 9). */
@@ -151,4 +181,11 @@ export interface DecisionRecord {
   wanted_replicas: number;
   /** True when a bound, the cost cap or cooldown stopped a change rules wanted. */
   blocked: boolean;
+  /** Each target-tracking entry's value, formula and opinion (empty without target tracking). */
+  target_tracking: TrackingRecord[];
+  /**
+   * The highest opinion of step rules and target tracking, before stabilization and rate limits;
+   * null when no one had an opinion.
+   */
+  proposal: number | null;
 }

@@ -39,6 +39,10 @@ export function registerEngineRoutes(router: Router, deps: { manager: ScalingMan
       policy_id: policy.id,
       policy_name: policy.name,
       enabled: policy.enabled,
+      // A paused policy is neither evaluated nor executed by the loop until POST .../enable.
+      paused: policy.paused_at !== null,
+      paused_at: policy.paused_at,
+      paused_reason: policy.paused_reason,
       executor: executor.name,
       executor_loaded: executor.executor !== undefined,
       current_replicas: state?.current_replicas ?? null,

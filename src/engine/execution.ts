@@ -7,5 +7,8 @@ import type { DecisionRecord, EngineMemory } from './decision.js';
  */
 export function applyExecution(memory: EngineMemory, record: DecisionRecord, now: Date, outcome: { succeeded: boolean }): EngineMemory {
   if (!record.should_scale || record.dry_run || !outcome.succeeded) return memory;
-  return { ...memory, current_replicas: record.desired_replicas, last_change_at: now.toISOString() };
+  const next: EngineMemory = { ...memory, current_replicas: record.desired_replicas, last_change_at: now.toISOString() };
+  // A policy with a rate limit keeps its changes (decide() prunes them to the longest period).
+  if (memory.changes !== undefined) next.changes = [...memory.changes, [now.getTime(), record.desired_replicas - record.current_replicas]];
+  return next;
 }

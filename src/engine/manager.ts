@@ -9,7 +9,7 @@ import { Mutex, Semaphore } from '../util/async.js';
 import { assess, explain, type Assessment, type DecisionInput } from './decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from './decision.js';
 import { applyExecution } from './execution.js';
-import { isMetricError, observationKey, ruleWindow, sharedVerdict, valuesAtInstants, verdictMemo } from './rule-window.js';
+import { isMetricError, observationKey, queriedBy, ruleWindow, sharedVerdict, valuesAtInstants, verdictMemo, type Queried } from './rule-window.js';
 
 /** What the manager needs from the daemon; plugins come in already isolated. */
 export interface ManagerDeps {
@@ -97,7 +97,8 @@ export interface CycleReport {
 
 interface Fetch {
   source: string;
-  rule: Rule;
+  /** A rule or a target-tracking entry: what is queried, and over which window. */
+  rule: Queried;
 }
 
 /** Health of a metric source as the loop last saw it; logged on change, served by /readyz. */
@@ -170,8 +171,17 @@ function sameAsKnown(ks: KnownState, m: EngineMemory, kind: string | null, a: As
     d.reason_code === a.reasonCode &&
     d.current_replicas === a.current &&
     d.desired_replicas === a.desired &&
-    (knownShots === m.one_shots || (Object.keys(knownShots ?? {}).length === 0 && Object.keys(m.one_shots).length === 0) || JSON.stringify(knownShots) === JSON.stringify(m.one_shots))
+    (knownShots === m.one_shots || (Object.keys(knownShots ?? {}).length === 0 && Object.keys(m.one_shots).length === 0) || JSON.stringify(knownShots) === JSON.stringify(m.one_shots)) &&
+    sameList(ks.proposals, m.proposals) &&
+    sameList(ks.changes, m.changes)
   );
+}
+
+/** Whether two lists of the behaviour memory (proposal spans, changes) hold the same entries. */
+function sameList(a: readonly unknown[] | undefined, b: readonly unknown[] | undefined): boolean {
+  if (a === b) return true;
+  if ((a?.length ?? 0) === 0 && (b?.length ?? 0) === 0) return true;
+  return a !== undefined && b !== undefined && a.length === b.length && JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** The reason code of a quiet steady state (its action is none). */
@@ -183,7 +193,8 @@ const QUIET_REASON = 'no_rule_held';
  * policy, state and replicas and again no rule holding or failing, it has the same outcome.
  */
 function isQuiet(a: Assessment, policy: Policy): boolean {
-  if (a.action !== 'none' || a.reasonCode !== QUIET_REASON || a.anyError || a.chosen !== null || policy.schedules.length > 0) return false;
+  // Target tracking reads the values themselves, not only whether a condition holds: never quiet.
+  if (a.action !== 'none' || a.reasonCode !== QUIET_REASON || a.anyError || a.chosen !== null || policy.schedules.length > 0 || policy.target_tracking.length > 0) return false;
   for (const v of a.up) if (v.held) return false;
   for (const v of a.down) if (v.held) return false;
   return true;
@@ -232,8 +243,15 @@ class KnownState {
     this.record = keepRecord ? d : undefined;
     // Kept flat: the steady-state check reads them for 10,000 policies a cycle.
     this.pending = (data['pending'] ?? null) !== null;
-    this.shots = (data[STATE_KEYS.memory] as { one_shots?: Record<string, string> } | undefined)?.one_shots;
+    const memory = data[STATE_KEYS.memory] as Partial<EngineMemory> | undefined;
+    this.shots = memory?.one_shots;
+    this.proposals = memory?.proposals;
+    this.changes = memory?.changes;
   }
+
+  /** The stabilization proposals and rate-limit changes in the stored memory (`data.memory`). */
+  readonly proposals: EngineMemory['proposals'];
+  readonly changes: EngineMemory['changes'];
 
   /** The engine memory in the state, made once (decide() never changes its input). */
   get memory(): EngineMemory {
@@ -365,7 +383,7 @@ class CyclePlan {
       }
       const conds: number[] = [];
       let keys = 0;
-      for (const rule of [...policy.scale_up_rules, ...policy.scale_down_rules]) {
+      for (const rule of queriedBy(policy)) {
         const key = observationKey(rule, defaultSource);
         let k = keyIndex.get(key);
         if (k === undefined) {
@@ -382,6 +400,8 @@ class CyclePlan {
           waiting.push(index);
           keys++;
         }
+        // A target-tracking entry has no condition (its policy is never repeated quietly).
+        if (!('operator' in rule)) continue;
         const condKey = `${rule.operator}\u0000${rule.threshold}`;
         const byCond = perKey[k] as Map<string, number>;
         let local = byCond.get(condKey);
@@ -492,6 +512,8 @@ export function memoryFromState(state: PolicyState | undefined): EngineMemory {
     consecutive_failures: state.consecutive_failures,
     last_blocked: state.last_blocked,
     one_shots: stored.one_shots ?? {},
+    ...(stored.proposals !== undefined ? { proposals: stored.proposals } : {}),
+    ...(stored.changes !== undefined ? { changes: stored.changes } : {}),
   };
 }
 
@@ -671,7 +693,8 @@ export class ScalingManager {
         }
       }
     }
-    const enabled = held.filter((s) => s.policy.enabled);
+    // Storage lists neither disabled nor paused policies; a version read as one is not held either.
+    const enabled = held.filter((s) => s.policy.enabled && s.policy.paused_at === null);
     this.#loaded = { revision, held: enabled };
     this.#unknownStates = true;
     return enabled;
@@ -871,7 +894,7 @@ export class ScalingManager {
     if (conflicts > 0) {
       this.#deps.logger.warn(
         { policies: conflicts },
-        `${conflicts} policies were not evaluated or their state not stored: another daemon changed their state, or this daemon lost leadership; nothing was executed from the stale view`,
+        `${conflicts} policies were not evaluated or their state not stored: another daemon changed their state, they were paused, or this daemon lost leadership; nothing was executed from the stale view`,
       );
     }
     this.lastCycle = report;
@@ -913,7 +936,7 @@ export class ScalingManager {
     const distinct = new Map<string, Fetch>();
     const defaultSource = this.#deps.config.default_metric_source;
     for (const p of policies) {
-      for (const rule of [...p.scale_up_rules, ...p.scale_down_rules]) {
+      for (const rule of queriedBy(p)) {
         const key = observationKey(rule, defaultSource);
         if (!distinct.has(key)) distinct.set(key, { source: rule.source ?? defaultSource, rule });
       }
@@ -1070,6 +1093,13 @@ export class ScalingManager {
    * dryRun false it executes and records like the loop, marked triggered_by "api".
    */
   async evaluateNow(policy: Policy, opts: { dryRun: boolean }): Promise<DecisionRecord> {
+    if (!opts.dryRun && policy.paused_at !== null) {
+      // A dry run still previews what the policy would do; nothing that may execute runs while paused.
+      throw new ScalerError(
+        'POLICY_PAUSED',
+        `policy ${policy.name} is paused since ${policy.paused_at}${policy.paused_reason !== null ? ` (${policy.paused_reason})` : ''}, so nothing is executed for it; POST /policies/${policy.name}/enable lifts the pause`,
+      );
+    }
     const now = this.#now();
     const { observations } = await this.#fetchAll([policy], now);
     this.#manual++;
@@ -1214,7 +1244,7 @@ export class ScalingManager {
      * Saves the state: at once when it matters now (a change is being made, or a manual
      * evaluation), else in the cycle's batch, and only when something worth keeping changed.
      */
-    const saveState = async (m: EngineMemory, kind: string | null, opts2: { now: boolean; extra?: Record<string, unknown> }): Promise<void> => {
+    const saveState = async (m: EngineMemory, kind: string | null, opts2: { now: boolean; claim?: boolean; extra?: Record<string, unknown> }): Promise<void> => {
       const record = outcome.record();
       const st: PolicyState = {
         policy_id: policy.id,
@@ -1224,7 +1254,11 @@ export class ScalingManager {
         consecutive_failures: m.consecutive_failures,
         last_blocked: m.last_blocked,
         data: {
-          [STATE_KEYS.memory]: { one_shots: m.one_shots },
+          [STATE_KEYS.memory]: {
+            one_shots: m.one_shots,
+            ...(m.proposals !== undefined ? { proposals: m.proposals } : {}),
+            ...(m.changes !== undefined ? { changes: m.changes } : {}),
+          },
           [STATE_KEYS.lastDecision]: record,
           ...(lastDryRun !== null ? { [STATE_KEYS.lastDryRun]: lastDryRun } : {}),
           ...opts2.extra,
@@ -1234,12 +1268,15 @@ export class ScalingManager {
       };
       const fp = fingerprint(st);
       if (opts2.now || opts.deferWrite === undefined) {
-        if (!(await storage.putState(st, fence === undefined ? {} : { fence }))) {
-          // Another daemon wrote this state since it was read, or this one lost its lock session:
-          // forget it (the next cycle reads it again) and make no change from this stale view.
+        // A claim is refused for a paused policy too, in the same statement: a pause stored after
+        // this policy was listed or read stops the change.
+        if (!(await storage.putState(st, { ...(fence === undefined ? {} : { fence }), ...(opts2.claim === true ? { unlessPaused: true } : {}) }))) {
+          // Another daemon wrote this state since it was read, this one lost its lock session, or
+          // the policy was paused: forget the state (the next cycle reads it again) and make no
+          // change from this stale view.
           if (slot !== undefined) slot.known = undefined;
           this.#unknownStates = true;
-          throw new ScalerError('STATE_CONFLICT', `the state of policy ${policy.name} changed during the evaluation (another daemon evaluated it, or this one lost leadership); nothing was executed`);
+          throw new ScalerError('STATE_CONFLICT', `the state of policy ${policy.name} changed during the evaluation (another daemon evaluated it, this one lost leadership, or the policy was paused); nothing was executed`);
         }
         version++;
       } else if (slot?.known?.fingerprint !== fp) {
@@ -1276,7 +1313,7 @@ export class ScalingManager {
           reason_code: record.reason_code,
           triggered_by: triggeredBy,
         };
-        await saveState(applyExecution(next, record, now, { succeeded: true }), record.action, { now: true, extra: { pending } });
+        await saveState(applyExecution(next, record, now, { succeeded: true }), record.action, { now: true, claim: true, extra: { pending } });
       }
       let status: HistoryRow['status'] = 'succeeded';
       let error: string | null = null;

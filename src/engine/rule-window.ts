@@ -1,4 +1,4 @@
-import type { Rule } from '../policy/policy-model.js';
+import type { Policy, Rule, TargetTracking } from '../policy/policy-model.js';
 import type { Sample } from '../plugins/api.js';
 import type { Observation, RuleRecord, RuleWindow, VerdictMemo } from './decision.js';
 
@@ -108,6 +108,18 @@ export function observationKey(rule: Pick<Rule, 'source' | 'metric' | 'aggregati
   const key = `${rule.source ?? defaultSource}\u0000${rule.aggregation}\u0000${rule.duration_seconds}\u0000${rule.metric}`;
   if (Object.isExtensible(rule)) Object.defineProperty(rule, KEY, { value: { defaultSource, key }, writable: true, enumerable: false });
   return key;
+}
+
+/** What a query is made of: a rule's, or a target-tracking entry's. */
+export type Queried = Pick<Rule, 'source' | 'metric' | 'aggregation' | 'duration_seconds'>;
+
+/**
+ * Everything a policy queries: its step rules, then its target-tracking entries. Observations are
+ * keyed by observationKey, so a query shared by rules and entries (of any policies) is one fetch.
+ */
+export function queriedBy(p: Pick<Policy, 'scale_up_rules' | 'scale_down_rules' | 'target_tracking'>): Array<Rule | TargetTracking> {
+  if (p.target_tracking.length === 0) return p.scale_down_rules.length === 0 ? p.scale_up_rules : [...p.scale_up_rules, ...p.scale_down_rules];
+  return [...p.scale_up_rules, ...p.scale_down_rules, ...p.target_tracking];
 }
 
 /** The comparison each operator makes (value OP threshold). */

@@ -1,4 +1,5 @@
 import type { Sample } from '../plugins/api.js';
+import type { Rule } from '../policy/policy-model.js';
 import type { Observation, RuleWindow } from './decision.js';
 
 /**
@@ -21,8 +22,10 @@ export interface TargetTracking {
   id: string;
   metric: string;
   source: string | null;
-  aggregation: 'last' | 'avg' | 'max' | 'min' | 'sum';
+  /** How the series the query returns are folded into one value, as for rules. */
+  aggregation: Rule['aggregation'];
   /** 0: the latest value; else the average of the window's values. */
+  duration: string;
   duration_seconds: number;
   target_per_replica: number | null;
   target_value: number | null;

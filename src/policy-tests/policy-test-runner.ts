@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/config.js';
 import { replay, type PackedSeries, type SeriesInput } from '../backtest/replay.js';
 import type { Action, DecisionRecord, ReasonCode, RuleRecord } from '../engine/decision.js';
-import { OPERATOR_SYMBOL, observationKey } from '../engine/rule-window.js';
+import { OPERATOR_SYMBOL, observationKey, queriedBy } from '../engine/rule-window.js';
 import { collectPolicyFiles, commandPolicyParser } from '../files/validate-command.js';
 import { formatProblem, parsePolicyFile, type FileProblem } from '../files/policy-file.js';
 import type { Policy } from '../policy/policy-model.js';
@@ -497,9 +497,9 @@ async function prepareFile(file: string, text: string, config: ResolvedConfig, k
         return;
       }
       seen.set(s.query, si);
-      const rules = policy === undefined ? [] : [...policy.scale_up_rules, ...policy.scale_down_rules].filter((r) => r.metric === s.query);
+      const rules = policy === undefined ? [] : queriedBy(policy).filter((r) => r.metric === s.query);
       if (policy !== undefined && rules.length === 0) {
-        const metrics = [...new Set([...policy.scale_up_rules, ...policy.scale_down_rules].map((r) => r.metric))];
+        const metrics = [...new Set(queriedBy(policy).map((r) => r.metric))];
         problems.add(
           `${field}/query`,
           `matches no rule of policy ${policy.name}: a query must equal a rule's metric exactly (its rules read ${metrics.length > 0 ? metrics.map((q) => JSON.stringify(q)).join(', ') : 'nothing'})`,

@@ -1,6 +1,7 @@
 import type { Router } from '@koa/router';
 import { readJson } from '../api/body.js';
 import { parseQuery } from '../api/query.js';
+import { validationError, type FieldError } from '../errors.js';
 import type { PolicyService } from './policy-service.js';
 
 export const POLICY_LIST_QUERY = {
@@ -9,6 +10,28 @@ export const POLICY_LIST_QUERY = {
   enabled: { type: 'bool' },
   target_type: { type: 'string', maxLength: 63 },
 } as const;
+
+/** Media types PATCH takes: a JSON Merge Patch (RFC 7396), under its own type or as plain JSON. */
+export const MERGE_PATCH_TYPES = ['application/merge-patch+json', 'application/json'] as const;
+
+/** Longest pause reason kept. */
+export const MAX_PAUSE_REASON = 1000;
+
+/** The body of POST .../pause: absent, or `{"reason": "..."}`; a blank reason is no reason. */
+function pauseReason(body: unknown): string | null {
+  if (body === undefined) return null;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw validationError([{ field: '', message: 'must be an object such as {"reason": "incident 42"}' }], 'request');
+  }
+  const errors: FieldError[] = Object.keys(body)
+    .filter((k) => k !== 'reason')
+    .map((k) => ({ field: `/${k}`, message: 'is not a known property (the only one is reason)' }));
+  const reason = (body as { reason?: unknown }).reason;
+  if (reason !== undefined && reason !== null && typeof reason !== 'string') errors.push({ field: '/reason', message: 'must be a string' });
+  else if (typeof reason === 'string' && reason.length > MAX_PAUSE_REASON) errors.push({ field: '/reason', message: `must be at most ${MAX_PAUSE_REASON} characters` });
+  if (errors.length > 0) throw validationError(errors, 'request');
+  return typeof reason === 'string' && reason.trim() !== '' ? reason.trim() : null;
+}
 
 /** Routes for /policies; answers are flat policy JSON. */
 export function registerPolicyRoutes(router: Router, service: PolicyService): void {
@@ -39,16 +62,26 @@ export function registerPolicyRoutes(router: Router, service: PolicyService): vo
     ctx.body = service.view(await service.replace(ctx.params['id'] ?? '', body));
   });
 
+  router.patch('/policies/:id', async (ctx) => {
+    const patch = await readJson(ctx, { types: MERGE_PATCH_TYPES });
+    ctx.body = service.view(await service.patch(ctx.params['id'] ?? '', patch));
+  });
+
   router.delete('/policies/:id', async (ctx) => {
     await service.delete(ctx.params['id'] ?? '');
     ctx.status = 204;
   });
 
   router.post('/policies/:id/enable', async (ctx) => {
-    ctx.body = service.view(await service.setEnabled(ctx.params['id'] ?? '', true));
+    ctx.body = service.view(await service.enable(ctx.params['id'] ?? ''));
   });
 
   router.post('/policies/:id/disable', async (ctx) => {
-    ctx.body = service.view(await service.setEnabled(ctx.params['id'] ?? '', false));
+    ctx.body = service.view(await service.disable(ctx.params['id'] ?? ''));
+  });
+
+  router.post('/policies/:id/pause', async (ctx) => {
+    const reason = pauseReason(await readJson(ctx, { optional: true }));
+    ctx.body = service.view(await service.pause(ctx.params['id'] ?? '', reason));
   });
 }

@@ -17,6 +17,18 @@ export interface ScalingPolicy {
    */
   updated_at?: string;
   /**
+   * Whether the policy is paused (POST .../pause; lifted by POST .../enable): while paused the loop neither evaluates nor executes it. Read-only: a body may carry it only with its current value.
+   */
+  paused?: boolean;
+  /**
+   * When the policy was paused, or null. Read-only.
+   */
+  paused_at?: string | null;
+  /**
+   * Why it was paused, as the pause request said; null when no reason was given or it is not paused. Read-only.
+   */
+  paused_reason?: string | null;
+  /**
    * Where the policy is managed: "api" for a policy created over the REST API, else the path of its policy file (relative to the working directory when inside it). Assigned by the server; ignored when sent.
    */
   source?: string;
@@ -115,6 +127,14 @@ export interface ScalingPolicy {
    * @maxItems 100
    */
   schedules?: ScalingSchedule[];
+  /**
+   * Targets to track, as HPA, KEDA and Nomad's target-value strategy do: each entry computes a replica count from its metric (its opinion); the highest opinion of these entries and of the step rules that held is the proposal. At most 20 entries. Default: none.
+   */
+  target_tracking?: TargetTracking[];
+  /**
+   * How fast replicas may change: stabilization windows and rate limits (see ScalingBehavior). Default: none, except a 5m scale-down stabilization for a policy with target_tracking.
+   */
+  behavior?: null | ScalingBehavior;
 }
 /**
  * A condition on one metric, and the replicas to add (or remove) when it holds: it holds when the metric has a value at every instant of its window and every value satisfies "value operator threshold".
@@ -193,4 +213,99 @@ export interface ScalingSchedule {
    * Whether the schedule fires; a disabled schedule is kept but never applies. Default true.
    */
   enabled?: boolean;
+}
+/**
+ * One tracked target. Give exactly one of target_per_replica (the metric is a total that each replica should carry this much of: desired = ceil(value / target_per_replica), KEDA's AverageValue) and target_value (the metric is a per-replica average that should sit at this value: desired = ceil(current x value / target_value), with 0 current replicas counted as 1, HPA's utilization). No opinion while the usage ratio is within tolerance of 1, nor when the metric fails or has no finite value.
+ */
+export interface TargetTracking {
+  /**
+   * UUID of the entry. Assigned by the server; kept while the entry is unchanged; ignored when sent.
+   */
+  id?: string;
+  /**
+   * The query the entry reads, 1 to 8192 characters, not blank; PromQL for a PromQL source, checked as for rules. Its value: the latest, or with a duration the average of the window's values.
+   */
+  metric: string;
+  /**
+   * Name of the loaded metric source plugin the entry queries. Default (null): the config's default_metric_source.
+   */
+  source?: string | null;
+  /**
+   * How the values of the several series a query may answer at one instant fold into one value: max, min, avg or sum. Default max.
+   */
+  aggregation?: 'max' | 'min' | 'avg' | 'sum';
+  /**
+   * The share of the metric's total each replica should carry, greater than 0: desired = ceil(value / target_per_replica). The usage ratio for the tolerance is value / (target_per_replica x current replicas). Null: not given.
+   */
+  target_per_replica?: number | null;
+  /**
+   * The value the metric (a per-replica average) should sit at, greater than 0: desired = ceil(current x value / target_value), 0 current replicas counted as 1. The usage ratio for the tolerance is value / target_value. Null: not given.
+   */
+  target_value?: number | null;
+  /**
+   * No opinion while |usage ratio - 1| <= tolerance; at least 0 and less than 1. Default 0.1.
+   */
+  tolerance?: number;
+  /**
+   * With a duration, the value is the average of the finite values at the window's instants [now - duration, now] (instants at most one evaluation interval apart); 0 or absent: the latest value. At most 7d. Give duration or duration_seconds; when both are given they must agree.
+   */
+  duration?: string;
+  /**
+   * The entry's window in whole seconds, 0 to 604800; the same value as duration, which takes precedence when both are given (they must agree). Default 0.
+   */
+  duration_seconds?: number;
+}
+/**
+ * How fast replicas may change, as HPA's behavior: stabilization windows and rate limits. They apply to what rules and target tracking propose; schedules and the fallback are not stabilized or limited.
+ */
+export interface ScalingBehavior {
+  /**
+   * A scale-down goes only as low as the highest proposal made during this window (the current one included). A duration up to 1d; default 5m when the policy has target_tracking, else 0 (none). Give it or scale_down_stabilization_seconds; when both are given they must agree.
+   */
+  scale_down_stabilization?: string;
+  /**
+   * The same window in whole seconds, 0 to 86400; scale_down_stabilization takes precedence when both are given (they must agree).
+   */
+  scale_down_stabilization_seconds?: number;
+  /**
+   * A scale-up goes only as high as the lowest proposal made during this window (the current one included). A duration up to 1d; default 0 (none). Give it or scale_up_stabilization_seconds; when both are given they must agree.
+   */
+  scale_up_stabilization?: string;
+  /**
+   * The same window in whole seconds, 0 to 86400; scale_up_stabilization takes precedence when both are given (they must agree).
+   */
+  scale_up_stabilization_seconds?: number;
+  /**
+   * At most this much increase per period. Default null: none.
+   */
+  scale_up_limit?: null | RateLimit;
+  /**
+   * At most this much decrease per period. Default null: none.
+   */
+  scale_down_limit?: null | RateLimit;
+}
+/**
+ * A rate limit on one direction: within any period, replicas may not change by more than replicas, or than percent of the count at the period's start (the current count less the net change within the period); with both, the larger change (select max) or the smaller (select min). Give replicas, percent or both. Applies to changes made by rules and target tracking, not to schedules or the fallback.
+ */
+export interface RateLimit {
+  /**
+   * Replicas that may be added (removed) per period; an integer from 1 to 100000. Null: not given.
+   */
+  replicas?: number | null;
+  /**
+   * Percent of the count at the period's start that may be added (removed) per period, greater than 0 (at most 100 for scale-down, at most 10000 for scale-up). Scale-up rounds up, scale-down rounds down. Null: not given.
+   */
+  percent?: number | null;
+  /**
+   * The period the limit applies over: a duration from 1s to 1d, such as 15s or 1m. Give period or period_seconds; when both are given they must agree.
+   */
+  period?: string;
+  /**
+   * The period in whole seconds, 1 to 86400; the same value as period, which takes precedence when both are given (they must agree).
+   */
+  period_seconds?: number;
+  /**
+   * With both replicas and percent: max takes the one allowing the larger change, min the smaller. Default max.
+   */
+  select?: 'max' | 'min';
 }

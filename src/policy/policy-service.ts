@@ -1,7 +1,9 @@
-import { ScalerError, validationError } from '../errors.js';
+import { ScalerError, validationError, type FieldError } from '../errors.js';
 import type { PolicyListQuery, Storage } from '../storage/storage.js';
-import { API_SOURCE, type Policy } from './policy-model.js';
-import { normalizePolicy } from './policy-normalize.js';
+import { applyMergePatch } from '../util/merge-patch.js';
+import { policyInputOf } from './policy-identity.js';
+import { API_SOURCE, PAUSE_FIELDS, type Policy } from './policy-model.js';
+import { normalizePolicy, type NormalizeOptions } from './policy-normalize.js';
 import { validatePolicyInput, type ValidationContext } from './policy-validation.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -15,8 +17,39 @@ export interface PolicyServiceDeps {
   now?: () => Date;
 }
 
-/** A policy as the API answers it: stored fields, with the effective cooldown filled in. */
-export type PolicyView = Omit<Policy, 'cooldown_seconds'> & { cooldown_seconds: number };
+/** A policy as the API answers it: stored fields, with the effective cooldown filled in and whether it is paused. */
+export type PolicyView = Omit<Policy, 'cooldown_seconds'> & { cooldown_seconds: number; paused: boolean };
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Takes the pause fields out of a request body. Answers carry them, so they may be sent back (a
+ * GET answer is a valid PUT body), but only as they are: a pause is set by POST .../pause and
+ * lifted by POST .../enable, so a value that differs from the policy's (a new policy is not
+ * paused) is a field error rather than silently ignored.
+ */
+function takePauseFields(input: unknown, current: Policy | undefined): { body: unknown; errors: FieldError[] } {
+  if (!isObject(input) || !PAUSE_FIELDS.some((k) => Object.hasOwn(input, k))) return { body: input, errors: [] };
+  const body = { ...input };
+  const pausedAt = current?.paused_at ?? null;
+  const errors: FieldError[] = [];
+  for (const field of PAUSE_FIELDS) {
+    if (!Object.hasOwn(input, field)) continue;
+    delete body[field];
+    const v = input[field];
+    const same =
+      field === 'paused'
+        ? v === (pausedAt !== null)
+        : field === 'paused_at'
+          ? v === pausedAt || (typeof v === 'string' && pausedAt !== null && Date.parse(v) === Date.parse(pausedAt))
+          : v === (current?.paused_reason ?? null);
+    if (!same) {
+      const how = current === undefined ? 'a new policy is not paused; pause it with POST /policies/{id}/pause' : 'a pause is set by POST /policies/{id}/pause and lifted by POST /policies/{id}/enable';
+      errors.push({ field: `/${field}`, message: `cannot be changed in a policy body (${how}); send it as answered, or leave it out` });
+    }
+  }
+  return { body, errors };
+}
 
 /**
  * Policy use cases shared by the REST API and the policy-file loader: validation (schema, then
@@ -36,7 +69,8 @@ export class PolicyService {
   }
 
   view(p: Policy): PolicyView {
-    return { ...p, cooldown_seconds: p.cooldown_seconds ?? this.#defaultCooldown };
+    const { paused_at, paused_reason, ...rest } = p;
+    return { ...rest, cooldown_seconds: p.cooldown_seconds ?? this.#defaultCooldown, paused: paused_at !== null, paused_at, paused_reason };
   }
 
   /** Validates and normalises input without storing it (also used by files and `validate`). */
@@ -46,8 +80,20 @@ export class PolicyService {
     return normalizePolicy(result.value, { ...opts, now: this.#now() });
   }
 
+  /**
+   * parse() for a REST body: the pause fields an answer carries are taken out first, and refused
+   * when they differ from `current`'s pause (see takePauseFields), with the other problems.
+   */
+  #parseBody(input: unknown, current: Policy | undefined, opts: Omit<NormalizeOptions, 'now'>): Policy {
+    const { body, errors } = takePauseFields(input, current);
+    const result = validatePolicyInput(body, this.#validation);
+    if (!result.ok) throw validationError([...result.errors, ...errors]);
+    if (errors.length > 0) throw validationError(errors);
+    return normalizePolicy(result.value, { ...opts, now: this.#now() });
+  }
+
   async create(input: unknown): Promise<Policy> {
-    const policy = this.parse(input, { source: API_SOURCE });
+    const policy = this.#parseBody(input, undefined, { source: API_SOURCE });
     return this.#storage.createPolicy(policy);
   }
 
@@ -78,21 +124,86 @@ export class PolicyService {
     }
   }
 
+  /**
+   * PUT: the whole policy. Unchanged rules and schedules keep their ids, and a body that changes
+   * nothing writes nothing (updated_at stays); a pause stays as it is.
+   */
   async replace(idOrName: string, input: unknown): Promise<Policy> {
     const current = await this.get(idOrName);
     this.#assertApiManaged(current);
-    const next = this.parse(input, { source: API_SOURCE, id: current.id, createdAt: current.created_at });
-    const stored = await this.#storage.replacePolicy(next);
-    if (stored === undefined) throw new ScalerError('NOT_FOUND', `no policy with id or name "${idOrName}"`);
-    return stored;
+    return this.#replaceWith(current, input, idOrName);
   }
 
-  async setEnabled(idOrName: string, enabled: boolean): Promise<Policy> {
+  /**
+   * PATCH: a JSON Merge Patch (RFC 7396) applied to the policy's request form (policyInputOf),
+   * and the result validated and stored as a PUT body would be. Problems are located by JSON
+   * pointers into that result, which are the patch's own for the members it sets.
+   */
+  async patch(idOrName: string, patch: unknown): Promise<Policy> {
     const current = await this.get(idOrName);
     this.#assertApiManaged(current);
-    const updated = await this.#storage.setEnabled(current.id, enabled, this.#now().toISOString());
-    if (updated === undefined) throw new ScalerError('NOT_FOUND', `no policy with id or name "${idOrName}"`);
-    return updated;
+    if (!isObject(patch)) {
+      throw validationError(
+        [{ field: '', message: 'must be a JSON object: a merge patch (RFC 7396) lists the members to change, null removing one; a JSON Patch (RFC 6902) array is not taken' }],
+        'patch',
+      );
+    }
+    return this.#replaceWith(current, applyMergePatch(policyInputOf(current), patch), idOrName);
+  }
+
+  async #replaceWith(current: Policy, input: unknown, idOrName: string): Promise<Policy> {
+    const next = this.#parseBody(input, current, { source: API_SOURCE, id: current.id, createdAt: current.created_at });
+    return this.#found(await this.#storage.replacePolicy(next), idOrName);
+  }
+
+  #found(p: Policy | undefined, idOrName: string): Policy {
+    if (p === undefined) throw new ScalerError('NOT_FOUND', `no policy with id or name "${idOrName}"`);
+    return p;
+  }
+
+  setEnabled(idOrName: string, enabled: boolean): Promise<Policy> {
+    return enabled ? this.enable(idOrName) : this.disable(idOrName);
+  }
+
+  /**
+   * POST .../enable: enables the policy and lifts its pause, in one write. A file-managed policy
+   * is enabled or not by its file: for it this lifts a pause (or, with none, confirms a policy its
+   * file enables), and is refused only when there is no pause and its file disables it.
+   */
+  async enable(idOrName: string): Promise<Policy> {
+    const current = await this.get(idOrName);
+    if (current.source === API_SOURCE) {
+      return this.#found(await this.#storage.setEnabled(current.id, true, this.#now().toISOString(), { liftPause: true }), idOrName);
+    }
+    if (current.paused_at !== null) return this.#found(await this.#storage.setPaused(current.id, null), idOrName);
+    if (current.enabled) return current;
+    throw new ScalerError(
+      'FILE_MANAGED',
+      `policy "${current.name}" is disabled by its policy file ${current.source}; set enabled: true there instead`,
+    );
+  }
+
+  /** POST .../disable: API policies only; a file-managed policy is disabled in its file, or paused. */
+  async disable(idOrName: string): Promise<Policy> {
+    const current = await this.get(idOrName);
+    if (current.source !== API_SOURCE) {
+      throw new ScalerError(
+        'FILE_MANAGED',
+        `policy "${current.name}" is managed by the policy file ${current.source}; set enabled: false there to disable it, ` +
+          `or POST /policies/${current.name}/pause to stop it acting now (POST /policies/${current.name}/enable lifts the pause)`,
+      );
+    }
+    return this.#found(await this.#storage.setEnabled(current.id, false, this.#now().toISOString()), idOrName);
+  }
+
+  /**
+   * POST .../pause: the loop stops evaluating and executing the policy until POST .../enable,
+   * whoever manages it (a file-managed policy included). Its content and updated_at do not
+   * change. A paused policy stays paused as it was: its pause time and reason are kept.
+   */
+  async pause(idOrName: string, reason: string | null): Promise<Policy> {
+    const current = await this.get(idOrName);
+    return this.#found(await this.#storage.setPaused(current.id, { at: this.#now().toISOString(), reason }), idOrName);
   }
 
   async delete(idOrName: string): Promise<void> {

@@ -143,6 +143,100 @@ function checkRules(p: Obj, key: 'scale_up_rules' | 'scale_down_rules', ctx: Val
   });
 }
 
+/** Checks a metric query and its source the way rules' are checked. */
+function checkMetric(item: Obj, at: string, ctx: ValidationContext, errors: FieldError[]): void {
+  const source = item['source'];
+  if (typeof source === 'string' && !ctx.metricSources().has(source)) {
+    errors.push({ field: `${at}/source`, message: `unknown metric source "${source}"; known: ${[...ctx.metricSources()].join(', ') || 'none'}` });
+  }
+  const metric = item['metric'];
+  if (typeof metric === 'string' && metric.trim() === '') {
+    errors.push({ field: `${at}/metric`, message: 'must not be blank' });
+  } else if (typeof metric === 'string' && ctx.speaksPromQL(typeof source === 'string' ? source : undefined)) {
+    const problem = promqlProblem(metric);
+    if (problem !== undefined) errors.push({ field: `${at}/metric`, message: problem });
+  }
+}
+
+/** At most this many target-tracking entries per policy. */
+export const MAX_TARGET_TRACKING = 20;
+
+function checkTargetTracking(p: Obj, ctx: ValidationContext, errors: FieldError[]): void {
+  const entries = p['target_tracking'];
+  if (!Array.isArray(entries)) return;
+  if (entries.length > MAX_TARGET_TRACKING) errors.push({ field: '/target_tracking', message: `must have at most ${MAX_TARGET_TRACKING} entries, got ${entries.length}` });
+  entries.forEach((e: unknown, i) => {
+    if (!isObj(e)) return;
+    const at = `/target_tracking/${i}`;
+    const perReplica = e['target_per_replica'];
+    const value = e['target_value'];
+    const given = (v: unknown): boolean => v !== undefined && v !== null;
+    if (!given(perReplica) && !given(value)) {
+      errors.push({ field: at, message: 'needs a target: give target_per_replica (the metric is a total) or target_value (the metric is a per-replica average)' });
+    } else if (given(perReplica) && given(value)) {
+      errors.push({ field: `${at}/target_value`, message: 'give target_per_replica or target_value, not both' });
+    }
+    for (const key of ['target_per_replica', 'target_value'] as const) {
+      const t = e[key];
+      if (typeof t === 'number' && !(Number.isFinite(t) && t > 0)) errors.push({ field: `${at}/${key}`, message: `must be a finite number greater than 0, got ${String(t)}` });
+    }
+    const tol = e['tolerance'];
+    if (typeof tol === 'number' && !(tol >= 0 && tol < 1)) errors.push({ field: `${at}/tolerance`, message: `must be at least 0 and less than 1, got ${String(tol)}` });
+    checkDuration(e, at, MAX_RULE_DURATION, errors);
+    checkMetric(e, at, ctx, errors);
+  });
+}
+
+/** The longest stabilization window and rate-limit period. */
+const MAX_BEHAVIOR_SECONDS = 86_400;
+
+/**
+ * A duration given as text (`key`) or whole seconds (`key_seconds`), or both agreeing; its
+ * seconds, or undefined when it is absent or wrong (and reported).
+ */
+function checkDurationPair(item: Obj, at: string, key: string, range: { min: number; max: number }, errors: FieldError[]): number | undefined {
+  const d = item[key];
+  const ds = item[`${key}_seconds`];
+  let seconds: number | undefined;
+  if (typeof d === 'string') {
+    seconds = parseDuration(d);
+    if (seconds === undefined) errors.push({ field: `${at}/${key}`, message: durationProblem(d) });
+    else if (seconds < range.min || seconds > range.max) {
+      errors.push({ field: `${at}/${key}`, message: `must be from ${formatDuration(range.min)} to ${formatDuration(range.max)}, got "${d}"` });
+      seconds = undefined;
+    }
+  }
+  if (isInt(ds) && seconds !== undefined && ds !== seconds) {
+    errors.push({ field: `${at}/${key}_seconds`, message: `is ${ds} but ${key} "${String(d)}" is ${seconds} seconds; give one or make them agree` });
+  }
+  return seconds ?? (isInt(ds) ? ds : undefined);
+}
+
+function checkBehavior(p: Obj, errors: FieldError[]): void {
+  const b = p['behavior'];
+  if (!isObj(b)) return;
+  for (const key of ['scale_down_stabilization', 'scale_up_stabilization'] as const) checkDurationPair(b, '/behavior', key, { min: 0, max: MAX_BEHAVIOR_SECONDS }, errors);
+  for (const key of ['scale_up_limit', 'scale_down_limit'] as const) {
+    const l = b[key];
+    if (!isObj(l)) continue;
+    const at = `/behavior/${key}`;
+    const replicas = l['replicas'];
+    const percent = l['percent'];
+    if ((replicas === undefined || replicas === null) && (percent === undefined || percent === null)) {
+      errors.push({ field: at, message: 'needs replicas, percent or both: how much may change per period' });
+    }
+    if (typeof replicas === 'number' && !(Number.isInteger(replicas) && replicas >= 1 && replicas <= 100_000)) {
+      errors.push({ field: `${at}/replicas`, message: `must be an integer from 1 to 100000, got ${String(replicas)}` });
+    }
+    const maxPercent = key === 'scale_down_limit' ? 100 : 10_000;
+    if (typeof percent === 'number' && !(Number.isFinite(percent) && percent > 0 && percent <= maxPercent)) {
+      errors.push({ field: `${at}/percent`, message: `must be greater than 0 and at most ${maxPercent}, got ${String(percent)}` });
+    }
+    if (l['period'] === undefined && l['period_seconds'] === undefined) errors.push({ field: `${at}/period`, message: 'is required: the period the limit applies over, such as 15s or 1m' });
+    else checkDurationPair(l, at, 'period', { min: 1, max: MAX_BEHAVIOR_SECONDS }, errors);
+  }
+}
+
 function checkSchedules(p: Obj, ctx: { min?: number; max?: number; scaleToZero: boolean }, errors: FieldError[]): void {
   const schedules = p['schedules'];
   if (!Array.isArray(schedules)) return;
@@ -210,6 +304,8 @@ export function semanticProblems(input: unknown, ctx: ValidationContext): FieldE
   checkRules(input, 'scale_up_rules', ctx, errors);
   checkRules(input, 'scale_down_rules', ctx, errors);
   checkSchedules(input, { min, max, scaleToZero }, errors);
+  checkTargetTracking(input, ctx, errors);
+  checkBehavior(input, errors);
 
   // Cost cap: needs a price, and must at least pay for min_replicas.
   const cap = input['max_hourly_cost'];

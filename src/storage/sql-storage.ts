@@ -1,5 +1,7 @@
 import { ScalerError } from '../errors.js';
-import type { Policy, Rule, Schedule } from '../policy/policy-model.js';
+import { keepIdentity } from '../policy/policy-identity.js';
+import type { Behavior, Policy, PolicyPause, Rule, Schedule, TargetTracking } from '../policy/policy-model.js';
+import { normalizeBehavior } from '../policy/policy-normalize.js';
 import { formatDuration } from '../util/duration.js';
 import { MIGRATIONS_TABLE, migrate } from './migrator.js';
 import type { LeaderLock, SqlDriver, SqlExecutor } from './sql-driver.js';
@@ -34,7 +36,7 @@ const POLICY_COLUMNS = [
   'id', 'name', 'description', 'target_type', 'target_id', 'executor', 'min_replicas', 'max_replicas',
   'cooldown_seconds', 'max_hourly_cost', 'cost_per_replica_hour', 'scale_to_zero', 'enabled', 'dry_run',
   'on_metric_error', 'fallback_after_failures', 'fallback_replicas', 'scale_up_match', 'scale_down_match',
-  'source', 'created_at', 'updated_at',
+  'source', 'created_at', 'updated_at', 'target_tracking', 'behavior',
 ] as const;
 
 // Times are written in one canonical UTC form: SQLite compares them as text, so "…12:00:00Z"
@@ -44,7 +46,7 @@ function policyValues(p: Policy): unknown[] {
     p.id, p.name, p.description, p.target_type, p.target_id, p.executor, p.min_replicas, p.max_replicas,
     p.cooldown_seconds, p.max_hourly_cost, p.cost_per_replica_hour, p.scale_to_zero, p.enabled, p.dry_run,
     p.on_metric_error, p.fallback?.after_failures ?? null, p.fallback?.replicas ?? null, p.scale_up_match,
-    p.scale_down_match, p.source, iso(p.created_at), iso(p.updated_at),
+    p.scale_down_match, p.source, iso(p.created_at), iso(p.updated_at), JSON.stringify(p.target_tracking), JSON.stringify(p.behavior),
   ];
 }
 
@@ -102,9 +104,13 @@ function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
     scale_up_rules: rules.filter((x) => x['rule_type'] === 'scale_up').map(ruleFrom),
     scale_down_rules: rules.filter((x) => x['rule_type'] === 'scale_down').map(ruleFrom),
     schedules: schedules.map(scheduleFrom),
+    target_tracking: json<TargetTracking[]>(r['target_tracking']) ?? [],
+    behavior: json<Behavior>(r['behavior']) ?? normalizeBehavior(null, false),
     source: str(r['source']),
     created_at: iso(r['created_at']),
     updated_at: iso(r['updated_at']),
+    paused_at: isoOrNull(r['paused_at']),
+    paused_reason: strOrNull(r['paused_reason']),
   };
 }
 
@@ -156,16 +162,23 @@ const UPDATE_STATE_SQL = `UPDATE scaling_state SET current_replicas = ?, last_ch
     consecutive_failures = ?, last_blocked = ?, data = ?, updated_at = ?, version = version + 1
   WHERE policy_id = ? AND version = ?`;
 
-function stateSql(s: PolicyState, fenceCondition: string | undefined, fence: number | undefined): { sql: string; params: unknown[] } {
+// A write that claims a change (the intent stored before the executor is called) also requires,
+// in the same statement, that the policy is not paused: a pause stored after the loop planned the
+// policy stops the change, whichever daemon stored it.
+const NOT_PAUSED_SQL = 'NOT EXISTS (SELECT 1 FROM scaling_policies WHERE id = ? AND paused_at IS NOT NULL)';
+
+function stateSql(s: PolicyState, fenceCondition: string | undefined, fence: number | undefined, unlessPaused = false): { sql: string; params: unknown[] } {
   const values = [s.current_replicas, isoOrNull(s.last_change_at), s.last_change_kind, s.consecutive_failures, s.last_blocked, JSON.stringify(s.data), iso(s.updated_at)];
   const fenced = fence !== undefined && fenceCondition !== undefined;
+  const conditions = `${unlessPaused ? ` AND ${NOT_PAUSED_SQL}` : ''}${fenced ? ` AND ${fenceCondition}` : ''}`;
+  const params = [...(unlessPaused ? [s.policy_id] : []), ...(fenced ? [fence] : [])];
   if (s.version === 0) {
     return {
-      sql: `${INSERT_STATE_SQL}${fenced ? ` AND ${fenceCondition}` : ''} ON CONFLICT (policy_id) DO NOTHING`,
-      params: [s.policy_id, ...values, s.policy_id, ...(fenced ? [fence] : [])],
+      sql: `${INSERT_STATE_SQL}${conditions} ON CONFLICT (policy_id) DO NOTHING`,
+      params: [s.policy_id, ...values, s.policy_id, ...params],
     };
   }
-  return { sql: `${UPDATE_STATE_SQL}${fenced ? ` AND ${fenceCondition}` : ''}`, params: [...values, s.policy_id, s.version, ...(fenced ? [fence] : [])] };
+  return { sql: `${UPDATE_STATE_SQL}${conditions}`, params: [...values, s.policy_id, s.version, ...params] };
 }
 
 function encodeCursor(row: HistoryRow): string {
@@ -272,21 +285,29 @@ export class SqlStorage implements Storage {
   }
 
   async #insert(tx: SqlExecutor, p: Policy): Promise<void> {
+    const cols = [...POLICY_COLUMNS, 'paused_at', 'paused_reason'];
     await tx.run(
-      `INSERT INTO scaling_policies (${POLICY_COLUMNS.join(', ')}) VALUES (${POLICY_COLUMNS.map(() => '?').join(', ')})`,
-      policyValues(p),
+      `INSERT INTO scaling_policies (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
+      [...policyValues(p), isoOrNull(p.paused_at), p.paused_reason],
     );
     await this.#insertChildren(tx, p);
   }
 
-  async #update(tx: SqlExecutor, p: Policy): Promise<boolean> {
+  /**
+   * Writes `p` over `previous`, the stored version read in this transaction: unchanged rules and
+   * schedules keep their ids, and nothing is written when content and source are unchanged (so
+   * updated_at and the policies revision stay). The pause and created_at are never written here.
+   * True when something was written.
+   */
+  async #update(tx: SqlExecutor, p: Policy, previous: Policy): Promise<boolean> {
+    const { policy, unchanged } = keepIdentity(previous, p);
+    if (unchanged && policy.source === previous.source) return false;
     const cols = POLICY_COLUMNS.filter((c) => c !== 'id' && c !== 'created_at');
-    const values = policyValues(p).filter((_, i) => POLICY_COLUMNS[i] !== 'id' && POLICY_COLUMNS[i] !== 'created_at');
-    const changed = await tx.run(`UPDATE scaling_policies SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`, [...values, p.id]);
-    if (changed === 0) return false;
-    await tx.run('DELETE FROM scaling_rules WHERE policy_id = ?', [p.id]);
-    await tx.run('DELETE FROM scaling_schedules WHERE policy_id = ?', [p.id]);
-    await this.#insertChildren(tx, p);
+    const values = policyValues(policy).filter((_, i) => POLICY_COLUMNS[i] !== 'id' && POLICY_COLUMNS[i] !== 'created_at');
+    await tx.run(`UPDATE scaling_policies SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`, [...values, previous.id]);
+    await tx.run('DELETE FROM scaling_rules WHERE policy_id = ?', [previous.id]);
+    await tx.run('DELETE FROM scaling_schedules WHERE policy_id = ?', [previous.id]);
+    await this.#insertChildren(tx, { ...policy, id: previous.id });
     return true;
   }
 
@@ -334,7 +355,9 @@ export class SqlStorage implements Storage {
   replacePolicy(policy: Policy): Promise<Policy | undefined> {
     return this.#guard(() =>
       this.driver.transaction(async (tx) => {
-        if (!(await this.#update(tx, policy))) return undefined;
+        const [previous] = await this.#load(tx, 'WHERE id = ?', [policy.id]);
+        if (previous === undefined) return undefined;
+        if (!(await this.#update(tx, policy, previous))) return previous;
         return (await this.#load(tx, 'WHERE id = ?', [policy.id]))[0];
       }),
     );
@@ -372,12 +395,12 @@ export class SqlStorage implements Storage {
   }
 
   listEnabledPolicies(): Promise<Policy[]> {
-    return this.#guard(() => this.#load(this.driver, 'WHERE enabled = ?', [true], 'ORDER BY name'));
+    return this.#guard(() => this.#load(this.driver, 'WHERE enabled = ? AND paused_at IS NULL', [true], 'ORDER BY name'));
   }
 
   listEnabledPolicyVersions(): Promise<Array<{ id: string; updated_at: string }>> {
     return this.#guard(async () => {
-      const rows = await this.driver.all<Row>('SELECT id, updated_at FROM scaling_policies WHERE enabled = ? ORDER BY name', [true]);
+      const rows = await this.driver.all<Row>('SELECT id, updated_at FROM scaling_policies WHERE enabled = ? AND paused_at IS NULL ORDER BY name', [true]);
       return rows.map((r) => ({ id: str(r['id']), updated_at: iso(r['updated_at']) }));
     });
   }
@@ -403,10 +426,25 @@ export class SqlStorage implements Storage {
     });
   }
 
-  setEnabled(id: string, enabled: boolean, now: string): Promise<Policy | undefined> {
+  setEnabled(id: string, enabled: boolean, now: string, opts: { liftPause?: boolean } = {}): Promise<Policy | undefined> {
     return this.#guard(async () => {
-      const changed = await this.driver.run('UPDATE scaling_policies SET enabled = ?, updated_at = ? WHERE id = ?', [enabled, iso(now), id]);
+      const lift = opts.liftPause === true ? ', paused_at = NULL, paused_reason = NULL' : '';
+      // `enabled` is content: updated_at moves only when it changes, as for any other field.
+      const changed = await this.driver.run(
+        `UPDATE scaling_policies SET updated_at = CASE WHEN enabled = ? THEN updated_at ELSE ? END, enabled = ?${lift} WHERE id = ?`,
+        [enabled, iso(now), enabled, id],
+      );
       if (changed === 0) return undefined;
+      return this.getPolicy(id);
+    });
+  }
+
+  setPaused(id: string, pause: PolicyPause | null): Promise<Policy | undefined> {
+    return this.#guard(async () => {
+      // Only a change is written: a pause in force stays as it is, and the revision moves only
+      // when the loop has something to notice.
+      if (pause === null) await this.driver.run('UPDATE scaling_policies SET paused_at = NULL, paused_reason = NULL WHERE id = ? AND paused_at IS NOT NULL', [id]);
+      else await this.driver.run('UPDATE scaling_policies SET paused_at = ?, paused_reason = ? WHERE id = ? AND paused_at IS NULL', [iso(pause.at), pause.reason, id]);
       return this.getPolicy(id);
     });
   }
@@ -418,25 +456,19 @@ export class SqlStorage implements Storage {
   syncSource(source: string, policies: Policy[], opts: { adoptFrom?: readonly string[] } = {}): Promise<void> {
     return this.#guard(() =>
       this.driver.transaction(async (tx) => {
-        const existing = await tx.all<{ id: string; name: string }>('SELECT id, name FROM scaling_policies WHERE source = ?', [source]);
+        const existing = await this.#load(tx, 'WHERE source = ?', [source]);
         const wanted = new Set(policies.map((p) => p.name));
         for (const row of existing) {
           if (!wanted.has(row.name)) await tx.run('DELETE FROM scaling_policies WHERE id = ?', [row.id]);
         }
         // Policies that moved here from another source keep their id (and so their state and history).
         const adopt = opts.adoptFrom ?? [];
-        const adopted =
-          adopt.length === 0
-            ? []
-            : await tx.all<{ id: string; name: string }>(
-                `SELECT id, name FROM scaling_policies WHERE source IN (${adopt.map(() => '?').join(', ')})`,
-                [...adopt],
-              );
-        const byName = new Map([...adopted.filter((r) => wanted.has(r.name)), ...existing].map((r) => [r.name, r.id]));
+        const adopted = adopt.length === 0 ? [] : await this.#load(tx, `WHERE source IN (${adopt.map(() => '?').join(', ')})`, [...adopt]);
+        const byName = new Map([...adopted.filter((r) => wanted.has(r.name)), ...existing].map((r) => [r.name, r]));
         for (const p of policies) {
-          const id = byName.get(p.name);
-          if (id === undefined) await this.#insert(tx, { ...p, source });
-          else await this.#update(tx, { ...p, id, source });
+          const previous = byName.get(p.name);
+          if (previous === undefined) await this.#insert(tx, { ...p, source });
+          else await this.#update(tx, { ...p, id: previous.id, source }, previous);
         }
       }),
     );
@@ -512,9 +544,9 @@ export class SqlStorage implements Storage {
     });
   }
 
-  putState(s: PolicyState, opts: { fence?: number } = {}): Promise<boolean> {
+  putState(s: PolicyState, opts: { fence?: number; unlessPaused?: boolean } = {}): Promise<boolean> {
     return this.#guard(async () => {
-      const { sql, params } = stateSql(s, this.driver.fenceCondition, opts.fence);
+      const { sql, params } = stateSql(s, this.driver.fenceCondition, opts.fence, opts.unlessPaused);
       return (await this.driver.run(sql, params)) === 1;
     });
   }

@@ -1,4 +1,4 @@
-import type { Policy } from '../policy/policy-model.js';
+import type { Policy, PolicyPause } from '../policy/policy-model.js';
 import type { LeaderLock } from './sql-driver.js';
 
 export type { LeaderLock };
@@ -106,14 +106,19 @@ export interface Storage {
 
   /** Inserts a policy with its rules and schedules in one transaction. Throws DUPLICATE_NAME. */
   createPolicy(policy: Policy): Promise<Policy>;
-  /** Replaces a policy with its rules and schedules in one transaction; undefined when absent. */
+  /**
+   * Replaces a policy with its rules and schedules in one transaction; undefined when absent.
+   * Rules and schedules whose content is unchanged keep their stored ids (see keepIdentity), and
+   * a policy whose content is unchanged is not written at all: it keeps its updated_at. The
+   * stored pause and created_at are kept whatever the argument says.
+   */
   replacePolicy(policy: Policy): Promise<Policy | undefined>;
   getPolicy(id: string): Promise<Policy | undefined>;
   getPolicyByName(name: string): Promise<Policy | undefined>;
   listPolicies(query: PolicyListQuery): Promise<{ policies: Policy[]; total: number }>;
-  /** Every enabled policy; the evaluation loop's read. */
+  /** Every enabled policy that is not paused; the evaluation loop's read. */
   listEnabledPolicies(): Promise<Policy[]>;
-  /** Ids and versions of the enabled policies: lets the loop reload only what changed. */
+  /** Ids and versions of the enabled policies that are not paused: lets the loop reload only what changed. */
   listEnabledPolicyVersions(): Promise<Array<{ id: string; updated_at: string }>>;
   /**
    * A value that changes whenever any policy is created, changed or deleted, by any process on
@@ -122,13 +127,24 @@ export interface Storage {
   policiesRevision(): Promise<string>;
   /** Policies by id (any number; missing ids are left out). */
   getPolicies(ids: readonly string[]): Promise<Policy[]>;
-  setEnabled(id: string, enabled: boolean, now: string): Promise<Policy | undefined>;
+  /**
+   * Sets `enabled`, moving updated_at only when it changes; with liftPause, lifts a pause in the
+   * same statement.
+   */
+  setEnabled(id: string, enabled: boolean, now: string, opts?: { liftPause?: boolean }): Promise<Policy | undefined>;
+  /**
+   * Pauses a policy, or with null lifts its pause; updated_at does not move. Pausing a paused
+   * policy keeps the pause in force as it is (its time and reason). Undefined when absent.
+   */
+  setPaused(id: string, pause: PolicyPause | null): Promise<Policy | undefined>;
   /** Deletes a policy, its rules, schedules and state; its history stays. */
   deletePolicy(id: string): Promise<boolean>;
   /**
    * Makes the policies of one source (a file) exactly `policies`, in one transaction: upserts by
    * name, deletes the source's policies not listed. Policies found by name under a source in
-   * `adoptFrom` (a renamed file) move to `source` keeping their ids.
+   * `adoptFrom` (a renamed file) move to `source` keeping their ids. An existing policy is
+   * replaced as replacePolicy does: unchanged rules and schedules keep their ids, and a policy
+   * unchanged in content and source is not written (its updated_at stays).
    */
   syncSource(source: string, policies: Policy[], opts?: { adoptFrom?: readonly string[] }): Promise<void>;
 
@@ -150,9 +166,10 @@ export interface Storage {
    * Writes a state as a compare-and-set: only when the stored version is still `state.version`
    * (0: no state is stored), and, with a `fence`, only while that leader lock session still holds
    * the lock. The stored version becomes `state.version + 1`. False, with nothing written, when
-   * the version moved, the fence failed, or the policy no longer exists.
+   * the version moved, the fence failed, or the policy no longer exists; with `unlessPaused`
+   * (the write that claims a change before it is executed), also when the policy is paused.
    */
-  putState(state: PolicyState, opts?: { fence?: LeaderFence }): Promise<boolean>;
+  putState(state: PolicyState, opts?: { fence?: LeaderFence; unlessPaused?: boolean }): Promise<boolean>;
   /**
    * Writes many states in one transaction, each a compare-and-set as in putState. Resolves to
    * the ids of the policies whose state was not written.
