@@ -52,6 +52,12 @@ function pointerEscape(key: string): string {
  * Turns ajv errors into field errors: the pointer names the offending value itself, so a missing
  * or unknown property points at that property, not at its parent object.
  */
+/** Whether another error (not a null-branch one) lies inside the value `e` is about. */
+function explainedDeeper(e: ErrorObject, all: readonly ErrorObject[]): boolean {
+  const inside = `${e.instancePath}/`;
+  return all.some((o) => o !== e && o.keyword !== 'oneOf' && !(o.keyword === 'type' && (o.params as { type?: unknown }).type === 'null') && o.instancePath.startsWith(inside));
+}
+
 export function toFieldErrors(errors: ErrorObject[] | null | undefined, prefix = ''): FieldError[] {
   const out: FieldError[] = [];
   const seen = new Set<string>();
@@ -73,6 +79,10 @@ export function toFieldErrors(errors: ErrorObject[] | null | undefined, prefix =
       message = `must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`;
     } else if (e.keyword === 'oneOf' || e.keyword === 'if') {
       // The branch errors already say what is wrong; the summary adds nothing.
+      continue;
+    } else if (e.keyword === 'type' && (e.params as { type?: unknown }).type === 'null' && explainedDeeper(e, errors ?? [])) {
+      // "must be null" from the null branch of a nullable object (null or {...}): the other
+      // branch's errors inside the object say what is wrong with it.
       continue;
     }
     field = prefix + field;

@@ -1,7 +1,9 @@
 /**
  * The backtest chart (src/backtest/chart.ts): well-formed, self-contained SVG that names what it
  * shows (title, thresholds, legend, time axis), a marker for every action, escaped text, bounded
- * size for a month at a one-minute step, and the same bytes for the same input.
+ * size for a month at a one-minute step, and the same bytes for the same input. With target
+ * tracking: a panel per entry with its value and target line (the capacity target x replicas for
+ * target_per_replica), and the proposal before stabilization and rate limits on the replica panel.
  */
 import t from 'tap';
 import { formatValue, renderBacktestSvg } from '../src/backtest/chart.js';
@@ -429,4 +431,334 @@ t.test('edge cases render and say what they show', async (t) => {
     t.equal((svg.match(/class="panel metric-panel"/g) ?? []).length, 2, 'two metric panels');
     t.equal((svg.match(/class="thr thr-/g) ?? []).length, 3, 'three threshold lines');
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Target tracking
+// ---------------------------------------------------------------------------------------------
+
+const EVENTS = 'sum(rate(philotes_buffer_events_processed_total[5m]))';
+const CPU = 'avg(philotes_worker_cpu_ratio)';
+
+/** Rule and target-tracking entry ids are random: fixed ones give the same bytes every time. */
+function withFixedTrackingIds(p: Policy): Policy {
+  return { ...withFixedIds(p), target_tracking: p.target_tracking.map((e, i) => ({ ...e, id: `tt${i}` })) };
+}
+
+/**
+ * A replayed morning of a buffer worker pool tracking two targets: events per second (100 per
+ * replica) rising from 150 to about 900 and falling to 200, with a 15-minute hole in the history,
+ * and CPU (target 0.6, 5-minute average) quiet but for one burst to 0.95. Scale-ups are limited to
+ * 2 replicas per 2 minutes and scale-downs stabilized over 5 minutes (the default with target
+ * tracking), so the proposal runs ahead of the replicas.
+ */
+async function trackedMorning(): Promise<{ policy: Policy; result: ReplayResult }> {
+  const policy = withFixedTrackingIds(
+    policyOf({
+      name: 'buffer-workers',
+      cooldown_seconds: 60,
+      target_tracking: [
+        { metric: EVENTS, target_per_replica: 100 },
+        { metric: CPU, target_value: 0.6, duration: '5m' },
+      ],
+      behavior: { scale_up_limit: { replicas: 2, period: '2m' } },
+    }),
+  );
+  const from = new Date('2026-01-05T06:00:00Z');
+  const to = new Date('2026-01-05T10:00:00Z');
+  const events: Sample[] = [];
+  const cpu: Sample[] = [];
+  for (let t = from.getTime() / 1000 - 600; t <= to.getTime() / 1000; t += 60) {
+    const m = (t - from.getTime() / 1000) / 60;
+    const e = m < 40 ? 150 : m < 70 ? 150 + (m - 40) * 25 : m < 130 ? 900 + 30 * Math.sin(m / 3) : m < 150 ? 900 - (m - 130) * 35 : 200;
+    if (m < 170 || m >= 185) events.push({ t, v: e });
+    cpu.push({ t, v: m > 190 && m < 215 ? 0.95 : 0.5 + 0.05 * Math.sin(m / 7) });
+  }
+  const [perReplica, value] = policy.target_tracking as [Policy['target_tracking'][number], Policy['target_tracking'][number]];
+  const series = new Map<string, Sample[]>([
+    [observationKey(perReplica, SOURCE), events],
+    [observationKey(value, SOURCE), cpu],
+  ]);
+  const result = await replay({ policy, from, to, intervalSeconds: 60, initialReplicas: 2, defaultCooldown: 300, defaultSource: SOURCE, price: null, series });
+  return { policy, result };
+}
+
+/** Adds target-tracking values (by entry id) and proposals to a timeline built by timelineOf. */
+function withTracking(policy: Policy, result: ReplayResult, value: (i: number, entry: number) => number | null, proposal: (i: number) => number | null): ReplayResult {
+  return {
+    ...result,
+    timeline: result.timeline.map((row, i) => ({
+      ...row,
+      values: { ...row.values, ...Object.fromEntries(policy.target_tracking.map((e, k) => [e.id, value(i, k)])) },
+      proposal: proposal(i),
+    })),
+  };
+}
+
+/** The markup of one panel group (panels hold no nested groups). */
+function panelOf(svg: string, open: string): string {
+  const start = svg.indexOf(open);
+  if (start < 0) return '';
+  return svg.slice(start, svg.indexOf('</g>', start));
+}
+
+function tickValue(label: string): number {
+  const m = /^(-?[\d.]+)([kMGT]?)$/.exec(label);
+  const unit = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[m?.[2] ?? ''] ?? NaN;
+  return m === null ? NaN : Number(m[1]) * unit;
+}
+
+/** A panel's value scale read back from its y tick labels: the value at a y coordinate. */
+function valueAtY(panel: string): (y: number) => number {
+  const ticks = [...panel.matchAll(/<text x="[\d.]+" y="(-?[\d.]+)" class="yt">([^<]+)<\/text>/g)].map((m) => [Number(m[1]) - 4, tickValue(m[2] as string)] as const);
+  const [y0, v0] = ticks[0] ?? [0, 0];
+  const [y1, v1] = ticks.at(-1) ?? [1, 1];
+  return (y) => v0 + ((y - y0) * (v1 - v0)) / (y1 - y0);
+}
+
+/** The "d" attribute of the first path with this class in `svg`. */
+function pathData(svg: string, cls: string): string {
+  return new RegExp(`<path class="${cls}" d="([^"]+)"`).exec(svg)?.[1] ?? '';
+}
+
+/** A step path's commands: M x,y, H x and V y (the only ones step lines use). */
+function stepCommands(d: string): Array<{ c: string; x?: number; y?: number }> {
+  return [...d.matchAll(/([MHV])(-?[\d.]+)(?:,(-?[\d.]+))?/g)].map((m) =>
+    m[1] === 'M' ? { c: 'M', x: Number(m[2]), y: Number(m[3]) } : m[1] === 'H' ? { c: 'H', x: Number(m[2]) } : { c: 'V', y: Number(m[2]) },
+  );
+}
+
+/** The levels a step path passes through, in order, as values of its panel's scale. */
+function stepLevels(d: string, at: (y: number) => number): number[] {
+  return stepCommands(d).flatMap((k) => (k.y === undefined ? [] : [at(k.y)]));
+}
+
+/** Consecutive repeats dropped. */
+function collapse(xs: number[]): number[] {
+  return xs.filter((v, i) => i === 0 || v !== xs[i - 1]);
+}
+
+/** The text of every <text> element with nested markup (tspan, title) removed, unescaped. */
+function plainTexts(svg: string): string[] {
+  return [...svg.matchAll(/<text\b[^>]*>([\s\S]*?)<\/text>/g)].map((m) => unescape((m[1] ?? '').replace(/<title>[\s\S]*?<\/title>/g, '').replace(/<[^>]+>/g, '')));
+}
+
+t.test('target tracking: a panel per entry with its value and target, and the proposal', async (t) => {
+  const { policy, result } = await trackedMorning();
+  const svg = renderBacktestSvg(policy, result);
+  const rows = result.timeline;
+  t.same(xmlProblems(svg), [], 'well-formed XML');
+  t.equal((svg.match(/class="panel tt-panel"/g) ?? []).length, 2, 'one panel per entry');
+  t.notMatch(svg, /metric-panel/, 'no rule panels: the policy has no rules');
+  t.same(markerCounts(svg), actionCounts(result), 'every action still has its marker');
+
+  const all = plainTexts(svg);
+  t.ok(
+    all.includes(`${EVENTS}\u00a0· target tracking: a total, 100 per replica (±10%); above the capacity line: too few replicas`),
+    'the per-replica panel names its metric and says what its line means',
+  );
+  t.ok(
+    all.includes(`${CPU}\u00a0· target tracking: a per-replica average, target 0.6 (±10%), 5m average; above the target: too few replicas`),
+    'the target-value panel names its metric, target and window',
+  );
+  for (const entry of ['metric value', 'target (target_value)', 'capacity: target_per_replica × replicas', 'no data', 'replicas', 'proposal before stabilization and rate limits', 'min / max replicas']) {
+    t.ok(all.includes(entry), `legend: ${entry}`);
+  }
+  t.notOk(all.includes('scale-up threshold') || all.includes('scale-down threshold'), 'no threshold legend without rules');
+  t.equal((svg.match(/<g class="legend"/g) ?? []).length, 11, 'eleven legend entries');
+  t.ok(all.includes('capacity 100 × replicas'), 'the capacity line is labelled');
+  t.ok(all.includes('target 0.6'), 'the target line is labelled');
+
+  // The per-replica entry: its value series, point for point (one pixel column per evaluation here).
+  const events = panelOf(svg, '<g class="panel tt-panel" data-entry="tt0"');
+  const eventsAt = valueAtY(events);
+  const eventValues = rows.map((r) => r.values['tt0'] ?? null).filter((v): v is number => v !== null);
+  t.ok(eventValues.length > 200 && eventValues.length < rows.length, 'the replay used the entry value, with a hole');
+  const line = points(pathData(events, 'val tt-val')).map(([, y]) => eventsAt(y));
+  t.equal(line.length, eventValues.length, 'a point for every value');
+  t.ok(
+    line.every((v, i) => Math.abs(v - (eventValues[i] as number)) < 2),
+    'the line is the value the entry used at each evaluation',
+  );
+  t.match(events, /<rect class="gap" /, 'the hole in its history is hatched');
+
+  // Its capacity line: target x replicas at each step, the replica count's step line scaled.
+  const capacity = pathData(events, 'tgt tgt-capacity');
+  const replicaPanel = panelOf(svg, '<g class="panel replica-panel"');
+  const replicasAt = valueAtY(replicaPanel);
+  const rep = pathData(replicaPanel, 'rep');
+  t.ok(capacity !== '' && rep !== '', 'capacity and replica lines');
+  const expectedReplicas = collapse([(rows[0] as TimelineRow).replicas_before, ...rows.map((r) => r.replicas)]);
+  t.ok(expectedReplicas.length > 5, 'the replicas changed several times');
+  t.same(collapse(stepLevels(capacity, eventsAt).map((v) => Math.round(v / 100))), expectedReplicas, 'its levels are 100 × the replicas, in order');
+  t.ok(
+    stepLevels(capacity, eventsAt).every((v) => Math.abs(v / 100 - Math.round(v / 100)) < 0.02),
+    'each level is a whole number of replicas times the target',
+  );
+  const capacityX = stepCommands(capacity).flatMap((k) => (k.x === undefined ? [] : [k.x]));
+  const repX = stepCommands(rep).flatMap((k) => (k.x === undefined ? [] : [k.x]));
+  t.same(capacityX, repX, 'it steps where the replica count steps');
+  t.same(
+    stepCommands(capacity).map((k) => k.c),
+    stepCommands(rep).map((k) => k.c),
+    'the same shape as the replica line',
+  );
+  t.same(
+    stepLevels(capacity, eventsAt).map((v) => Math.round(v / 100)),
+    stepLevels(rep, replicasAt).map((v) => Math.round(v)),
+    'level by level, 100 × the replica line',
+  );
+
+  // The target-value entry: its value and the horizontal target line.
+  const cpu = panelOf(svg, '<g class="panel tt-panel" data-entry="tt1"');
+  const cpuAt = valueAtY(cpu);
+  const cpuValues = rows.map((r) => r.values['tt1'] ?? null);
+  t.ok(cpuValues.every((v) => v !== null), 'the CPU entry had a value at every evaluation');
+  const cpuLine = points(pathData(cpu, 'val tt-val')).map(([, y]) => cpuAt(y));
+  t.equal(cpuLine.length, rows.length, 'a point for every evaluation');
+  t.ok(
+    cpuLine.every((v, i) => Math.abs(v - (cpuValues[i] as number)) < 0.005),
+    'the line is the 5-minute average the entry used',
+  );
+  const target = /<path class="tgt tgt-value" d="M([\d.]+),([\d.]+)H([\d.]+)"\/>/.exec(cpu);
+  t.ok(target !== null, 'a horizontal target line');
+  t.ok(Math.abs(cpuAt(Number(target?.[2])) - 0.6) < 0.001, 'at the target, 0.6');
+  t.notMatch(cpu, /tgt-capacity/, 'no capacity line for a target_value entry');
+
+  // The proposal: a dashed step line on the replica panel, where the replay put it.
+  const proposals = rows.map((r) => r.proposal);
+  t.ok(
+    rows.some((r) => typeof r.proposal === 'number' && r.proposal !== r.replicas),
+    'stabilization and the rate limit keep the replicas from the proposal at times',
+  );
+  t.ok(proposals.includes(null), 'and at times no one has an opinion');
+  const prop = pathData(replicaPanel, 'prop');
+  t.ok(prop !== '', 'the proposal line');
+  t.same(
+    collapse(stepLevels(prop, replicasAt).map((v) => Math.round(v))),
+    collapse(proposals.filter((v): v is number => typeof v === 'number')),
+    'its levels are the proposals, in order',
+  );
+  t.ok((prop.match(/M/g) ?? []).length > 1, 'broken where there was no proposal');
+  t.match(svg, /\.prop\{[^}]*stroke-dasharray:5 3/, 'dashed, so colour is not the only difference from the replica line');
+  t.match(svg, /\.tgt\{[^}]*stroke-dasharray:9 3 2 3/, 'target lines are dash-dot');
+  t.ok(svg.indexOf('class="prop"') > svg.indexOf('class="rep"'), 'drawn over the replica line');
+
+  t.equal(renderBacktestSvg(policy, result), svg, 'the same bytes again');
+});
+
+t.test('target tracking with rules: rule panels first, then entries', async (t) => {
+  const policy = withFixedTrackingIds(
+    policyOf({
+      ...CDC_RULES,
+      target_tracking: [{ metric: `rate(x{job="a<b>&c"}[5m])`, target_value: 50, tolerance: 0.2 }],
+    }),
+  );
+  const base = timelineOf(policy, '2026-01-01T00:00:00Z', 60, 120, (i) => (i % 40 < 5 ? null : i), (i) => 2 + Math.floor(i / 30));
+  const result = withTracking(policy, base, (i) => (i < 10 ? null : 40 + (i % 20)), (i) => (i % 25 === 0 ? null : 2 + Math.floor((i + 5) / 30)));
+  const svg = renderBacktestSvg(policy, result);
+  t.same(xmlProblems(svg), [], 'well-formed XML');
+  t.ok(svg.indexOf('metric-panel') < svg.indexOf('tt-panel'), 'the rule panel comes first');
+  t.ok(svg.includes('rate(x{job=&quot;a&lt;b&gt;&amp;c&quot;}[5m])'), 'the entry metric is escaped');
+  t.ok(plainTexts(svg).some((s) => s.startsWith(`rate(x{job="a<b>&c"}[5m])\u00a0· target tracking: a per-replica average, target 50 (±20%)`)), 'and reads back as written');
+  const all = texts(svg);
+  for (const entry of ['metric value', 'scale-up threshold', 'scale-down threshold', 'target (target_value)', 'proposal before stabilization and rate limits']) {
+    t.ok(all.includes(entry), `legend: ${entry}`);
+  }
+  t.notOk(all.includes('capacity: target_per_replica × replicas'), 'no capacity legend without a per-replica entry');
+  t.match(svg, /<path class="prop" d="M/, 'the proposal line');
+  t.notMatch(svg, /NaN|Infinity|undefined/, 'no broken numbers');
+});
+
+t.test('target tracking edge cases', async (t) => {
+  await t.test('a proposal far above max_replicas is cut at the top and labelled', async (t) => {
+    const policy = withFixedTrackingIds(policyOf({ target_tracking: [{ metric: 'q', target_per_replica: 10 }] }));
+    const base = timelineOf(policy, '2026-01-01T00:00:00Z', 60, 60, () => null, (i) => (i < 30 ? 2 : 10));
+    const result = withTracking(policy, base, (i) => (i < 30 ? 20 : 5000), (i) => (i < 30 ? 2 : 500));
+    const svg = renderBacktestSvg(policy, result);
+    t.same(xmlProblems(svg), [], 'well-formed XML');
+    t.ok(texts(svg).includes('proposal up to 500'), 'the peak is given');
+    const panel = panelOf(svg, '<g class="panel replica-panel"');
+    const frame = /<rect class="frame" x="[\d.]+" y="([\d.]+)"/.exec(panel);
+    const top = Number(frame?.[1]);
+    const ys = stepCommands(pathData(panel, 'prop')).flatMap((k) => (k.y === undefined ? [] : [k.y]));
+    t.ok(ys.length > 0 && ys.every((y) => y >= top), 'the line stays inside the panel');
+    const at = valueAtY(panel);
+    t.ok(at(top) >= 20 && at(top) <= 25, `the scale reaches twice max_replicas (${at(top)})`);
+  });
+
+  await t.test('a proposal a little above max_replicas widens the scale to show it', async (t) => {
+    const policy = withFixedTrackingIds(policyOf({ target_tracking: [{ metric: 'q', target_value: 1 }] }));
+    const result = withTracking(policy, timelineOf(policy, '2026-01-01T00:00:00Z', 60, 30, () => null, () => 10), () => 1.4, () => 14);
+    const svg = renderBacktestSvg(policy, result);
+    t.notOk(texts(svg).some((s) => s.startsWith('proposal up to')), 'nothing cut, nothing to say');
+    const panel = panelOf(svg, '<g class="panel replica-panel"');
+    const at = valueAtY(panel);
+    t.same(collapse(stepLevels(pathData(panel, 'prop'), at).map((v) => Math.round(v))), [14], 'drawn at 14');
+  });
+
+  await t.test('an entry without any value still shows its target', async (t) => {
+    const policy = withFixedTrackingIds(policyOf({ target_tracking: [{ metric: 'q', target_per_replica: 10 }] }));
+    const result = withTracking(policy, timelineOf(policy, '2026-01-01T00:00:00Z', 60, 30, () => null), () => null, () => null);
+    const svg = renderBacktestSvg(policy, result);
+    t.same(xmlProblems(svg), [], 'well-formed XML');
+    t.ok(texts(svg).includes('no value of this metric in the range'), 'says so');
+    t.notMatch(svg, /tt-val/, 'no value line');
+    t.match(svg, /<path class="tgt tgt-capacity" d="M/, 'the capacity line');
+    t.notMatch(svg, /<path class="prop"/, 'no proposal, no line');
+    t.ok(texts(svg).includes('proposal before stabilization and rate limits'), 'the legend still names it: the policy tracks targets');
+    t.notMatch(svg, /NaN|Infinity|undefined/, 'no broken numbers');
+  });
+
+  await t.test('one evaluation', async (t) => {
+    const policy = withFixedTrackingIds(policyOf({ target_tracking: [{ metric: 'q', target_per_replica: 10 }] }));
+    const result = withTracking(policy, timelineOf(policy, '2026-03-01T10:00:00Z', 60, 1, () => null, () => 3), () => 42, () => 5);
+    const svg = renderBacktestSvg(policy, result);
+    t.same(xmlProblems(svg), [], 'well-formed XML');
+    t.match(svg, /<circle class="dot" /, 'a lone value is a dot');
+    t.match(svg, /<path class="prop" d="M[\d.]+,[\d.]+H[\d.]+"/, 'a proposal held for the step');
+    t.notMatch(svg, /NaN|Infinity|undefined/, 'no broken numbers');
+  });
+
+  await t.test('a month at one minute stays small', async (t) => {
+    const policy = withFixedTrackingIds(
+      policyOf({
+        target_tracking: [
+          { metric: 'q', target_per_replica: 10 },
+          { metric: 'cpu', target_value: 0.6 },
+        ],
+      }),
+    );
+    const rand = lcg(3);
+    const n = 43_200;
+    const base = timelineOf(policy, '2026-01-01T00:00:00Z', 60, n, () => null, (i) => 1 + (Math.floor(i / 37) % 6));
+    const result = withTracking(
+      policy,
+      base,
+      (i, k) => (i % 9000 < 30 ? null : k === 0 ? 60 * rand() : rand()),
+      (i) => (i % 50 === 0 ? null : 1 + (Math.floor(i / 23) % 8)),
+    );
+    const started = performance.now();
+    const svg = renderBacktestSvg(policy, result);
+    const ms = performance.now() - started;
+    t.same(xmlProblems(svg), [], 'well-formed XML');
+    t.ok(svg.length < 1_000_000, `under 1 MB (${svg.length} bytes)`);
+    t.ok(ms < 5000, `fast enough (${Math.round(ms)} ms)`);
+    t.same(markerCounts(svg), actionCounts(result), 'every action accounted for');
+  });
+});
+
+t.test('without target tracking the chart is as it was', async (t) => {
+  const { policy, result } = await cdcMorning();
+  const svg = renderBacktestSvg(policy, result);
+  t.notMatch(svg, /tt-panel|tt-val|class="tgt|class="prop"|\.tgt\{|\.prop\{|\.pts\{/, 'no target-tracking element or style');
+  const legend = [...svg.matchAll(/<g class="legend"[^>]*>[\s\S]*?<text[^>]*>([^<]*)<\/text><\/g>/g)].map((m) => m[1]);
+  t.same(
+    legend,
+    ['metric value', 'scale-up threshold', 'scale-down threshold', 'no data', 'replicas', 'min / max replicas', 'scale up', 'scale down', 'scheduled', 'fallback'],
+    'the legend of old, in its order',
+  );
+  // The proposal and extra values of a row are drawn only for a policy that tracks targets.
+  const stray = withTracking(policy, result, () => 7, () => 9);
+  t.equal(renderBacktestSvg(policy, { ...stray, timeline: stray.timeline.map((r) => ({ ...r, values: { ...r.values, other: 1 } })) }), svg, 'a proposal in the rows changes nothing');
 });

@@ -1,8 +1,11 @@
 /**
  * The picture of a backtest: one SVG a person can read without the code. A panel per distinct
  * rule metric (the value over time, each rule's threshold as a labelled dashed line, hatching where
- * the value was missing), a panel of the replica count with markers where something acted, one
- * shared UTC time axis, a legend and the summary as a footer.
+ * the value was missing), a panel per target-tracking entry (the value the entry used, and its
+ * target as a dash-dot line: level at a `target_value`, or for a `target_per_replica` the capacity
+ * of the running replicas, target x replicas, a step line), a panel of the replica count with
+ * markers where something acted (and, with target tracking, the proposal before stabilization and
+ * rate limits as a dashed step line), one shared UTC time axis, a legend and the summary as a footer.
  *
  * Pure and deterministic: the same policy and result give the same bytes. Long timelines are
  * reduced per pixel column to the first, lowest, highest and last value, so a one-minute spike in a
@@ -10,7 +13,7 @@
  */
 import type { Action } from '../engine/decision.js';
 import { OPERATOR_SYMBOL } from '../engine/rule-window.js';
-import type { Policy, Rule } from '../policy/policy-model.js';
+import type { Policy, Rule, TargetTracking } from '../policy/policy-model.js';
 import { formatDuration } from '../util/duration.js';
 import type { ReplayResult, TimelineRow } from './replay.js';
 
@@ -35,6 +38,8 @@ const COLOR = {
   fallback: '#222222',
   replicas: '#333333',
   bound: '#8a8a8a',
+  target: '#E69F00',
+  proposal: '#CC79A7',
   grid: '#e6e6e6',
   axis: '#9a9a9a',
   text: '#222222',
@@ -54,6 +59,9 @@ const PANEL_GAP = 14;
 const MARKER_MERGE_PX = 3;
 /** Above this many marker groups, action guide lines in the metric panels would be clutter. */
 const MAX_GUIDES = 40;
+/** Dash patterns that tell lines apart without colour: thresholds, targets, the proposal. */
+const DASH_TARGET = '9 3 2 3';
+const DASH_PROPOSAL = '5 3';
 
 // ---------------------------------------------------------------------------------------------
 // Text
@@ -442,6 +450,56 @@ function replicaPath(xs: number[], rows: TimelineRow[], y: (v: number) => number
   return `${d}H${px(xEnd)}`.replace(/(V[^HVML]+)(?:\1)+/g, '$1');
 }
 
+/**
+ * A step line of levels that may be missing: level i holds from the evaluation at xs[i] to the
+ * next one (the last to xEnd), and a missing level breaks the line. Levels within one pixel
+ * column become one vertical stroke through the lowest and highest of them, as in {@link replicaPath}.
+ */
+function stepPath(xs: number[], levels: ReadonlyArray<number | null>, y: (v: number) => number, xEnd: number): string {
+  let d = '';
+  let current: number | null = null;
+  let i = 0;
+  while (i < levels.length) {
+    const col = Math.floor(xs[i] as number);
+    const seen: number[] = [];
+    let j = i;
+    while (j < levels.length && Math.floor(xs[j] as number) === col) {
+      const v = levels[j];
+      if (v !== null && v !== undefined) seen.push(v);
+      j++;
+    }
+    const last = levels[j - 1] ?? null;
+    if (current !== null && seen.length === j - i && seen.every((v) => v === current)) {
+      i = j;
+      continue;
+    }
+    let level: number | null = current;
+    if (level === null) {
+      if (seen.length === 0) {
+        i = j;
+        continue;
+      }
+      level = seen[0] as number;
+      d += `M${px(xs[i] as number)},${px(y(level))}`;
+    } else d += `H${px(xs[i] as number)}`;
+    if (seen.length > 0) {
+      const lastSeen = seen.at(-1) as number;
+      const lo = Math.min(...seen);
+      const hi = Math.max(...seen);
+      for (const v of lastSeen >= level ? [lo, hi, lastSeen] : [hi, lo, lastSeen]) {
+        if (v === level) continue;
+        d += `V${px(y(v))}`;
+        level = v;
+      }
+    }
+    // A missing level at the column's end ends the line there.
+    current = last === null ? null : level;
+    i = j;
+  }
+  if (current !== null) d += `H${px(xEnd)}`;
+  return d;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Drawing helpers
 // ---------------------------------------------------------------------------------------------
@@ -485,6 +543,20 @@ function spreadLabels(labels: SideLabel[], top: number, bottom: number, gap: num
   return sorted;
 }
 
+/** The side label of a target-tracking entry's line: the target, or the capacity per replica. */
+function trackingLabel(entry: TargetTracking): string {
+  return entry.target_per_replica !== null ? `capacity ${formatValue(entry.target_per_replica)} × replicas` : `target ${formatValue(entry.target_value ?? NaN)}`;
+}
+
+/** What a target-tracking panel shows, after its metric in the panel title. */
+function trackingDescription(entry: TargetTracking): string {
+  const tolerance = `±${formatValue(entry.tolerance * 100)}%`;
+  const window = entry.duration_seconds > 0 ? `, ${formatDuration(entry.duration_seconds)} average` : '';
+  return entry.target_per_replica !== null
+    ? `target tracking: a total, ${formatValue(entry.target_per_replica)} per replica (${tolerance})${window}; above the capacity line: too few replicas`
+    : `target tracking: a per-replica average, target ${formatValue(entry.target_value ?? NaN)} (${tolerance})${window}; above the target: too few replicas`;
+}
+
 function ruleLabel(rule: Rule, direction: 'up' | 'down'): string {
   const op = OPERATOR_SYMBOL[rule.operator] ?? rule.operator;
   const window = rule.duration_seconds > 0 ? ` for ${formatDuration(rule.duration_seconds)}` : '';
@@ -503,6 +575,13 @@ interface MetricPanel {
   scale: Scale;
 }
 
+interface TrackingPanel {
+  entry: TargetTracking;
+  /** The value the entry used at each evaluation (null: none). */
+  values: Array<number | null>;
+  scale: Scale;
+}
+
 interface MarkerGroup {
   kind: MarkedAction;
   x: number;
@@ -514,7 +593,9 @@ interface MarkerGroup {
 /**
  * Renders a replay as a self-contained SVG (inline styles, no fonts, scripts or links to fetch).
  * Every text is escaped. Action markers carry `class="mk"` and `data-count` (how many actions one
- * marker stands for), so the markers account for every action of the timeline.
+ * marker stands for), so the markers account for every action of the timeline. A target-tracking
+ * entry's panel carries `class="panel tt-panel"` and `data-entry` (the entry's id); its target line
+ * is `class="tgt"`, the proposal line `class="prop"`. Without target tracking none of these appear.
  */
 export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: BacktestChartOptions = {}): string {
   const width = Math.max(480, Math.round(opts.width ?? DEFAULT_WIDTH));
@@ -582,20 +663,65 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
     }
     p.scale = niceScale(lo, hi, metricTicksTarget);
   }
+
+  // Target tracking: a panel per entry, in policy order; the proposal on the replica panel.
+  const tracking = policy.target_tracking.length > 0;
+  let replicasLow = rows[0]?.replicas_before ?? 0;
+  let replicasHigh = replicasLow;
+  for (const row of rows) {
+    if (row.replicas < replicasLow) replicasLow = row.replicas;
+    if (row.replicas > replicasHigh) replicasHigh = row.replicas;
+  }
+  const trackingPanels: TrackingPanel[] = policy.target_tracking.map((entry) => {
+    const values = rows.map((row) => {
+      const v = row.values[entry.id];
+      return typeof v === 'number' && Number.isFinite(v) ? v : null;
+    });
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of values) {
+      if (v === null) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    // The scale holds the target, or the capacity at every replica count the timeline had.
+    const perReplica = entry.target_per_replica;
+    const targets = perReplica !== null ? (rows.length > 0 ? [perReplica * replicasLow, perReplica * replicasHigh] : []) : [entry.target_value ?? NaN];
+    for (const v of targets) {
+      if (!Number.isFinite(v)) continue;
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    if (!Number.isFinite(lo)) {
+      lo = 0;
+      hi = 1;
+    }
+    return { entry, values, scale: niceScale(lo, hi, metricTicksTarget) };
+  });
+  const proposals: Array<number | null> = tracking ? rows.map((row) => (typeof row.proposal === 'number' && Number.isFinite(row.proposal) ? row.proposal : null)) : [];
+  let proposalPeak = -Infinity;
+  for (const v of proposals) if (v !== null && v > proposalPeak) proposalPeak = v;
+
   let rLo = Math.min(policy.min_replicas, summary.min_replicas_seen, rows[0]?.replicas_before ?? policy.min_replicas);
   let rHi = Math.max(policy.max_replicas, summary.peak_replicas);
+  // A proposal above the replicas widens the scale, up to twice its height: beyond that the line
+  // is cut at the top and a side label gives its peak.
+  if (proposalPeak > rHi) rHi = Math.min(proposalPeak, 2 * Math.max(rHi, 1));
   rLo = Math.min(0, rLo);
   // Room above max_replicas, so the line at the cap stays visible under the frame.
   rHi = Math.max(rHi + Math.max(1, Math.ceil(rHi * 0.05)), 1);
   const replicaScale = niceScale(rLo, rHi, Math.max(3, Math.floor(REPLICA_PLOT_HEIGHT / 20)), true);
+  const proposalClipped = proposalPeak > replicaScale.hi;
 
   // Margins follow the labels they hold.
-  const allTickLabels = [...panels.flatMap((p) => p.scale.labels), ...replicaScale.labels];
+  const allTickLabels = [...panels.flatMap((p) => p.scale.labels), ...trackingPanels.flatMap((p) => p.scale.labels), ...replicaScale.labels];
   const left = Math.ceil(Math.max(44, ...allTickLabels.map((l) => textWidth(l, 11) + 16)));
   const sideLabels = [
     ...directed.map((r) => ruleLabel(r.rule, r.direction)),
     `max ${formatValue(policy.max_replicas)}`,
     `min ${formatValue(policy.min_replicas)}`,
+    ...trackingPanels.map((p) => trackingLabel(p.entry)),
+    ...(proposalClipped ? [`proposal up to ${formatValue(proposalPeak)}`] : []),
   ];
   const right = Math.ceil(Math.min(Math.max(90, ...sideLabels.map((l) => textWidth(l, 11) + 24)), width * 0.3));
   const plotLeft = left;
@@ -621,18 +747,37 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
 
   // Legend, wrapped to the width.
   const legend: Array<{ swatch: string; label: string }> = [];
-  if (panels.length > 0) legend.push({ swatch: `<line x1="0" y1="0" x2="22" y2="0" stroke="${COLOR.value}" stroke-width="2"/>`, label: 'metric value' });
+  const valuePanels = panels.length + trackingPanels.length;
+  if (valuePanels > 0) legend.push({ swatch: `<line x1="0" y1="0" x2="22" y2="0" stroke="${COLOR.value}" stroke-width="2"/>`, label: 'metric value' });
   if (policy.scale_up_rules.length > 0) {
     legend.push({ swatch: `<line x1="0" y1="0" x2="22" y2="0" stroke="${COLOR.up}" stroke-width="1.5" stroke-dasharray="6 3"/>`, label: 'scale-up threshold' });
   }
   if (policy.scale_down_rules.length > 0) {
     legend.push({ swatch: `<line x1="0" y1="0" x2="22" y2="0" stroke="${COLOR.down}" stroke-width="1.5" stroke-dasharray="6 3"/>`, label: 'scale-down threshold' });
   }
-  if (panels.length > 0) {
+  if (policy.target_tracking.some((e) => e.target_per_replica === null)) {
+    legend.push({
+      swatch: `<line x1="0" y1="0" x2="22" y2="0" stroke="${COLOR.target}" stroke-width="2" stroke-dasharray="${DASH_TARGET}"/>`,
+      label: 'target (target_value)',
+    });
+  }
+  if (policy.target_tracking.some((e) => e.target_per_replica !== null)) {
+    legend.push({
+      swatch: `<path d="M0,4H9V-4H22" fill="none" stroke="${COLOR.target}" stroke-width="2" stroke-dasharray="${DASH_TARGET}"/>`,
+      label: 'capacity: target_per_replica × replicas',
+    });
+  }
+  if (valuePanels > 0) {
     legend.push({ swatch: `<rect x="2" y="-7" width="18" height="14" fill="url(#bt-hatch)"/><rect x="2" y="3" width="18" height="4" class="rug"/>`, label: 'no data' });
   }
+  legend.push({ swatch: `<path d="M0,4H9V-4H22" fill="none" stroke="${COLOR.replicas}" stroke-width="2"/>`, label: 'replicas' });
+  if (tracking) {
+    legend.push({
+      swatch: `<path d="M0,4H9V-4H22" fill="none" stroke="${COLOR.proposal}" stroke-width="2" stroke-dasharray="${DASH_PROPOSAL}"/>`,
+      label: 'proposal before stabilization and rate limits',
+    });
+  }
   legend.push(
-    { swatch: `<path d="M0,4H9V-4H22" fill="none" stroke="${COLOR.replicas}" stroke-width="2"/>`, label: 'replicas' },
     { swatch: `<line x1="0" y1="0" x2="22" y2="0" stroke="${COLOR.bound}" stroke-width="1" stroke-dasharray="2 3"/>`, label: 'min / max replicas' },
     ...MARKERS.map((m) => ({ swatch: `<path d="${markerPath(m.kind, 11, 0, 5)}" ${markerStyle(m.kind, m.color)}/>`, label: m.label })),
   );
@@ -704,33 +849,35 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
     }
   };
 
-  // Metric panels.
-  for (const p of panels) {
+  // The replica count's step line starts half a step before the first evaluation and ends half a
+  // step after the last; so does the capacity line of a target_per_replica entry.
+  const stepStart = Math.max(plotLeft, (xs[0] ?? plotLeft) - halfStepPx);
+  const stepEnd = Math.min(plotRight, (xs.at(-1) ?? plotLeft) + halfStepPx);
+
+  /**
+   * A panel of a value over time: grid, hatching where the value is missing, action guides, the
+   * reference lines `lines` draws (returning their side labels), the value and the frame.
+   */
+  const drawValuePanel = (
+    panel: { attrs: string; title: (y: number) => string; scale: Scale; values: Array<number | null>; valueClass: string },
+    lines: (yOf: (v: number) => number, top: number, h: number) => SideLabel[],
+  ): void => {
     y += PANEL_TITLE_SPACE;
     const top = y;
     const h = METRIC_PLOT_HEIGHT;
-    const { lo, hi } = p.scale;
+    const { lo, hi } = panel.scale;
     const yOf = (v: number): number => top + h - ((v - lo) / (hi - lo)) * h;
-    out.push(`<g class="panel metric-panel">`);
-    out.push(
-      `<text x="${plotLeft}" y="${top - 7}" class="pt"><title>${escapeXml(p.metric)}</title>${escapeXml(fitText(p.metric, 12.5, plotWidth + right - 10, true))}</text>`,
-    );
-    drawGrid(top, h, p.scale, yOf);
-    const line = reduceLine(xs, p.values, yOf, halfStepPx, plotLeft, plotRight);
+    out.push(`<g ${panel.attrs}>`);
+    out.push(panel.title(top - 7));
+    drawGrid(top, h, panel.scale, yOf);
+    const line = reduceLine(xs, panel.values, yOf, halfStepPx, plotLeft, plotRight);
     for (const [a, b] of line.gaps) out.push(`<rect class="gap" x="${px(a)}" y="${top}" width="${px(b - a)}" height="${h}"/>`);
     if (groups.length <= MAX_GUIDES) {
       const guides = groups.map((g) => `M${px(g.x)},${top}v${h}`).join('');
       if (guides !== '') out.push(`<path class="guide" d="${guides}"/>`);
     }
-    const labels: SideLabel[] = [];
-    for (const { rule, direction } of p.rules) {
-      if (!Number.isFinite(rule.threshold)) continue;
-      const color = direction === 'up' ? COLOR.up : COLOR.down;
-      const ty = yOf(rule.threshold);
-      out.push(`<path class="thr thr-${direction}" d="M${plotLeft},${px(ty)}H${plotRight}" stroke="${color}"/>`);
-      labels.push({ y: ty, text: ruleLabel(rule, direction), color });
-    }
-    if (line.d !== '') out.push(`<path class="val" d="${line.d}"/>`);
+    const labels = lines(yOf, top, h);
+    if (line.d !== '') out.push(`<path class="${panel.valueClass}" d="${line.d}"/>`);
     for (const [dx, dy] of line.dots) out.push(`<circle class="dot" cx="${px(dx)}" cy="${px(dy)}" r="3"/>`);
     // The hatching shows a long gap; this bar over the bottom edge keeps a one-pixel gap visible.
     for (const [a, b] of line.gaps) {
@@ -744,6 +891,70 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
     drawSideLabels(labels, top, h);
     out.push(`</g>`);
     y += h + PANEL_GAP;
+  };
+
+  // Metric panels.
+  for (const p of panels) {
+    drawValuePanel(
+      {
+        attrs: 'class="panel metric-panel"',
+        title: (ty) => `<text x="${plotLeft}" y="${ty}" class="pt"><title>${escapeXml(p.metric)}</title>${escapeXml(fitText(p.metric, 12.5, plotWidth + right - 10, true))}</text>`,
+        scale: p.scale,
+        values: p.values,
+        valueClass: 'val',
+      },
+      (yOf) => {
+        const labels: SideLabel[] = [];
+        for (const { rule, direction } of p.rules) {
+          if (!Number.isFinite(rule.threshold)) continue;
+          const color = direction === 'up' ? COLOR.up : COLOR.down;
+          const ty = yOf(rule.threshold);
+          out.push(`<path class="thr thr-${direction}" d="M${plotLeft},${px(ty)}H${plotRight}" stroke="${color}"/>`);
+          labels.push({ y: ty, text: ruleLabel(rule, direction), color });
+        }
+        return labels;
+      },
+    );
+  }
+
+  // Target-tracking panels: the value each entry used, and its target line.
+  for (const p of trackingPanels) {
+    const { entry } = p;
+    // The metric keeps at least about half the title's width; the description gets the rest, or
+    // is left out when too little remains.
+    const room = plotWidth + right - 10;
+    // A no-break space: some renderers drop a plain space at the start of a tspan.
+    const description = `\u00a0· ${trackingDescription(entry)}`;
+    const metricRoom = Math.max(room * 0.45, room - textWidth(description, 12.5));
+    const metric = fitText(entry.metric, 12.5, metricRoom, true);
+    const descriptionRoom = room - textWidth(metric, 12.5, true);
+    const suffix = descriptionRoom >= 80 ? `<tspan class="pts">${escapeXml(fitText(description, 12.5, descriptionRoom))}</tspan>` : '';
+    drawValuePanel(
+      {
+        attrs: `class="panel tt-panel" data-entry="${escapeXml(entry.id)}"`,
+        title: (ty) => `<text x="${plotLeft}" y="${ty}" class="pt"><title>${escapeXml(`${entry.metric}${description}`)}</title>${escapeXml(metric)}${suffix}</text>`,
+        scale: p.scale,
+        values: p.values,
+        valueClass: 'val tt-val',
+      },
+      (yOf) => {
+        const label = trackingLabel(entry);
+        if (entry.target_per_replica !== null) {
+          // The total the running replicas can carry: the replica count's step line, scaled.
+          const perReplica = entry.target_per_replica;
+          const d = replicaPath(xs, rows, (v) => yOf(perReplica * v), stepStart, stepEnd);
+          if (d === '') return [];
+          out.push(`<path class="tgt tgt-capacity" d="${d}"/>`);
+          const last = rows.at(-1) as TimelineRow;
+          return [{ y: yOf(perReplica * last.replicas), text: label, color: COLOR.text }];
+        }
+        const target = entry.target_value ?? NaN;
+        if (!Number.isFinite(target)) return [];
+        const ty = yOf(target);
+        out.push(`<path class="tgt tgt-value" d="M${plotLeft},${px(ty)}H${plotRight}"/>`);
+        return [{ y: ty, text: label, color: COLOR.text }];
+      },
+    );
   }
 
   // Replica panel.
@@ -762,8 +973,14 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
       const guides = groups.map((g) => `M${px(g.x)},${top}v${h}`).join('');
       if (guides !== '') out.push(`<path class="guide" d="${guides}"/>`);
     }
-    const d = replicaPath(xs, rows, yOf, Math.max(plotLeft, (xs[0] ?? plotLeft) - halfStepPx), Math.min(plotRight, (xs.at(-1) ?? plotLeft) + halfStepPx));
+    const d = replicaPath(xs, rows, yOf, stepStart, stepEnd);
     if (d !== '') out.push(`<path class="rep" d="${d}"/>`);
+    if (tracking) {
+      // Over the replica line, so that where the two agree the dashes show on it.
+      const clamp = (v: number): number => yOf(Math.min(Math.max(v, lo), hi));
+      const pd = stepPath(xs, proposals, clamp, stepEnd);
+      if (pd !== '') out.push(`<path class="prop" d="${pd}"/>`);
+    }
     // Counts go beside merged markers where they hide nothing; the tooltip always has them.
     const boxes: Array<[number, number, number, number]> = groups.map((g) => [g.x - 6, yOf(g.y) - 6, g.x + 6, yOf(g.y) + 6]);
     const free = (b: [number, number, number, number], own: number): boolean =>
@@ -788,6 +1005,7 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
       [
         { y: yOf(policy.max_replicas), text: `max ${formatValue(policy.max_replicas)}`, color: COLOR.muted },
         { y: yOf(policy.min_replicas), text: `min ${formatValue(policy.min_replicas)}`, color: COLOR.muted },
+        ...(proposalClipped ? [{ y: top, text: `proposal up to ${formatValue(proposalPeak)}`, color: COLOR.text }] : []),
       ],
       top,
       h,
@@ -866,6 +1084,13 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
     `.dot{fill:${COLOR.value}}`,
     `.rep{stroke:${COLOR.replicas};stroke-width:2;fill:none}`,
     `.bound{stroke:${COLOR.bound};stroke-width:1;stroke-dasharray:2 3;fill:none}`,
+    ...(tracking
+      ? [
+          `.pts{font-weight:normal;fill:${COLOR.muted}}`,
+          `.tgt{stroke:${COLOR.target};stroke-width:2;stroke-dasharray:${DASH_TARGET};fill:none}`,
+          `.prop{stroke:${COLOR.proposal};stroke-width:2;stroke-dasharray:${DASH_PROPOSAL};fill:none}`,
+        ]
+      : []),
   ].join('');
   const defs =
     `<defs><pattern id="bt-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">` +

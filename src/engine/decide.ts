@@ -274,7 +274,8 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
     const horizon = behaviorHorizonMs(behavior);
     if (horizon.proposals > 0) {
       // The recommendation of this evaluation: the proposal, or "stay" when no one had an opinion;
-      // none at all when every metric failed (a failure is not a recommendation).
+      // none at all when no one had an opinion and a metric failed (a failure is not a
+      // recommendation to stay).
       const recommendation = proposal ?? current;
       const spans = memory.proposals ?? [];
       if (proposal !== null || !anyError) {
