@@ -367,6 +367,35 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.strictSame(a3?.scale_up_rules.map((r) => r.id), a?.scale_up_rules.map((r) => r.id), 'rule ids kept');
   });
 
+  t.test(`${name}: target tracking and behaviour round-trip, and unchanged entries keep their ids`, async (t) => {
+    const storage = await fresh(t);
+    const tracking: PolicyInput['target_tracking'] = [
+      { metric: 'sum(rate(philotes_buffer_events_processed_total[5m]))', target_per_replica: 1000 },
+      { metric: 'avg(philotes_worker_cpu_ratio)', target_value: 0.7, tolerance: 0.05, duration: '2m', aggregation: 'avg', source: 'prometheus' },
+    ];
+    const behavior: PolicyInput['behavior'] = {
+      scale_down_stabilization: '10m',
+      scale_up_limit: { replicas: 4, percent: 100, period: '15s' },
+      scale_down_limit: { percent: 10, period_seconds: 60, select: 'min' },
+    };
+    const p = makePolicy('tracked', { target_tracking: tracking, behavior });
+    t.strictSame(await storage.createPolicy(p), p);
+    const read = await storage.getPolicy(p.id);
+    t.strictSame(read, p, 'every field of the entries and the behaviour');
+    t.equal(read?.target_tracking[1]?.tolerance, 0.05);
+    t.strictSame(read?.behavior.scale_down_limit, { replicas: null, percent: 10, period: '1m', period_seconds: 60, select: 'min' });
+    const [events, cpu] = tracking ?? [];
+    const next = makePolicy('tracked', { target_tracking: [{ ...cpu, tolerance: 0.2 } as NonNullable<typeof cpu>, events as NonNullable<typeof events>], behavior }, { now: at(100) });
+    next.id = p.id;
+    const changed = await storage.replacePolicy(next);
+    t.equal(changed?.target_tracking[1]?.id, p.target_tracking[0]?.id, 'the unchanged entry keeps its id, moved');
+    t.notOk([p.target_tracking[0]?.id, p.target_tracking[1]?.id].includes(changed?.target_tracking[0]?.id), 'the changed one gets a new id');
+    t.strictSame(await storage.getPolicy(p.id), changed);
+    const plain = await storage.createPolicy(makePolicy('untracked'));
+    t.strictSame((await storage.getPolicy(plain.id))?.target_tracking, []);
+    t.equal((await storage.getPolicy(plain.id))?.behavior.scale_down_stabilization_seconds, 0);
+  });
+
   t.test(`${name}: a pause is kept apart from the policy's content`, async (t) => {
     const storage = await fresh(t);
     const p = await storage.createPolicy(makePolicy('pausable', {}, { now: at(0) }));
