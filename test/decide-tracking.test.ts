@@ -96,7 +96,7 @@ t.test('metric errors: no opinion from a failed entry, counted as a metric failu
   const p = policy({ target_tracking: [perReplica, utilisation] });
   const both = await once(p, 4, { [EVENTS]: 'error', [CPU]: 'error' });
   t.same([both.record.action, both.record.reason_code, both.record.consecutive_metric_failures], ['none', 'metric_error', 1]);
-  t.match(both.record.reason, /2 rules had no usable metric .*unreachable: down/);
+  t.match(both.record.reason, /^No change: 2 target-tracking entries had no usable metric \(.*unreachable: down/);
   const one = await once(p, 4, { [EVENTS]: 'error', [CPU]: 1.4 });
   t.same([one.record.desired_replicas, one.record.action], [8, 'scale_up'], 'the entry that answered still decides');
   t.equal(one.record.consecutive_metric_failures, 1, 'and the failure is counted (for the fallback)');

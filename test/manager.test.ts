@@ -446,3 +446,39 @@ t.test('a pause stored while a cycle evaluates the policy stops its change: noth
   t.same((await storage.listHistory({ limit: 10, policy_id: id })).rows, [], 'no change recorded');
   t.equal(await storage.getState(id), undefined, 'no change claimed');
 });
+
+t.test('target tracking in the loop: queries shared with rules, scaling, and stabilization kept across a restart', async (t) => {
+  const storage = await tempStorage(t);
+  const src = scriptedSource({ events: 9000, lag: 10 });
+  const ex = scriptedExecutor();
+  const tracked = await addPolicy(storage, {
+    name: 'tracked',
+    max_replicas: 20,
+    cooldown_seconds: 0,
+    target_tracking: [{ metric: 'events', target_per_replica: 1000 }],
+    scale_up_rules: [upRule('lag')],
+  });
+  await addPolicy(storage, { name: 'stepped', scale_up_rules: [{ metric: 'events', operator: 'gt', threshold: 100_000, scale_by: 1 }, upRule('lag')] });
+  let now = new Date('2026-01-28T12:00:00Z');
+  const first = manager(storage, src.impl, ex.impl, () => now);
+  const report = await first.runCycle();
+  t.equal(report.fetches, 2, 'two distinct queries: events (read by the entry and by the other policy\'s rule) and lag');
+  t.same(ex.scaled, [['tracked', 9, false]], 'ceil(9000 / 1000) = 9');
+  const row = (await storage.listHistory({ limit: 1, policy_id: tracked })).rows[0];
+  t.equal(row?.reason_code, 'rules_held');
+  t.match(row?.reason, /target tracking events at 9000 against target_per_replica 1000 wants 9/);
+
+  // The load drops: the default 5m scale-down stabilization holds 9, even across a restart.
+  src.values['events'] = 3000;
+  now = new Date('2026-01-28T12:00:30Z');
+  await first.runCycle();
+  t.equal(ex.replicas.get('tracked'), 9, 'held by stabilization');
+  const restarted = manager(storage, src.impl, ex.impl, () => now);
+  now = new Date('2026-01-28T12:04:30Z');
+  await restarted.runCycle();
+  t.equal(ex.replicas.get('tracked'), 9, 'a new manager on the same storage still holds 9 (the proposals were persisted)');
+  t.equal((await storage.getState(tracked))?.last_blocked, null);
+  now = new Date('2026-01-28T12:05:00Z');
+  await restarted.runCycle();
+  t.equal(ex.replicas.get('tracked'), 3, '9 was last proposed at 12:00:00: out of the window at 12:05:00');
+});

@@ -639,8 +639,14 @@ function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], trigge
         ? `Scale-down rules held (${heldTextOf(rules, triggered)}) but the target is already scaled to zero.`
         : `Scale-down rules held (${proposerText(a, tracking, rules, triggered)}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
     case 'metric_error': {
-      const errs = [...rules.filter((r) => r.error !== null), ...tracking.filter((r) => r.error !== null)];
-      return `No change: ${errs.length} rule${errs.length === 1 ? '' : 's'} had no usable metric (${errs.map((r) => `${r.metric}: ${r.error}`).join('; ')})${a.driver === 'fallback' ? `; holding fallback ${current}` : ''}.`;
+      const ruleErrs = rules.filter((r) => r.error !== null);
+      const entryErrs = tracking.filter((r) => r.error !== null);
+      const who = [
+        ruleErrs.length > 0 ? `${ruleErrs.length} rule${ruleErrs.length === 1 ? '' : 's'}` : null,
+        entryErrs.length > 0 ? `${entryErrs.length} target-tracking entr${entryErrs.length === 1 ? 'y' : 'ies'}` : null,
+      ].filter((x) => x !== null);
+      const errs = [...ruleErrs, ...entryErrs];
+      return `No change: ${who.join(' and ') || '0 rules'} had no usable metric (${errs.map((r) => `${r.metric}: ${r.error}`).join('; ')})${a.driver === 'fallback' ? `; holding fallback ${current}` : ''}.`;
     }
     case 'no_rule_held': {
       const first = rules.find((r) => !r.held);

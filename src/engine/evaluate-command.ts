@@ -69,6 +69,13 @@ export function formatDecisionSummary(r: DecisionRecord, opts: { currentReplicas
     const verdict = rule.error !== null ? `error: ${rule.error}` : rule.held ? 'held' : `not held${rule.detail !== null ? `: ${rule.detail}` : ''}`;
     lines.push(`  rule ${dir}     ${rule.metric} ${OPERATOR_SYMBOL[rule.operator]} ${rule.threshold} over ${rule.window_seconds}s: ${verdict}; value ${shown(rule.value)}, ${rule.samples} sample(s)`);
   }
+  for (const e of r.target_tracking) {
+    const what = e.kind === 'target_per_replica' ? `${e.target} per replica` : `target ${e.target}`;
+    const verdict =
+      e.outcome === 'opinion' ? `wants ${e.opinion} (${e.formula})` : e.outcome === 'within_tolerance' ? `within tolerance ${e.tolerance} (ratio ${e.ratio?.toFixed(3)}): no opinion` : e.outcome === 'metric_error' ? `error: ${e.error}` : 'no finite value: no opinion';
+    lines.push(`  tracking      ${e.metric}, ${what}: value ${shown(e.value)}; ${verdict}`);
+  }
+  if (r.proposal !== null && r.target_tracking.length > 0) lines.push(`  proposal      ${r.proposal} (the highest opinion, before stabilization and rate limits)`);
   if (r.schedule !== null) lines.push(`  schedule      ${r.schedule.cron_expression} (${r.schedule.timezone}, ${r.schedule.kind}, ${r.schedule.mode}): ${r.schedule.desired_replicas} replicas since ${r.schedule.fired_at}`);
   for (const a of r.adjustments) lines.push(`  adjusted      ${a.kind}: ${a.from} -> ${a.to} (${a.detail})`);
   lines.push('  dry run       nothing was executed; --json prints the whole decision record');
