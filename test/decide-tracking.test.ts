@@ -57,13 +57,18 @@ async function once(p: Policy, current: number, values: Record<string, number | 
 const perReplica = { metric: EVENTS, target_per_replica: 1000 };
 const utilisation = { metric: CPU, target_value: 0.7 };
 
+// HPA: "If multiple metrics are specified in a HorizontalPodAutoscaler, this calculation is done
+// for each metric, and then the largest of the desired replica counts is chosen"
+// (kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/#algorithm-details). Rows
+// 'two entries' reproduce it: 4 replicas, 5500 events/s against 1000 per replica wants 6, CPU
+// 0.8 against 0.7 wants ceil(4 x 0.8 / 0.7) = 5, so 6.
 t.test('the highest opinion wins, among entries and step rules', async (t) => {
   const rows: Array<[string, Partial<PolicyInput>, number, Record<string, number>, number, string, string]> = [
     // name, policy, current, values, desired, action, reason_code
     ['one entry, up', { target_tracking: [perReplica] }, 2, { [EVENTS]: 5500 }, 6, 'scale_up', 'rules_held'],
     ['one entry, down (no stabilization set: default 5m, nothing older)', { target_tracking: [perReplica], behavior: { scale_down_stabilization: '0s' } }, 8, { [EVENTS]: 2500 }, 3, 'scale_down', 'rules_held'],
     ['two entries: the higher of 6 and 5', { target_tracking: [perReplica, utilisation] }, 4, { [EVENTS]: 5500, [CPU]: 0.8 }, 6, 'scale_up', 'rules_held'],
-    ['two entries: 5 beats 6? no, 6 is higher', { target_tracking: [perReplica, utilisation] }, 4, { [EVENTS]: 4500, [CPU]: 1.05 }, 6, 'scale_up', 'rules_held'],
+    ['two entries: ceil(4.5) = 5 against ceil(4 x 1.05 / 0.7) = 6', { target_tracking: [perReplica, utilisation] }, 4, { [EVENTS]: 4500, [CPU]: 1.05 }, 6, 'scale_up', 'rules_held'],
     ['an up beats every down: entry up 6 against a down rule', { target_tracking: [perReplica], scale_down_rules: [{ metric: LAG, operator: 'lt', threshold: 5, scale_by: -2 }] }, 4, { [EVENTS]: 5500, [LAG]: 1 }, 6, 'scale_up', 'rules_held'],
     ['a step rule up beats an entry down', { target_tracking: [perReplica], behavior: { scale_down_stabilization: '0s' }, scale_up_rules: [{ metric: LAG, operator: 'gt', threshold: 60, scale_by: 1 }] }, 4, { [EVENTS]: 1000, [LAG]: 90 }, 5, 'scale_up', 'rules_held'],
     ['among downs the smaller decrease', { target_tracking: [perReplica], behavior: { scale_down_stabilization: '0s' }, scale_down_rules: [{ metric: LAG, operator: 'lt', threshold: 5, scale_by: -1 }] }, 6, { [EVENTS]: 2000, [LAG]: 1 }, 5, 'scale_down', 'rules_held'],

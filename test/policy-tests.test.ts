@@ -48,6 +48,14 @@ t.test('every example in test/policy-tests passes', async (t) => {
   t.match(run.text, /^16 passed, 0 failed\n$/m);
 });
 
+t.test('the policy test in docs/examples (docs/target-tracking.md) passes, case by case', async (t) => {
+  const run = await runPolicyTestFiles([join(packageRoot(), 'docs', 'examples')], config);
+  if (!run.ok) t.comment(run.text);
+  t.equal(run.errors, 0, 'no file has problems');
+  t.ok(run.passed >= 1, `${run.passed} cases ran`);
+  t.equal(run.failed, 0, 'no case failed');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Expanding notation
 // ---------------------------------------------------------------------------------------------
