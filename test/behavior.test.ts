@@ -1,5 +1,6 @@
 import t from 'tap';
 import {
+  NO_BEHAVIOR,
   recordChange,
   recordProposal,
   scaleDownLimit,
@@ -20,14 +21,7 @@ import {
  * selectPolicy Max takes the larger change, Min the smaller).
  */
 
-const NONE: Behavior = {
-  scale_down_stabilization: '0s',
-  scale_down_stabilization_seconds: 0,
-  scale_up_stabilization: '0s',
-  scale_up_stabilization_seconds: 0,
-  scale_up_limit: null,
-  scale_down_limit: null,
-};
+const NONE: Behavior = NO_BEHAVIOR;
 
 /** A rate limit as stored: the period in both forms. */
 function limitOf(replicas: number | null, percent: number | null, periodSeconds: number, select: 'max' | 'min'): RateLimit {

@@ -1,43 +1,15 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { runCli } from './helpers/cli.js';
 import { packageRoot } from '../src/util/package-root.js';
 
 const root = packageRoot();
-const cli = join(root, 'src', 'cli.ts');
 
-/**
- * The variables that set a process's clock and zone (TZ; libfaketime's, when the suite runs under
- * scripts/clock-matrix.sh): passed on, so the CLI sees the same date and time as this test.
- */
-function clockEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && /^(TZ|LD_PRELOAD|FAKETIME\w*)$/.test(k)) env[k] = v;
-  return env;
-}
-
-/**
- * Runs the CLI from source (through tsx) with a clean environment. tap follows child processes
- * and records their coverage; tsx's maps of a file differ from those of tap's own TypeScript
- * loader and do not merge with them (the report then counted most files as one statement), so
- * these processes record none. (tap's loader itself starts too slowly for the many runs here.)
- */
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
-      cwd: root,
-      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', _TAPJS_PROCESSINFO_COVERAGE_: '0', ...clockEnv(), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (b: Buffer) => (stdout += b.toString('utf8')));
-    c.stderr.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
-    c.once('error', reject);
-    c.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+/** Runs the CLI in the package root. */
+function run(args: string[], env: Record<string, string> = {}): ReturnType<typeof runCli> {
+  return runCli(args, { env });
 }
 
 t.test('--help for the tool and for each command', async (t) => {

@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { packageRoot } from '../src/util/package-root.js';
+import { runCli } from './helpers/cli.js';
 
 /**
  * The one-shot commands (validate, test, evaluate, backtest) load plugins and config exactly as
@@ -11,24 +10,8 @@ import { packageRoot } from '../src/util/package-root.js';
  * named by the config, is known to all of them.
  */
 
-const root = packageRoot();
-const cli = join(root, 'src', 'cli.ts');
-
-function run(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), cli, ...args], {
-      cwd,
-      // Coverage of tsx-run children does not merge with tap's (see cli.test.ts).
-      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', _TAPJS_PROCESSINFO_COVERAGE_: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (b: Buffer) => (stdout += b.toString('utf8')));
-    c.stderr.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
-    c.once('error', reject);
-    c.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function run(args: string[], cwd: string): ReturnType<typeof runCli> {
+  return runCli(args, { cwd });
 }
 
 /** A third party's executor for the target type "flink", in a folder of its own, outside this package. */

@@ -40,15 +40,15 @@ export type ProposalSpan = [from: number, to: number, replicas: number];
 /** An executed change: `[at, delta]`, time in unix milliseconds, delta in replicas (negative: removed). */
 export type ChangeEvent = [at: number, delta: number];
 
-/** What stabilization and rate limits read and keep. Absent in the memory of a policy without them. */
-export interface BehaviorMemory {
-  /** Oldest first; the last one is the proposal in force (its `to` is where it was last closed or made). */
-  proposals: ProposalSpan[];
-  /** Oldest first, only within the longest rate-limit period. */
-  changes: ChangeEvent[];
-}
-
-export const EMPTY_BEHAVIOR_MEMORY: BehaviorMemory = Object.freeze({ proposals: [], changes: [] }) as BehaviorMemory;
+/** No stabilization and no limits: the behaviour of a policy that sets none and tracks no target. */
+export const NO_BEHAVIOR: Behavior = Object.freeze({
+  scale_down_stabilization: '0s',
+  scale_down_stabilization_seconds: 0,
+  scale_up_stabilization: '0s',
+  scale_up_stabilization_seconds: 0,
+  scale_up_limit: null,
+  scale_down_limit: null,
+});
 
 /**
  * The proposals after this evaluation's: the span in force is kept as it is when the proposal is

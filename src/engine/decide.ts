@@ -15,7 +15,7 @@ import type {
 import { combinerFor } from './rule-combiner.js';
 import { OPERATOR_SYMBOL, isMetricError, isoMs, observationKey, ruleRecord, ruleWindow, sharedVerdict, type RuleVerdict } from './rule-window.js';
 import { lastFireMs } from './schedule-clock.js';
-import { behaviorHorizonMs, recordChange, recordProposal, scaleDownLimit, scaleUpLimit, stabilize, type Behavior } from './behavior.js';
+import { NO_BEHAVIOR, behaviorHorizonMs, recordChange, recordProposal, scaleDownLimit, scaleUpLimit, stabilize, type Behavior } from './behavior.js';
 import { trackingOpinion, trackingValue, type TrackingVerdict } from './target-tracking.js';
 
 /** Everything one evaluation depends on; nothing else is read. */
@@ -156,14 +156,6 @@ export interface Assessment {
 
 const NO_TRACKING: TrackingVerdict[] = Object.freeze([]) as unknown as TrackingVerdict[];
 const NO_ENTRIES: Policy['target_tracking'] = Object.freeze([]) as unknown as Policy['target_tracking'];
-const NO_BEHAVIOR: Behavior = Object.freeze({
-  scale_down_stabilization: '0s',
-  scale_down_stabilization_seconds: 0,
-  scale_up_stabilization: '0s',
-  scale_up_stabilization_seconds: 0,
-  scale_up_limit: null,
-  scale_down_limit: null,
-});
 
 /** Whether a behaviour changes anything: a stabilization window or a rate limit. */
 function activeBehavior(b: Behavior): boolean {

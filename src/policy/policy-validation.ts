@@ -128,22 +128,11 @@ function checkRules(p: Obj, key: 'scale_up_rules' | 'scale_down_rules', ctx: Val
       else if (t < 0) errors.push({ field: `${at}/threshold`, message: 'must not be negative' });
     }
     checkDuration(rule, at, MAX_RULE_DURATION, errors);
-    const source = rule['source'];
-    if (typeof source === 'string' && !ctx.metricSources().has(source)) {
-      errors.push({ field: `${at}/source`, message: `unknown metric source "${source}"; known: ${[...ctx.metricSources()].join(', ') || 'none'}` });
-    }
-    const metric = rule['metric'];
-    if (typeof metric === 'string' && metric.trim() === '') {
-      errors.push({ field: `${at}/metric`, message: 'must not be blank' });
-    } else if (typeof metric === 'string' && ctx.speaksPromQL(typeof source === 'string' ? source : undefined)) {
-      // Refused now rather than failing every cycle: Prometheus would not parse it either.
-      const problem = promqlProblem(metric);
-      if (problem !== undefined) errors.push({ field: `${at}/metric`, message: problem });
-    }
+    checkMetric(rule, at, ctx, errors);
   });
 }
 
-/** Checks a metric query and its source the way rules' are checked. */
+/** Checks the query and the source of a rule or a target-tracking entry. */
 function checkMetric(item: Obj, at: string, ctx: ValidationContext, errors: FieldError[]): void {
   const source = item['source'];
   if (typeof source === 'string' && !ctx.metricSources().has(source)) {
@@ -153,6 +142,7 @@ function checkMetric(item: Obj, at: string, ctx: ValidationContext, errors: Fiel
   if (typeof metric === 'string' && metric.trim() === '') {
     errors.push({ field: `${at}/metric`, message: 'must not be blank' });
   } else if (typeof metric === 'string' && ctx.speaksPromQL(typeof source === 'string' ? source : undefined)) {
+    // Refused now rather than failing every cycle: Prometheus would not parse it either.
     const problem = promqlProblem(metric);
     if (problem !== undefined) errors.push({ field: `${at}/metric`, message: problem });
   }
