@@ -12,7 +12,7 @@ interface ErrorSpec {
 /**
  * The catalogue of errors the daemon returns to clients. Every error that reaches an HTTP client
  * has a code from this list; anything else becomes a logged 500 without details.
- * docs/errors.md documents the same list.
+ * README.md's "Errors" table lists them for clients (docs/api-errors-table.md has every bad input the tests send).
  */
 export const ERROR_CATALOGUE = {
   VALIDATION_FAILED: { status: 422, title: 'The policy is not valid' },
@@ -59,7 +59,7 @@ export function validationError(errors: FieldError[], what = 'policy'): ScalerEr
   return new ScalerError('VALIDATION_FAILED', detail, errors);
 }
 
-/** Problem type URI for a code: stable, documented in docs/errors.md. */
+/** Problem type URI for a code: stable, listed in README.md's "Errors" table. */
 export function problemType(code: ErrorCode): string {
   return `https://philotes.dev/problems/${code.toLowerCase().replaceAll('_', '-')}`;
 }
