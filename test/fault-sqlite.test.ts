@@ -9,7 +9,7 @@
  * database is never taken for another daemon's lock.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -21,7 +21,16 @@ import { ScalerError } from '../src/errors.js';
 import type { Policy } from '../src/policy/policy-model.js';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
 import { createSqliteStorage, type SqliteLogger } from '../src/storage/sqlite-storage.js';
-import { dryRunFallbackPolicy, readyz, request, roleOf, spawnDaemon, waitFor, type DaemonProcess, type LogLine } from './helpers/daemon-process.js';
+import { REPO_ROOT, dryRunFallbackPolicy, readyz, request, roleOf, spawnDaemon, waitFor, type DaemonProcess, type LogLine } from './helpers/daemon-process.js';
+
+/** The folders from `path` up to / that other users cannot enter (no o+x). */
+function foldersClosedToOthers(path: string): string[] {
+  const closed: string[] = [];
+  for (let dir = path; ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) closed.push(dir);
+    if (dirname(dir) === dir) return closed;
+  }
+}
 
 const root = await mkdtemp(join(tmpdir(), 'philotes-fault-sqlite-'));
 const immutable = new Set<string>();
@@ -398,6 +407,12 @@ t.test('daemon: started on an immutable database file or folder, it exits naming
 t.test('daemon as an unprivileged user: chmod 444 under it answers 503 until chmod 644; restarted on a 444 file, it exits naming it', async (t) => {
   // Root writes whatever the mode bits say; a daemon normally runs as a user, for whom they count.
   const nobody = 65534;
+  // The daemon runs this checkout's sources as that user: every folder above them must let others in.
+  const closed = foldersClosedToOthers(REPO_ROOT);
+  if (closed.length > 0) {
+    t.fail(`the checkout must be readable by other users for this test: ${closed.join(', ')} ${closed.length === 1 ? 'has' : 'have'} no o+x (chmod o+rx; mktemp -d makes 0700 folders)`);
+    return;
+  }
   const { cwd, db } = await newDaemonDir('nobody');
   await chmod(root, 0o755); // mkdtemp made it 0700
   await mkdir(dirname(db));
