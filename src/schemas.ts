@@ -55,7 +55,10 @@ function pointerEscape(key: string): string {
 /** Whether another error (not a null-branch one) lies inside the value `e` is about. */
 function explainedDeeper(e: ErrorObject, all: readonly ErrorObject[]): boolean {
   const inside = `${e.instancePath}/`;
-  return all.some((o) => o !== e && o.keyword !== 'oneOf' && !(o.keyword === 'type' && (o.params as { type?: unknown }).type === 'null') && o.instancePath.startsWith(inside));
+  // Another error at the same place (an unknown or missing key is reported at the object) or inside it.
+  return all.some(
+    (o) => o !== e && o.keyword !== 'oneOf' && !(o.keyword === 'type' && (o.params as { type?: unknown }).type === 'null') && (o.instancePath === e.instancePath || o.instancePath.startsWith(inside)),
+  );
 }
 
 export function toFieldErrors(errors: ErrorObject[] | null | undefined, prefix = ''): FieldError[] {

@@ -177,3 +177,89 @@ t.test('rate limits cut rule and tracking changes, and count executed changes wi
   const step = await once(rules, 2, { [LAG]: 90 });
   t.same([step.record.desired_replicas, step.record.reason_code], [3, 'rate_limited'], 'step rules are limited too');
 });
+
+t.test('scale to zero with target tracking: only an opinion of 0 puts the target to sleep', async (t) => {
+  const p = policy({ target_tracking: [perReplica], min_replicas: 2, scale_to_zero: true, behavior: { scale_down_stabilization: '0s' } });
+  const one = await once(p, 2, { [EVENTS]: 500 });
+  t.same([one.record.desired_replicas, one.record.action, one.record.reason_code], [2, 'none', 'at_min'], 'an opinion of 1 at min_replicas 2 stays at 2 (it would wake again at once)');
+  const zero = await once(p, 2, { [EVENTS]: 0 });
+  t.same([zero.record.desired_replicas, zero.record.action], [0, 'scale_down'], 'an opinion of 0 goes to 0');
+  t.same(zero.record.adjustments.map((a) => a.kind), ['scale_to_zero']);
+  const asleep = await once(p, 0, { [EVENTS]: 0 });
+  t.same([asleep.record.desired_replicas, asleep.record.action], [0, 'none'], 'asleep with no load: stays asleep');
+  const wake = await once(p, 0, { [EVENTS]: 500 });
+  t.same([wake.record.desired_replicas, wake.record.action], [2, 'scale_up'], 'load wakes it to min_replicas');
+  // Step rules keep their meaning: a scale-down at min_replicas goes to 0.
+  const steps = policy({ min_replicas: 2, scale_to_zero: true, scale_down_rules: [{ metric: LAG, operator: 'lt', threshold: 5, scale_by: -1 }] });
+  const stepDown = await once(steps, 2, { [LAG]: 1 });
+  t.same([stepDown.record.desired_replicas, stepDown.record.action], [0, 'scale_down'], 'a step rule at min_replicas still goes to 0');
+});
+
+t.test('rate limits never keep a target asleep, below min_replicas or above max_replicas', async (t) => {
+  const percent = policy({ target_tracking: [perReplica], min_replicas: 3, scale_to_zero: true, behavior: { scale_up_limit: { percent: 100, period: '1m' } } });
+  const woke = await once(percent, 0, { [EVENTS]: 2500 });
+  t.same([woke.record.desired_replicas, woke.record.action], [3, 'scale_up'], 'waking from 0 to min_replicas is not limited (100% of 0 would be 0)');
+  const big = await once(percent, 0, { [EVENTS]: 9000 });
+  t.same([big.record.desired_replicas, big.record.reason_code], [3, 'rate_limited'], 'waking to min_replicas is free; beyond it the limit (100% of 0) applies');
+  const replicas = policy({ target_tracking: [perReplica], min_replicas: 3, scale_to_zero: true, behavior: { scale_up_limit: { replicas: 1, period: '1m' } } });
+  const wokeSmall = await once(replicas, 0, { [EVENTS]: 2500 });
+  t.equal(wokeSmall.record.desired_replicas, 3, 'a limit of 1 replica does not stop waking at min_replicas 3');
+  const below = await once(replicas, 1, { [EVENTS]: 2000 });
+  t.same([below.record.desired_replicas, below.record.action], [3, 'scale_up'], 'below min_replicas (min raised): up to min_replicas unlimited');
+  const above = policy({ target_tracking: [perReplica], max_replicas: 10, behavior: { scale_down_stabilization: '0s', scale_down_limit: { replicas: 1, period: '1m' } } });
+  const over = await once(above, 12, { [EVENTS]: 11_000 });
+  t.same([over.record.desired_replicas, over.record.action], [10, 'scale_down'], 'above max_replicas (max lowered): down to max_replicas unlimited, 11 would be out of bounds');
+  const far = await once(above, 12, { [EVENTS]: 4000 });
+  t.equal(far.record.desired_replicas, 10, 'a drop beyond max_replicas: to max_replicas, the rest waits for the limit');
+  const sleepy = policy({ min_replicas: 2, scale_to_zero: true, scale_down_rules: [{ metric: LAG, operator: 'lt', threshold: 5, scale_by: -1 }], behavior: { scale_down_limit: { replicas: 1, period: '1m' } } });
+  const toZero = await once(sleepy, 2, { [LAG]: 1 });
+  t.equal(toZero.record.desired_replicas, 0, 'going to 0 with scale_to_zero is not cut to 1 (out of bounds)');
+  const costly = policy({ target_tracking: [perReplica], max_hourly_cost: 10, behavior: { scale_down_stabilization: '0s', scale_down_limit: { replicas: 1, period: '1m' } } });
+  const capped = await decide({
+    policy: costly,
+    now: new Date(NOW),
+    intervalSeconds: INTERVAL,
+    defaultCooldown: 0,
+    defaultSource: 'prometheus',
+    price: 2,
+    executorReplicas: 8,
+    memory: EMPTY_MEMORY,
+    observations: observe(costly, { [EVENTS]: 9000 }, NOW),
+  });
+  t.equal(capped.record.desired_replicas, 5, 'the cost cap (10 / 2 = 5) is a bound: not limited');
+});
+
+t.test('the first evaluation is stabilized too: the current count counts as proposed now', async (t) => {
+  const p = policy({ target_tracking: [perReplica] }); // scale-down stabilization 5m
+  const first = await once(p, 8, { [EVENTS]: 2500 });
+  t.same([first.record.desired_replicas, first.record.reason_code, first.record.proposal], [8, 'stabilized', 3]);
+  let memory = first.memory;
+  let last = first;
+  for (let s = 30; s <= 270; s += 30) {
+    last = await once(p, 8, { [EVENTS]: 2500 }, memory, NOW + s * 1000);
+    memory = last.memory;
+  }
+  t.same([last.record.desired_replicas, last.record.reason_code], [8, 'stabilized'], 'held through 4m30s');
+  const after = await once(p, 8, { [EVENTS]: 2500 }, memory, NOW + 300_000);
+  t.same([after.record.desired_replicas, after.record.action], [3, 'scale_down'], 'after the 5m window: down to the proposal');
+});
+
+t.test('a stabilized step proposal: the reason names the rules that proposed it', async (t) => {
+  const p = policy({ scale_down_rules: [{ metric: LAG, operator: 'lt', threshold: 5, scale_by: -1 }], behavior: { scale_down_stabilization: '5m' } });
+  const { record } = await once(p, 5, { [LAG]: 1 });
+  t.same([record.desired_replicas, record.reason_code, record.proposal], [5, 'stabilized', 4]);
+  t.match(record.reason, /^No change: max\(philotes_cdc_lag_seconds\) < 5.*, but stabilization holds 5/);
+  t.notMatch(record.reason, /: ,/, 'no empty proposer');
+});
+
+t.test('no scale-down while a metric fails (as HPA); a scale-up still goes ahead', async (t) => {
+  const p = policy({ target_tracking: [perReplica, utilisation], behavior: { scale_down_stabilization: '0s' } });
+  const down = await once(p, 8, { [EVENTS]: 2000, [CPU]: 'error' });
+  t.same([down.record.desired_replicas, down.record.action, down.record.reason_code, down.record.proposal], [8, 'none', 'metric_error', 2]);
+  t.match(down.record.reason, /the proposed scale-down to 2 waits until every metric answers/);
+  const up = await once(p, 4, { [EVENTS]: 9000, [CPU]: 'error' });
+  t.same([up.record.desired_replicas, up.record.action], [9, 'scale_up']);
+  const stab = policy({ target_tracking: [perReplica, utilisation] });
+  const held = await once(stab, 8, { [EVENTS]: 2000, [CPU]: 'error' });
+  t.same(held.memory.proposals, undefined, 'a withheld scale-down is not remembered as a proposal');
+});

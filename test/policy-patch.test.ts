@@ -189,3 +189,36 @@ t.test('PUT keeps the ids of unchanged rules and schedules; a PUT of the same po
   t.strictSame(ids(after.scale_down_rules), ids(before.scale_down_rules));
   t.notOk(ids(before.schedules).includes(after.schedules[0]?.id ?? ''), 'a changed schedule gets a new id');
 });
+
+t.test('PATCH of behaviour: either duration form, and defaults that follow target tracking', async (t) => {
+  const app = await startTestApp();
+  t.teardown(() => app.close());
+  const base = { name: 'tt-patch', target_type: 'cdc-worker', min_replicas: 1, max_replicas: 10, scale_up_rules: [{ metric: 'philotes_cdc_lag_seconds', operator: 'gt', threshold: 60, scale_by: 1 }] };
+  const created = await create(app, base);
+  const behaviorOf = (p: unknown): Json => (p as { behavior: Json }).behavior;
+  t.equal(behaviorOf(created)['scale_down_stabilization_seconds'], 0, 'no target tracking: no stabilization by default');
+
+  const tracked = await call('PATCH', `${app.api}/policies/${created.id}`, { target_tracking: [{ metric: 'sum(rate(philotes_buffer_events_processed_total[5m]))', target_per_replica: 1000 }] }, MERGE_PATCH);
+  t.equal(tracked.status, 200, tracked.text);
+  t.equal(behaviorOf(tracked.body)['scale_down_stabilization_seconds'], 300, 'adding target tracking brings its 5m default, as a new policy would get');
+
+  const text = await call('PATCH', `${app.api}/policies/${created.id}`, { behavior: { scale_down_stabilization: '10m' } }, MERGE_PATCH);
+  t.equal(text.status, 200, `a window as text replaces the stored one (${text.text})`);
+  t.match(behaviorOf(text.body), { scale_down_stabilization: '10m', scale_down_stabilization_seconds: 600 });
+
+  const seconds = await call('PATCH', `${app.api}/policies/${created.id}`, { behavior: { scale_down_stabilization_seconds: 120, scale_up_limit: { replicas: 2, period_seconds: 30 } } }, MERGE_PATCH);
+  t.equal(seconds.status, 200, `and in seconds too (${seconds.text})`);
+  t.match(behaviorOf(seconds.body), { scale_down_stabilization: '2m', scale_down_stabilization_seconds: 120, scale_up_limit: { replicas: 2, period: '30s', period_seconds: 30 } });
+
+  const period = await call('PATCH', `${app.api}/policies/${created.id}`, { behavior: { scale_up_limit: { period: '1m' } } }, MERGE_PATCH);
+  t.equal(period.status, 200, `a limit's period as text after seconds (${period.text})`);
+  t.match(behaviorOf(period.body), { scale_up_limit: { replicas: 2, period: '1m', period_seconds: 60 } });
+
+  const both = await call('PATCH', `${app.api}/policies/${created.id}`, { behavior: { scale_down_stabilization: '1m', scale_down_stabilization_seconds: 90 } }, MERGE_PATCH);
+  t.equal(both.status, 422, 'both forms that disagree, in one patch: 422');
+  t.ok((both.body as Problem).errors?.some((e) => e.field.startsWith('/behavior/scale_down_stabilization')), both.text);
+
+  const untracked = await call('PATCH', `${app.api}/policies/${created.id}`, { target_tracking: null, behavior: { scale_down_stabilization: null } }, MERGE_PATCH);
+  t.equal(untracked.status, 200, untracked.text);
+  t.equal(behaviorOf(untracked.body)['scale_down_stabilization_seconds'], 0, 'tracking and the window removed: back to no stabilization');
+});

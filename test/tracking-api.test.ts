@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadConfig } from '../src/config/config.js';
 import { validatePaths } from '../src/files/validate-command.js';
+import { startDaemon } from '../src/main.js';
+import { pino } from 'pino';
 import { call, startTestApp } from './helpers/app.js';
 
 const BASE = { name: 'tracked', target_type: 'cdc-worker', min_replicas: 1, max_replicas: 20 };
@@ -76,6 +78,8 @@ t.test('bad input: a 422 naming the field, over the API', async (t) => {
     const hit = errors.find((e) => e.field === field);
     t.ok(hit, `${name}: an error at ${field} (got ${JSON.stringify(errors)})`);
     t.match(hit?.message, message, `${name}: says why`);
+    // The null branch of a nullable object is no news when the object itself is wrong.
+    t.notOk(errors.some((e) => e.message === 'must be null'), `${name}: no "must be null" beside the real problem`);
   }
   const listed = await call('GET', `${app.api}/policies`);
   t.equal((listed.body as { total_count: number }).total_count, 0, 'nothing was stored');
@@ -94,4 +98,31 @@ t.test('bad input: the same in a policy file, through validate', async (t) => {
       `${name}: ${field} in ${JSON.stringify(r.problems.map((p) => p.field))}`,
     );
   }
+});
+
+t.test('OpenAPI documents every field of a decision record with target tracking', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'philotes-tracking-openapi-'));
+  const config = loadConfig({
+    env: {},
+    cwd: dir,
+    flags: { port: 0, host: '127.0.0.1', database_path: join(dir, 'db.sqlite'), policy_dirs: [join(dir, 'policies')], prometheus_url: 'http://127.0.0.1:9', evaluation_interval: '1h' },
+  });
+  const d = await startDaemon(config, pino({ level: 'silent' }));
+  t.teardown(async () => {
+    await d.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const api = `http://127.0.0.1:${d.port}/api/v1/scaling`;
+  const created = await call('POST', `${api}/policies`, { ...BASE, name: 'documented', target_tracking: [ENTRY] });
+  t.equal(created.status, 201, created.text);
+  const id = (created.body as { id: string }).id;
+  const evaluated = await call('POST', `${api}/policies/${id}/evaluate`, {});
+  t.equal(evaluated.status, 200, evaluated.text);
+  const record = evaluated.body as Record<string, unknown> & { target_tracking: Array<Record<string, unknown>> };
+  const doc = (await (await fetch(`http://127.0.0.1:${d.port}/api/v1/openapi.json`)).json()) as { components: { schemas: Record<string, { properties: Record<string, unknown> }> } };
+  const documented = Object.keys(doc.components.schemas['DecisionRecord']?.properties ?? {});
+  t.same(Object.keys(record).filter((k) => !documented.includes(k)), [], 'every key of the record is in DecisionRecord');
+  t.equal(record.target_tracking.length, 1);
+  const entry = Object.keys(doc.components.schemas['TrackingVerdict']?.properties ?? {});
+  t.same(Object.keys(record.target_tracking[0] ?? {}).filter((k) => !entry.includes(k)), [], 'every key of an entry is in TrackingVerdict');
 });

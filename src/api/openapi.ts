@@ -155,6 +155,27 @@ export function buildOpenApi(version: string): Json {
       rules: { type: 'array', items: { $ref: '#/components/schemas/RuleVerdict' } },
       directions: { type: 'object' }, schedule: { type: ['object', 'null'] }, adjustments: { type: 'array', items: { type: 'object' } },
       cooldown_remaining_seconds: { type: 'integer' }, consecutive_metric_failures: { type: 'integer' },
+      current_replicas_from: { enum: ['executor', 'state', 'min_replicas'] },
+      dry_run_from: { type: 'array', items: { enum: ['policy', 'request', 'config'] } },
+      wanted_replicas: { type: 'integer', description: 'What rules, target tracking, a schedule or the fallback wanted, before bounds, the cost cap and cooldown.' },
+      blocked: { type: 'boolean', description: 'True when a bound, the cost cap or cooldown stopped a change the rules wanted.' },
+      target_tracking: { type: 'array', items: { $ref: '#/components/schemas/TrackingVerdict' }, description: 'Each target-tracking entry: value, formula, opinion and tolerance verdict (empty without target tracking).' },
+      proposal: { type: ['integer', 'null'], description: 'The highest opinion of step rules and target tracking, before stabilization and rate limits; null when no one had an opinion.' },
+    },
+  };
+  schemas['TrackingVerdict'] = {
+    type: 'object',
+    description: 'What one target-tracking entry read and wanted.',
+    properties: {
+      id: { type: 'string' }, metric: { type: 'string' }, source: { type: 'string' },
+      kind: { enum: ['target_per_replica', 'target_value'] }, target: { type: 'number' }, tolerance: { type: 'number' },
+      window_seconds: { type: 'integer' }, samples: { type: 'integer' },
+      value: { type: ['number', 'null'], description: 'The latest value, or the window average with a duration.' },
+      ratio: { type: ['number', 'null'], description: 'value / target (per replica with target_per_replica), judged against the tolerance.' },
+      formula: { type: ['string', 'null'], description: 'The arithmetic, e.g. "ceil(4200 / 1000) = 5".' },
+      opinion: { type: ['integer', 'null'], description: 'The replicas it wanted; null: no opinion.' },
+      outcome: { enum: ['opinion', 'within_tolerance', 'metric_error', 'not_finite'] },
+      error: { type: ['string', 'null'] },
     },
   };
   schemas['PolicyState'] = { type: 'object', properties: { policy_id: { type: 'string' }, ...PAUSE_PROPERTIES, current_replicas: { type: ['integer', 'null'] }, cooldown_remaining_seconds: { type: 'integer' }, consecutive_metric_failures: { type: 'integer' }, last_decision: { oneOf: [{ $ref: '#/components/schemas/DecisionRecord' }, { type: 'null' }] }, next_schedule_fires: { type: 'array', items: { type: 'object' } } } };
@@ -183,7 +204,21 @@ export function buildOpenApi(version: string): Json {
       policy: { type: 'object' },
       requests: { type: 'integer', description: 'Metric requests made (one per distinct query, per chunk).' },
       summary: { type: 'object', description: 'Actions by kind, replica-hours, estimated cost, scale-up pending minutes, peak replicas.' },
-      timeline: { type: 'array', items: { type: 'object', description: 'One evaluation: time, rule values, verdicts, replicas, action, reason code.' } },
+      timeline: {
+        type: 'array',
+        items: {
+          type: 'object',
+          description: 'One evaluation.',
+          properties: {
+            time: { type: 'string', format: 'date-time' },
+            values: { type: 'object', additionalProperties: { type: ['number', 'null'] }, description: 'By rule id: the latest value; by target-tracking entry id: the value it used.' },
+            held: { type: 'object', additionalProperties: { type: 'boolean' }, description: 'Each rule verdict, by rule id.' },
+            replicas_before: { type: 'integer' }, replicas: { type: 'integer' },
+            proposal: { type: ['integer', 'null'], description: 'Present with target tracking: the highest opinion before stabilization and rate limits (null: none).' },
+            action: { enum: ['scale_up', 'scale_down', 'scheduled', 'fallback', 'none'] }, reason_code: { type: 'string' }, reason: { type: 'string' },
+          },
+        },
+      },
     },
   };
   schemas['SourceList'] = { type: 'object', properties: { sources: { type: 'array', items: { type: 'object' } } } };

@@ -152,6 +152,8 @@ export interface Assessment {
   proposal: number | null;
   /** Which target-tracking entry gave the proposal (its index); -1: the step rules; -2: no one. */
   proposedBy: number;
+  /** The direction of the proposal before stabilization (what `chosen` was before a window held it). */
+  proposedDirection: 'scale_up' | 'scale_down' | null;
 }
 
 const NO_TRACKING: TrackingVerdict[] = Object.freeze([]) as unknown as TrackingVerdict[];
@@ -232,6 +234,7 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
   let tracking = NO_TRACKING;
   let proposal: number | null = chosen !== null ? ruleTarget : null;
   let proposedBy = chosen !== null ? -1 : -2;
+  let withheldDown = false;
   if (entries.length > 0) {
     tracking = new Array<TrackingVerdict>(entries.length);
     if (combined.up && combined.down) proposal = current + upStep; // both held: up is the higher
@@ -247,7 +250,15 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
     }
     ruleTarget = proposal ?? current;
     chosen = proposal === null || proposal === current ? null : proposal > current ? 'scale_up' : 'scale_down';
+    // As HPA: no scale-down while a metric fails, since the failing one might have wanted more.
+    // The proposal stays in the record; it is not remembered for stabilization.
+    if (anyError && chosen === 'scale_down') {
+      withheldDown = true;
+      chosen = null;
+      ruleTarget = current;
+    }
   }
+  const proposedDirection = chosen;
   const failures = anyError ? memory.consecutive_failures + 1 : 0;
 
   const nextMemory: EngineMemory = {
@@ -269,8 +280,11 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
       // none at all when no one had an opinion and a metric failed (a failure is not a
       // recommendation to stay).
       const recommendation = proposal ?? current;
-      const spans = memory.proposals ?? [];
-      if (proposal !== null || !anyError) {
+      // No proposal remembered yet (the first evaluation, or behaviour just added): the current
+      // count counts as proposed now, as HPA seeds its recommendations, so the first evaluation
+      // is stabilized too.
+      const spans = memory.proposals ?? [[nowMs, nowMs, current] as const];
+      if ((proposal !== null && !withheldDown) || !anyError) {
         const st = stabilize(current, recommendation, spans, nowMs, behavior);
         nextMemory.proposals = recordProposal(spans, nowMs, intervalSeconds * 1000, recommendation, horizon.proposals);
         if (st !== recommendation) {
@@ -278,7 +292,7 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
           ruleTarget = st;
           chosen = st === current ? null : st > current ? 'scale_up' : 'scale_down';
         }
-      } else if (spans.length > 0) nextMemory.proposals = spans as typeof nextMemory.proposals;
+      } else if (memory.proposals !== undefined && memory.proposals.length > 0) nextMemory.proposals = memory.proposals;
     }
     if (horizon.changes > 0) nextMemory.changes = recordChange(memory.changes ?? [], nowMs, 0, horizon.changes);
   }
@@ -313,6 +327,7 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
       tracking,
       proposal,
       proposedBy,
+      proposedDirection,
     };
   }
 
@@ -387,7 +402,10 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
     let target = w;
     const asleep = p.scale_to_zero && current === 0;
     const floorAllowsZero = floorWindow === undefined || floorWindow.schedule.desired_replicas === 0;
-    if (d === 'rule' && chosen === 'scale_down' && p.scale_to_zero && current > 0 && current <= p.min_replicas && floorAllowsZero) {
+    // A step rule's scale-down at min_replicas goes to 0; target tracking goes there only when its
+    // opinion is 0 (an opinion of 1 at min_replicas 1 is no reason to sleep, and would wake again).
+    const zeroWanted = proposedBy < 0 || target <= 0;
+    if (d === 'rule' && chosen === 'scale_down' && p.scale_to_zero && current > 0 && current <= p.min_replicas && floorAllowsZero && zeroWanted) {
       adj.push({ kind: 'scale_to_zero', from: target, to: 0, detail: `scale-down from min_replicas ${p.min_replicas} goes to 0 (scale_to_zero)` });
       target = 0;
     } else if (target <= 0 && p.scale_to_zero && (d === 'schedule' || d === 'fallback' || asleep)) {
@@ -424,19 +442,24 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
   wanted = settled.wanted;
   if (settled.floorHeld) scheduleHold = true;
 
-  // Rate limits, on what rules and target tracking change (schedules and the fallback are not limited).
+  // Rate limits, on what rules and target tracking change (schedules and the fallback are not
+  // limited). Bounds corrections are not limited either: waking from 0 or rising to min_replicas,
+  // falling to max_replicas or under the cost cap, and going to 0 with scale_to_zero. The limited
+  // count stays within the bounds.
   let rateLimited = false;
   if (driver === 'rule' && behaves && (behavior.scale_up_limit !== null || behavior.scale_down_limit !== null)) {
     const changes = nextMemory.changes ?? [];
-    const limit =
-      settled.target > current && behavior.scale_up_limit !== null
-        ? Math.min(settled.target, scaleUpLimit(current, changes, nowMs, behavior.scale_up_limit))
-        : settled.target < current && behavior.scale_down_limit !== null
-          ? Math.max(settled.target, scaleDownLimit(current, changes, nowMs, behavior.scale_down_limit))
-          : settled.target;
-    if (limit !== settled.target) {
-      const l = (settled.target > current ? behavior.scale_up_limit : behavior.scale_down_limit) as NonNullable<Behavior['scale_up_limit']>;
-      adjustments.push({ kind: 'rate_limit', from: settled.target, to: limit, detail: rateLimitDetail(l, settled.target > current, limit) });
+    const t = settled.target;
+    const capped = adjustments.some((x) => x.kind === 'cost_cap');
+    let limit = t;
+    if (t > current && behavior.scale_up_limit !== null) {
+      limit = Math.min(t, Math.max(scaleUpLimit(current, changes, nowMs, behavior.scale_up_limit), Math.min(t, p.min_replicas)));
+    } else if (t < current && behavior.scale_down_limit !== null && !(t === 0 && p.scale_to_zero)) {
+      limit = Math.max(t, Math.min(scaleDownLimit(current, changes, nowMs, behavior.scale_down_limit), capped ? t : Math.max(t, p.max_replicas)));
+    }
+    if (limit !== t) {
+      const l = (t > current ? behavior.scale_up_limit : behavior.scale_down_limit) as NonNullable<Behavior['scale_up_limit']>;
+      adjustments.push({ kind: 'rate_limit', from: t, to: limit, detail: rateLimitDetail(l, t > current, limit) });
       settled.target = limit;
       rateLimited = true;
     }
@@ -535,6 +558,7 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
     tracking,
     proposal,
     proposedBy,
+    proposedDirection,
   };
 }
 
@@ -585,6 +609,13 @@ function floorHoldReason(a: Assessment, schedule: ScheduleRecord): string {
 function proposerText(a: Assessment, tracking: readonly TrackingRecord[], rules: readonly RuleRecord[], triggered: readonly string[]): string {
   const t = a.proposedBy >= 0 ? tracking[a.proposedBy] : undefined;
   if (t !== undefined) return `target tracking ${t.metric} at ${t.value} against ${t.kind} ${t.target} wants ${t.opinion} (${t.formula})`;
+  // A window may have held the rules' proposal (no direction chosen): name the rules that proposed it.
+  if (triggered.length === 0 && a.proposedDirection !== null) {
+    return rules
+      .filter((r) => r.direction === a.proposedDirection && r.held)
+      .map(describeRule)
+      .join(' and ');
+  }
   return heldTextOf(rules, triggered);
 }
 
@@ -638,7 +669,8 @@ function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], trigge
         entryErrs.length > 0 ? `${entryErrs.length} target-tracking entr${entryErrs.length === 1 ? 'y' : 'ies'}` : null,
       ].filter((x) => x !== null);
       const errs = [...ruleErrs, ...entryErrs];
-      return `No change: ${who.join(' and ') || '0 rules'} had no usable metric (${errs.map((r) => `${r.metric}: ${r.error}`).join('; ')})${a.driver === 'fallback' ? `; holding fallback ${current}` : ''}.`;
+      const waits = a.driver !== 'fallback' && tracking.length > 0 && a.proposal !== null && a.proposal < current ? `; the proposed scale-down to ${a.proposal} waits until every metric answers` : '';
+      return `No change: ${who.join(' and ') || '0 rules'} had no usable metric (${errs.map((r) => `${r.metric}: ${r.error}`).join('; ')})${a.driver === 'fallback' ? `; holding fallback ${current}` : waits}.`;
     }
     case 'no_rule_held': {
       const first = rules.find((r) => !r.held);

@@ -1,4 +1,5 @@
 import type { Policy, PolicyInput } from './policy-model.js';
+import { DEFAULT_TRACKING_SCALE_DOWN_STABILIZATION } from './policy-normalize.js';
 
 /*
  * What makes a stored policy, rule or schedule "the same" across a replacement (PUT, PATCH, a
@@ -91,13 +92,61 @@ export function keepIdentity(previous: Policy, next: Policy): { policy: Policy; 
   return { policy: policy as unknown as Policy, unchanged: canonical(content(previous)) === canonical(content(next)) };
 }
 
+/** Duration fields given either as text or in seconds: `<name>` and `<name>_seconds`. */
+const SECONDS = '_seconds';
+
+/**
+ * Drops from `base` the other form of every duration the patch sets (`period` when the patch sets
+ * `period_seconds`, and the reverse), at every depth the patch reaches, so a patch may give a
+ * duration in either form without conflicting with the stored one.
+ */
+function dropCounterparts(base: Record<string, unknown>, patch: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(patch)) {
+    const other = key.endsWith(SECONDS) ? key.slice(0, -SECONDS.length) : `${key}${SECONDS}`;
+    if (value !== null && Object.hasOwn(base, other)) delete base[other];
+    const inner = base[key];
+    if (isPlainObject(value) && isPlainObject(inner)) dropCounterparts(inner, value);
+  }
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * The stored behaviour as a request would give it: windows and periods as text only, and what
+ * equals the default left out, so that a patch that adds or removes target tracking moves a
+ * default window with it (5m with target tracking, else none) as a new policy would get it.
+ */
+function behaviorInputOf(p: Policy): Record<string, unknown> | undefined {
+  const b = p.behavior;
+  if (b === undefined || b === null) return undefined;
+  const out: Record<string, unknown> = {};
+  const tracks = (p.target_tracking ?? []).length > 0;
+  if (b.scale_down_stabilization_seconds !== (tracks ? DEFAULT_TRACKING_SCALE_DOWN_STABILIZATION : 0)) out.scale_down_stabilization = b.scale_down_stabilization;
+  if (b.scale_up_stabilization_seconds !== 0) out.scale_up_stabilization = b.scale_up_stabilization;
+  for (const key of ['scale_up_limit', 'scale_down_limit'] as const) {
+    const l = b[key];
+    if (l !== null) {
+      const { period_seconds: _s, ...rest } = l;
+      out[key] = rest;
+    }
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
 /**
  * A stored policy as a request body that would store it again: what a merge patch applies to.
- * Its content only (no ids, times, source or pause; durations in both forms, as answers carry
- * them), with `cooldown_seconds` keeping its stored null ("the config's default") rather than the
- * effective value answers show.
+ * Its content only (no ids, times, source or pause), with `cooldown_seconds` keeping its stored
+ * null ("the config's default") rather than the effective value answers show. Rules and
+ * schedules carry durations in both forms (a patch replaces a list whole); the behaviour is
+ * given as behaviorInputOf() says. With `patch`, the other form of each duration the patch sets
+ * is left out.
  */
-export function policyInputOf(p: Policy): PolicyInput {
+export function policyInputOf(p: Policy, patch?: Record<string, unknown>): PolicyInput {
   // A deep copy: the patch is applied to it, and nothing of it may alias the stored policy.
-  return JSON.parse(JSON.stringify(content(p))) as PolicyInput;
+  const out = JSON.parse(JSON.stringify(content(p))) as Record<string, unknown>;
+  const behavior = behaviorInputOf(p);
+  if (behavior === undefined) delete out.behavior;
+  else out.behavior = behavior;
+  if (patch !== undefined) dropCounterparts(out, patch);
+  return out as unknown as PolicyInput;
 }

@@ -148,7 +148,7 @@ export class PolicyService {
         'patch',
       );
     }
-    return this.#replaceWith(current, applyMergePatch(policyInputOf(current), patch), idOrName);
+    return this.#replaceWith(current, applyMergePatch(policyInputOf(current, patch), patch), idOrName);
   }
 
   async #replaceWith(current: Policy, input: unknown, idOrName: string): Promise<Policy> {
