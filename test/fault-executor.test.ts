@@ -155,7 +155,7 @@ export default function create(ctx) {
         const rows = await history(name);
         t.equal(rows.length, cycle, `${name}: one row per cycle`);
         t.match(rows[0], { action: 'scale_up', status: 'succeeded', previous_replicas: cycle, new_replicas: cycle + 1, error: null }, `${name}: scaled ${cycle} -> ${cycle + 1}, succeeded`);
-        const replicas = await plugins.executors.get('keda')?.getCurrentReplicas({ policyId: ids[name] ?? '', policyName: name, targetType: 'cdc-worker', targetId: null });
+        const replicas = await plugins.executors.get('keda')?.getCurrentReplicas({ policyId: ids[name] ?? '', policyName: name, targetType: 'cdc-worker', targetId: null, targetRef: null });
         t.equal(replicas, cycle + 1, `${name}: the executor runs ${cycle + 1} replicas`);
       }
     });

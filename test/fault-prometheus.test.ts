@@ -152,7 +152,7 @@ t.test('metric faults through a real Prometheus: no action, metric_error with th
     return out;
   };
   const replicas = async (name: string): Promise<number | null> =>
-    keda.getCurrentReplicas({ policyId: ids.get(name) ?? '', policyName: name, targetType: 'cdc-worker', targetId: null });
+    keda.getCurrentReplicas({ policyId: ids.get(name) ?? '', policyName: name, targetType: 'cdc-worker', targetId: null, targetRef: null });
   const historyCount = async (name: string): Promise<number> => (await storage.listHistory({ limit: 1000, policy_id: ids.get(name) ?? '' })).rows.length;
 
   let faultCases = 0;

@@ -144,11 +144,11 @@ t.test('plugin config defaults come from the plugin schema; keda keeps counts pe
   await pm.loadAll();
   const keda = pm.executors.get('keda');
   t.same(keda?.targetTypes, ['cdc-worker', 'trino', 'risingwave'], 'default target types from the schema');
-  const target = { policyId: 'p', policyName: 'p', targetType: 'cdc-worker', targetId: null };
+  const target = { policyId: 'p', policyName: 'p', targetType: 'cdc-worker', targetId: null, targetRef: null };
   t.equal(await keda?.getCurrentReplicas(target), null, 'unknown before the first scale');
-  await keda?.scale(target, 4, { dryRun: true, reason: 'test' });
+  await keda?.scale(target, 4, { dryRun: true, reason: 'test', decisionId: 'd1', previousReplicas: 0 });
   t.equal(await keda?.getCurrentReplicas(target), null, 'a dry run changes nothing');
-  await keda?.scale(target, 4, { dryRun: false, reason: 'test' });
+  await keda?.scale(target, 4, { dryRun: false, reason: 'test', decisionId: 'd2', previousReplicas: 0 });
   t.equal(await keda?.getCurrentReplicas(target), 4);
   t.equal(keda?.answersMany, true, 'keda answers for many targets in one call');
   const other = { ...target, policyId: 'q', policyName: 'q' };

@@ -170,7 +170,7 @@ t.test('a daemon scales against a live Prometheus, blocks on cooldown, survives 
   // The keda stub now reports 3, and the next decision reads it from the executor.
   const keda = daemon.plugins.executors.get('keda');
   t.ok(keda !== undefined, 'keda executor loaded');
-  t.equal(await keda?.getCurrentReplicas({ policyId: policy.id, policyName: policy.name, targetType: 'cdc-worker', targetId: null }), 3, 'the keda stub reports 3');
+  t.equal(await keda?.getCurrentReplicas({ policyId: policy.id, policyName: policy.name, targetType: 'cdc-worker', targetId: null, targetRef: null }), 3, 'the keda stub reports 3');
   const after = await decisionAfter('a decision after the scale-up', scaledAt, () => true);
   t.equal(after.current_replicas, 3, 'current replicas 3');
   t.equal(after.current_replicas_from, 'executor', 'read from the executor');

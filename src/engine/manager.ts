@@ -275,7 +275,14 @@ class KnownState {
 
 /** What an executor is told about the target of a policy. */
 function targetOf(policy: Policy): ScaleTarget {
-  return { policyId: policy.id, policyName: policy.name, targetType: policy.target_type, targetId: policy.target_id };
+  const ref = policy.target_ref;
+  return {
+    policyId: policy.id,
+    policyName: policy.name,
+    targetType: policy.target_type,
+    targetId: policy.target_id,
+    targetRef: ref === null ? null : { kind: ref.kind, name: ref.name, namespace: ref.namespace, apiVersion: ref.api_version },
+  };
 }
 
 /** One enabled policy as the loop holds it between cycles (see ScalingManager.#slots). */
@@ -1322,7 +1329,7 @@ export class ScalingManager {
         error = `executor "${executorName}" is not loaded`;
       } else {
         try {
-          await executor.scale(target, record.desired_replicas, { dryRun: record.dry_run, reason: record.reason });
+          await executor.scale(target, record.desired_replicas, { dryRun: record.dry_run, reason: record.reason, decisionId: changeId, previousReplicas: record.current_replicas });
         } catch (err) {
           status = 'failed';
           error = (err as Error).message;

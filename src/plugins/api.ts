@@ -7,7 +7,7 @@
  */
 
 /** The plugin API version this daemon implements; manifests declare a semver range of it. */
-export const PLUGIN_API_VERSION = '1.0.0';
+export const PLUGIN_API_VERSION = '1.1.0';
 
 export type PluginKind = 'metric-source' | 'executor';
 
@@ -96,12 +96,24 @@ export interface MetricSource {
   close?(): Promise<void>;
 }
 
+/** A Kubernetes object, as a policy's `target_ref` names it (since plugin API 1.1). */
+export interface TargetRef {
+  kind: string;
+  name: string;
+  /** null: the executor's default namespace. */
+  namespace: string | null;
+  /** null: the kind's usual one (apps/v1, keda.sh/v1alpha1), as the executor knows it. */
+  apiVersion: string | null;
+}
+
 /** The target of a scaling action. */
 export interface ScaleTarget {
   policyId: string;
   policyName: string;
   targetType: string;
   targetId: string | null;
+  /** The policy's `target_ref`, or null when it names none (since plugin API 1.1). */
+  targetRef: TargetRef | null;
 }
 
 export interface ScaleOptions {
@@ -110,6 +122,13 @@ export interface ScaleOptions {
   /** One sentence saying why, for the executor's own logs. */
   reason: string;
   signal: AbortSignal;
+  /**
+   * The id of this change (the history row's id): unique per decision, so an executor that
+   * retries can send it as an idempotency key (since plugin API 1.1).
+   */
+  decisionId: string;
+  /** The replica count the decision started from (since plugin API 1.1). */
+  previousReplicas: number;
 }
 
 /** An executor: reports and changes the replica count of targets of the types it declares. */

@@ -49,6 +49,10 @@ export interface ScalingPolicy {
    */
   target_id?: string | null;
   /**
+   * The object the executor scales, as KEDA's scaleTargetRef: a Deployment, a StatefulSet, a KEDA ScaledObject or any resource with a /scale subresource. Read by the kubernetes executor (see TargetRef); other executors receive it as it is. Default null: the executor's own mapping of target_type decides (the kubernetes executor's targets templates).
+   */
+  target_ref?: null | TargetRef;
+  /**
    * Name of the loaded executor plugin that serves this policy. Default (null): the config's executors entry for target_type, else a loaded executor that declares target_type.
    */
   executor?: string | null;
@@ -135,6 +139,27 @@ export interface ScalingPolicy {
    * How fast replicas may change: stabilization windows and rate limits (see ScalingBehavior). Default: none, except a 5m scale-down stabilization for a policy with target_tracking.
    */
   behavior?: null | ScalingBehavior;
+}
+/**
+ * A Kubernetes object: kind and name, with its namespace and API version.
+ */
+export interface TargetRef {
+  /**
+   * The object's kind, as in its manifest: Deployment, StatefulSet, ScaledObject, or the kind of any resource with a /scale subresource.
+   */
+  kind: string;
+  /**
+   * The object's name: a DNS subdomain (lower-case letters, digits, '-' and '.', at most 253 characters).
+   */
+  name: string;
+  /**
+   * The object's namespace: a DNS label (lower-case letters, digits and '-', at most 63 characters). Default null: the executor's default namespace.
+   */
+  namespace?: string | null;
+  /**
+   * The object's apiVersion: group/version, or v1. Default null: apps/v1 for Deployment, StatefulSet and ReplicaSet, keda.sh/v1alpha1 for ScaledObject; other kinds must give it.
+   */
+  api_version?: string | null;
 }
 /**
  * A condition on one metric, and the replicas to add (or remove) when it holds: it holds when the metric has a value at every instant of its window and every value satisfies "value operator threshold".

@@ -27,7 +27,9 @@ export const PAUSE_FIELDS = ['paused', 'paused_at', 'paused_reason'] as const;
  * A stored policy: the schema's fields with defaults applied, plus server-assigned ids and times.
  * `cooldown_seconds: null` means "the config's default"; answers show the effective value.
  */
-export type Policy = Required<Omit<PolicyInput, 'scale_up_rules' | 'scale_down_rules' | 'schedules' | 'target_tracking' | 'behavior' | (typeof PAUSE_FIELDS)[number]>> & {
+export type Policy = Required<Omit<PolicyInput, 'scale_up_rules' | 'scale_down_rules' | 'schedules' | 'target_tracking' | 'behavior' | 'target_ref' | (typeof PAUSE_FIELDS)[number]>> & {
+  /** The object the executor scales, namespace and api_version null when not given; null: none. */
+  target_ref: StoredTargetRef | null;
   scale_up_rules: Rule[];
   scale_down_rules: Rule[];
   schedules: Schedule[];
@@ -55,3 +57,11 @@ export interface PolicyPause {
 export const API_SOURCE = 'api';
 
 export const BUILTIN_TARGET_TYPES = ['cdc-worker', 'trino', 'risingwave', 'nodes'] as const;
+
+/** A policy's target_ref as stored: every field present. */
+export interface StoredTargetRef {
+  kind: string;
+  name: string;
+  namespace: string | null;
+  api_version: string | null;
+}

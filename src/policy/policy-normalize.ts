@@ -107,6 +107,10 @@ export function normalizePolicy(input: PolicyInput, opts: NormalizeOptions): Pol
     description: input.description ?? null,
     target_type: input.target_type,
     target_id: input.target_id?.toLowerCase() ?? null,
+    target_ref:
+      input.target_ref === undefined || input.target_ref === null
+        ? null
+        : { kind: input.target_ref.kind, name: input.target_ref.name, namespace: input.target_ref.namespace ?? null, api_version: input.target_ref.api_version ?? null },
     executor: input.executor ?? null,
     min_replicas: input.min_replicas,
     max_replicas: input.max_replicas,

@@ -85,11 +85,20 @@ export function durationProblem(text: string): string {
  */
 export function explainDurationErrors(errors: readonly ErrorObject[], input: unknown): ErrorObject[] {
   return errors.map((e) => {
-    if (!e.schemaPath.startsWith('#/$defs/duration/')) return e;
     const v = valueAt(input, e.instancePath);
-    return typeof v === 'string' ? { ...e, message: durationProblem(v) } : e;
+    if (e.schemaPath.startsWith('#/$defs/duration/')) return typeof v === 'string' ? { ...e, message: durationProblem(v) } : e;
+    const ref = TARGET_REF_PATTERNS[e.schemaPath];
+    return ref !== undefined && typeof v === 'string' ? { ...e, message: `${quoteDuration(v)} ${ref}` } : e;
   });
 }
+
+/** Readable words for the patterns of target_ref's fields, in place of the regular expressions. */
+const TARGET_REF_PATTERNS: Record<string, string> = {
+  '#/$defs/target_ref/properties/kind/pattern': 'is not a kind: a name such as Deployment, starting with a capital letter, letters and digits only',
+  '#/$defs/target_ref/properties/name/pattern': "is not an object name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+  '#/$defs/target_ref/properties/namespace/pattern': "is not a namespace: lower-case letters, digits and '-', starting and ending with a letter or digit",
+  '#/$defs/target_ref/properties/api_version/pattern': 'is not an apiVersion: group/version such as apps/v1 or keda.sh/v1alpha1, or v1',
+};
 
 function checkDuration(item: Obj, at: string, max: number, errors: FieldError[]): number | undefined {
   const d = item['duration'];

@@ -1,6 +1,6 @@
 import { ScalerError } from '../errors.js';
 import { keepIdentity } from '../policy/policy-identity.js';
-import type { Behavior, Policy, PolicyPause, Rule, Schedule, TargetTracking } from '../policy/policy-model.js';
+import type { Behavior, Policy, PolicyPause, Rule, Schedule, StoredTargetRef, TargetTracking } from '../policy/policy-model.js';
 import { normalizeBehavior } from '../policy/policy-normalize.js';
 import { formatDuration } from '../util/duration.js';
 import { MIGRATIONS_TABLE, migrate } from './migrator.js';
@@ -36,7 +36,7 @@ const POLICY_COLUMNS = [
   'id', 'name', 'description', 'target_type', 'target_id', 'executor', 'min_replicas', 'max_replicas',
   'cooldown_seconds', 'max_hourly_cost', 'cost_per_replica_hour', 'scale_to_zero', 'enabled', 'dry_run',
   'on_metric_error', 'fallback_after_failures', 'fallback_replicas', 'scale_up_match', 'scale_down_match',
-  'source', 'created_at', 'updated_at', 'target_tracking', 'behavior',
+  'source', 'created_at', 'updated_at', 'target_tracking', 'behavior', 'target_ref',
 ] as const;
 
 // Times are written in one canonical UTC form: SQLite compares them as text, so "…12:00:00Z"
@@ -47,6 +47,7 @@ function policyValues(p: Policy): unknown[] {
     p.cooldown_seconds, p.max_hourly_cost, p.cost_per_replica_hour, p.scale_to_zero, p.enabled, p.dry_run,
     p.on_metric_error, p.fallback?.after_failures ?? null, p.fallback?.replicas ?? null, p.scale_up_match,
     p.scale_down_match, p.source, iso(p.created_at), iso(p.updated_at), JSON.stringify(p.target_tracking), JSON.stringify(p.behavior),
+    p.target_ref === null ? null : JSON.stringify(p.target_ref),
   ];
 }
 
@@ -88,6 +89,7 @@ function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
     description: strOrNull(r['description']),
     target_type: str(r['target_type']),
     target_id: strOrNull(r['target_id']),
+    target_ref: json<StoredTargetRef>(r['target_ref']),
     executor: strOrNull(r['executor']),
     min_replicas: num(r['min_replicas']),
     max_replicas: num(r['max_replicas']),

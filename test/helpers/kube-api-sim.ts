@@ -8,11 +8,12 @@
  * fields omitted when zero), it follows the forms kube-apiserver is known to send; the 400 texts
  * of undecodable bodies are close to, not identical with, the real ones.
  *
- * Paths ({r} is `deployments` or `statefulsets`; `scaledobjects` is keda.sh/v1alpha1):
+ * Paths ({r} is `deployments`, `statefulsets` or `replicasets`; `scaledobjects` is keda.sh/v1alpha1):
  * - GET   /apis/apps/v1/{r}, /apis/keda.sh/v1alpha1/scaledobjects          cluster-wide list
  * - GET   /apis/{group}/{version}/namespaces/{ns}/{r}                       list (?labelSelector)
  * - GET, PUT, PATCH  /apis/{group}/{version}/namespaces/{ns}/{r}/{name}     one object
  * - GET, PUT, PATCH  /apis/apps/v1/namespaces/{ns}/{r}/{name}/scale         autoscaling/v1 Scale
+ * - GET   /apis/apps/v1, /apis/keda.sh/v1alpha1                             discovery (APIResourceList)
  *
  * Semantics:
  * - resourceVersion is one global counter, a decimal string, bumped by every stored write
@@ -70,7 +71,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 
 export type JsonObject = Record<string, unknown>;
-export type ResourceName = 'deployments' | 'statefulsets' | 'scaledobjects';
+export type ResourceName = 'deployments' | 'statefulsets' | 'replicasets' | 'scaledobjects';
 
 export interface ObjectMeta {
   name: string;
@@ -185,13 +186,14 @@ export interface KubeApiSim {
 
   addDeployment(ns: string, name: string, replicas?: number, meta?: SeedMeta): KubeObject;
   addStatefulSet(ns: string, name: string, replicas?: number, meta?: SeedMeta): KubeObject;
+  addReplicaSet(ns: string, name: string, replicas?: number, meta?: SeedMeta): KubeObject;
   addScaledObject(ns: string, name: string, spec: ScaledObjectSeed, meta?: SeedMeta): KubeObject;
   /** A copy of the stored object, or undefined. */
   get(resource: ResourceName, ns: string, name: string): KubeObject | undefined;
   /** Copies of the stored objects of a kind, in one namespace or all, ordered by namespace and name. */
   list(resource: ResourceName, ns?: string): KubeObject[];
   /** spec.replicas and status.replicas of a Deployment or StatefulSet. */
-  replicas(resource: 'deployments' | 'statefulsets', ns: string, name: string): { spec: number; status: number };
+  replicas(resource: 'deployments' | 'statefulsets' | 'replicasets', ns: string, name: string): { spec: number; status: number };
   /** A write by some other client (an HPA, a person): validated, stored, resourceVersion bumped. */
   update(resource: ResourceName, ns: string, name: string, mutate: (obj: KubeObject) => void): KubeObject;
   remove(resource: ResourceName, ns: string, name: string): boolean;
@@ -234,6 +236,7 @@ interface ResourceInfo {
 const RESOURCES: Record<ResourceName, ResourceInfo> = {
   deployments: { group: 'apps', version: 'v1', kind: 'Deployment', scalable: true, custom: false },
   statefulsets: { group: 'apps', version: 'v1', kind: 'StatefulSet', scalable: true, custom: false },
+  replicasets: { group: 'apps', version: 'v1', kind: 'ReplicaSet', scalable: true, custom: false },
   scaledobjects: { group: 'keda.sh', version: 'v1alpha1', kind: 'ScaledObject', scalable: false, custom: true },
 };
 
@@ -427,6 +430,26 @@ function route(path: string): Route | undefined {
   if (!found || extra.length > 0 || (name !== undefined && namespace === undefined)) return undefined;
   if (subresource !== undefined && !(subresource === 'scale' && RESOURCES[found].scalable)) return undefined;
   return { resource: found, info: RESOURCES[found], namespace, name, subresource };
+}
+
+/**
+ * The discovery document of a group version (GET /apis/{group}/{version}): an APIResourceList
+ * naming each resource, its kind and verbs, and the scale subresource of those that have one, as
+ * kube-apiserver lists them. Undefined for a group version the simulator does not serve (a 404).
+ */
+function discoveryOf(path: string): JsonObject | undefined {
+  const m = /^\/apis\/([^/]+)\/([^/]+)\/?$/.exec(path);
+  if (m === null) return undefined;
+  const [, group, version] = m;
+  const served = (Object.keys(RESOURCES) as ResourceName[]).filter((r) => RESOURCES[r].group === group && RESOURCES[r].version === version);
+  if (served.length === 0) return undefined;
+  const resources: JsonObject[] = [];
+  for (const r of served) {
+    const info = RESOURCES[r];
+    resources.push({ name: r, singularName: info.kind.toLowerCase(), namespaced: true, kind: info.kind, verbs: ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] });
+    if (info.scalable) resources.push({ name: `${r}/scale`, singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
+  }
+  return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: `${group}/${version}`, resources };
 }
 
 /** status of a Deployment or StatefulSet whose controller has caught up with spec (zero counts omitted, as the API does). */
@@ -767,7 +790,10 @@ export async function startKubeApiSim(opts: KubeApiSimOptions = {}): Promise<Kub
         rec.verb = rec.method === 'GET' ? (r.name === undefined ? 'list' : 'get') : rec.method === 'PUT' ? 'update' : rec.method === 'PATCH' ? 'patch' : undefined;
         rec.subresource = r.subresource;
       }
+      const discovery = r === undefined && rec.method === 'GET' ? discoveryOf(url.pathname) : undefined;
+      if (discovery !== undefined) rec.verb = 'get';
       if (await applyFault(rec, req)) return;
+      if (discovery !== undefined) return send(200, discovery);
       if (!r) throw new ApiError(404, 'the server could not find the requested resource', {});
       if (!rec.verb || (rec.verb !== 'get' && rec.verb !== 'list' && r.name === undefined)) throw new ApiError(405, 'the server does not allow this method on the requested resource', {});
       authorize(r, rec.verb);
@@ -828,6 +854,8 @@ export async function startKubeApiSim(opts: KubeApiSimOptions = {}): Promise<Kub
       seed('deployments', ns, name, workloadSpec(name, replicas, meta.labels ?? {}), { ...meta, labels: { app: name, ...meta.labels } }, { 'deployment.kubernetes.io/revision': '1' }),
     addStatefulSet: (ns, name, replicas = 1, meta = {}) =>
       seed('statefulsets', ns, name, { ...workloadSpec(name, replicas, meta.labels ?? {}), serviceName: name }, { ...meta, labels: { app: name, ...meta.labels } }),
+    addReplicaSet: (ns, name, replicas = 1, meta = {}) =>
+      seed('replicasets', ns, name, workloadSpec(name, replicas, meta.labels ?? {}), { ...meta, labels: { app: name, ...meta.labels } }),
     addScaledObject: (ns, name, spec, meta = {}) =>
       seed('scaledobjects', ns, name, { triggers: [{ type: 'cpu', metricType: 'Utilization', metadata: { value: '60' } }], ...spec }, meta),
     get: (resource, ns, name) => {
