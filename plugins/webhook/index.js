@@ -89,8 +89,8 @@ export default function createWebhookExecutor(ctx) {
       } catch (err) {
         if (/** @type {{ final?: boolean }} */ (err).final) throw err;
         if (opts.signal.aborted) throw new Error(`${shown(target)}: no answer within the daemon's plugin_timeout (${attempt + 1} attempt${attempt === 0 ? '' : 's'}${last !== '' ? `; last: ${last}` : ''})`);
-        const e = /** @type {Error & { cause?: { code?: string } }} */ (err);
-        last = e.name === 'TimeoutError' ? `no answer within timeout_ms ${config.timeout_ms}` : `connection failed (${e.cause?.code ?? e.message})`;
+        const e = /** @type {Error & { cause?: { code?: string, message?: string } }} */ (err);
+        last = e.name === 'TimeoutError' ? `no answer within timeout_ms ${config.timeout_ms}` : `connection failed (${e.cause?.code ?? e.cause?.message ?? e.message})`;
       }
       if (attempt >= config.max_retries) throw new Error(`${shown(target)}: ${last} (gave up after ${attempt + 1} attempts)`);
       const wait = retryAfterMs ?? Math.round(Math.random() * Math.min(5000, config.retry_base_ms * 2 ** attempt));
