@@ -122,7 +122,7 @@ t.test('/metrics: the daemon\'s own metrics, prefixed philotes_scaling_', async 
     'philotes_scaling_policies{source="api",enabled="true"} 1',
     'philotes_scaling_policy_file_errors 0',
     'philotes_scaling_leader 1',
-    'philotes_scaling_plugins{status="loaded"} 3',
+    'philotes_scaling_plugins{status="loaded"} 5',
     'philotes_scaling_http_requests_total{method="POST",route="/api/v1/scaling/policies",status="201"} 1',
     'process_cpu_user_seconds_total',
   ]) {

@@ -46,7 +46,7 @@ t.test('the third-party example in docs/plugins.md loads from a plugin folder an
   const statuses = await pm.loadAll();
   t.same(
     statuses.map((s) => [s.name, s.status]).sort(),
-    [['json-gauge', 'loaded'], ['keda', 'loaded'], ['logger', 'loaded'], ['prometheus', 'loaded']],
+    [['json-gauge', 'loaded'], ['keda', 'loaded'], ['kubernetes', 'loaded'], ['logger', 'loaded'], ['prometheus', 'loaded'], ['webhook', 'loaded']],
   );
   const src = pm.sources.get('json-gauge');
   t.ok(src, 'registered as a metric source');
@@ -98,7 +98,7 @@ t.test('bad plugins are isolated: reported with a reason, skipped, never fatal',
   const byDir = Object.fromEntries(statuses.map((s) => [s.dir.split(/[\\/]/).pop(), s]));
   const expectFailed: Record<string, RegExp> = {
     'a-no-manifest': /no "philotes-scaler" manifest/,
-    'b-future-api': /supports plugin API \^2\.0\.0, but this daemon implements 1\.0\.0/,
+    'b-future-api': /supports plugin API \^2\.0\.0, but this daemon implements 1\.1\.0/,
     'c-bad-config': /invalid config \(plugins\.c-bad-config\): \/plugins\/c-bad-config\/url is required/,
     'd-throws-on-import': /boom at import/,
     'e-factory-throws': /boom in factory/,
@@ -114,7 +114,7 @@ t.test('bad plugins are isolated: reported with a reason, skipped, never fatal',
   }
   t.equal(byDir['k-misbehaving']?.status, 'loaded');
   t.ok(pm.sources.get('prometheus'), 'the bundled prometheus plugin is still there');
-  t.same([...pm.executors.keys()].sort(), ['keda', 'logger']);
+  t.same([...pm.executors.keys()].sort(), ['keda', 'kubernetes', 'logger', 'webhook']);
 
   const bad = pm.sources.get('k-misbehaving');
   const now = new Date();

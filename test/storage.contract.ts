@@ -396,6 +396,22 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal((await storage.getPolicy(plain.id))?.behavior.scale_down_stabilization_seconds, 0);
   });
 
+  t.test(`${name}: target_ref round-trips; a policy without one reads back null; a change of it is a write`, async (t) => {
+    const storage = await fresh(t);
+    const p = makePolicy('referenced', { target_ref: { kind: 'ScaledObject', name: 'orders-consumer', namespace: 'cdc' } });
+    t.strictSame(p.target_ref, { kind: 'ScaledObject', name: 'orders-consumer', namespace: 'cdc', api_version: null });
+    t.strictSame(await storage.createPolicy(p), p);
+    t.strictSame(await storage.getPolicy(p.id), p, 'kind, name, namespace and a null api_version');
+    const next = makePolicy('referenced', { target_ref: { kind: 'Deployment', name: 'orders-consumer', namespace: 'cdc', api_version: 'apps/v1' } }, { now: at(100) });
+    next.id = p.id;
+    const changed = await storage.replacePolicy(next);
+    t.strictSame(changed?.target_ref, { kind: 'Deployment', name: 'orders-consumer', namespace: 'cdc', api_version: 'apps/v1' });
+    t.equal(changed?.updated_at, at(100), 'a new target_ref is a change');
+    t.strictSame((await storage.getPolicy(p.id))?.target_ref, changed?.target_ref);
+    const plain = await storage.createPolicy(makePolicy('unreferenced'));
+    t.equal((await storage.getPolicy(plain.id))?.target_ref, null);
+  });
+
   t.test(`${name}: a pause is kept apart from the policy's content`, async (t) => {
     const storage = await fresh(t);
     const p = await storage.createPolicy(makePolicy('pausable', {}, { now: at(0) }));
