@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { Context } from 'koa';
@@ -7,6 +7,7 @@ import { parseAllDocuments } from 'yaml';
 import { authMiddleware, tokensFrom } from '../src/api/auth.js';
 import { ConfigError, ENV_KEYS, loadConfig } from '../src/config/config.js';
 import { ScalerError } from '../src/errors.js';
+import { createAjv } from '../src/schemas.js';
 import { packageRoot } from '../src/util/package-root.js';
 
 /**
@@ -100,7 +101,9 @@ const manifests: Manifest[] = yamlFiles(kubeDir).map((file) => {
 });
 
 const all = manifests.flatMap((m) => m.objects.map((o) => ({ file: m.file, o })));
-const workloads = all.filter(({ o }) => o.spec?.template?.spec !== undefined);
+/** A patch applied to the Deployments (kubectl patch), not a manifest of its own: checked apart. */
+const PATCH_FILE = 'executor/deployment-patch.yaml';
+const workloads = all.filter(({ file, o }) => o.spec?.template?.spec !== undefined && file !== PATCH_FILE);
 const containersOf = (spec: PodSpec): Container[] => [...(spec.initContainers ?? []), ...spec.containers];
 const containers = workloads.flatMap(({ file, o }) => containersOf(o.spec?.template?.spec as PodSpec).map((c) => ({ file, workload: o, c })));
 
@@ -433,4 +436,31 @@ t.test('.dockerignore: at the build context root; keeps out dependencies, git, d
     }
     t.same(files.filter((f) => dockerIgnored(patterns, f)), [], `COPY ${src}: none of its ${files.length} files is left out`);
   }
+});
+
+t.test('executor/: the patch runs either Deployment as the RBAC service account with a config the daemon and the kubernetes executor accept', async (t) => {
+  const patch = only(all.filter(({ file }) => file === PATCH_FILE).map(({ o }) => o), 'the patch');
+  const pod = patch.spec?.template?.spec as PodSpec & { serviceAccountName?: string };
+  const account = only(all.filter(({ o }) => o.kind === 'ServiceAccount').map(({ o }) => o), 'ServiceAccount');
+  t.equal(pod.serviceAccountName, account.metadata.name, 'the service account of rbac.yaml');
+  const binding = only(all.filter(({ o }) => o.kind === 'RoleBinding').map(({ o }) => o), 'RoleBinding') as unknown as { roleRef: { kind: string; name: string }; subjects: Array<{ kind: string; name: string }> };
+  const role = only(all.filter(({ o }) => o.kind === 'ClusterRole').map(({ o }) => o), 'ClusterRole');
+  t.same([binding.roleRef.kind, binding.roleRef.name], ['ClusterRole', role.metadata.name], 'the RoleBinding grants the ClusterRole');
+  t.same(binding.subjects.map((x) => [x.kind, x.name]), [['ServiceAccount', account.metadata.name]]);
+  const container = pod.containers[0] as Container & { args?: string[] };
+  const configPath = container.args?.[(container.args?.indexOf('--config') ?? -2) + 1] ?? '';
+  const mount = container.volumeMounts?.find((m) => configPath.startsWith(`${m.mountPath}/`));
+  t.ok(mount, `--config ${configPath} is in a mounted volume`);
+  const volume = pod.volumes?.find((v) => v.name === mount?.name);
+  const configMap = all.find(({ o }) => o.kind === 'ConfigMap' && o.metadata.name === volume?.configMap?.name)?.o as unknown as { data: Record<string, string> } | undefined;
+  const text = configMap?.data[configPath.slice((mount?.mountPath.length ?? 0) + 1)];
+  t.type(text, 'string', 'the ConfigMap holds the file --config names');
+  const dir = mkdtempSync(join(tmpdir(), 'philotes-deploy-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'philotes-scaler.yaml'), text ?? '');
+  const config = loadConfig({ env: {}, cwd: dir, file: join(dir, 'philotes-scaler.yaml') });
+  t.equal(config.executors['cdc-worker'], 'kubernetes', 'the daemon reads it: cdc-worker goes to the kubernetes executor');
+  const schema = JSON.parse(readFileSync(join(root, 'plugins', 'kubernetes', 'config.schema.json'), 'utf8')) as object;
+  const validate = createAjv({ useDefaults: true }).compile({ ...schema, $schema: undefined });
+  t.ok(validate(structuredClone(config.plugins['kubernetes'])), `plugins.kubernetes is valid: ${JSON.stringify(validate.errors)}`);
 });

@@ -3,8 +3,13 @@
  * kube-api-sim.ts; no cluster runs here): the requests it sends, the objects it changes, and the
  * error each failure mode gives.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
+import { parseAllDocuments } from 'yaml';
 import { PAUSED_REPLICAS } from '../plugins/kubernetes/index.js';
+import { packageRoot } from '../src/util/package-root.js';
+import type { RbacRule } from './helpers/kube-api-sim.js';
 import { kubeconfigFor, kubeHarness, scaleOpts, targetOf } from './helpers/kube-executor.js';
 
 const NAMESPACES = ['cdc', 'analytics', 'streaming'];
@@ -244,4 +249,47 @@ t.test('no kubeconfig: a clear error on use, and the plugin still loads', async 
   const { executor, logs } = await kubeHarness(t, { kubeconfig: '/nonexistent/kubeconfig', target_types: ['nodes'] });
   await t.rejects(executor.scale(targetOf({ kind: 'Deployment', name: 'worker' }), 1, scaleOpts()), { message: /nonexistent\/kubeconfig|ENOENT/ });
   t.ok(logs.some((l) => l.level >= 50 && /kubernetes: /.test(l.msg)), 'configured to serve: the problem is logged at start');
+});
+
+t.test('deploy/kubernetes/executor/rbac.yaml: every request the executor sends is allowed, and every rule is needed', async (t) => {
+  const docs = parseAllDocuments(readFileSync(join(packageRoot(), 'deploy', 'kubernetes', 'executor', 'rbac.yaml'), 'utf8')).map((d) => d.toJS() as { kind: string; rules?: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> });
+  const role = docs.find((d) => d.kind === 'ClusterRole');
+  const granted: RbacRule[] = (role?.rules ?? []).flatMap((r) => r.apiGroups.flatMap((group) => r.resources.flatMap((resource) => r.verbs.map((verb) => ({ verb, group, resource, namespace: 'cdc' })))));
+  t.ok(granted.length > 0);
+  // Everything the executor does: read each kind, write each kind, re-read after a conflict,
+  // read an object no list of the cycle holds, and dry runs.
+  const scenario = async (rules: RbacRule[]): Promise<string | null> => {
+    const { sim, executor } = await kubeHarness(t);
+    sim.addDeployment('cdc', 'worker', 1);
+    sim.addStatefulSet('cdc', 'store', 1);
+    sim.addDeployment('cdc', 'orders', 1);
+    sim.addScaledObject('cdc', 'orders-so', { scaleTargetRef: { name: 'orders' } });
+    sim.setRbac(rules);
+    const dep = targetOf({ kind: 'Deployment', name: 'worker' });
+    const sts = targetOf({ kind: 'StatefulSet', name: 'store' });
+    const so = targetOf({ kind: 'ScaledObject', name: 'orders-so' });
+    try {
+      const counts = await executor.getCurrentReplicasMany([dep, sts, so]);
+      if (counts.some((c) => c === null)) return 'a list was refused';
+      sim.update('deployments', 'cdc', 'worker', (o) => (o.metadata.labels = { ...o.metadata.labels, x: 'y' }));
+      sim.update('scaledobjects', 'cdc', 'orders-so', (o) => (o.metadata.labels = { x: 'y' }));
+      await executor.scale(dep, 2, scaleOpts());
+      await executor.scale(sts, 2, scaleOpts({ dryRun: true }));
+      sim.update('statefulsets', 'cdc', 'store', (o) => (o.metadata.labels = { ...o.metadata.labels, x: 'y' }));
+      await executor.scale(sts, 2, scaleOpts());
+      await executor.scale(so, 2, scaleOpts());
+      await executor.scale(so, 3, scaleOpts({ dryRun: true }));
+      return null;
+    } catch (err) {
+      return (err as Error).message;
+    } finally {
+      await sim.close();
+    }
+  };
+  t.equal(await scenario(granted), null, 'with the ClusterRole bound in the namespace, everything succeeds');
+  for (const [i, rule] of granted.entries()) {
+    const without = granted.filter((_, j) => j !== i);
+    const failure = await scenario(without);
+    t.not(failure, null, `without ${rule.verb} ${rule.group}/${rule.resource} something fails: ${failure}`);
+  }
 });

@@ -288,7 +288,7 @@ export default function createKubernetesExecutor(ctx) {
       case 403:
         return new Error(
           `forbidden: ${verb} ${resource} in namespace ${ref.namespace} (${describe(ref)}); give the daemon's service account a Role in ${ref.namespace} with the rule ` +
-            `{apiGroups: ["${r.group}"], resources: ["${resource}"], verbs: ["${verb}"]} (deploy/kubernetes/rbac.yaml lists every rule it needs): ${err.message}`,
+            `{apiGroups: ["${r.group}"], resources: ["${resource}"], verbs: ["${verb}"]} (deploy/kubernetes/executor/rbac.yaml lists every rule it needs): ${err.message}`,
         );
       case 404:
         return new Error(`${describe(ref)} not found (${r.group === '' ? '' : `${r.group}/`}${r.version} ${r.plural}): check the policy's target_ref or the executor's targets template: ${err.message}`);
