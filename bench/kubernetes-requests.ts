@@ -22,7 +22,7 @@ try {
     console.log('|---|---|--:|---|');
     for (const r of requestTable(k.sim)) console.log(`| ${r.verb} | ${r.path} | ${r.count} | ${r.codes} |`);
   }
-  console.log('\n(the second cycle repeats the floors of the ScaledObjects that changed: the simulator runs no KEDA operator to raise their workloads)');
+  console.log('\n(in the second cycle the 20 ScaledObjects are decided again, as the simulator runs no KEDA operator to raise their workloads to the new floor; the floor is already set, so nothing is sent)');
 } finally {
   await k.close();
 }

@@ -201,6 +201,9 @@ t.test('rate limits never keep a target asleep, below min_replicas or above max_
   t.same([woke.record.desired_replicas, woke.record.action], [3, 'scale_up'], 'waking from 0 to min_replicas is not limited (100% of 0 would be 0)');
   const big = await once(percent, 0, { [EVENTS]: 9000 });
   t.same([big.record.desired_replicas, big.record.reason_code], [3, 'rate_limited'], 'waking to min_replicas is free; beyond it the limit (100% of 0) applies');
+  const zeroMin = policy({ target_tracking: [perReplica], min_replicas: 0, behavior: { scale_up_limit: { percent: 100, period: '1m' } } });
+  const fromZero = await once(zeroMin, 0, { [EVENTS]: 4000 });
+  t.same([fromZero.record.desired_replicas, fromZero.record.reason_code], [1, 'rate_limited'], 'min_replicas 0: waking from 0 goes to at least 1, then the limit applies');
   const replicas = policy({ target_tracking: [perReplica], min_replicas: 3, scale_to_zero: true, behavior: { scale_up_limit: { replicas: 1, period: '1m' } } });
   const wokeSmall = await once(replicas, 0, { [EVENTS]: 2500 });
   t.equal(wokeSmall.record.desired_replicas, 3, 'a limit of 1 replica does not stop waking at min_replicas 3');

@@ -257,7 +257,7 @@ t.test('error Status objects: 404, 403, 401, 422, 400, 405', async (t) => {
   });
   t.match((await call('PATCH', `${DEPLOYMENTS}/web`, { spec: { replicas: -2 } }, MERGE)).body, failure(422, 'Invalid', 'Deployment.apps "web" is invalid: spec.replicas: Invalid value: -2: must be greater than or equal to 0'));
   t.match((await call('PATCH', `${DEPLOYMENTS}/web/scale`, { spec: { replicas: 1.5 } }, MERGE)).body, failure(400, 'BadRequest', /cannot unmarshal number 1.5 into Go struct field ScaleSpec.spec.replicas of type int32/));
-  t.match((await call('GET', '/apis/apps/v1/namespaces/data/replicasets')).body, failure(404, 'NotFound', 'the server could not find the requested resource'));
+  t.match((await call('GET', '/apis/apps/v1/namespaces/data/daemonsets')).body, failure(404, 'NotFound', 'the server could not find the requested resource'));
   t.match((await call('DELETE', `${DEPLOYMENTS}/web`)).body, failure(405, 'MethodNotAllowed', /does not allow this method/));
   t.equal((await call('GET', `${DEPLOYMENTS}?watch=true`)).code, 400, 'watches are not simulated');
 

@@ -293,3 +293,62 @@ t.test('deploy/kubernetes/executor/rbac.yaml: every request the executor sends i
     t.not(failure, null, `without ${rule.verb} ${rule.group}/${rule.resource} something fails: ${failure}`);
   }
 });
+
+t.test('review cases: concurrent writes to one object, an unchanged floor, a failing discovery, a list failing under a write, shared connections', async (t) => {
+  const { sim, executor, logs } = await kubeHarness(t, { retry_base_ms: 5, max_retries: 1 });
+  sim.addDeployment('cdc', 'shared', 1);
+  const a = targetOf({ kind: 'Deployment', name: 'shared' });
+  const b = targetOf({ kind: 'Deployment', name: 'shared' });
+  await executor.getCurrentReplicasMany([a, b]);
+  sim.clearRequests();
+  await Promise.all([executor.scale(a, 3, scaleOpts()), executor.scale(b, 5, scaleOpts())]);
+  t.same(sim.requests.map((r) => [r.method, r.code]), [['PUT', 200], ['PUT', 200]], 'two policies on one object: one write after the other, the second with the version the first answered (no 409)');
+  t.equal(sim.replicas('deployments', 'cdc', 'shared').spec, 5, 'the later write is the last');
+
+  sim.addDeployment('cdc', 'orders', 2);
+  sim.addScaledObject('cdc', 'orders-so', { scaleTargetRef: { name: 'orders' }, minReplicaCount: 2 });
+  const so = targetOf({ kind: 'ScaledObject', name: 'orders-so' });
+  await executor.getCurrentReplicasMany([so]);
+  sim.clearRequests();
+  await executor.scale(so, 2, scaleOpts());
+  t.equal(sim.count(), 0, 'a floor already at the count: nothing sent');
+  t.ok(logs.some((l) => /spec\.minReplicaCount of ScaledObject cdc\/orders-so is already 2; nothing sent/.test(l.msg)));
+
+  const ghosts = Array.from({ length: 50 }, (_, i) => targetOf({ kind: 'Rollout', name: `r${i}`, apiVersion: 'argoproj.io/v1alpha1' }));
+  sim.clearRequests();
+  t.same(await executor.getCurrentReplicasMany(ghosts), ghosts.map(() => null), 'a kind the server does not serve: unknown');
+  await executor.getCurrentReplicasMany(ghosts);
+  t.equal(sim.count({ path: '/apis/argoproj.io/v1alpha1' }), 1, 'discovery asked once for 50 policies over two cycles (its failure is remembered)');
+  t.equal(logs.filter((l) => /does not serve argoproj\.io\/v1alpha1/.test(l.msg)).length, 1, 'and logged once');
+
+  const broken = targetOf({ kind: 'ScaledObject', name: 'broken-so' });
+  sim.addScaledObject('cdc', 'broken-so', { scaleTargetRef: { name: 'x', kind: 'Rollout', apiVersion: 'argoproj.io/v1alpha1' } });
+  t.same(await executor.getCurrentReplicasMany([broken, so]), [null, 2], "a ScaledObject whose workload kind cannot be resolved is unknown alone; the others answer");
+
+  // A write lands while the cycle's LIST of the same namespace is failing: no unhandled rejection.
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown): void => void unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  t.teardown(() => void process.off('unhandledRejection', onUnhandled));
+  sim.inject({ method: 'GET', path: '/apis/apps/v1/namespaces/cdc/deployments', status: 503, times: 2, delayMs: 100 });
+  const listing = executor.getCurrentReplicasMany([a]);
+  await executor.scale(a, 6, scaleOpts());
+  t.same(await listing, [null], 'the failed list: unknown');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.same(unhandled, [], 'no unhandled rejection');
+
+  sim.clearRequests();
+  sim.clearFaults();
+  for (let i = 0; i < 5; i++) await executor.getCurrentReplicasMany([a]);
+  t.equal(sim.count(), 5);
+  t.ok(sim.connections <= 2, `5 requests over ${sim.connections} connection(s): kept alive`);
+});
+
+t.test('an admission webhook refusing a write is not reported as RBAC', async (t) => {
+  const { sim, executor } = await kubeHarness(t);
+  sim.addDeployment('cdc', 'guarded', 1);
+  sim.inject({ method: 'PUT', status: 403, message: 'admission webhook "validate.kyverno.svc" denied the request: replicas must be even' });
+  await t.rejects(executor.scale(targetOf({ kind: 'Deployment', name: 'guarded' }), 3, scaleOpts()), {
+    message: /an admission webhook refused update deployments\/scale of Deployment cdc\/guarded \(not RBAC\): admission webhook "validate\.kyverno\.svc" denied the request/,
+  });
+});

@@ -98,6 +98,15 @@ t.test('5xx and 408 are retried with the same body, signature and Idempotency-Ke
     ['webhook: POST http://127.0.0.1:PORT/: HTTP 503: busy; retry 1 of 3 in N ms', 'webhook: POST http://127.0.0.1:PORT/: HTTP 408: busy; retry 2 of 3 in N ms'],
   );
 
+  // Without Retry-After the waits follow the backoff: up to retry_base_ms, then twice that.
+  const slowBase = await receiver(t, (_r, res, n) => res.writeHead(n < 3 ? 503 : 200).end());
+  const backoff = await webhook(t, { url: slowBase.url, secret: SECRET, retry_base_ms: 400 });
+  await backoff.executor?.scale(targetOf(null), 4, scaleOpts());
+  const waits = backoff.logs.filter((l) => l.level === 40).map((l) => Number(/in (\d+) ms$/.exec(l.msg)?.[1]));
+  t.equal(waits.length, 2);
+  t.ok(waits[0] !== undefined && waits[0] <= 400 && (waits[1] ?? 0) <= 800, `random waits within 400 and 800 ms: ${waits}`);
+  t.ok(waits.some((w) => w > 0), `not all zero: ${waits}`);
+
   const limited = await receiver(t, (_r, res, n) => (n === 1 ? res.writeHead(429, { 'retry-after': '1' }).end() : res.writeHead(204).end()));
   const second = await webhook(t, { url: limited.url, secret: SECRET, retry_base_ms: 10 });
   const started = Date.now();

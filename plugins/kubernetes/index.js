@@ -72,6 +72,9 @@ export class KubeApiError extends Error {
   }
 }
 
+/** A request that could not be prepared (credentials, TLS settings): retrying would not help. */
+class SetupError extends Error {}
+
 /** @param {string} apiVersion */
 function splitApiVersion(apiVersion) {
   const i = apiVersion.lastIndexOf('/');
@@ -92,6 +95,25 @@ function objectPath(ref) {
 /** @param {Ref} ref */
 function describe(ref) {
   return `${ref.kind} ${ref.namespace}/${ref.name}`;
+}
+
+/**
+ * What the executor keeps of a listed object: its name, resourceVersion, replica count and, for a
+ * ScaledObject, its floor, ceiling, annotation and workload (not the pod template or managedFields).
+ * @param {KubeObject} o @returns {KubeObject}
+ */
+function trim(o) {
+  const spec = o.spec ?? {};
+  const paused = o.metadata?.annotations?.[PAUSED_REPLICAS];
+  return {
+    metadata: { name: o.metadata?.name, namespace: o.metadata?.namespace, resourceVersion: o.metadata?.resourceVersion, ...(paused !== undefined ? { annotations: { [PAUSED_REPLICAS]: paused } } : {}) },
+    spec: {
+      ...('replicas' in spec ? { replicas: spec.replicas } : {}),
+      ...('minReplicaCount' in spec ? { minReplicaCount: spec.minReplicaCount } : {}),
+      ...('maxReplicaCount' in spec ? { maxReplicaCount: spec.maxReplicaCount } : {}),
+      ...('scaleTargetRef' in spec ? { scaleTargetRef: spec.scaleTargetRef } : {}),
+    },
+  };
 }
 
 /** @param {number} ms @param {AbortSignal} signal */
@@ -132,7 +154,7 @@ class Cluster {
     this.logger = logger;
     /** @type {Promise<{ kc: any, server: string, namespace: string }> | undefined} */
     this.loaded = undefined;
-    /** @type {{ agent: unknown, at: number } | undefined} */
+    /** @type {http.Agent | undefined} One keep-alive agent for the executor's life (none through a proxy). */
     this.agent = undefined;
   }
 
@@ -181,8 +203,11 @@ class Cluster {
   }
 
   /**
-   * One HTTP exchange. Credentials are applied to every request (tokens rotate); the connection
-   * agent is kept for a minute so requests share connections.
+   * One HTTP exchange. Credentials are applied to every request (tokens rotate). Requests share
+   * connections through one keep-alive agent made from the first request's TLS settings (the
+   * library makes a new agent, without keep-alive, for every request); through a proxy, the
+   * library's proxy agent is used as it is. A failure to prepare the request (an exec credential
+   * plugin that fails, say) is thrown as a SetupError, which is not retried.
    * @param {string} method @param {string} path @param {Record<string, string>} query
    * @param {{ body?: unknown, contentType?: string, signal: AbortSignal }} opts
    * @returns {Promise<{ code: number, body: any, headers: http.IncomingHttpHeaders }>}
@@ -201,10 +226,18 @@ class Cluster {
       req.headers['content-type'] = opts.contentType ?? 'application/json';
       req.headers['content-length'] = payload.length;
     }
-    await kc.applyToHTTPSOptions(req);
-    const now = Date.now();
-    if (this.agent !== undefined && now - this.agent.at < 60_000) req.agent = /** @type {any} */ (this.agent.agent);
-    else this.agent = { agent: req.agent, at: now };
+    try {
+      await kc.applyToHTTPSOptions(req);
+    } catch (err) {
+      throw new SetupError(`cannot prepare the request to ${server}: ${/** @type {Error} */ (err).message}`);
+    }
+    if (!kc.getCurrentCluster()?.proxyUrl) {
+      if (this.agent === undefined) {
+        const tls = { keepAlive: true, ca: req.ca, cert: req.cert, key: req.key, pfx: req.pfx, passphrase: req.passphrase, servername: req.servername, ...(req.rejectUnauthorized !== undefined ? { rejectUnauthorized: req.rejectUnauthorized } : {}) };
+        this.agent = url.protocol === 'http:' ? new http.Agent({ keepAlive: true }) : new https.Agent(tls);
+      }
+      req.agent = this.agent;
+    }
     const send = url.protocol === 'http:' ? http.request : https.request;
     return new Promise((resolve, reject) => {
       const r = send(url, { ...req, signal: opts.signal }, (res) => {
@@ -238,6 +271,8 @@ export default function createKubernetesExecutor(ctx) {
   const lists = new Map();
   /** @type {Map<string, Promise<Resource>>} */
   const discovered = new Map();
+  /** @type {Map<string, Promise<string>>} The write in progress per object. */
+  const writing = new Map();
 
   /**
    * A request with bounded retries: 429, 5xx and failed connections are retried up to
@@ -258,6 +293,7 @@ export default function createKubernetesExecutor(ctx) {
         failure = new KubeApiError(res.code, message, Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined);
         if (res.code !== 429 && res.code < 500) throw failure;
       } catch (err) {
+        if (err instanceof SetupError) throw err;
         if (err instanceof KubeApiError && err.code !== 429 && err.code < 500) throw err;
         if (opts.signal.aborted) throw new Error(`${method} ${path}: no answer within the daemon's plugin_timeout (after ${attempt + 1} attempt${attempt === 0 ? '' : 's'})`);
         failure = err instanceof KubeApiError ? err : new KubeApiError(0, `connection failed: ${/** @type {Error} */ (err).message}`);
@@ -286,6 +322,9 @@ export default function createKubernetesExecutor(ctx) {
     const resource = subresource === undefined ? r.plural : `${r.plural}/${subresource}`;
     switch (err.code) {
       case 403:
+        if (/admission webhook|denied the request/i.test(err.message)) {
+          return new Error(`an admission webhook refused ${verb} ${resource} of ${describe(ref)} (not RBAC): ${err.message}`);
+        }
         return new Error(
           `forbidden: ${verb} ${resource} in namespace ${ref.namespace} (${describe(ref)}); give the daemon's service account a Role in ${ref.namespace} with the rule ` +
             `{apiGroups: ["${r.group}"], resources: ["${resource}"], verbs: ["${verb}"]} (deploy/kubernetes/executor/rbac.yaml lists every rule it needs): ${err.message}`,
@@ -332,7 +371,14 @@ export default function createKubernetesExecutor(ctx) {
         return { group, version, plural: main.name, kind, scalable };
       })();
       discovered.set(key, found);
-      found.catch(() => discovered.delete(key));
+      // A failure is remembered for a minute, so that many policies naming the kind do not each
+      // ask again in every cycle; it is logged once.
+      found.catch((err) => {
+        log.warn({ apiVersion, kind, err: err.message }, `kubernetes: ${err.message}`);
+        setTimeout(() => {
+          if (discovered.get(key) === found) discovered.delete(key);
+        }, 60_000).unref();
+      });
     }
     return found;
   }
@@ -383,7 +429,7 @@ export default function createKubernetesExecutor(ctx) {
     const items = request('GET', collectionPath(r, ns), {}, { signal }).then((/** @type {{ items?: KubeObject[] }} */ body) => {
       /** @type {Map<string, KubeObject>} */
       const byName = new Map();
-      for (const item of body.items ?? []) if (item.metadata?.name !== undefined) byName.set(item.metadata.name, item);
+      for (const item of body.items ?? []) if (item.metadata?.name !== undefined) byName.set(item.metadata.name, trim(item));
       return byName;
     });
     const entry = { at: Date.now(), items };
@@ -402,11 +448,15 @@ export default function createKubernetesExecutor(ctx) {
   function remember(ref, update) {
     const cached = lists.get(listKey(ref.resource, ref.namespace));
     if (cached === undefined) return;
-    cached.items = cached.items.then((m) => {
+    const next = cached.items.then((m) => {
       const obj = m.get(ref.name);
       if (obj !== undefined) update(obj);
       return m;
     });
+    // The list may still fail; whoever reads it handles that. This chain must not be an
+    // unhandled rejection.
+    next.catch(() => undefined);
+    cached.items = next;
   }
 
   /**
@@ -448,9 +498,14 @@ export default function createKubernetesExecutor(ctx) {
         const obj = items?.get(ref.name);
         if (obj === undefined) return null;
         if (ref.kind !== 'ScaledObject') return specReplicas(obj, ref.resource.group === 'apps');
-        const w = await workloadOf(obj, ref, signal);
-        const workloads = await read(w.resource, w.namespace);
-        return specReplicas(workloads?.get(w.name), w.resource.group === 'apps');
+        try {
+          const w = await workloadOf(obj, ref, signal);
+          const workloads = await read(w.resource, w.namespace);
+          return specReplicas(workloads?.get(w.name), w.resource.group === 'apps');
+        } catch {
+          // Its workload's kind cannot be resolved (logged once by discovery): unknown, alone.
+          return null;
+        }
       }),
     );
   }
@@ -481,10 +536,11 @@ export default function createKubernetesExecutor(ctx) {
    * retried once.
    * @param {Ref} ref @param {ScaleOptions} opts @param {string} verb
    * @param {(obj: KubeObject) => { method: string, path: string, body: unknown, contentType: string, subresource?: string }} build
+   * @param {KubeObject} [read] the object as already read
    */
-  async function write(ref, opts, verb, build) {
+  async function write(ref, opts, verb, build, read) {
     const query = { fieldManager: config.field_manager, ...(opts.dryRun ? { dryRun: 'All' } : {}) };
-    let obj = await current(ref, opts.signal, false);
+    let obj = read ?? (await current(ref, opts.signal, false));
     for (let attempt = 0; ; attempt++) {
       const w = build(obj);
       try {
@@ -508,6 +564,11 @@ export default function createKubernetesExecutor(ctx) {
    * @returns {Promise<string>} what was done, in words
    */
   async function scaleScaledObject(ref, replicas, opts) {
+    // KEDA raises the workload to a new floor at its next sync; until then the workload runs
+    // fewer and the same floor is decided again. An unchanged floor (or annotation) is not sent.
+    const read = await current(ref, opts.signal, false);
+    if (ref.mode === 'floor' && read.spec?.minReplicaCount === replicas) return `spec.minReplicaCount of ${describe(ref)} is already ${replicas}; nothing sent (KEDA brings the workload to it)`;
+    if (ref.mode === 'exact' && read.metadata?.annotations?.[PAUSED_REPLICAS] === String(replicas)) return `${PAUSED_REPLICAS} of ${describe(ref)} is already ${replicas}; nothing sent`;
     if (ref.mode === 'floor') {
       const answer = await write(ref, opts, 'patch', (obj) => {
         const max = obj.spec?.maxReplicaCount;
@@ -520,8 +581,8 @@ export default function createKubernetesExecutor(ctx) {
           body: { metadata: { resourceVersion: obj.metadata?.resourceVersion }, spec: { minReplicaCount: replicas } },
           contentType: 'application/merge-patch+json',
         };
-      });
-      if (!opts.dryRun) remember(ref, (o) => Object.assign(o, answer));
+      }, read);
+      if (!opts.dryRun) remember(ref, (o) => Object.assign(o, trim(answer)));
       return `set spec.minReplicaCount of ${describe(ref)} to ${replicas} (floor mode: KEDA's triggers may go higher)`;
     }
     const answer = await write(ref, opts, 'patch', (obj) => ({
@@ -529,8 +590,8 @@ export default function createKubernetesExecutor(ctx) {
       path: objectPath(ref),
       body: { metadata: { resourceVersion: obj.metadata?.resourceVersion, annotations: { [PAUSED_REPLICAS]: String(replicas) } } },
       contentType: 'application/merge-patch+json',
-    }));
-    if (!opts.dryRun) remember(ref, (o) => Object.assign(o, answer));
+    }), read);
+    if (!opts.dryRun) remember(ref, (o) => Object.assign(o, trim(answer)));
     return `set the ${PAUSED_REPLICAS} annotation of ${describe(ref)} to ${replicas} (exact mode: KEDA holds the workload there)`;
   }
 
@@ -599,7 +660,17 @@ export default function createKubernetesExecutor(ctx) {
 
     async scale(target, replicas, opts) {
       const ref = await resolve(target, opts.signal);
-      const done = ref.kind === 'ScaledObject' ? await scaleScaledObject(ref, replicas, opts) : await scaleWorkload(ref, replicas, opts);
+      // One write at a time per object: a second one (another policy on the same object, a
+      // manual evaluation beside the loop) waits, and then carries the version the first answered.
+      const key = `${listKey(ref.resource, ref.namespace)}/${ref.name}`;
+      const run = (writing.get(key) ?? Promise.resolve()).catch(() => undefined).then(() => (ref.kind === 'ScaledObject' ? scaleScaledObject(ref, replicas, opts) : scaleWorkload(ref, replicas, opts)));
+      writing.set(key, run);
+      let done;
+      try {
+        done = await run;
+      } finally {
+        if (writing.get(key) === run) writing.delete(key);
+      }
       const fields = { object: describe(ref), apiVersion: ref.apiVersion, replicas, previous: opts.previousReplicas, dryRun: opts.dryRun, decisionId: opts.decisionId };
       if (opts.dryRun) log.info(fields, `kubernetes, dry run (dryRun=All, nothing changed): the API server accepted: ${done} (${opts.reason})`);
       else log.info(fields, `kubernetes: ${done}, from ${opts.previousReplicas} (${opts.reason})`);
@@ -607,8 +678,7 @@ export default function createKubernetesExecutor(ctx) {
 
     async close() {
       lists.clear();
-      const a = /** @type {{ agent?: { destroy?: () => void } } | undefined} */ (cluster.agent);
-      a?.agent?.destroy?.();
+      cluster.agent?.destroy();
     },
   };
 }

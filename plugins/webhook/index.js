@@ -56,6 +56,10 @@ export default function createWebhookExecutor(ctx) {
   const config = ctx.config;
   const log = ctx.logger;
   const url = config.url;
+  if (url !== undefined && !config.unsigned && config.secret === undefined) {
+    // The schema refuses this already; a plugin never sends unsigned by accident.
+    throw new Error('plugins.webhook.secret is required to sign requests (or set unsigned: true)');
+  }
   if (url === undefined && config.target_types.length > 0) {
     throw new Error('plugins.webhook.target_types is set but plugins.webhook.url is not: there is nowhere to send changes');
   }
@@ -84,8 +88,9 @@ export default function createWebhookExecutor(ctx) {
         if (!(res.status === 408 || res.status === 429 || res.status >= 500)) {
           throw Object.assign(new Error(`${shown(target)} answered ${last}`), { final: true });
         }
-        const ra = Number(res.headers.get('retry-after'));
-        if (Number.isFinite(ra) && ra >= 0) retryAfterMs = Math.min(ra * 1000, 30_000);
+        // Retry-After in seconds (an HTTP date is not used); without it, the backoff below.
+        const ra = res.headers.get('retry-after');
+        if (ra !== null && /^\d+$/.test(ra.trim())) retryAfterMs = Math.min(Number(ra) * 1000, 30_000);
       } catch (err) {
         if (/** @type {{ final?: boolean }} */ (err).final) throw err;
         if (opts.signal.aborted) throw new Error(`${shown(target)}: no answer within the daemon's plugin_timeout (${attempt + 1} attempt${attempt === 0 ? '' : 's'}${last !== '' ? `; last: ${last}` : ''})`);

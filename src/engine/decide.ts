@@ -453,7 +453,9 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
     const capped = adjustments.some((x) => x.kind === 'cost_cap');
     let limit = t;
     if (t > current && behavior.scale_up_limit !== null) {
-      limit = Math.min(t, Math.max(scaleUpLimit(current, changes, nowMs, behavior.scale_up_limit), Math.min(t, p.min_replicas)));
+      // From 0 a percent allows nothing: waking goes to min_replicas, and at least 1.
+      const free = current === 0 ? Math.max(p.min_replicas, 1) : p.min_replicas;
+      limit = Math.min(t, Math.max(scaleUpLimit(current, changes, nowMs, behavior.scale_up_limit), Math.min(t, free)));
     } else if (t < current && behavior.scale_down_limit !== null && !(t === 0 && p.scale_to_zero)) {
       limit = Math.max(t, Math.min(scaleDownLimit(current, changes, nowMs, behavior.scale_down_limit), capped ? t : Math.max(t, p.max_replicas)));
     }

@@ -180,6 +180,8 @@ export interface KubeApiSim {
   /** The current (latest) resourceVersion. */
   readonly resourceVersion: string;
   readonly requests: readonly RequestRecord[];
+  /** TCP connections accepted since the last clearRequests(): how well clients reuse them. */
+  readonly connections: number;
   /** How many logged requests match every given field. */
   count(filter?: RequestFilter): number;
   clearRequests(): void;
@@ -537,6 +539,7 @@ export async function startKubeApiSim(opts: KubeApiSimOptions = {}): Promise<Kub
   const timers = new Set<NodeJS.Timeout>();
   const pending = new Map<string, () => void>();
   const sockets = new Set<Socket>();
+  let accepted = 0;
   const user = opts.user ?? 'system:serviceaccount:default:default';
   let rbac = opts.rbac;
   let deny = opts.deny;
@@ -807,6 +810,7 @@ export async function startKubeApiSim(opts: KubeApiSimOptions = {}): Promise<Kub
   const server = createServer((req, res) => void handle(req, res));
   server.on('connection', (s: Socket) => {
     sockets.add(s);
+    accepted++;
     s.once('close', () => sockets.delete(s));
   });
   await new Promise<void>((resolve, reject) => {
@@ -849,7 +853,13 @@ export async function startKubeApiSim(opts: KubeApiSimOptions = {}): Promise<Kub
           (f.code === undefined || r.code === f.code) &&
           (f.path === undefined || (typeof f.path === 'string' ? r.path === f.path : f.path.test(r.path))),
       ).length,
-    clearRequests: () => void log.splice(0),
+    clearRequests: () => {
+      log.splice(0);
+      accepted = 0;
+    },
+    get connections() {
+      return accepted;
+    },
     addDeployment: (ns, name, replicas = 1, meta = {}) =>
       seed('deployments', ns, name, workloadSpec(name, replicas, meta.labels ?? {}), { ...meta, labels: { app: name, ...meta.labels } }, { 'deployment.kubernetes.io/revision': '1' }),
     addStatefulSet: (ns, name, replicas = 1, meta = {}) =>
