@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import { servedRoutes } from '../src/api/openapi.js';
 import { ConfigError, loadConfig, type ScalerConfig } from '../src/config/config.js';
 import { startDaemon, type Daemon } from '../src/main.js';
+import { testDaemonConfig } from './helpers/daemon-config.js';
 
 const silent = pino({ level: 'silent' });
 const WRITE_TOKEN = 'write-token-0123456789abcdef';
@@ -15,20 +16,7 @@ const FILE_TOKEN = 'file-token-0123456789abcdef';
 
 async function daemon(t: Test, flags: Partial<Record<keyof ScalerConfig, unknown>> = {}, logger = silent): Promise<{ d: Daemon; base: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'ps-daemon-'));
-  mkdirSync(join(dir, 'policies'));
-  const config = loadConfig({
-    env: {},
-    cwd: dir,
-    flags: {
-      port: 0,
-      host: '127.0.0.1',
-      database_path: join(dir, 'db.sqlite'),
-      policy_dirs: [join(dir, 'policies')],
-      prometheus_url: 'http://127.0.0.1:9',
-      evaluation_interval: '1h',
-      ...flags,
-    },
-  });
+  const config = testDaemonConfig(dir, flags);
   const d = await startDaemon(config, logger);
   t.teardown(async () => {
     await d.close();

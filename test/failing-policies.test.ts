@@ -4,14 +4,14 @@
  * while it fails. The query parses (so it is accepted when written) but Prometheus refuses it: a
  * regular expression that RE2 does not compile. Fixing the policy over the API recovers it.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
-import { loadConfig } from '../src/config/config.js';
 import { FAILING_AFTER } from '../src/engine/manager.js';
 import { startDaemon } from '../src/main.js';
+import { testDaemonConfig } from './helpers/daemon-config.js';
 import { call } from './helpers/app.js';
 import { requireTool, startPrometheus, waitFor } from './helpers/prometheus.js';
 
@@ -37,21 +37,7 @@ t.test('a policy whose queries keep failing: logged once when it starts and once
   t.teardown(() => prom.stop());
   const dir = await mkdtemp(join(tmpdir(), 'philotes-failing-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  await mkdir(join(dir, 'policies'));
-  const config = loadConfig({
-    env: {},
-    cwd: dir,
-    flags: {
-      port: 0,
-      host: '127.0.0.1',
-      database_path: join(dir, 'scaler.db'),
-      evaluation_interval: '1s',
-      prometheus_url: prom.url,
-      policy_dirs: [join(dir, 'policies')],
-      plugin_timeout: '2s',
-      log_level: 'info',
-    },
-  });
+  const config = testDaemonConfig(dir, { evaluation_interval: '1s', prometheus_url: prom.url, plugin_timeout: '2s', log_level: 'info' });
   const daemon = await startDaemon(config, logger);
   t.teardown(() => daemon.close());
   const root = `http://127.0.0.1:${daemon.port}`;

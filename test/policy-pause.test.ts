@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
-import { loadConfig } from '../src/config/config.js';
 import { startDaemon, type Daemon } from '../src/main.js';
+import { testDaemonConfig } from './helpers/daemon-config.js';
 import { call } from './helpers/app.js';
 
 const silent = pino({ level: 'silent' });
@@ -19,19 +19,7 @@ function workspace(t: Test): { dir: string; start: () => Promise<{ d: Daemon; ap
   mkdirSync(join(dir, 'policies'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const start = async (): Promise<{ d: Daemon; api: string }> => {
-    const config = loadConfig({
-      env: {},
-      cwd: dir,
-      flags: {
-        port: 0,
-        host: '127.0.0.1',
-        database_path: join(dir, 'db.sqlite'),
-        policy_dirs: [join(dir, 'policies')],
-        prometheus_url: 'http://127.0.0.1:9',
-        evaluation_interval: '1h',
-      },
-    });
-    const d = await startDaemon(config, silent);
+    const d = await startDaemon(testDaemonConfig(dir), silent);
     let closed = false;
     const close = d.close.bind(d);
     d.close = async () => {

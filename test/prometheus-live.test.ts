@@ -6,16 +6,16 @@
  *
  * PRINT_LOG=1 prints the daemon's log lines for those moments.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
-import { loadConfig } from '../src/config/config.js';
 import type { DecisionRecord } from '../src/engine/decision.js';
 import { startDaemon, type Daemon } from '../src/main.js';
 import type { HistoryRow } from '../src/storage/storage.js';
 import { call } from './helpers/app.js';
+import { testDaemonConfig } from './helpers/daemon-config.js';
 import { promQuery, requireTool, startExporter, startPrometheus, waitFor } from './helpers/prometheus.js';
 
 const METRIC = 'philotes_cdc_lag_seconds';
@@ -62,23 +62,7 @@ t.test('a daemon scales against a live Prometheus, blocks on cooldown, survives 
 
   const dir = await mkdtemp(join(tmpdir(), 'philotes-live-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const policyDir = join(dir, 'policies');
-  await mkdir(policyDir);
-  const config = loadConfig({
-    env: {},
-    cwd: dir,
-    flags: {
-      port: 0,
-      host: '127.0.0.1',
-      database_path: join(dir, 'scaler.db'),
-      evaluation_interval: '1s',
-      prometheus_url: prom.url,
-      // An empty folder: policy_dirs [] makes startDaemon hang (the file watcher never gets ready).
-      policy_dirs: [policyDir],
-      plugin_timeout: '2s',
-      log_level: 'info',
-    },
-  });
+  const config = testDaemonConfig(dir, { evaluation_interval: '1s', prometheus_url: prom.url, plugin_timeout: '2s', log_level: 'info' });
   const daemon: Daemon = await startDaemon(config, logger);
   t.teardown(() => daemon.close());
   const root = `http://127.0.0.1:${daemon.port}`;

@@ -13,6 +13,7 @@ import { validatePaths } from '../src/files/validate-command.js';
 import { startDaemon } from '../src/main.js';
 import { pino } from 'pino';
 import { call, startTestApp } from './helpers/app.js';
+import { testDaemonConfig } from './helpers/daemon-config.js';
 
 const BASE = { name: 'tracked', target_type: 'cdc-worker', min_replicas: 1, max_replicas: 20 };
 const ENTRY = { metric: 'sum(rate(philotes_buffer_events_processed_total[5m]))', target_per_replica: 1000 };
@@ -102,12 +103,7 @@ t.test('bad input: the same in a policy file, through validate', async (t) => {
 
 t.test('OpenAPI documents every field of a decision record with target tracking', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'philotes-tracking-openapi-'));
-  const config = loadConfig({
-    env: {},
-    cwd: dir,
-    flags: { port: 0, host: '127.0.0.1', database_path: join(dir, 'db.sqlite'), policy_dirs: [join(dir, 'policies')], prometheus_url: 'http://127.0.0.1:9', evaluation_interval: '1h' },
-  });
-  const d = await startDaemon(config, pino({ level: 'silent' }));
+  const d = await startDaemon(testDaemonConfig(dir), pino({ level: 'silent' }));
   t.teardown(async () => {
     await d.close();
     rmSync(dir, { recursive: true, force: true });

@@ -30,7 +30,7 @@
  *   retry_base_ms: number, list_ttl_ms: number, field_manager: string
  * }} Config
  * @typedef {import('philotes-scaler/plugin').PluginContext<Config>} Context
- * @typedef {{ group: string, version: string, plural: string, kind: string, scalable: boolean }} Resource
+ * @typedef {{ group: string, version: string, plural: string, kind: string }} Resource
  * @typedef {{ kind: string, name: string, namespace: string, apiVersion: string, mode: 'floor' | 'exact', resource: Resource }} Ref
  * @typedef {{ metadata?: { name?: string, namespace?: string, resourceVersion?: string, annotations?: Record<string, string> }, spec?: Record<string, any>, status?: Record<string, any> }} KubeObject
  * @typedef {{ at: number, items: Promise<Map<string, KubeObject>> }} CachedList
@@ -40,6 +40,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 
 const SERVICE_ACCOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
 export const PAUSED_REPLICAS = 'autoscaling.keda.sh/paused-replicas';
@@ -49,9 +50,9 @@ export const PAUSED_REPLICAS = 'autoscaling.keda.sh/paused-replicas';
  * up in the API server's discovery document, once.
  */
 const KNOWN = /** @type {Record<string, Resource>} */ ({
-  'apps/v1/Deployment': { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', scalable: true },
-  'apps/v1/StatefulSet': { group: 'apps', version: 'v1', plural: 'statefulsets', kind: 'StatefulSet', scalable: true },
-  'keda.sh/v1alpha1/ScaledObject': { group: 'keda.sh', version: 'v1alpha1', plural: 'scaledobjects', kind: 'ScaledObject', scalable: false },
+  'apps/v1/Deployment': { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment' },
+  'apps/v1/StatefulSet': { group: 'apps', version: 'v1', plural: 'statefulsets', kind: 'StatefulSet' },
+  'keda.sh/v1alpha1/ScaledObject': { group: 'keda.sh', version: 'v1alpha1', plural: 'scaledobjects', kind: 'ScaledObject' },
 });
 /** The apiVersion a kind has when a reference gives none. */
 const DEFAULT_API_VERSION = /** @type {Record<string, string>} */ ({
@@ -114,22 +115,6 @@ function trim(o) {
       ...('scaleTargetRef' in spec ? { scaleTargetRef: spec.scaleTargetRef } : {}),
     },
   };
-}
-
-/** @param {number} ms @param {AbortSignal} signal */
-function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason ?? new Error('aborted'));
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(undefined);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason ?? new Error('aborted'));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**
@@ -271,6 +256,8 @@ export default function createKubernetesExecutor(ctx) {
   const lists = new Map();
   /** @type {Map<string, Promise<Resource>>} */
   const discovered = new Map();
+  /** @type {WeakMap<ScaleTarget, Ref>} */
+  const resolved = new WeakMap();
   /** @type {Map<string, Promise<string>>} The write in progress per object. */
   const writing = new Map();
 
@@ -305,7 +292,7 @@ export default function createKubernetesExecutor(ctx) {
       const wait = failure.retryAfterMs !== undefined ? Math.min(failure.retryAfterMs, 30_000) : Math.round(Math.random() * backoff);
       log.warn({ method, path, code: failure.code, attempt: attempt + 1, retryInMs: wait }, `kubernetes: ${method} ${path} answered ${failure.code === 0 ? failure.message : `HTTP ${failure.code}`}; retry ${attempt + 1} of ${config.max_retries} in ${wait} ms`);
       try {
-        await sleep(wait, opts.signal);
+        await delay(wait, undefined, { signal: opts.signal });
       } catch {
         throw new Error(`${method} ${path}: ${failure.message}; no time left for retry ${attempt + 1} within the daemon's plugin_timeout`);
       }
@@ -366,9 +353,8 @@ export default function createKubernetesExecutor(ctx) {
         const resources = doc.resources ?? [];
         const main = resources.find((x) => x.kind === kind && !x.name.includes('/'));
         if (main === undefined) throw new Error(`${apiVersion} has no kind ${kind} (the API server lists ${resources.filter((x) => !x.name.includes('/')).map((x) => x.kind).join(', ') || 'none'})`);
-        const scalable = resources.some((x) => x.name === `${main.name}/scale`);
-        if (!scalable) throw new Error(`${kind} (${apiVersion}) has no /scale subresource, so it cannot be scaled; name the workload it manages instead`);
-        return { group, version, plural: main.name, kind, scalable };
+        if (!resources.some((x) => x.name === `${main.name}/scale`)) throw new Error(`${kind} (${apiVersion}) has no /scale subresource, so it cannot be scaled; name the workload it manages instead`);
+        return { group, version, plural: main.name, kind };
       })();
       discovered.set(key, found);
       // A failure is remembered for a minute, so that many policies naming the kind do not each
@@ -385,9 +371,20 @@ export default function createKubernetesExecutor(ctx) {
 
   /**
    * The object a target names: its target_ref, else the template of its target type.
+   * The daemon passes the same target object every cycle while its policy is unchanged, so what
+   * it resolves to is kept per object (a failure is not kept).
    * @param {ScaleTarget} target @param {AbortSignal} signal @returns {Promise<Ref>}
    */
   async function resolve(target, signal) {
+    const known = resolved.get(target);
+    if (known !== undefined) return known;
+    const ref = await resolveNew(target, signal);
+    resolved.set(target, ref);
+    return ref;
+  }
+
+  /** @param {ScaleTarget} target @param {AbortSignal} signal @returns {Promise<Ref>} */
+  async function resolveNew(target, signal) {
     /** @type {Template | undefined} */
     let t;
     let from;

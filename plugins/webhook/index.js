@@ -23,26 +23,11 @@
  * @typedef {import('philotes-scaler/plugin').PluginContext<Config>} Context
  */
 import { createHmac } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 
 /** The signature header of a body: `sha256=` and the hex HMAC-SHA256 with the secret. */
 export function signature(/** @type {string} */ secret, /** @type {Buffer | string} */ body) {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
-}
-
-/** @param {number} ms @param {AbortSignal} signal */
-function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(undefined);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** A URL without its query and credentials, for messages. */
@@ -101,7 +86,7 @@ export default function createWebhookExecutor(ctx) {
       const wait = retryAfterMs ?? Math.round(Math.random() * Math.min(5000, config.retry_base_ms * 2 ** attempt));
       log.warn({ url: shown(target), attempt: attempt + 1, retryInMs: wait, error: last }, `webhook: ${method} ${shown(target)}: ${last}; retry ${attempt + 1} of ${config.max_retries} in ${wait} ms`);
       try {
-        await sleep(wait, opts.signal);
+        await delay(wait, undefined, { signal: opts.signal });
       } catch {
         throw new Error(`${shown(target)}: ${last}; no time left for retry ${attempt + 1} within the daemon's plugin_timeout`);
       }

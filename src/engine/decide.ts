@@ -613,10 +613,7 @@ function proposerText(a: Assessment, tracking: readonly TrackingRecord[], rules:
   if (t !== undefined) return `target tracking ${t.metric} at ${t.value} against ${t.kind} ${t.target} wants ${t.opinion} (${t.formula})`;
   // A window may have held the rules' proposal (no direction chosen): name the rules that proposed it.
   if (triggered.length === 0 && a.proposedDirection !== null) {
-    return rules
-      .filter((r) => r.direction === a.proposedDirection && r.held)
-      .map(describeRule)
-      .join(' and ');
+    return heldTextOf(rules, rules.filter((r) => r.direction === a.proposedDirection && r.held).map((r) => r.id));
   }
   return heldTextOf(rules, triggered);
 }

@@ -118,9 +118,8 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null &
  */
 function behaviorInputOf(p: Policy): Record<string, unknown> | undefined {
   const b = p.behavior;
-  if (b === undefined || b === null) return undefined;
   const out: Record<string, unknown> = {};
-  const tracks = (p.target_tracking ?? []).length > 0;
+  const tracks = p.target_tracking.length > 0;
   if (b.scale_down_stabilization_seconds !== (tracks ? DEFAULT_TRACKING_SCALE_DOWN_STABILIZATION : 0)) out.scale_down_stabilization = b.scale_down_stabilization;
   if (b.scale_up_stabilization_seconds !== 0) out.scale_up_stabilization = b.scale_up_stabilization;
   for (const key of ['scale_up_limit', 'scale_down_limit'] as const) {

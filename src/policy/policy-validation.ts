@@ -65,8 +65,8 @@ export function costWithinCap(replicas: number, price: number, cap: number): boo
   return replicas * price <= cap + Math.max(1e-9, Math.abs(cap) * 1e-12);
 }
 
-/** Text that is not a duration, quoted for a message: escaped, and cut short when long. */
-function quoteDuration(text: string): string {
+/** A refused value, quoted for a message: escaped, and cut short when long. */
+function quoteValue(text: string): string {
   return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
 }
 
@@ -75,7 +75,7 @@ function quoteDuration(text: string): string {
  * $defs/duration) or parseDuration refused it: the value and the form expected.
  */
 export function durationProblem(text: string): string {
-  return `${quoteDuration(text)} is not a duration: use whole numbers with the units d, h, m and s, in that order and without spaces, such as "90s", "5m", "1h30m" or "1d"`;
+  return `${quoteValue(text)} is not a duration: use whole numbers with the units d, h, m and s, in that order and without spaces, such as "90s", "5m", "1h30m" or "1d"`;
 }
 
 /**
@@ -88,7 +88,7 @@ export function explainDurationErrors(errors: readonly ErrorObject[], input: unk
     const v = valueAt(input, e.instancePath);
     if (e.schemaPath.startsWith('#/$defs/duration/')) return typeof v === 'string' ? { ...e, message: durationProblem(v) } : e;
     const ref = TARGET_REF_PATTERNS[e.schemaPath];
-    return ref !== undefined && typeof v === 'string' ? { ...e, message: `${quoteDuration(v)} ${ref}` } : e;
+    return ref !== undefined && typeof v === 'string' ? { ...e, message: `${quoteValue(v)} ${ref}` } : e;
   });
 }
 

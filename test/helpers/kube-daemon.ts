@@ -3,12 +3,12 @@
  * (test/helpers/kube-api-sim.ts). Used by test/kubernetes-daemon.test.ts and by
  * bench/kubernetes-requests.ts, which prints the same figures.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../../src/config/config.js';
 import { startDaemon, type Daemon } from '../../src/main.js';
 import type { HistoryRow } from '../../src/storage/storage.js';
+import { testDaemonConfig } from './daemon-config.js';
 import { startKubeApiSim, type KubeApiSim } from './kube-api-sim.js';
 import { capturingLogger, kubeconfigFor, TOKEN, type LogLine } from './kube-executor.js';
 
@@ -22,23 +22,12 @@ export interface KubeDaemon {
 export async function startKubeDaemon(opts: { pluginTimeout?: string; kubernetes?: Record<string, unknown> } = {}): Promise<KubeDaemon> {
   const sim = await startKubeApiSim({ token: TOKEN });
   const dir = mkdtempSync(join(tmpdir(), 'philotes-kube-daemon-'));
-  mkdirSync(join(dir, 'policies'));
   const kubeconfig = join(dir, 'kubeconfig');
   writeFileSync(kubeconfig, kubeconfigFor(sim.url, TOKEN, 'cdc'));
-  const config = loadConfig({
-    env: {},
-    cwd: dir,
-    flags: {
-      port: 0,
-      host: '127.0.0.1',
-      database_path: join(dir, 'db.sqlite'),
-      policy_dirs: [join(dir, 'policies')],
-      prometheus_url: 'http://127.0.0.1:9',
-      evaluation_interval: '1h',
-      plugin_timeout: opts.pluginTimeout ?? '10s',
-      executors: { 'cdc-worker': 'kubernetes', nodes: 'logger' },
-      plugins: { kubernetes: { kubeconfig, retry_base_ms: 20, ...opts.kubernetes } },
-    },
+  const config = testDaemonConfig(dir, {
+    plugin_timeout: opts.pluginTimeout ?? '10s',
+    executors: { 'cdc-worker': 'kubernetes', nodes: 'logger' },
+    plugins: { kubernetes: { kubeconfig, retry_base_ms: 20, ...opts.kubernetes } },
   });
   const logs: LogLine[] = [];
   const d = await startDaemon(config, capturingLogger(logs));
