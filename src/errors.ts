@@ -2,6 +2,10 @@
 export interface FieldError {
   field: string;
   message: string;
+  /** Where a problem is in YAML text (POST /validate): 1-based line and column, 0-based document. */
+  line?: number;
+  column?: number;
+  document?: number;
 }
 
 interface ErrorSpec {

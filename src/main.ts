@@ -7,6 +7,8 @@ import type { ResolvedConfig } from './config/config.js';
 import { registerBacktestRoutes } from './backtest/backtest-controller.js';
 import { BacktestLimiter } from './backtest/backtest-limiter.js';
 import { registerEngineRoutes } from './engine/engine-controller.js';
+import { registerConsoleRoutes } from './console/console-controller.js';
+import { loadUiAssets, registerUiRoutes } from './console/ui-assets.js';
 import { FAILING_AFTER, ScalingManager } from './engine/manager.js';
 import { tokensFrom } from './api/auth.js';
 import { buildOpenApi } from './api/openapi.js';
@@ -258,9 +260,15 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
     const readinessMonitor = new ReadinessMonitor(readiness, { logger });
     readinessMonitor.start();
     stops.push({ name: 'readiness checks', stop: async () => readinessMonitor.stop() });
+    const uiAssets = loadUiAssets();
+    if (uiAssets === undefined) logger.warn('the web console is not built (npm run build): /ui/ answers 404');
     const backtests = new BacktestLimiter({ maxConcurrent: config.max_concurrent_backtests });
     const extraRoutes: RouteRegistrar[] = [
       (scaling) => registerEngineRoutes(scaling, { manager, policies, storage, defaultCooldown: config.default_cooldown }),
+      (scaling, root) => {
+        registerConsoleRoutes(scaling, { manager, storage, defaultCooldown: config.default_cooldown });
+        registerUiRoutes(root, uiAssets);
+      },
       (scaling) =>
         registerBacktestRoutes(scaling, {
           policies,

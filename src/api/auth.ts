@@ -27,6 +27,12 @@ export function tokensFrom(config: Pick<ScalerConfig, 'auth' | 'api_token' | 'ap
 const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
+ * POSTs that change nothing (a check and backtests): a read token may send them, so a console
+ * or script holding only a read token can preview a policy.
+ */
+const READ_ONLY_POSTS = /^\/api\/v1\/scaling\/(?:validate|backtest|policies\/[^/]+\/backtest)\/?$/;
+
+/**
  * Bearer-token auth with scopes: reads need `read`, writes need `write`. With no token
  * configured the API is open. The presented token is hashed and compared with every configured
  * hash in constant time, so neither timing nor early exit reveals which token came close.
@@ -34,7 +40,9 @@ const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 export function authMiddleware(tokens: readonly TokenEntry[], opts: { openProbes: boolean }) {
   return async function auth(ctx: Context, next: Next): Promise<void> {
     if (tokens.length === 0 || (opts.openProbes && PROBES.has(ctx.path))) return next();
-    const needed: Scope = ['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) ? 'read' : 'write';
+    // The console's files hold no data (the page asks for a token and sends it to the API).
+    if (ctx.method === 'GET' && (ctx.path === '/ui' || ctx.path.startsWith('/ui/'))) return next();
+    const needed: Scope = ['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) || (ctx.method === 'POST' && READ_ONLY_POSTS.test(ctx.path)) ? 'read' : 'write';
     const header = ctx.get('authorization');
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (m === null) {

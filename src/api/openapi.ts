@@ -1,6 +1,7 @@
 import type Koa from 'koa';
 import { loadSchema } from '../schemas.js';
 import { MERGE_PATCH_TYPES } from '../policy/policy-controller.js';
+import { YAML_TYPES } from './body.js';
 import { API_PREFIX } from './app.js';
 
 type Json = Record<string, unknown>;
@@ -35,6 +36,22 @@ const listQuery = [
   { name: 'enabled', schema: { type: 'boolean' }, description: 'Only enabled (true) or disabled (false) policies.' },
   { name: 'target_type', schema: { type: 'string' }, description: 'Only policies for this target type.' },
 ];
+const overviewQuery = [
+  { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, description: 'Page size.' },
+  { name: 'offset', schema: { type: 'integer', minimum: 0, default: 0 }, description: 'Rows to skip.' },
+  { name: 'q', schema: { type: 'string', maxLength: 253 }, description: 'Only policies whose name, target id, target type, description or file contains this text (any case).' },
+  { name: 'enabled', schema: { type: 'boolean' }, description: 'Only enabled (true) or disabled (false) policies.' },
+  { name: 'dry_run', schema: { type: 'boolean' }, description: 'Only policies in dry run (true) or acting (false).' },
+  { name: 'paused', schema: { type: 'boolean' }, description: 'Only paused (true) or running (false) policies.' },
+  { name: 'source', schema: { enum: ['api', 'file'] }, description: 'Only policies managed over the API, or by policy files.' },
+  { name: 'target_type', schema: { type: 'string' }, description: 'Only policies for this target type.' },
+];
+const costQuery = [
+  ...overviewQuery,
+  { name: 'since', schema: { type: 'string', format: 'date-time' }, description: 'Start of the range; default 24 hours before until.' },
+  { name: 'until', schema: { type: 'string', format: 'date-time' }, description: 'End of the range; default (and at most) now.' },
+  { name: 'sort', schema: { enum: ['cost', 'replica_hours', 'name'], default: 'cost' }, description: 'Order of the policies: most costly first, most replica-hours first, or by name.' },
+];
 const formatQuery = { name: 'format', schema: { enum: ['json', 'svg'], default: 'json' }, description: 'svg answers the chart as image/svg+xml.' };
 const historyQuery = [
   { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, description: 'Page size.' },
@@ -64,6 +81,9 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/backtest', tag: 'backtest', summary: 'Backtest an inline policy over metric history (?format=svg for a chart)', body: 'BacktestInlineRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary (streamed), or an SVG chart.' }, errors: [400, 401, 403, 408, 415, 422, 429] },
   { method: 'get', path: '/policies/{id}/history', tag: 'history', summary: 'History of one policy, newest first', query: historyQuery.filter((q) => q.name !== 'policy_id' && q.name !== 'policy_name'), ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403, 404] },
   { method: 'get', path: '/history', tag: 'history', summary: 'Scaling history, newest first', query: historyQuery, ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403] },
+  { method: 'post', path: '/validate', tag: 'policies', summary: 'Check a policy as POST /policies would, storing nothing: JSON (one policy) or YAML text (a policy file; problems carry line and column). A read token may send it.', body: 'Policy', bodyRequired: true, bodyTypes: ['application/json', ...YAML_TYPES], ok: { status: 200, schema: 'ValidateResult', description: 'Valid: the policies as they would be stored.' }, errors: [400, 401, 403, 408, 413, 415, 422] },
+  { method: 'get', path: '/overview', tag: 'console', summary: 'Every policy with its engine state (replicas now and wanted, last decision, cooldown left, next schedule fire), searched, filtered and paged', query: overviewQuery, ok: { status: 200, schema: 'Overview', description: 'A page of policies with their state, the count that matched, and counts over all policies.' }, errors: [400, 401, 403] },
+  { method: 'get', path: '/cost', tag: 'console', summary: 'Replica-hours and cost per policy over a range (at most 31 days), from the replica changes the daemon made and recorded', query: costQuery, ok: { status: 200, schema: 'CostReport', description: 'Totals, and a page of policies (most costly first by default).' }, errors: [400, 401, 403] },
   { method: 'get', path: '/sources', tag: 'files', summary: 'Policy files: status, policies in force, errors', ok: { status: 200, schema: 'SourceList', description: 'Every policy file.' }, errors: [401, 403] },
   { method: 'get', path: '/plugins', tag: 'plugins', summary: 'Plugins found, loaded or failed', ok: { status: 200, schema: 'PluginList', description: 'Every plugin folder found.' }, errors: [401, 403] },
 ];
@@ -73,6 +93,7 @@ export const ROOT_OPERATIONS: Operation[] = [
   { method: 'get', path: '/healthz', tag: 'probes', summary: 'Liveness: the process answers', scope: 'none', ok: { status: 200, description: 'Alive.' }, errors: [] },
   { method: 'get', path: '/readyz', tag: 'probes', summary: 'Readiness with detail; 503 when storage is unreachable', scope: 'none', ok: { status: 200, description: 'Ready or degraded, with detail per check.' }, errors: [503] },
   { method: 'get', path: '/metrics', tag: 'probes', summary: 'Prometheus metrics of the daemon', scope: 'none', ok: { status: 200, description: 'Prometheus text format.', contentType: 'text/plain' }, errors: [] },
+  { method: 'get', path: '/ui/', tag: 'console', summary: 'The web console (its files need no token; the page asks for one and sends it to the API)', scope: 'none', ok: { status: 200, description: 'The console page.', contentType: 'text/html' }, errors: [404] },
   { method: 'get', path: '/api/v1/openapi.json', tag: 'meta', summary: 'This document', ok: { status: 200, description: 'OpenAPI 3.1 document.' }, errors: [] },
 ];
 
@@ -80,11 +101,11 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'The request cannot be read (malformed JSON, bad query parameter, bad id).',
   401: 'A bearer token is required, or the one sent is not valid.',
   403: 'The token lacks the scope this request needs.',
-  404: 'No such policy.',
+  404: 'No such policy (for /ui/: no such file, or the console was not built).',
   408: 'The request body did not arrive in time (request_body_timeout, 30 s by default); the connection is closed.',
   409: 'Duplicate name, the policy is managed by a policy file, or (a real evaluation) the policy is paused or its state changed meanwhile.',
   413: 'The body is larger than 1 MiB.',
-  415: 'The body is not application/json (a PATCH: not application/merge-patch+json or application/json).',
+  415: 'The body is not application/json (a PATCH: not application/merge-patch+json or application/json; POST /validate also takes application/yaml).',
   422: 'The body is not a valid policy or request (a backtest too large to hold names its limit); errors lists every problem with a JSON pointer.',
   429: 'As many backtests as max_concurrent_backtests (or as much history as the daemon holds at once) are running; retry after Retry-After seconds.',
   503: 'Storage is unavailable.',
@@ -201,7 +222,15 @@ export function buildOpenApi(version: string): Json {
   schemas['BacktestResult'] = {
     type: 'object',
     properties: {
-      policy: { type: 'object' },
+      policy: {
+        type: 'object',
+        description: 'The policy backtested: its id and name, and what the ids the timeline is keyed by stand for (an inline policy gets fresh ids).',
+        properties: {
+          id: { type: 'string' }, name: { type: 'string' },
+          rules: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, direction: { enum: ['scale_up', 'scale_down'] }, metric: { type: 'string' }, operator: { type: 'string' }, threshold: { type: 'number' } } } },
+          target_tracking: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, metric: { type: 'string' }, kind: { enum: ['target_per_replica', 'target_value'] }, target: { type: 'number' } } } },
+        },
+      },
       requests: { type: 'integer', description: 'Metric requests made (one per distinct query, per chunk).' },
       summary: { type: 'object', description: 'Actions by kind, replica-hours, estimated cost, scale-up pending minutes, peak replicas.' },
       timeline: {
@@ -216,6 +245,48 @@ export function buildOpenApi(version: string): Json {
             replicas_before: { type: 'integer' }, replicas: { type: 'integer' },
             proposal: { type: ['integer', 'null'], description: 'Present with target tracking: the highest opinion before stabilization and rate limits (null: none).' },
             action: { enum: ['scale_up', 'scale_down', 'scheduled', 'fallback', 'none'] }, reason_code: { type: 'string' }, reason: { type: 'string' },
+          },
+        },
+      },
+    },
+  };
+  schemas['ValidateResult'] = { type: 'object', required: ['valid', 'policies'], properties: { valid: { const: true }, policies: { type: 'array', items: { $ref: '#/components/schemas/Policy' }, description: 'The policies as they would be stored (ids are not kept).' } } };
+  schemas['OverviewRow'] = {
+    type: 'object',
+    properties: {
+      id: { type: 'string' }, name: { type: 'string' }, description: { type: ['string', 'null'] }, target_type: { type: 'string' }, target_id: { type: ['string', 'null'] },
+      source: { type: 'string', description: '"api", or the policy file\'s path.' }, enabled: { type: 'boolean' }, dry_run: { type: 'boolean' }, paused: { type: 'boolean' }, paused_reason: { type: ['string', 'null'] },
+      min_replicas: { type: 'integer' }, max_replicas: { type: 'integer' }, executor: { type: 'string' }, executor_loaded: { type: 'boolean' },
+      current_replicas: { type: ['integer', 'null'] }, desired_replicas: { type: ['integer', 'null'], description: 'What the last decision decided.' },
+      last_decision: { type: ['object', 'null'], description: 'action, reason_code, reason, evaluated_at and should_scale of the last decision.' },
+      last_evaluated_at: { type: ['string', 'null'], format: 'date-time' }, last_change_at: { type: ['string', 'null'], format: 'date-time' }, last_change_kind: { type: ['string', 'null'] },
+      cooldown_remaining_seconds: { type: 'integer' }, consecutive_metric_failures: { type: 'integer' },
+      next_schedule_fire: { type: ['string', 'null'], format: 'date-time', description: 'The earliest next fire of its enabled schedules.' },
+    },
+  };
+  schemas['Overview'] = {
+    type: 'object',
+    required: ['policies', 'total_count', 'facets'],
+    properties: {
+      policies: { type: 'array', items: { $ref: '#/components/schemas/OverviewRow' } },
+      total_count: { type: 'integer', description: 'Policies that matched the filters.' },
+      facets: { type: 'object', description: 'Counts over all policies: policies, enabled, disabled, dry_run, paused, file, api, and target_types by name.' },
+    },
+  };
+  schemas['CostReport'] = {
+    type: 'object',
+    properties: {
+      since: { type: 'string', format: 'date-time' }, until: { type: 'string', format: 'date-time' },
+      totals: { type: 'object', description: 'replica_hours and cost over every matched policy; unpriced_policies (no price configured) and unknown_policies (replicas never known).' },
+      total_count: { type: 'integer' },
+      policies: {
+        type: 'array',
+        items: {
+          type: 'object',
+          properties: {
+            policy_id: { type: 'string' }, policy_name: { type: 'string' }, target_type: { type: 'string' }, target_id: { type: ['string', 'null'] },
+            price_per_replica_hour: { type: ['number', 'null'] }, replica_hours: { type: ['number', 'null'] }, average_replicas: { type: ['number', 'null'] },
+            changes: { type: 'integer', description: 'Replica changes in the range.' }, cost: { type: ['number', 'null'], description: 'replica_hours x price; null without a price.' },
           },
         },
       },
@@ -263,7 +334,7 @@ export function buildOpenApi(version: string): Json {
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
-    tags: ['policies', 'engine', 'backtest', 'history', 'files', 'plugins', 'probes', 'meta'].map((name) => ({ name })),
+    tags: ['policies', 'engine', 'backtest', 'history', 'console', 'files', 'plugins', 'probes', 'meta'].map((name) => ({ name })),
     paths,
     components: {
       schemas,

@@ -63,6 +63,20 @@ function drained(res: ServerResponse, ms: number): Promise<void> {
 }
 
 /**
+ * The policy as a backtest's answer names it: with the ids its timeline's `values` and `held` are
+ * keyed by (an inline policy's rules get fresh ids), and what each id stands for.
+ */
+function backtestHeader(policy: Policy): Record<string, unknown> {
+  const rule = (r: Policy['scale_up_rules'][number], direction: string) => ({ id: r.id, direction, metric: r.metric, operator: r.operator, threshold: r.threshold });
+  return {
+    id: policy.id,
+    name: policy.name,
+    rules: [...policy.scale_up_rules.map((r) => rule(r, 'scale_up')), ...policy.scale_down_rules.map((r) => rule(r, 'scale_down'))],
+    target_tracking: policy.target_tracking.map((t) => ({ id: t.id, metric: t.metric, kind: t.target_per_replica !== null ? 'target_per_replica' : 'target_value', target: t.target_per_replica ?? t.target_value })),
+  };
+}
+
+/**
  * Answers a backtest as JSON streamed while the replay runs: `{"policy", "requests", "timeline":
  * [...], "summary"}`, the timeline written in batches with backpressure, so the daemon never holds
  * the timeline or its text. Errors before the first byte are problems (the middleware answers
@@ -85,7 +99,7 @@ async function streamJson(ctx: Context, policy: Policy, req: BacktestRequest, de
         ctx.respond = false;
         res.writeHead(200);
         started = true;
-        await write(`{"policy":${JSON.stringify({ id: policy.id, name: policy.name })},"requests":${requests},"timeline":[`);
+        await write(`{"policy":${JSON.stringify(backtestHeader(policy))},"requests":${requests},"timeline":[`);
       },
       rows: async (rows) => {
         let text = '';

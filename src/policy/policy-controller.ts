@@ -1,5 +1,6 @@
 import type { Router } from '@koa/router';
-import { readJson } from '../api/body.js';
+import { readJson, readJsonOrYaml } from '../api/body.js';
+import { parsePolicyText } from '../files/policy-file.js';
 import { parseQuery } from '../api/query.js';
 import { validationError, type FieldError } from '../errors.js';
 import type { PolicyService } from './policy-service.js';
@@ -83,5 +84,29 @@ export function registerPolicyRoutes(router: Router, service: PolicyService): vo
   router.post('/policies/:id/pause', async (ctx) => {
     const reason = pauseReason(await readJson(ctx, { optional: true }));
     ctx.body = service.view(await service.pause(ctx.params['id'] ?? '', reason));
+  });
+
+  // Checks a policy as POST /policies would, storing nothing: JSON (one policy) or YAML text (a
+  // policy file: one policy per document, problems located by line and column).
+  router.post('/validate', async (ctx) => {
+    const body = await readJsonOrYaml(ctx);
+    if ('json' in body) {
+      ctx.body = { valid: true, policies: [service.view(service.check(body.json))] };
+      return;
+    }
+    const parsed = parsePolicyText('request body', body.yaml, (input) => service.check(input));
+    if (parsed.problems.length > 0) {
+      throw validationError(
+        parsed.problems.map((p) => ({
+          field: p.field,
+          message: p.message,
+          ...(p.line !== null ? { line: p.line } : {}),
+          ...(p.column !== null ? { column: p.column } : {}),
+          ...(p.document !== null ? { document: p.document } : {}),
+        })),
+      );
+    }
+    if (parsed.policies.length === 0) throw validationError([{ field: '', message: 'holds no policy (every YAML document is empty)', line: 1, column: 1 }]);
+    ctx.body = { valid: true, policies: parsed.policies.map((p) => service.view(p)) };
   });
 }

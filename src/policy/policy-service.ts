@@ -92,6 +92,11 @@ export class PolicyService {
     return normalizePolicy(result.value, { ...opts, now: this.#now() });
   }
 
+  /** Validates a body as create() would, storing nothing (POST /validate). */
+  check(input: unknown): Policy {
+    return this.#parseBody(input, undefined, { source: API_SOURCE });
+  }
+
   async create(input: unknown): Promise<Policy> {
     const policy = this.#parseBody(input, undefined, { source: API_SOURCE });
     return this.#storage.createPolicy(policy);

@@ -11,6 +11,7 @@ import type {
   MigrationStatus,
   PolicyListQuery,
   PolicyState,
+  ReplicaChange,
   Storage,
 } from './storage.js';
 
@@ -581,6 +582,18 @@ export class SqlStorage implements Storage {
         return deleted;
       }),
     );
+  }
+
+  replicaChanges(since: string): Promise<ReplicaChange[]> {
+    return this.#guard(async () => {
+      const rows = await this.driver.all<Row>(
+        `SELECT policy_id, executed_at, previous_replicas, new_replicas FROM scaling_history
+          WHERE executed_at >= ? AND status = 'succeeded' AND dry_run = ? AND action <> 'none' AND policy_id IS NOT NULL
+          ORDER BY executed_at, id`,
+        [iso(since), false],
+      );
+      return rows.map((r) => ({ policy_id: str(r['policy_id']), executed_at: iso(r['executed_at']), previous_replicas: num(r['previous_replicas']), new_replicas: num(r['new_replicas']) }));
+    });
   }
 
   historyRowExists(id: string): Promise<boolean> {

@@ -28,6 +28,14 @@ export interface HistoryRow {
   details: Record<string, unknown> | null;
 }
 
+/** A replica count the daemon changed and recorded: a succeeded, real (not dry-run) history row. */
+export interface ReplicaChange {
+  policy_id: string;
+  executed_at: string;
+  previous_replicas: number;
+  new_replicas: number;
+}
+
 /** The engine's persisted memory of a policy: what survives a restart. */
 export interface PolicyState {
   policy_id: string;
@@ -155,6 +163,12 @@ export interface Storage {
    */
   pruneHistory(before: string, limit: number): Promise<number>;
   listHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }>;
+
+  /**
+   * Every replica change recorded at or after `since` (succeeded, not a dry run, not `none`),
+   * oldest first, without the decision records: what replica-hours are computed from.
+   */
+  replicaChanges(since: string): Promise<ReplicaChange[]>;
 
   /** Whether a history row with this id exists (a change recorded before a crash is not recorded again). */
   historyRowExists(id: string): Promise<boolean>;

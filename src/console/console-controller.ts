@@ -1,0 +1,250 @@
+/**
+ * The read routes the web console is built on, public like the rest of the API:
+ * GET /overview (every policy with its engine state, searched, filtered and paged on the server)
+ * and GET /cost (replica-hours and cost per policy over a range, from the recorded changes).
+ */
+import type { Router } from '@koa/router';
+import { parseQuery } from '../api/query.js';
+import { ScalerError } from '../errors.js';
+import { ScalingManager } from '../engine/manager.js';
+import { nextFires } from '../engine/schedule-clock.js';
+import { API_SOURCE, type Policy } from '../policy/policy-model.js';
+import type { PolicyState, Storage } from '../storage/storage.js';
+
+export const OVERVIEW_QUERY = {
+  limit: { type: 'int', min: 1, max: 1000 },
+  offset: { type: 'int', min: 0, max: Number.MAX_SAFE_INTEGER },
+  q: { type: 'string', maxLength: 253 },
+  enabled: { type: 'bool' },
+  dry_run: { type: 'bool' },
+  paused: { type: 'bool' },
+  source: { type: 'enum', values: ['api', 'file'] },
+  target_type: { type: 'string', maxLength: 63 },
+} as const;
+
+export const COST_QUERY = {
+  ...OVERVIEW_QUERY,
+  since: { type: 'time' },
+  until: { type: 'time' },
+  sort: { type: 'enum', values: ['cost', 'replica_hours', 'name'] },
+} as const;
+
+/** The longest range GET /cost sums over. */
+export const MAX_COST_RANGE_DAYS = 31;
+
+export interface ConsoleDeps {
+  storage: Storage;
+  manager: ScalingManager;
+  defaultCooldown: number;
+  now?: () => Date;
+}
+
+type Filters = { q?: string; enabled?: boolean; dry_run?: boolean; paused?: boolean; source?: string; target_type?: string };
+
+/**
+ * Every policy, held until the policies change: the revision query that tells is one row, so a
+ * console paging through 10,000 policies reads them from the database once.
+ */
+class PolicySnapshot {
+  #revision: string | undefined;
+  #policies: Policy[] = [];
+  #loading: Promise<Policy[]> | undefined;
+
+  constructor(private readonly storage: Storage) {}
+
+  async all(): Promise<Policy[]> {
+    const revision = await this.storage.policiesRevision();
+    if (revision === this.#revision) return this.#policies;
+    if (this.#loading !== undefined) return this.#loading;
+    this.#loading = (async () => {
+      try {
+        const { policies } = await this.storage.listPolicies({ limit: Number.MAX_SAFE_INTEGER, offset: 0 });
+        policies.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+        this.#policies = policies;
+        this.#revision = revision;
+        return policies;
+      } finally {
+        this.#loading = undefined;
+      }
+    })();
+    return this.#loading;
+  }
+}
+
+function matches(p: Policy, f: Filters): boolean {
+  if (f.enabled !== undefined && p.enabled !== f.enabled) return false;
+  if (f.dry_run !== undefined && p.dry_run !== f.dry_run) return false;
+  if (f.paused !== undefined && (p.paused_at !== null) !== f.paused) return false;
+  if (f.source !== undefined && (p.source === API_SOURCE) !== (f.source === 'api')) return false;
+  if (f.target_type !== undefined && p.target_type !== f.target_type) return false;
+  if (f.q !== undefined && f.q !== '') {
+    const q = f.q.toLowerCase();
+    const hay = [p.name, p.target_id ?? '', p.target_type, p.description ?? '', p.source];
+    if (!hay.some((s) => s.toLowerCase().includes(q))) return false;
+  }
+  return true;
+}
+
+/** Counts over every policy, for the console's filter choices. */
+function facets(all: readonly Policy[]): Record<string, unknown> {
+  const targetTypes: Record<string, number> = {};
+  let enabled = 0;
+  let dryRun = 0;
+  let paused = 0;
+  let files = 0;
+  for (const p of all) {
+    targetTypes[p.target_type] = (targetTypes[p.target_type] ?? 0) + 1;
+    if (p.enabled) enabled++;
+    if (p.dry_run) dryRun++;
+    if (p.paused_at !== null) paused++;
+    if (p.source !== API_SOURCE) files++;
+  }
+  return { policies: all.length, enabled, disabled: all.length - enabled, dry_run: dryRun, paused, file: files, api: all.length - files, target_types: targetTypes };
+}
+
+export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
+  const snapshot = new PolicySnapshot(deps.storage);
+  const now = (): Date => deps.now?.() ?? new Date();
+
+  router.get('/overview', async (ctx) => {
+    const q = parseQuery(ctx.query, OVERVIEW_QUERY);
+    const all = await snapshot.all();
+    const matched = all.filter((p) => matches(p, q));
+    const offset = q.offset ?? 0;
+    const page = matched.slice(offset, offset + (q.limit ?? 100));
+    const stored = await deps.storage.getStates(page.map((p) => p.id));
+    const at = now();
+    const rows = [];
+    for (const p of page) {
+      // The leader's own memory is fresher than storage (steady repeats are not written).
+      const state = (await deps.manager.knownState(p.id)) ?? stored.get(p.id);
+      rows.push(overviewRow(p, state, at, deps));
+    }
+    ctx.body = { policies: rows, total_count: matched.length, facets: facets(all) };
+  });
+
+  router.get('/cost', async (ctx) => {
+    const q = parseQuery(ctx.query, COST_QUERY);
+    const at = now();
+    const until = q.until === undefined ? at : new Date(Math.min(Date.parse(q.until), at.getTime()));
+    const since = q.since === undefined ? new Date(until.getTime() - 24 * 3600_000) : new Date(q.since);
+    if (since.getTime() >= until.getTime()) {
+      throw new ScalerError('BAD_REQUEST', 'since must be before until (and before now)', [{ field: '/query/since', message: 'must be before until' }]);
+    }
+    if (until.getTime() - since.getTime() > MAX_COST_RANGE_DAYS * 86_400_000) {
+      throw new ScalerError('BAD_REQUEST', `the range may span at most ${MAX_COST_RANGE_DAYS} days`, [{ field: '/query/since', message: `must be at most ${MAX_COST_RANGE_DAYS} days before until` }]);
+    }
+    const all = await snapshot.all();
+    const matched = all.filter((p) => matches(p, q));
+    const wanted = new Set(matched.map((p) => p.id));
+    const changes = new Map<string, Array<{ at: number; from: number; to: number }>>();
+    for (const c of await deps.storage.replicaChanges(since.toISOString())) {
+      if (!wanted.has(c.policy_id)) continue;
+      let list = changes.get(c.policy_id);
+      if (list === undefined) changes.set(c.policy_id, (list = []));
+      list.push({ at: Date.parse(c.executed_at), from: c.previous_replicas, to: c.new_replicas });
+    }
+    // Policies that changed nothing since `since` ran their current count all along.
+    const quiet = matched.filter((p) => !changes.has(p.id)).map((p) => p.id);
+    const states = await deps.storage.getStates(quiet);
+    const rows = matched.map((p) => {
+      const price = deps.manager.priceFor(p);
+      const hours = replicaHours(changes.get(p.id) ?? [], states.get(p.id)?.current_replicas ?? null, Math.max(since.getTime(), Date.parse(p.created_at)), until.getTime());
+      return {
+        policy_id: p.id,
+        policy_name: p.name,
+        target_type: p.target_type,
+        target_id: p.target_id,
+        price_per_replica_hour: price,
+        replica_hours: hours.replicaHours,
+        average_replicas: hours.average,
+        changes: hours.changes,
+        cost: hours.replicaHours === null || price === null ? null : round(hours.replicaHours * price),
+      };
+    });
+    const sort = q.sort ?? 'cost';
+    const key = (r: (typeof rows)[number]): number => (sort === 'cost' ? (r.cost ?? -1) : (r.replica_hours ?? -1));
+    rows.sort(sort === 'name' ? (a, b) => (a.policy_name < b.policy_name ? -1 : 1) : (a, b) => key(b) - key(a) || (a.policy_name < b.policy_name ? -1 : 1));
+    const offset = q.offset ?? 0;
+    ctx.body = {
+      since: since.toISOString(),
+      until: until.toISOString(),
+      totals: {
+        replica_hours: round(rows.reduce((s, r) => s + (r.replica_hours ?? 0), 0)),
+        cost: round(rows.reduce((s, r) => s + (r.cost ?? 0), 0)),
+        unpriced_policies: rows.filter((r) => r.price_per_replica_hour === null).length,
+        unknown_policies: rows.filter((r) => r.replica_hours === null).length,
+      },
+      policies: rows.slice(offset, offset + (q.limit ?? 100)),
+      total_count: rows.length,
+    };
+  });
+}
+
+const round = (n: number): number => Math.round(n * 1000) / 1000;
+
+/**
+ * Replica-hours of one policy over [start, end): the count before its first change in the range
+ * is that change's previous count (or, with no change since, the count it runs now); unknown
+ * (null) when it never ran a known count.
+ */
+export function replicaHours(changes: ReadonlyArray<{ at: number; from: number; to: number }>, current: number | null, start: number, end: number): { replicaHours: number | null; average: number | null; changes: number } {
+  if (end <= start) return { replicaHours: 0, average: 0, changes: 0 };
+  let value: number | null = null;
+  let i = 0;
+  // Changes before the start only tell the count at the start.
+  while (i < changes.length && (changes[i] as { at: number }).at <= start) value = (changes[i++] as { to: number }).to;
+  value ??= changes[i]?.from ?? current;
+  if (value === null) return { replicaHours: null, average: null, changes: 0 };
+  let t = start;
+  let sum = 0;
+  let counted = 0;
+  for (; i < changes.length; i++) {
+    const c = changes[i] as { at: number; from: number; to: number };
+    if (c.at >= end) break;
+    sum += value * (c.at - t);
+    t = c.at;
+    value = c.to;
+    counted++;
+  }
+  sum += value * (end - t);
+  return { replicaHours: round(sum / 3600_000), average: round(sum / (end - start)), changes: counted };
+}
+
+function overviewRow(p: Policy, state: PolicyState | undefined, now: Date, deps: ConsoleDeps): Record<string, unknown> {
+  const decision = ScalingManager.lastDecision(state);
+  const cooldown = p.cooldown_seconds ?? deps.defaultCooldown;
+  const since = state?.last_change_at == null ? Infinity : (now.getTime() - Date.parse(state.last_change_at)) / 1000;
+  let nextFire: string | null = null;
+  for (const s of p.schedules) {
+    if (!s.enabled) continue;
+    const at = nextFires(s, now, 1)[0];
+    if (at !== undefined && (nextFire === null || at.toISOString() < nextFire)) nextFire = at.toISOString();
+  }
+  const executor = deps.manager.executorFor(p);
+  return {
+    id: p.id,
+    name: p.name,
+    description: p.description,
+    target_type: p.target_type,
+    target_id: p.target_id,
+    source: p.source,
+    enabled: p.enabled,
+    dry_run: p.dry_run,
+    paused: p.paused_at !== null,
+    paused_reason: p.paused_reason,
+    min_replicas: p.min_replicas,
+    max_replicas: p.max_replicas,
+    executor: executor.name,
+    executor_loaded: executor.executor !== undefined,
+    current_replicas: state?.current_replicas ?? null,
+    desired_replicas: decision?.desired_replicas ?? null,
+    last_decision: decision === null ? null : { action: decision.action, reason_code: decision.reason_code, reason: decision.reason, evaluated_at: decision.evaluated_at, should_scale: decision.should_scale },
+    last_evaluated_at: deps.manager.lastEvaluatedAt(p.id) ?? decision?.evaluated_at ?? null,
+    last_change_at: state?.last_change_at ?? null,
+    last_change_kind: state?.last_change_kind ?? null,
+    cooldown_remaining_seconds: Math.max(0, Math.ceil(cooldown - since)),
+    consecutive_metric_failures: state?.consecutive_failures ?? 0,
+    next_schedule_fire: nextFire,
+  };
+}

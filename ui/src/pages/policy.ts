@@ -1,0 +1,230 @@
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { ApiError, query, request } from '../api.js';
+import { Chart, type ChartSeries } from '../chart.js';
+import { ActionBadge, duration, num, RANGES, StatusBadge, Time } from '../format.js';
+import { html } from '../html.js';
+import { replaceParams } from '../route.js';
+import { align, isChange, replicaSteps, ruleLabel, type DecisionRecord, type HistoryRow } from '../series.js';
+import { Flags, SourceBadge } from './policies.js';
+
+interface Policy {
+  id: string;
+  name: string;
+  description: string | null;
+  target_type: string;
+  target_id: string | null;
+  source: string;
+  enabled: boolean;
+  dry_run: boolean;
+  paused: boolean;
+  paused_reason: string | null;
+  min_replicas: number;
+  max_replicas: number;
+  cooldown_seconds: number;
+}
+
+interface State {
+  current_replicas: number | null;
+  cooldown_remaining_seconds: number;
+  consecutive_metric_failures: number;
+  executor: string;
+  last_decision: DecisionRecord | null;
+  last_evaluated_at: string | null;
+  next_schedule_fires: Array<{ cron_expression: string; timezone: string; next: string[] }>;
+}
+
+/** Every history row of a policy since `since`, oldest first (pages of 1,000, newest first from the API). */
+async function historySince(id: string, since: string, signal: AbortSignal): Promise<HistoryRow[]> {
+  const rows: HistoryRow[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: { history: HistoryRow[]; next_cursor: string | null } = await request(`policies/${encodeURIComponent(id)}/history${query({ since, limit: 1000, cursor })}`, { signal });
+    rows.push(...page.history);
+    cursor = page.next_cursor;
+  } while (cursor !== null);
+  return rows.reverse();
+}
+
+const MARKERS: Array<{ label: string; color: string; hollow?: boolean; size?: number; pick: (r: HistoryRow) => boolean }> = [
+  { label: '▲ scaled up', color: '#1a7f37', pick: (r) => isChange(r) && r.action === 'scale_up' },
+  { label: '▼ scaled down', color: '#bc4c00', pick: (r) => isChange(r) && r.action === 'scale_down' },
+  { label: '◆ schedule or fallback', color: '#0969da', pick: (r) => isChange(r) && (r.action === 'scheduled' || r.action === 'fallback') },
+  { label: '○ dry run (not applied)', color: '#8250df', hollow: true, pick: (r) => r.dry_run && r.status !== 'blocked' },
+  { label: '✗ failed', color: '#cf222e', hollow: true, size: 13, pick: (r) => r.status === 'failed' && !r.dry_run },
+  { label: '⊘ blocked', color: '#6e7781', hollow: true, pick: (r) => r.status === 'blocked' },
+];
+
+function ReplicaChart({ rows, from, to, current }: { rows: HistoryRow[]; from: number; to: number; current: number | null }) {
+  const { data, series } = useMemo(() => {
+    const lines: Array<Array<[number, number | null]>> = [replicaSteps(rows, from, to, current)];
+    const series: ChartSeries[] = [{ label: 'Replicas', color: '#24292f', kind: 'step' }];
+    for (const m of MARKERS) {
+      const picked = rows.filter(m.pick);
+      if (picked.length === 0) continue;
+      lines.push(picked.map((r): [number, number] => [Date.parse(r.executed_at) / 1000, r.new_replicas]));
+      series.push({ label: m.label, color: m.color, kind: 'points', hollow: m.hollow, size: m.size });
+    }
+    return { data: align(lines), series };
+  }, [rows, from, to, current]);
+  return html`<${Chart} label="Replicas over the range, with a marker at each recorded decision (the list below has the same decisions as text)" data=${data} series=${series} yLabel="replicas" testId="replica-chart" />`;
+}
+
+/** One chart per rule: its value at each recorded decision against its threshold. */
+function RuleCharts({ rows, from, to }: { rows: HistoryRow[]; from: number; to: number }) {
+  const charts = useMemo(() => {
+    const byRule = new Map<string, { label: string; threshold: number; points: Array<[number, number | null]>; held: Array<[number, number | null]> }>();
+    for (const r of rows) {
+      const t = Date.parse(r.executed_at) / 1000;
+      for (const rule of r.details?.rules ?? []) {
+        const label = ruleLabel(rule);
+        let entry = byRule.get(rule.id);
+        if (entry === undefined) byRule.set(rule.id, (entry = { label, threshold: rule.threshold, points: [], held: [] }));
+        entry.points.push([t, rule.value]);
+        if (rule.held) entry.held.push([t, rule.value]);
+      }
+      for (const tt of r.details?.target_tracking ?? []) {
+        const key = `tt:${tt.id}`;
+        let entry = byRule.get(key);
+        if (entry === undefined) byRule.set(key, (entry = { label: `target tracking: ${tt.metric} target ${tt.target}`, threshold: tt.target, points: [], held: [] }));
+        entry.points.push([t, tt.value]);
+      }
+    }
+    return [...byRule.entries()].map(([id, e]) => ({
+      id,
+      label: e.label,
+      data: align([e.points, e.held, [[from, e.threshold], [to, e.threshold]]]),
+      series: [
+        { label: 'value at the decision', color: '#0969da', kind: 'line' },
+        { label: '● held', color: '#1a7f37', kind: 'points', size: 8 },
+        { label: `threshold ${e.threshold}`, color: '#cf222e', kind: 'dashed' },
+      ] as ChartSeries[],
+    }));
+  }, [rows, from, to]);
+  if (charts.length === 0) return html`<p class="muted">No decision in this range carries metric values.</p>`;
+  return html`<div class="rule-charts">${charts.map((c) => html`<${Chart} key=${c.id} label=${c.label} data=${c.data} series=${c.series} height=${180} testId="rule-chart" />`)}</div>`;
+}
+
+export function DecisionDetails({ d }: { d: DecisionRecord }) {
+  return html`<div class="decision" data-testid="decision-details">
+    <p><strong>${d.reason}</strong></p>
+    <dl class="facts">
+      <dt>Reason code</dt><dd><code>${d.reason_code}</code></dd>
+      <dt>Replicas</dt><dd>${d.current_replicas} (from ${d.current_replicas_from}) → wanted ${d.wanted_replicas} → decided ${d.desired_replicas}</dd>
+      <dt>Triggered by</dt><dd>${d.triggered_by ?? '—'}</dd>
+      <dt>Cooldown left</dt><dd>${duration(d.cooldown_remaining_seconds)}</dd>
+      <dt>Failed metric reads in a row</dt><dd>${d.consecutive_metric_failures}</dd>
+      <dt>Directions</dt><dd>up (${d.directions.scale_up.match}): ${d.directions.scale_up.held ? 'held' : 'did not hold'} · down (${d.directions.scale_down.match}): ${d.directions.scale_down.held ? 'held' : 'did not hold'} · chosen: ${d.directions.chosen ?? 'none'}</dd>
+    </dl>
+    ${d.rules.length > 0 && html`<table class="rules">
+      <caption>Rules</caption>
+      <thead><tr><th scope="col">Direction</th><th scope="col">Metric</th><th scope="col">Source</th><th scope="col">Condition</th><th scope="col">Window</th><th scope="col">Samples</th><th scope="col">Value</th><th scope="col">Verdict</th></tr></thead>
+      <tbody>${d.rules.map((r) => html`<tr>
+        <td>${r.direction === 'scale_up' ? 'up' : 'down'}</td><td><code>${r.metric}</code></td><td>${r.source}</td>
+        <td>${r.aggregation} ${ruleLabel(r).replace(/^[a-z]+: .* (\S+ \S+)$/, '$1')}</td><td>${duration(r.window_seconds)}</td><td>${r.samples}</td><td>${num(r.value, 4)}</td>
+        <td>${r.error !== null ? html`<span class="badge status-failed">✗ error</span> ${r.error}` : r.held ? html`<span class="badge ok">✓ held</span>` : html`<span class="badge off">✗ did not hold</span>${r.why ? ` ${r.why}` : ''}`}</td>
+      </tr>`)}</tbody>
+    </table>`}
+    ${(d.target_tracking ?? []).length > 0 && html`<table class="rules">
+      <caption>Target tracking</caption>
+      <thead><tr><th scope="col">Metric</th><th scope="col">Target</th><th scope="col">Value</th><th scope="col">Formula</th><th scope="col">Wanted</th></tr></thead>
+      <tbody>${(d.target_tracking ?? []).map((t) => html`<tr><td><code>${t.metric}</code></td><td>${t.kind} ${t.target} ± ${t.tolerance}</td><td>${num(t.value, 4)}</td><td>${t.formula ?? '—'}</td><td>${t.opinion ?? 'no opinion'}</td></tr>`)}</tbody>
+    </table>`}
+    ${d.schedule !== null && html`<p>Schedule <code>${d.schedule.cron_expression}</code> (${d.schedule.timezone}, ${d.schedule.kind}, ${d.schedule.mode}) fired <${Time} iso=${d.schedule.fired_at} /> and wants ${d.schedule.desired_replicas}.</p>`}
+    ${d.adjustments.length > 0 && html`<table class="rules">
+      <caption>What changed the count the rules wanted (bounds, cost cap, cooldown, stabilization, rate limits)</caption>
+      <thead><tr><th scope="col">Kind</th><th scope="col">From</th><th scope="col">To</th><th scope="col">Why</th></tr></thead>
+      <tbody>${d.adjustments.map((a) => html`<tr><td>${a.kind}</td><td>${a.from}</td><td>${a.to}</td><td>${a.detail}</td></tr>`)}</tbody>
+    </table>`}
+    <details><summary>The decision record as JSON</summary><pre>${JSON.stringify(d, null, 2)}</pre></details>
+  </div>`;
+}
+
+function DecisionList({ rows }: { rows: HistoryRow[] }) {
+  const newest = useMemo(() => [...rows].reverse(), [rows]);
+  const [shown, setShown] = useState(50);
+  const [open, setOpen] = useState<string | null>(null);
+  if (newest.length === 0) return html`<p class="muted">No decision was recorded in this range.</p>`;
+  return html`<table class="decisions" data-testid="decisions">
+    <caption>Decisions recorded in the range, newest first (${num(newest.length, 0)})</caption>
+    <thead><tr><th scope="col">Time</th><th scope="col">Action</th><th scope="col">Replicas</th><th scope="col">Outcome</th><th scope="col">Reason</th><th scope="col"><span class="sr-only">Details</span></th></tr></thead>
+    <tbody>
+      ${newest.slice(0, shown).map((r) => html`<tr key=${r.id}>
+          <td><${Time} iso=${r.executed_at} /></td>
+          <td><${ActionBadge} action=${r.action} /><div class="muted small">by ${r.triggered_by}</div></td>
+          <td>${r.previous_replicas} → ${r.new_replicas}</td>
+          <td><${StatusBadge} status=${r.status} dryRun=${r.dry_run} />${r.error !== null ? html`<div class="error small">${r.error}</div>` : ''}</td>
+          <td>${r.reason}</td>
+          <td>${r.details !== null && html`<button type="button" aria-expanded=${open === r.id} aria-controls=${`d-${r.id}`} onClick=${() => setOpen(open === r.id ? null : r.id)}>${open === r.id ? 'Hide' : 'Details'}</button>`}</td>
+        </tr>
+        ${open === r.id && r.details !== null && html`<tr class="expanded" id=${`d-${r.id}`}><td colspan="6"><${DecisionDetails} d=${r.details} /></td></tr>`}`)}
+    </tbody>
+  </table>
+  ${shown < newest.length && html`<button type="button" onClick=${() => setShown(shown + 200)}>Show ${Math.min(200, newest.length - shown)} more</button>`}`;
+}
+
+export function PolicyPage({ id, params }: { id: string; params: URLSearchParams }) {
+  const [range, setRange] = useState(Number(params.get('range')) || 86400);
+  const [policy, setPolicy] = useState<Policy | null>(null);
+  const [state, setState] = useState<State | null>(null);
+  const [rows, setRows] = useState<HistoryRow[] | null>(null);
+  const [window, setWindow] = useState<{ from: number; to: number }>({ from: 0, to: 0 });
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    replaceParams({ range: range === 86400 ? undefined : range });
+    const ctl = new AbortController();
+    const to = Date.now();
+    const from = to - range * 1000;
+    setRows(null);
+    Promise.all([
+      request<Policy>(`policies/${encodeURIComponent(id)}`, { signal: ctl.signal }),
+      request<State>(`policies/${encodeURIComponent(id)}/state`, { signal: ctl.signal }),
+      historySince(id, new Date(from).toISOString(), ctl.signal),
+    ])
+      .then(([p, s, h]) => {
+        setPolicy(p);
+        setState(s);
+        setRows(h);
+        setWindow({ from: from / 1000, to: to / 1000 });
+        setError(null);
+        performance.mark('policy-rendered');
+      })
+      .catch((e: unknown) => {
+        if (!ctl.signal.aborted) setError(e instanceof ApiError ? (e.status === 404 ? `No policy "${id}": it may have been deleted.` : e.message) : String(e));
+      });
+    return () => ctl.abort();
+  }, [id, range]);
+
+  if (error !== null) return html`<p class="error" role="alert">${error}</p><p><a href="#/">Back to the policies</a></p>`;
+  if (policy === null || state === null) return html`<p role="status">Loading the policy…</p>`;
+  const fires = state.next_schedule_fires.flatMap((s) => s.next.slice(0, 1).map((n) => ({ ...s, n }))).sort((a, b) => (a.n < b.n ? -1 : 1));
+  return html`<section aria-labelledby="policy-title">
+    <p class="crumbs"><a href="#/">Policies</a> / ${policy.name}</p>
+    <div class="title-row">
+      <h1 id="policy-title">${policy.name}</h1>
+      <${Flags} p=${policy} /> <${SourceBadge} source=${policy.source} />
+      <a class="button" href=${`#/preview?from=${encodeURIComponent(policy.id)}`}>Preview a change…</a>
+    </div>
+    ${policy.description !== null && html`<p>${policy.description}</p>`}
+    <dl class="facts wide" data-testid="policy-state">
+      <dt>Target</dt><dd>${policy.target_type}${policy.target_id !== null ? ` · ${policy.target_id}` : ''} (executor ${state.executor})</dd>
+      <dt>Replicas now</dt><dd>${state.current_replicas ?? 'not known yet'} (bounds ${policy.min_replicas}–${policy.max_replicas})</dd>
+      <dt>Last decision</dt><dd>${state.last_decision === null ? 'none yet' : html`<${ActionBadge} action=${state.last_decision.action} /> ${state.last_decision.reason} (<${Time} iso=${state.last_evaluated_at} />)`}</dd>
+      <dt>Cooldown left</dt><dd>${state.cooldown_remaining_seconds > 0 ? duration(state.cooldown_remaining_seconds) : 'none'} of ${duration(policy.cooldown_seconds)}</dd>
+      <dt>Failed metric reads in a row</dt><dd>${state.consecutive_metric_failures}</dd>
+      <dt>Next schedule fire</dt><dd>${fires.length === 0 ? 'no schedule' : html`<${Time} iso=${fires[0]?.n} /> (<code>${fires[0]?.cron_expression}</code>, ${fires[0]?.timezone})`}</dd>
+    </dl>
+    <fieldset class="ranges">
+      <legend>Range</legend>
+      ${RANGES.map((r) => html`<label><input type="radio" name="range" value=${r.seconds} checked=${range === r.seconds} onChange=${() => setRange(r.seconds)} /> last ${r.label}</label>`)}
+    </fieldset>
+    ${rows === null ? html`<p role="status">Loading the history…</p>` : html`
+      <h2>Replicas</h2>
+      <${ReplicaChart} rows=${rows} from=${window.from} to=${window.to} current=${state.current_replicas} />
+      <h2>Metrics against thresholds</h2>
+      <p class="muted small">Each point is the value a rule saw at a recorded decision (a change, a dry run or a blocked change); quiet evaluations are not recorded. Preview the policy to replay its metrics minute by minute.</p>
+      <${RuleCharts} rows=${rows} from=${window.from} to=${window.to} />
+      <h2>Decisions</h2>
+      <${DecisionList} rows=${rows} />`}
+  </section>`;
+}
