@@ -149,7 +149,11 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
     const states = await deps.storage.getStates(quiet);
     const rows = matched.map((p) => {
       const price = deps.manager.priceFor(p);
-      const hours = replicaHours(changes.get(p.id) ?? [], states.get(p.id)?.current_replicas ?? null, Math.max(since.getTime(), Date.parse(p.created_at)), until.getTime());
+      const list = changes.get(p.id) ?? [];
+      // Counted from the policy's creation, or from its first recorded change when that is earlier
+      // (a policy file that was renamed or re-created keeps its history).
+      const from = Math.max(since.getTime(), Math.min(Date.parse(p.created_at), list[0]?.at ?? Infinity));
+      const hours = replicaHours(list, states.get(p.id)?.current_replicas ?? null, from, until.getTime());
       return {
         policy_id: p.id,
         policy_name: p.name,

@@ -42,7 +42,7 @@ export function Flags({ p }: { p: Pick<OverviewRow, 'enabled' | 'dry_run' | 'pau
   return html`<span class="flags">
     ${p.enabled ? html`<span class="badge ok">enabled</span>` : html`<span class="badge off">disabled</span>`}
     ${p.dry_run && html`<span class="badge warn" title="Decisions are recorded; nothing is changed">dry run</span>`}
-    ${p.paused && html`<span class="badge off" title=${p.paused_reason ?? 'paused without a reason'}>⏸ paused</span>`}
+    ${p.paused && html`<span class="badge off" title=${p.paused_reason ?? 'paused without a reason'}>‖ paused</span>`}
   </span>`;
 }
 
@@ -154,7 +154,7 @@ export function PoliciesPage({ params }: { params: URLSearchParams }) {
               <div class="muted small">${p.target_type}${p.target_id !== null ? ` · ${p.target_id}` : ''} · ${p.min_replicas}–${p.max_replicas}</div>
             </th>
             <td><${Replicas} p=${p} /></td>
-            <td class="reason">
+            <td class="reason" title=${p.last_decision?.reason}>
               ${p.last_decision === null ? html`<span class="muted">not evaluated yet</span>` : html`<${ActionBadge} action=${p.last_decision.action} /> <span>${p.last_decision.reason}</span>
                 <div class="muted small"><${Time} iso=${p.last_evaluated_at} />${p.consecutive_metric_failures > 0 ? html` · <span class="error">⚠ ${p.consecutive_metric_failures} failed metric reads</span>` : ''}</div>`}
             </td>

@@ -1,0 +1,11 @@
+import { buildConsoleWorld } from '../test/helpers/console-world.js';
+const t0 = Date.now();
+const w = await buildConsoleWorld();
+console.log('built in', Date.now() - t0, 'ms; cycles', w.cycles, w.base);
+const r = await fetch(`${w.base}/api/v1/scaling/history?limit=1000`, { headers: { authorization: 'Bearer console-read-token-0123456789' } });
+const h = (await r.json()) as { history: Array<{ policy_name: string; action: string; status: string; dry_run: boolean }> };
+const counts: Record<string, number> = {};
+for (const row of h.history) counts[`${row.policy_name} ${row.action} ${row.status}${row.dry_run ? ' dry' : ''}`] = (counts[`${row.policy_name} ${row.action} ${row.status}${row.dry_run ? ' dry' : ''}`] ?? 0) + 1;
+console.log(counts);
+console.log('READY');
+await new Promise((r) => setTimeout(r, 600_000));
