@@ -155,7 +155,7 @@ export function PoliciesPage({ params }: { params: URLSearchParams }) {
             </th>
             <td><${Replicas} p=${p} /></td>
             <td class="reason" title=${p.last_decision?.reason}>
-              ${p.last_decision === null ? html`<span class="muted">not evaluated yet</span>` : html`<${ActionBadge} action=${p.last_decision.action} /> <span>${p.last_decision.reason}</span>
+              ${p.last_decision === null ? html`<span class="muted">not evaluated yet</span>` : html`<${ActionBadge} action=${p.last_decision.action} /> <span class="reason-text">${p.last_decision.reason}</span>
                 <div class="muted small"><${Time} iso=${p.last_evaluated_at} />${p.consecutive_metric_failures > 0 ? html` · <span class="error">⚠ ${p.consecutive_metric_failures} failed metric reads</span>` : ''}</div>`}
             </td>
             <td>${p.cooldown_remaining_seconds > 0 ? duration(p.cooldown_remaining_seconds) : html`<span class="muted">none</span>`}</td>
