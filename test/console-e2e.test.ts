@@ -18,6 +18,10 @@ import { launchBrowser } from './helpers/browser.js';
 import { buildConsoleWorld, READ_TOKEN, PRICES } from './helpers/console-world.js';
 import { requireTool } from './helpers/prometheus.js';
 
+// What the functions run inside the page see (this file is type-checked without the DOM library).
+declare const document: { activeElement: { id: string; textContent: string | null } | null; querySelector(s: string): { getAttribute(n: string): string | null } | null; querySelectorAll(s: string): ArrayLike<{ textContent: string | null; getAttribute(n: string): string | null }> & Iterable<{ textContent: string | null; getAttribute(n: string): string | null }> };
+declare const sessionStorage: { getItem(k: string): string | null };
+
 interface HistoryRow {
   action: string;
   status: string;
@@ -77,7 +81,7 @@ t.test('the web console against a daemon with a week of real data', async (t) =>
     if (r.status() >= 400) failed.push(`${r.status()} ${new URL(r.url()).pathname}`);
   });
   const labelsMissing = (): Promise<string[]> =>
-    page.$$eval('input, select, textarea', (els) => els.filter((e) => (e as HTMLInputElement).labels?.length === 0 && e.getAttribute('type') !== 'radio').map((e) => e.outerHTML.slice(0, 80)));
+    page.$$eval('input, select, textarea', (els) => els.filter((e) => (e as unknown as { labels: { length: number } | null }).labels?.length === 0 && e.getAttribute('type') !== 'radio').map((e) => e.outerHTML.slice(0, 80)));
 
   await t.test('the page asks for a token, keeps it in sessionStorage, and lists every policy with its state', async (t) => {
     await page.goto(`${world.base}/ui/`);
@@ -187,7 +191,7 @@ t.test('the web console against a daemon with a week of real data', async (t) =>
     t.match(await problems.textContent(), `line ${line}:`, `the problem is on line ${line}`);
     t.match(await problems.textContent(), '/scale_up_rules/0/threshold', 'and names the field');
     await problems.getByRole('button').first().click();
-    const caret = await editor.evaluate((el) => (el as HTMLTextAreaElement).selectionStart);
+    const caret = await editor.evaluate((el) => (el as unknown as { selectionStart: number }).selectionStart);
     t.equal(broken.slice(0, caret).split('\n').length, line, 'clicking the problem puts the caret on its line');
     await editor.fill(yaml);
     await page.locator('.validation.valid').waitFor();

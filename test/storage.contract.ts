@@ -748,6 +748,31 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(await storage.historyRowExists(row.id), true, 'historyRowExists: a written row');
   });
 
+  t.test(`${name}: replicaChanges lists real, succeeded changes since a time, oldest first`, async (t) => {
+    const storage = await fresh(t);
+    const p = await storage.createPolicy(makePolicy('changes'));
+    const at = (m: number): string => new Date(Date.UTC(2026, 0, 1, 0, m)).toISOString();
+    const rows: Array<Partial<HistoryRow>> = [
+      { executed_at: at(5), action: 'scale_up', status: 'succeeded', previous_replicas: 1, new_replicas: 2 },
+      { executed_at: at(10), action: 'scale_up', status: 'succeeded', previous_replicas: 2, new_replicas: 4 },
+      { executed_at: at(20), action: 'scale_down', status: 'failed', previous_replicas: 4, new_replicas: 3 },
+      { executed_at: at(25), action: 'scale_down', status: 'succeeded', dry_run: true, previous_replicas: 4, new_replicas: 1 },
+      { executed_at: at(30), action: 'scale_down', status: 'blocked', previous_replicas: 4, new_replicas: 3 },
+      { executed_at: at(40), action: 'scheduled', status: 'succeeded', previous_replicas: 4, new_replicas: 6 },
+      { executed_at: at(50), action: 'scale_down', status: 'succeeded', policy_id: null, previous_replicas: 9, new_replicas: 8 },
+    ];
+    for (const r of [...rows].reverse()) await storage.appendHistory(historyRow({ policy_id: p.id, policy_name: p.name, ...r }));
+    t.same(
+      await storage.replicaChanges(at(10)),
+      [
+        { policy_id: p.id, executed_at: at(10), previous_replicas: 2, new_replicas: 4 },
+        { policy_id: p.id, executed_at: at(40), previous_replicas: 4, new_replicas: 6 },
+      ],
+      'from the given time on: failed, dry-run, blocked rows and rows without a policy are left out',
+    );
+    t.same(await storage.replicaChanges(at(41)), [], 'none after the last');
+  });
+
   t.test(`${name}: concurrent writes`, async (t) => {
     const storage = await fresh(t);
     const many = Array.from({ length: 50 }, (_, i) => makePolicy(`parallel-${String(i).padStart(2, '0')}`));

@@ -29,6 +29,7 @@ const PAUSE_PROPERTIES: Json = {
   paused_reason: { type: ['string', 'null'], readOnly: true, description: 'The reason the pause request gave.' },
 };
 
+const fileParam = { name: 'file', in: 'path', required: true, description: 'A file name of the built console.', schema: { type: 'string' } };
 const idParam = { name: 'id', in: 'path', required: true, description: 'Policy id (UUID) or policy name.', schema: { type: 'string' } };
 const listQuery = [
   { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, description: 'Page size.' },
@@ -93,7 +94,8 @@ export const ROOT_OPERATIONS: Operation[] = [
   { method: 'get', path: '/healthz', tag: 'probes', summary: 'Liveness: the process answers', scope: 'none', ok: { status: 200, description: 'Alive.' }, errors: [] },
   { method: 'get', path: '/readyz', tag: 'probes', summary: 'Readiness with detail; 503 when storage is unreachable', scope: 'none', ok: { status: 200, description: 'Ready or degraded, with detail per check.' }, errors: [503] },
   { method: 'get', path: '/metrics', tag: 'probes', summary: 'Prometheus metrics of the daemon', scope: 'none', ok: { status: 200, description: 'Prometheus text format.', contentType: 'text/plain' }, errors: [] },
-  { method: 'get', path: '/ui/', tag: 'console', summary: 'The web console (its files need no token; the page asks for one and sends it to the API)', scope: 'none', ok: { status: 200, description: 'The console page.', contentType: 'text/html' }, errors: [404] },
+  { method: 'get', path: '/ui', tag: 'console', summary: 'The web console (/ui redirects to /ui/; its files need no token: the page asks for one and sends it to the API)', scope: 'none', ok: { status: 200, description: 'The console page.', contentType: 'text/html' }, errors: [404] },
+  { method: 'get', path: '/ui/{file}', tag: 'console', summary: 'A file of the web console (app.js, app.css)', scope: 'none', ok: { status: 200, description: 'The file.', contentType: 'application/octet-stream' }, errors: [404] },
   { method: 'get', path: '/api/v1/openapi.json', tag: 'meta', summary: 'This document', ok: { status: 200, description: 'OpenAPI 3.1 document.' }, errors: [] },
 ];
 
@@ -313,7 +315,7 @@ export function buildOpenApi(version: string): Json {
       summary: op.summary,
       tags: [op.tag],
       responses,
-      parameters: [...(op.path.includes('{id}') ? [idParam] : []), ...(op.query ?? []).map((q) => ({ ...q, in: 'query', required: false }))],
+      parameters: [...(op.path.includes('{id}') ? [idParam] : []), ...(op.path.includes('{file}') ? [fileParam] : []), ...(op.query ?? []).map((q) => ({ ...q, in: 'query', required: false }))],
       ...(op.scope === 'none' ? { security: [] } : {}),
       ...(op.body !== undefined
         ? { requestBody: { required: op.bodyRequired === true, content: Object.fromEntries((op.bodyTypes ?? ['application/json']).map((type) => [type, { schema: { $ref: `#/components/schemas/${op.body}` } }])) } }

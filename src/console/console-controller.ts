@@ -193,7 +193,7 @@ const round = (n: number): number => Math.round(n * 1000) / 1000;
  * (null) when it never ran a known count.
  */
 export function replicaHours(changes: ReadonlyArray<{ at: number; from: number; to: number }>, current: number | null, start: number, end: number): { replicaHours: number | null; average: number | null; changes: number } {
-  if (end <= start) return { replicaHours: 0, average: 0, changes: 0 };
+  if (end <= start) return { replicaHours: 0, average: null, changes: 0 };
   let value: number | null = null;
   let i = 0;
   // Changes before the start only tell the count at the start.
@@ -202,16 +202,15 @@ export function replicaHours(changes: ReadonlyArray<{ at: number; from: number; 
   if (value === null) return { replicaHours: null, average: null, changes: 0 };
   let t = start;
   let sum = 0;
-  let counted = 0;
   for (; i < changes.length; i++) {
     const c = changes[i] as { at: number; from: number; to: number };
     if (c.at >= end) break;
     sum += value * (c.at - t);
     t = c.at;
     value = c.to;
-    counted++;
   }
   sum += value * (end - t);
+  const counted = changes.filter((c) => c.at >= start && c.at < end).length;
   return { replicaHours: round(sum / 3600_000), average: round(sum / (end - start)), changes: counted };
 }
 

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import type { Router } from '@koa/router';
+import type { Context } from 'koa';
 import { ScalerError } from '../errors.js';
 import { packageRoot } from '../util/package-root.js';
 
@@ -35,33 +36,21 @@ interface Asset {
 export function loadUiAssets(dir = join(packageRoot(), 'dist', 'ui')): Map<string, Asset> | undefined {
   if (!existsSync(join(dir, 'index.html'))) return undefined;
   const out = new Map<string, Asset>();
-  const walk = (sub: string): void => {
-    for (const name of readdirSync(join(dir, sub))) {
-      const rel = sub === '' ? name : `${sub}/${name}`;
-      const full = join(dir, rel);
-      if (statSync(full).isDirectory()) walk(rel);
-      else {
-        const body = readFileSync(full);
-        out.set(rel, { body, type: TYPES[extname(name)] ?? 'application/octet-stream', etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` });
-      }
-    }
-  };
-  walk('');
+  // The build writes files only, side by side (the route serves one path segment).
+  for (const name of readdirSync(dir)) {
+    const full = join(dir, name);
+    if (!statSync(full).isFile()) continue;
+    const body = readFileSync(full);
+    out.set(name, { body, type: TYPES[extname(name)] ?? 'application/octet-stream', etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` });
+  }
   return out;
 }
 
 export function registerUiRoutes(root: Router, assets: Map<string, Asset> | undefined): void {
-  root.get(`${UI_PREFIX}{/*path}`, (ctx) => {
-    // The router matches /ui and /ui/ alike; the page's relative links need the slash.
-    if (ctx.path === UI_PREFIX) {
-      ctx.status = 308;
-      ctx.redirect(`${UI_PREFIX}/`);
-      return;
-    }
+  const serve = (ctx: Context, path: string): void => {
     if (assets === undefined) {
       throw new ScalerError('NOT_FOUND', 'the web console is not built in this installation: run npm run build, then restart the daemon');
     }
-    const path = ctx.params['path'] ?? '';
     // Pages are routed in the browser (/ui/#/policies/...): the page itself is /ui/.
     const asset = assets.get(path === '' ? 'index.html' : path);
     if (asset === undefined) throw new ScalerError('NOT_FOUND', `the console has no file ${path}`);
@@ -76,5 +65,15 @@ export function registerUiRoutes(root: Router, assets: Map<string, Asset> | unde
     }
     ctx.type = asset.type;
     ctx.body = asset.body;
+  };
+  // The router matches /ui and /ui/ alike; the page's relative links need the slash.
+  root.get(UI_PREFIX, (ctx) => {
+    if (ctx.path === UI_PREFIX) {
+      ctx.status = 308;
+      ctx.redirect(`${UI_PREFIX}/`);
+      return;
+    }
+    serve(ctx, '');
   });
+  root.get(`${UI_PREFIX}/:file`, (ctx) => serve(ctx, ctx.params['file'] ?? ''));
 }
