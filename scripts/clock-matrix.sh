@@ -31,7 +31,7 @@ cd "$(dirname "$0")/.."
 # hour after Europe's fall-back and after its spring-forward, the last second of a year in UTC and
 # in Budapest, in zones with odd offsets.
 default_matrix="2026-12-07T10:00:00+01:00@UTC 2026-12-06T12:00:00Z@Europe/Budapest 2026-10-25T02:30:00+01:00@Europe/Budapest 2027-03-28T03:30:00+02:00@America/New_York 2026-12-31T23:59:59Z@UTC 2026-12-31T23:59:59+01:00@Asia/Kolkata 2026-12-07T10:00:00+01:00@Pacific/Chatham"
-PROMETHEUS_CLOCK_FILES="test/failing-policies.test.ts test/fault-prometheus.test.ts test/prometheus-live.test.ts test/prometheus-requests.test.ts"
+PROMETHEUS_CLOCK_FILES="test/console-e2e.test.ts test/failing-policies.test.ts test/fault-prometheus.test.ts test/prometheus-live.test.ts test/prometheus-requests.test.ts"
 matrix=${CLOCK_MATRIX:-$default_matrix}
 mode=${CLOCK_MATRIX_MODE:-faketime}
 log_dir=${CLOCK_MATRIX_LOGS:-$(mktemp -d)}

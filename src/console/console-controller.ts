@@ -6,6 +6,7 @@
 import type { Router } from '@koa/router';
 import { parseQuery } from '../api/query.js';
 import { ScalerError } from '../errors.js';
+import { cooldownRemaining } from '../engine/engine-controller.js';
 import { ScalingManager } from '../engine/manager.js';
 import { nextFires } from '../engine/schedule-clock.js';
 import { API_SOURCE, type Policy } from '../policy/policy-model.js';
@@ -216,8 +217,6 @@ export function replicaHours(changes: ReadonlyArray<{ at: number; from: number; 
 
 function overviewRow(p: Policy, state: PolicyState | undefined, now: Date, deps: ConsoleDeps): Record<string, unknown> {
   const decision = ScalingManager.lastDecision(state);
-  const cooldown = p.cooldown_seconds ?? deps.defaultCooldown;
-  const since = state?.last_change_at == null ? Infinity : (now.getTime() - Date.parse(state.last_change_at)) / 1000;
   let nextFire: string | null = null;
   for (const s of p.schedules) {
     if (!s.enabled) continue;
@@ -246,7 +245,7 @@ function overviewRow(p: Policy, state: PolicyState | undefined, now: Date, deps:
     last_evaluated_at: deps.manager.lastEvaluatedAt(p.id) ?? decision?.evaluated_at ?? null,
     last_change_at: state?.last_change_at ?? null,
     last_change_kind: state?.last_change_kind ?? null,
-    cooldown_remaining_seconds: Math.max(0, Math.ceil(cooldown - since)),
+    cooldown_remaining_seconds: cooldownRemaining(p.cooldown_seconds ?? deps.defaultCooldown, state, now),
     consecutive_metric_failures: state?.consecutive_failures ?? 0,
     next_schedule_fire: nextFire,
   };

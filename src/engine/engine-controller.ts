@@ -2,7 +2,7 @@ import type { Router } from '@koa/router';
 import { readJson } from '../api/body.js';
 import { validationError } from '../errors.js';
 import type { PolicyService } from '../policy/policy-service.js';
-import type { Storage } from '../storage/storage.js';
+import type { PolicyState, Storage } from '../storage/storage.js';
 import { ScalingManager } from './manager.js';
 import { nextFires } from './schedule-clock.js';
 
@@ -20,6 +20,12 @@ function evaluateBody(body: unknown): { dryRun: boolean } {
   return { dryRun: dry !== false };
 }
 
+/** Seconds of cooldown left after the last executed change, as /state and /overview answer. */
+export function cooldownRemaining(cooldownSeconds: number, state: Pick<PolicyState, 'last_change_at'> | undefined, now: Date): number {
+  const since = state?.last_change_at == null ? Infinity : (now.getTime() - Date.parse(state.last_change_at)) / 1000;
+  return Math.max(0, Math.ceil(cooldownSeconds - since));
+}
+
 /** POST /policies/:id/evaluate and GET /policies/:id/state. */
 export function registerEngineRoutes(router: Router, deps: { manager: ScalingManager; policies: PolicyService; storage: Storage; defaultCooldown: number; now?: () => Date }): void {
   router.post('/policies/:id/evaluate', async (ctx) => {
@@ -33,7 +39,6 @@ export function registerEngineRoutes(router: Router, deps: { manager: ScalingMan
     const state = (await deps.manager.knownState(policy.id)) ?? (await deps.storage.getState(policy.id));
     const now = deps.now?.() ?? new Date();
     const cooldown = policy.cooldown_seconds ?? deps.defaultCooldown;
-    const since = state?.last_change_at == null ? Infinity : (now.getTime() - Date.parse(state.last_change_at)) / 1000;
     const executor = deps.manager.executorFor(policy);
     ctx.body = {
       policy_id: policy.id,
@@ -49,7 +54,7 @@ export function registerEngineRoutes(router: Router, deps: { manager: ScalingMan
       last_change_at: state?.last_change_at ?? null,
       last_change_kind: state?.last_change_kind ?? null,
       cooldown_seconds: cooldown,
-      cooldown_remaining_seconds: Math.max(0, Math.ceil(cooldown - since)),
+      cooldown_remaining_seconds: cooldownRemaining(cooldown, state, now),
       consecutive_metric_failures: state?.consecutive_failures ?? 0,
       // On the leader the latest decision; on a follower the latest stored one (steady-state
       // repeats of an outcome are not written), with last_evaluated_at from the record.

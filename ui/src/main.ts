@@ -22,6 +22,13 @@ function useRoute(): Route {
 function TokenDialog({ reason, onDone }: { reason: string; onDone: () => void }) {
   const input = useRef<HTMLInputElement>(null);
   useEffect(() => input.current?.focus(), []);
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent): void => {
+      if (e.key === 'Escape') onDone();
+    };
+    addEventListener('keydown', onKey);
+    return () => removeEventListener('keydown', onKey);
+  }, []);
   const submit = (e: Event): void => {
     e.preventDefault();
     setToken(input.current?.value.trim() ?? '');
@@ -34,7 +41,7 @@ function TokenDialog({ reason, onDone }: { reason: string; onDone: () => void })
       <p class="muted">The console reads the same API as scripts do, with the same tokens. The token stays in this tab only (sessionStorage).</p>
       <label for="token-input">Bearer token</label>
       <input id="token-input" ref=${input} type="password" autocomplete="off" required />
-      <div class="actions"><button type="submit" class="primary">Use this token</button></div>
+      <div class="actions"><button type="button" onClick=${onDone}>Cancel</button><button type="submit" class="primary">Use this token</button></div>
     </form>
   </div>`;
 }

@@ -4,7 +4,8 @@ import { ActionBadge, duration, num, Time } from '../format.js';
 import { html } from '../html.js';
 import { replaceParams } from '../route.js';
 
-export interface OverviewRow {
+/** What a policy's answer and an overview row both carry. */
+export interface PolicyBasics {
   id: string;
   name: string;
   description: string | null;
@@ -17,6 +18,9 @@ export interface OverviewRow {
   paused_reason: string | null;
   min_replicas: number;
   max_replicas: number;
+}
+
+export interface OverviewRow extends PolicyBasics {
   executor: string;
   current_replicas: number | null;
   desired_replicas: number | null;
@@ -91,7 +95,6 @@ export function PoliciesPage({ params }: { params: URLSearchParams }) {
         .then((d) => {
           setData(d);
           setError(null);
-          performance.mark('overview-rendered');
         })
         .catch((e: unknown) => {
           if (!ctl.signal.aborted) setError(e instanceof ApiError ? e.message : String(e));
@@ -105,6 +108,11 @@ export function PoliciesPage({ params }: { params: URLSearchParams }) {
       ctl.abort();
     };
   }, [q, source, enabled, dryRun, paused, targetType, size, page, tick]);
+
+  // After the rows are on the page: what the load-time benchmark (bench/console-load.ts) reads.
+  useEffect(() => {
+    if (data !== null) performance.mark('overview-rendered');
+  }, [data]);
 
   useEffect(() => {
     const timer = setInterval(() => {
