@@ -7,7 +7,8 @@
 //   - the policies page until its first 100 rows are on the page (10,000 policies);
 //   - the same page with a search that matches 1,111 of them;
 //   - one policy's page with the 7-day range until its charts and decision list are on the page;
-// and the API alone (GET /overview, GET .../history for the week).
+// and the API alone (GET /overview warm and right after a policy changed, GET .../timeline and the
+// history pages for the week).
 // Goal: the overview in under a second. Run: npm run bench:console (RUNS=5, POLICIES=10000).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -113,6 +114,17 @@ async function load(hash: string, mark: string, ready: (p: Page) => Promise<unkn
   await ready(page);
   await page.waitForFunction((m) => performance.getEntriesByName(m).length > 0, mark);
   const ms = await page.evaluate((m) => performance.getEntriesByName(m)[0]?.startTime ?? -1, mark);
+  if (process.env['VERBOSE'] === '1') {
+    const where = await page.evaluate(() => ({
+      dom: Math.round((performance.getEntriesByType('navigation' as never)[0] as unknown as { domContentLoadedEventEnd?: number } | undefined)?.domContentLoadedEventEnd ?? -1),
+      api: performance
+        .getEntriesByType('resource' as never)
+        .map((r) => r as unknown as { name: string; startTime: number; responseEnd: number })
+        .filter((r) => r.name.includes('/api/'))
+        .map((r) => `${new URL(r.name).pathname.split('/').pop()} ${Math.round(r.startTime)}-${Math.round(r.responseEnd)}`),
+    }));
+    console.log(`  ${hash}: rendered at ${Math.round(ms)} ms; DOMContentLoaded ${where.dom} ms; API ${where.api.join(', ')}`);
+  }
   await context.close();
   return ms;
 }
@@ -125,8 +137,17 @@ const runs = async (label: string, f: () => Promise<number>): Promise<void> => {
 };
 results.push([`API: GET /overview?limit=100 (${POLICIES} policies)`, await apiRuns('overview?limit=100')]);
 results.push(['API: GET /overview?q=bench-1&limit=100 (search)', await apiRuns('overview?q=bench-1&limit=100')]);
-await runs(`API: a week of history, every 5 minutes (${fiveMinutes.rows} rows, pages of 1,000)`, () => weekHistory(fiveMinutes.id));
-await runs(`API: a week of history, every minute (${everyMinute.rows} rows)`, () => weekHistory(everyMinute.id));
+// After any policy changes, the next /overview reads every policy again.
+let touched = 0;
+await runs(`API: GET /overview?limit=100 right after a policy changed (reads the ${POLICIES} again)`, async () => {
+  await fetch(`${api}/policies/bench-3/${touched++ % 2 === 0 ? 'disable' : 'enable'}`, { method: 'POST' });
+  return apiTime('overview?limit=100');
+});
+const weekAgo = (): string => encodeURIComponent(new Date(Date.now() - 7 * 86400_000).toISOString());
+await runs(`API: GET .../timeline, 7 days, ${fiveMinutes.rows} decisions`, () => apiTime(`policies/${fiveMinutes.id}/timeline?since=${weekAgo()}`));
+await runs(`API: GET .../timeline, 7 days, ${everyMinute.rows} decisions`, () => apiTime(`policies/${everyMinute.id}/timeline?since=${weekAgo()}`));
+await runs(`API: GET .../history, 7 days, ${fiveMinutes.rows} rows with records (pages of 1,000)`, () => weekHistory(fiveMinutes.id));
+await runs(`API: GET .../history, 7 days, ${everyMinute.rows} rows with records`, () => weekHistory(everyMinute.id));
 await runs(`console: policies page, first 100 of ${POLICIES} rows on the page`, () => load('#/', 'overview-rendered', (p) => p.locator('table.policies tbody tr').nth(99).waitFor()));
 await runs('console: policies page with a search (#/?q=bench-1)', () => load('#/?q=bench-1', 'overview-rendered', (p) => p.locator('table.policies tbody tr').nth(99).waitFor()));
 await runs(`console: one policy, 7 days, ${fiveMinutes.rows} decisions`, () => load(`#/policies/${fiveMinutes.id}?range=604800`, 'policy-rendered', (p) => p.locator('[data-testid=replica-chart] canvas').waitFor()));

@@ -102,6 +102,15 @@ t.test('GET /overview: every policy with its state, searched, filtered and paged
   t.same(await q('paused=true'), ['cdc-03']);
   t.match((await call('GET', `${api}/overview?q=cdc-03`, undefined, asReader)).body, { policies: [{ paused: true, paused_reason: 'maintenance' }] });
 
+  // Edits and deletions too (only what changed is read again).
+  t.equal((await call('PATCH', `${api}/policies/cdc-02`, { description: 'now about Invoices' }, asWriter)).status, 200);
+  t.same(await q('q=invoices'), ['cdc-02'], 'an edit shows at once');
+  t.equal((await call('DELETE', `${api}/policies/cdc-22`, undefined, asWriter)).status, 204);
+  const after = (await call('GET', `${api}/overview?limit=1000`, undefined, asReader)).body as typeof body;
+  t.equal(after.total_count, 24, 'a deletion too');
+  t.notOk(after.policies.some((p) => p['name'] === 'cdc-22'));
+  t.equal(after.facets['policies'], 24);
+
   // A real evaluation's outcome is what the overview shows.
   const evaluated = await call('POST', `${api}/policies/cdc-01/evaluate`, { dry_run: false }, asWriter);
   t.equal(evaluated.status, 200);
@@ -270,4 +279,58 @@ t.test('/ui/: the console\'s files, without a token, with security headers', asy
   const unbuilt = await fetch(`${bare.root}/ui/`);
   t.equal(unbuilt.status, 404);
   t.match(await unbuilt.json(), { detail: /not built.*npm run build/ }, 'an installation without the built console says how to build it');
+});
+
+t.test('GET .../timeline and GET /history/:id: a range of decisions in one answer, a record on demand', async (t) => {
+  const { d, api } = await daemon(t);
+  const created = await call('POST', `${api}/policies`, { name: 'timed', target_type: 'cdc-worker', min_replicas: 1, max_replicas: 9, scale_up_rules: [{ metric: 'up', operator: 'gt', threshold: 1, duration: '1m', scale_by: 1 }] }, asWriter);
+  const id = (created.body as { id: string }).id;
+  const H = 3600_000;
+  const now = Date.now();
+  const rule = (ruleId: string, value: number | null, held: boolean) => ({ id: ruleId, direction: 'scale_up', metric: 'max(lag)', operator: 'gt', threshold: 60, value, held, extra: 'x'.repeat(50) });
+  const rows: HistoryRow[] = [3, 2, 1].map((hoursAgo, i) => ({
+    id: randomUUID(), policy_id: id, policy_name: 'timed', action: 'scale_up', target_type: 'cdc-worker', target_id: null, previous_replicas: i + 1, new_replicas: i + 2,
+    reason: `change ${i}`, reason_code: 'rules_held', triggered_by: 'rule', dry_run: false, status: 'succeeded', error: null, executed_at: new Date(now - hoursAgo * H).toISOString(),
+    details: { rules: [rule('r-up', 70 + i, true), rule('r-other', null, false)], target_tracking: i === 2 ? [{ id: 'tt-1', metric: 'sum(q)', kind: 'target_per_replica', target: 5, value: 12 }] : [] },
+  }));
+  rows.push({ ...(rows[0] as HistoryRow), id: randomUUID(), reason: 'no record', details: null, executed_at: new Date(now - 0.5 * H).toISOString() });
+  for (const r of rows) await d.storage.appendHistory(r);
+
+  const tl = await call('GET', `${api}/policies/timed/timeline?since=${encodeURIComponent(new Date(now - 4 * H).toISOString())}`, undefined, asReader);
+  t.equal(tl.status, 200, tl.text.slice(0, 200));
+  const body = tl.body as { truncated: boolean; rules: unknown[]; target_tracking: unknown[]; decisions: Array<Record<string, unknown>> };
+  t.equal(body.truncated, false);
+  t.same(body.rules, [
+    { id: 'r-up', direction: 'scale_up', metric: 'max(lag)', operator: 'gt', threshold: 60 },
+    { id: 'r-other', direction: 'scale_up', metric: 'max(lag)', operator: 'gt', threshold: 60 },
+  ], 'what each rule id stands for');
+  t.same(body.target_tracking, [{ id: 'tt-1', metric: 'sum(q)', kind: 'target_per_replica', target: 5 }]);
+  t.same(body.decisions.map((x) => x['reason']), ['change 0', 'change 1', 'change 2', 'no record'], 'oldest first');
+  t.same(body.decisions[0], {
+    id: rows[0]?.id, action: 'scale_up', previous_replicas: 1, new_replicas: 2, reason: 'change 0', reason_code: 'rules_held', triggered_by: 'rule', dry_run: false, status: 'succeeded', error: null,
+    executed_at: rows[0]?.executed_at, has_record: true, values: { 'r-up': 70, 'r-other': null }, held: ['r-up'],
+  }, 'each decision without its record, with its rules\' values and the ids that held');
+  t.same(body.decisions[2]?.['values'], { 'r-up': 72, 'r-other': null, 'tt-1': 12 });
+  t.match(body.decisions[3], { has_record: false, values: {}, held: [] });
+  const narrow = await call('GET', `${api}/policies/${id}/timeline?since=${encodeURIComponent(new Date(now - 2.5 * H).toISOString())}&until=${encodeURIComponent(new Date(now - 0.75 * H).toISOString())}`, undefined, asReader);
+  t.same((narrow.body as typeof body).decisions.map((x) => x['reason']), ['change 1', 'change 2'], 'since and until bound the range');
+  t.equal(((await call('GET', `${api}/policies/timed/timeline`, undefined, asReader)).body as typeof body).decisions.length, 4, 'default: the last 24 hours');
+  for (const [query, status, field] of [
+    [`since=${encodeURIComponent(new Date(now + H).toISOString())}`, 400, '/query/since'],
+    [`since=${encodeURIComponent(new Date(now - 40 * 24 * H).toISOString())}`, 400, '/query/since'],
+    ['until=soon', 400, '/query/until'],
+  ] as const) {
+    const r = await call('GET', `${api}/policies/timed/timeline?${query}`, undefined, asReader);
+    t.equal(r.status, status, query);
+    t.match(r.body, { errors: [{ field }] });
+  }
+  t.equal((await call('GET', `${api}/policies/nope/timeline`, undefined, asReader)).status, 404);
+
+  const one = await call('GET', `${api}/history/${rows[1]?.id}`, undefined, asReader);
+  t.equal(one.status, 200);
+  t.same(one.body, rows[1], 'the whole row, record included');
+  t.equal((await call('GET', `${api}/history/${randomUUID()}`, undefined, asReader)).status, 404);
+  const bad = await call('GET', `${api}/history/not-a-uuid`, undefined, asReader);
+  t.equal(bad.status, 400);
+  t.match(bad.body, { errors: [{ field: '/path/id' }] });
 });

@@ -746,6 +746,36 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(await storage.historyRowExists(randomUUID()), false, 'historyRowExists: an unknown id');
     const row = await storage.appendHistory(historyRow({ policy_id: p.id, policy_name: p.name }));
     t.equal(await storage.historyRowExists(row.id), true, 'historyRowExists: a written row');
+    t.same(await storage.getHistoryRow(row.id), row, 'getHistoryRow: the row as written');
+    t.equal(await storage.getHistoryRow(randomUUID()), undefined, 'getHistoryRow: an unknown id');
+  });
+
+  t.test(`${name}: listPolicyVersions moves with every stored change of a policy, and only then`, async (t) => {
+    const storage = await fresh(t);
+    const p = await storage.createPolicy(makePolicy('versioned', {}, { now: at(0) }));
+    const other = await storage.createPolicy(makePolicy('bystander', {}, { now: at(0) }));
+    const versions = async (): Promise<Map<string, string>> => new Map((await storage.listPolicyVersions()).map((v) => [v.id, v.version]));
+    let before = await versions();
+    t.same([...before.keys()].sort(), [p.id, other.id].sort(), 'every policy, enabled or not');
+    const moved = async (what: string, change: () => Promise<unknown>, expect = true): Promise<void> => {
+      await change();
+      const after = await versions();
+      t.equal(after.get(p.id) !== before.get(p.id), expect, `${what}: ${expect ? 'moves' : 'stays'}`);
+      t.equal(after.get(other.id), before.get(other.id), `${what}: another policy's stays`);
+      before = after;
+    };
+    const same = makePolicy('versioned', {}, { now: at(5) });
+    same.id = p.id;
+    await moved('a replacement that changes nothing', () => storage.replacePolicy(same), false);
+    const edited = makePolicy('versioned', { max_replicas: 7 }, { now: at(10) });
+    edited.id = p.id;
+    await moved('a replacement', () => storage.replacePolicy(edited));
+    await moved('disabling', () => storage.setEnabled(p.id, false, at(20)));
+    await moved('enabling', () => storage.setEnabled(p.id, true, at(30)));
+    await moved('a pause', () => storage.setPaused(p.id, { at: at(40), reason: 'x' }));
+    await moved('lifting it', () => storage.setPaused(p.id, null));
+    await storage.deletePolicy(p.id);
+    t.same([...(await versions()).keys()], [other.id], 'a deleted policy is gone');
   });
 
   t.test(`${name}: replicaChanges lists real, succeeded changes since a time, oldest first`, async (t) => {

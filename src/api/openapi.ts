@@ -29,6 +29,7 @@ const PAUSE_PROPERTIES: Json = {
   paused_reason: { type: ['string', 'null'], readOnly: true, description: 'The reason the pause request gave.' },
 };
 
+const historyIdParam = { name: 'id', in: 'path', required: true, description: 'History row id (UUID).', schema: { type: 'string', format: 'uuid' } };
 const fileParam = { name: 'file', in: 'path', required: true, description: 'A file name of the built console.', schema: { type: 'string' } };
 const idParam = { name: 'id', in: 'path', required: true, description: 'Policy id (UUID) or policy name.', schema: { type: 'string' } };
 const listQuery = [
@@ -52,6 +53,10 @@ const costQuery = [
   { name: 'since', schema: { type: 'string', format: 'date-time' }, description: 'Start of the range; default 24 hours before until.' },
   { name: 'until', schema: { type: 'string', format: 'date-time' }, description: 'End of the range; default (and at most) now.' },
   { name: 'sort', schema: { enum: ['cost', 'replica_hours', 'name'], default: 'cost' }, description: 'Order of the policies: most costly first, most replica-hours first, or by name.' },
+];
+const timelineQuery = [
+  { name: 'since', schema: { type: 'string', format: 'date-time' }, description: 'Start of the range; default 24 hours before until.' },
+  { name: 'until', schema: { type: 'string', format: 'date-time' }, description: 'End of the range; default (and at most) now.' },
 ];
 const formatQuery = { name: 'format', schema: { enum: ['json', 'svg'], default: 'json' }, description: 'svg answers the chart as image/svg+xml.' };
 const historyQuery = [
@@ -81,6 +86,8 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/policies/{id}/backtest', tag: 'backtest', summary: 'Backtest a stored policy over metric history (?format=svg for a chart)', body: 'BacktestRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary (streamed), or an SVG chart.' }, errors: [400, 401, 403, 404, 408, 415, 422, 429] },
   { method: 'post', path: '/backtest', tag: 'backtest', summary: 'Backtest an inline policy over metric history (?format=svg for a chart)', body: 'BacktestInlineRequest', bodyRequired: true, query: [formatQuery], ok: { status: 200, schema: 'BacktestResult', description: 'Timeline and summary (streamed), or an SVG chart.' }, errors: [400, 401, 403, 408, 415, 422, 429] },
   { method: 'get', path: '/policies/{id}/history', tag: 'history', summary: 'History of one policy, newest first', query: historyQuery.filter((q) => q.name !== 'policy_id' && q.name !== 'policy_name'), ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403, 404] },
+  { method: 'get', path: '/history/{id}', tag: 'history', summary: 'One history row, with its decision record', ok: { status: 200, schema: 'HistoryRow', description: 'The row.' }, errors: [400, 401, 403, 404] },
+  { method: 'get', path: '/policies/{id}/timeline', tag: 'history', summary: 'A policy\'s recorded decisions over a range (at most 31 days; default the last 24 hours), oldest first, with each rule\'s value and verdict but not the whole record', query: timelineQuery, ok: { status: 200, schema: 'Timeline', description: 'The decisions, and what the rule ids stand for.' }, errors: [400, 401, 403, 404] },
   { method: 'get', path: '/history', tag: 'history', summary: 'Scaling history, newest first', query: historyQuery, ok: { status: 200, schema: 'HistoryPage', description: 'A page of history rows.' }, errors: [400, 401, 403] },
   { method: 'post', path: '/validate', tag: 'policies', summary: 'Check a policy as POST /policies would, storing nothing: JSON (one policy) or YAML text (a policy file; problems carry line and column). A read token may send it.', body: 'Policy', bodyRequired: true, bodyTypes: ['application/json', ...YAML_TYPES], ok: { status: 200, schema: 'ValidateResult', description: 'Valid: the policies as they would be stored.' }, errors: [400, 401, 403, 408, 413, 415, 422] },
   { method: 'get', path: '/overview', tag: 'console', summary: 'Every policy with its engine state (replicas now and wanted, last decision, cooldown left, next schedule fire), searched, filtered and paged', query: overviewQuery, ok: { status: 200, schema: 'Overview', description: 'A page of policies with their state, the count that matched, and counts over all policies.' }, errors: [400, 401, 403] },
@@ -252,6 +259,21 @@ export function buildOpenApi(version: string): Json {
       },
     },
   };
+  schemas['Timeline'] = {
+    type: 'object',
+    required: ['policy_id', 'since', 'until', 'truncated', 'rules', 'target_tracking', 'decisions'],
+    properties: {
+      policy_id: { type: 'string' }, since: { type: 'string', format: 'date-time' }, until: { type: 'string', format: 'date-time' },
+      truncated: { type: 'boolean', description: 'True when the range holds more than 50,000 decisions: the newest 50,000 are answered.' },
+      rules: { type: 'array', description: 'Every rule id found in the decisions, with its direction, metric, operator and threshold (as last recorded).', items: { type: 'object' } },
+      target_tracking: { type: 'array', description: 'Every target-tracking entry id found, with its metric, kind and target.', items: { type: 'object' } },
+      decisions: {
+        type: 'array',
+        description: 'Oldest first: the fields of a history row but its policy and target, with has_record, values (by rule or entry id) and held (the ids of the rules that held).',
+        items: { type: 'object' },
+      },
+    },
+  };
   schemas['ValidateResult'] = { type: 'object', required: ['valid', 'policies'], properties: { valid: { const: true }, policies: { type: 'array', items: { $ref: '#/components/schemas/Policy' }, description: 'The policies as they would be stored (ids are not kept).' } } };
   schemas['OverviewRow'] = {
     type: 'object',
@@ -315,7 +337,7 @@ export function buildOpenApi(version: string): Json {
       summary: op.summary,
       tags: [op.tag],
       responses,
-      parameters: [...(op.path.includes('{id}') ? [idParam] : []), ...(op.path.includes('{file}') ? [fileParam] : []), ...(op.query ?? []).map((q) => ({ ...q, in: 'query', required: false }))],
+      parameters: [...(op.path.includes('{id}') ? [op.path.startsWith('/history/') ? historyIdParam : idParam] : []), ...(op.path.includes('{file}') ? [fileParam] : []), ...(op.query ?? []).map((q) => ({ ...q, in: 'query', required: false }))],
       ...(op.scope === 'none' ? { security: [] } : {}),
       ...(op.body !== undefined
         ? { requestBody: { required: op.bodyRequired === true, content: Object.fromEntries((op.bodyTypes ?? ['application/json']).map((type) => [type, { schema: { $ref: `#/components/schemas/${op.body}` } }])) } }

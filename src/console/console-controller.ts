@@ -44,26 +44,37 @@ type Filters = { q?: string; enabled?: boolean; dry_run?: boolean; paused?: bool
 
 /**
  * Every policy, held until the policies change: the revision query that tells is one row, so a
- * console paging through 10,000 policies reads them from the database once.
+ * console paging through 10,000 policies reads them from the database once; after a change, only
+ * the policies whose version moved are read again.
  */
 class PolicySnapshot {
   #revision: string | undefined;
-  #policies: Policy[] = [];
+  #byId = new Map<string, { version: string; policy: Policy }>();
+  #sorted: Policy[] = [];
   #loading: Promise<Policy[]> | undefined;
 
   constructor(private readonly storage: Storage) {}
 
   async all(): Promise<Policy[]> {
     const revision = await this.storage.policiesRevision();
-    if (revision === this.#revision) return this.#policies;
+    if (revision === this.#revision) return this.#sorted;
     if (this.#loading !== undefined) return this.#loading;
     this.#loading = (async () => {
       try {
-        const { policies } = await this.storage.listPolicies({ limit: Number.MAX_SAFE_INTEGER, offset: 0 });
-        policies.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-        this.#policies = policies;
+        const versions = await this.storage.listPolicyVersions();
+        const stale = versions.filter((v) => this.#byId.get(v.id)?.version !== v.version);
+        const fresh = await this.storage.getPolicies(stale.map((v) => v.id));
+        const found = new Map(fresh.map((p) => [p.id, p]));
+        const next = new Map<string, { version: string; policy: Policy }>();
+        for (const v of versions) {
+          const policy = found.get(v.id) ?? this.#byId.get(v.id)?.policy;
+          // Deleted between the two reads: left out until the next change.
+          if (policy !== undefined) next.set(v.id, { version: v.version, policy });
+        }
+        this.#byId = next;
+        this.#sorted = [...next.values()].map((e) => e.policy).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
         this.#revision = revision;
-        return policies;
+        return this.#sorted;
       } finally {
         this.#loading = undefined;
       }

@@ -1,7 +1,9 @@
 import type { Router } from '@koa/router';
 import { parseQuery } from '../api/query.js';
+import type { RuleRecord, TrackingRecord } from '../engine/decision.js';
+import { ScalerError } from '../errors.js';
 import type { PolicyService } from '../policy/policy-service.js';
-import type { HistoryQuery, Storage } from '../storage/storage.js';
+import type { HistoryQuery, HistoryRow, Storage } from '../storage/storage.js';
 
 export const HISTORY_ACTIONS = ['scale_up', 'scale_down', 'scheduled', 'fallback', 'none'] as const;
 
@@ -38,11 +40,76 @@ function historyQuery(raw: Record<string, string | string[] | undefined>, policy
   };
 }
 
+/** The most decisions one timeline answers (the newest, with `truncated: true` beyond). */
+export const MAX_TIMELINE_ROWS = 50_000;
+
+/** The longest range a timeline spans. */
+export const MAX_TIMELINE_DAYS = 31;
+
+const TIMELINE_QUERY = { since: { type: 'time' }, until: { type: 'time' } } as const;
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A policy's recorded decisions over a range, oldest first, each with its rules' values and
+ * verdicts but not the whole record (GET /history/:id has it): what a chart of a week needs, in
+ * one answer a tenth the size of the history pages.
+ */
+function timelineOf(rows: readonly HistoryRow[]): { rules: unknown[]; target_tracking: unknown[]; decisions: unknown[] } {
+  const rules = new Map<string, Pick<RuleRecord, 'id' | 'direction' | 'metric' | 'operator' | 'threshold'>>();
+  const tracking = new Map<string, { id: string; metric: string; kind: string; target: number }>();
+  const decisions = rows.map((r) => {
+    const details = r.details as { rules?: RuleRecord[]; target_tracking?: TrackingRecord[] } | null;
+    const values: Record<string, number | null> = {};
+    const held: string[] = [];
+    for (const rule of details?.rules ?? []) {
+      rules.set(rule.id, { id: rule.id, direction: rule.direction, metric: rule.metric, operator: rule.operator, threshold: rule.threshold });
+      values[rule.id] = rule.value;
+      if (rule.held) held.push(rule.id);
+    }
+    for (const t of details?.target_tracking ?? []) {
+      tracking.set(t.id, { id: t.id, metric: t.metric, kind: t.kind, target: t.target });
+      values[t.id] = t.value;
+    }
+    const { details: _details, policy_id: _p, policy_name: _n, target_type: _t, target_id: _i, ...rest } = r;
+    return { ...rest, has_record: details !== null, values, held };
+  });
+  return { rules: [...rules.values()], target_tracking: [...tracking.values()], decisions };
+}
+
 /** Routes for /history and /policies/:id/history: newest first, keyset cursor. */
 export function registerHistoryRoutes(router: Router, storage: Storage, policies: PolicyService): void {
   router.get('/history', async (ctx) => {
     const page = await storage.listHistory(historyQuery(ctx.query));
     ctx.body = { history: page.rows, next_cursor: page.next_cursor };
+  });
+
+  router.get('/history/:id', async (ctx) => {
+    const id = ctx.params['id'] ?? '';
+    if (!UUID_RE.test(id)) throw new ScalerError('BAD_REQUEST', `"${id.slice(0, 100)}" is not a history row id (a UUID)`, [{ field: '/path/id', message: 'must be a UUID' }]);
+    const row = await storage.getHistoryRow(id.toLowerCase());
+    if (row === undefined) throw new ScalerError('NOT_FOUND', `no history row with id ${id}`);
+    ctx.body = row;
+  });
+
+  router.get('/policies/:id/timeline', async (ctx) => {
+    const policy = await policies.get(ctx.params['id'] ?? '');
+    const q = parseQuery(ctx.query, TIMELINE_QUERY);
+    const now = Date.now();
+    const until = q.until === undefined ? now : Math.min(Date.parse(q.until), now);
+    const since = q.since === undefined ? until - 86_400_000 : Date.parse(q.since);
+    if (since >= until) throw new ScalerError('BAD_REQUEST', 'since must be before until (and before now)', [{ field: '/query/since', message: 'must be before until' }]);
+    if (until - since > MAX_TIMELINE_DAYS * 86_400_000) {
+      throw new ScalerError('BAD_REQUEST', `a timeline spans at most ${MAX_TIMELINE_DAYS} days`, [{ field: '/query/since', message: `must be at most ${MAX_TIMELINE_DAYS} days before until` }]);
+    }
+    const page = await storage.listHistory({ policy_id: policy.id, since: new Date(since).toISOString(), until: new Date(until).toISOString(), limit: MAX_TIMELINE_ROWS });
+    ctx.body = {
+      policy_id: policy.id,
+      since: new Date(since).toISOString(),
+      until: new Date(until).toISOString(),
+      truncated: page.next_cursor !== null,
+      ...timelineOf(page.rows.reverse()),
+    };
   });
 
   router.get('/policies/:id/history', async (ctx) => {

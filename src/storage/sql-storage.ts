@@ -408,6 +408,13 @@ export class SqlStorage implements Storage {
     });
   }
 
+  listPolicyVersions(): Promise<Array<{ id: string; version: string }>> {
+    return this.#guard(async () => {
+      const rows = await this.driver.all<Row>('SELECT id, updated_at, paused_at, enabled, source FROM scaling_policies', []);
+      return rows.map((r) => ({ id: str(r['id']), version: `${iso(r['updated_at'])}|${isoOrNull(r['paused_at']) ?? ''}|${bool(r['enabled'])}|${str(r['source'])}` }));
+    });
+  }
+
   policiesRevision(): Promise<string> {
     return this.#guard(async () => {
       // The sum of its rows (one on SQLite, 64 on PostgreSQL: migration 004).
@@ -593,6 +600,13 @@ export class SqlStorage implements Storage {
         [iso(since), false],
       );
       return rows.map((r) => ({ policy_id: str(r['policy_id']), executed_at: iso(r['executed_at']), previous_replicas: num(r['previous_replicas']), new_replicas: num(r['new_replicas']) }));
+    });
+  }
+
+  getHistoryRow(id: string): Promise<HistoryRow | undefined> {
+    return this.#guard(async () => {
+      const [r] = await this.driver.all<Row>('SELECT * FROM scaling_history WHERE id = ?', [id]);
+      return r === undefined ? undefined : historyFrom(r);
     });
   }
 

@@ -129,6 +129,11 @@ export interface Storage {
   /** Ids and versions of the enabled policies that are not paused: lets the loop reload only what changed. */
   listEnabledPolicyVersions(): Promise<Array<{ id: string; updated_at: string }>>;
   /**
+   * Every policy's id with a value that changes whenever anything stored of it changes (content,
+   * enabled, pause, source): lets a reader of all policies reload only what changed.
+   */
+  listPolicyVersions(): Promise<Array<{ id: string; version: string }>>;
+  /**
    * A value that changes whenever any policy is created, changed or deleted, by any process on
    * this database: the loop lists the policies again only when it changed.
    */
@@ -169,6 +174,9 @@ export interface Storage {
    * oldest first, without the decision records: what replica-hours are computed from.
    */
   replicaChanges(since: string): Promise<ReplicaChange[]>;
+
+  /** One history row by id, with its decision record; undefined when there is none. */
+  getHistoryRow(id: string): Promise<HistoryRow | undefined>;
 
   /** Whether a history row with this id exists (a change recorded before a crash is not recorded again). */
   historyRowExists(id: string): Promise<boolean>;

@@ -10,7 +10,8 @@ export function align(lines: Array<ReadonlyArray<readonly [number, number | null
   return [times, ...out];
 }
 
-export interface HistoryRow {
+/** What every recorded decision says (a history row without its decision record). */
+export interface Decision {
   id: string;
   action: string;
   previous_replicas: number;
@@ -22,7 +23,26 @@ export interface HistoryRow {
   status: 'succeeded' | 'failed' | 'blocked';
   error: string | null;
   executed_at: string;
+}
+
+export interface HistoryRow extends Decision {
   details: DecisionRecord | null;
+}
+
+/** A decision in a timeline (GET .../timeline): its rules' values and the ids of those that held. */
+export interface TimelineDecision extends Decision {
+  has_record: boolean;
+  values: Record<string, number | null>;
+  held: string[];
+}
+
+export interface Timeline {
+  since: string;
+  until: string;
+  truncated: boolean;
+  rules: Array<Pick<RuleRecord, 'id' | 'direction' | 'metric' | 'operator' | 'threshold'>>;
+  target_tracking: Array<{ id: string; metric: string; kind: string; target: number }>;
+  decisions: TimelineDecision[];
 }
 
 export interface RuleRecord {
@@ -77,7 +97,7 @@ export interface DecisionRecord {
 }
 
 /** Whether a row changed the replicas that run (a real, succeeded change). */
-export const isChange = (r: HistoryRow): boolean => r.status === 'succeeded' && !r.dry_run && r.action !== 'none';
+export const isChange = (r: Decision): boolean => r.status === 'succeeded' && !r.dry_run && r.action !== 'none';
 
 export const OPERATOR: Record<string, string> = { gt: '>', gte: '≥', lt: '<', lte: '≤', eq: '=', ne: '≠' };
 
@@ -87,7 +107,7 @@ export function ruleLabel(r: Pick<RuleRecord, 'direction' | 'metric' | 'operator
 }
 
 /** Replicas over [from, to] as a step line from real changes, oldest first; starts from the first change's previous count. */
-export function replicaSteps(rows: readonly HistoryRow[], from: number, to: number, current: number | null): Array<[number, number | null]> {
+export function replicaSteps(rows: readonly Decision[], from: number, to: number, current: number | null): Array<[number, number | null]> {
   const changes = rows.filter(isChange);
   const start = changes[0]?.previous_replicas ?? current;
   const out: Array<[number, number | null]> = [[from, start]];

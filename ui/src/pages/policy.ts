@@ -4,7 +4,7 @@ import { Chart, type ChartSeries } from '../chart.js';
 import { ActionBadge, duration, num, RANGES, StatusBadge, Time } from '../format.js';
 import { html } from '../html.js';
 import { replaceParams } from '../route.js';
-import { align, isChange, replicaSteps, ruleLabel, type DecisionRecord, type HistoryRow } from '../series.js';
+import { align, isChange, OPERATOR, replicaSteps, ruleLabel, type DecisionRecord, type HistoryRow, type Timeline, type TimelineDecision } from '../series.js';
 import { Flags, SourceBadge, type PolicyBasics } from './policies.js';
 
 interface Policy extends PolicyBasics {
@@ -21,19 +21,7 @@ interface State {
   next_schedule_fires: Array<{ cron_expression: string; timezone: string; next: string[] }>;
 }
 
-/** Every history row of a policy since `since`, oldest first (pages of 1,000, newest first from the API). */
-async function historySince(id: string, since: string, signal: AbortSignal): Promise<HistoryRow[]> {
-  const rows: HistoryRow[] = [];
-  let cursor: string | null = null;
-  do {
-    const page: { history: HistoryRow[]; next_cursor: string | null } = await request(`policies/${encodeURIComponent(id)}/history${query({ since, limit: 1000, cursor })}`, { signal });
-    rows.push(...page.history);
-    cursor = page.next_cursor;
-  } while (cursor !== null);
-  return rows.reverse();
-}
-
-const MARKERS: Array<{ label: string; color: string; hollow?: boolean; size?: number; pick: (r: HistoryRow) => boolean }> = [
+const MARKERS: Array<{ label: string; color: string; hollow?: boolean; size?: number; pick: (r: TimelineDecision) => boolean }> = [
   { label: '▲ scaled up', color: '#1a7f37', pick: (r) => isChange(r) && r.action === 'scale_up' },
   { label: '▼ scaled down', color: '#bc4c00', pick: (r) => isChange(r) && r.action === 'scale_down' },
   { label: '◆ schedule or fallback', color: '#0969da', pick: (r) => isChange(r) && (r.action === 'scheduled' || r.action === 'fallback') },
@@ -42,7 +30,7 @@ const MARKERS: Array<{ label: string; color: string; hollow?: boolean; size?: nu
   { label: '⊘ blocked', color: '#6e7781', hollow: true, pick: (r) => r.status === 'blocked' },
 ];
 
-function ReplicaChart({ rows, from, to, current }: { rows: HistoryRow[]; from: number; to: number; current: number | null }) {
+function ReplicaChart({ rows, from, to, current }: { rows: TimelineDecision[]; from: number; to: number; current: number | null }) {
   const { data, series } = useMemo(() => {
     const lines: Array<Array<[number, number | null]>> = [replicaSteps(rows, from, to, current)];
     const series: ChartSeries[] = [{ label: 'Replicas', color: '#24292f', kind: 'step' }];
@@ -57,37 +45,34 @@ function ReplicaChart({ rows, from, to, current }: { rows: HistoryRow[]; from: n
   return html`<${Chart} label="Replicas over the range, with a marker at each recorded decision (the list below has the same decisions as text)" data=${data} series=${series} yLabel="replicas" testId="replica-chart" />`;
 }
 
-/** One chart per rule: its value at each recorded decision against its threshold. */
-function RuleCharts({ rows, from, to }: { rows: HistoryRow[]; from: number; to: number }) {
+/** One chart per rule (and target-tracking entry): its value at each recorded decision against its threshold. */
+function RuleCharts({ timeline, from, to }: { timeline: Timeline; from: number; to: number }) {
   const charts = useMemo(() => {
-    const byRule = new Map<string, { label: string; threshold: number; points: Array<[number, number | null]>; held: Array<[number, number | null]> }>();
-    for (const r of rows) {
-      const t = Date.parse(r.executed_at) / 1000;
-      for (const rule of r.details?.rules ?? []) {
-        const label = ruleLabel(rule);
-        let entry = byRule.get(rule.id);
-        if (entry === undefined) byRule.set(rule.id, (entry = { label, threshold: rule.threshold, points: [], held: [] }));
-        entry.points.push([t, rule.value]);
-        if (rule.held) entry.held.push([t, rule.value]);
+    const series = [
+      ...timeline.rules.map((r) => ({ id: r.id, label: ruleLabel(r), threshold: r.threshold })),
+      ...timeline.target_tracking.map((t) => ({ id: t.id, label: `target tracking: ${t.metric} target ${t.target}`, threshold: t.target })),
+    ];
+    return series.map((m) => {
+      const points: Array<[number, number | null]> = [];
+      const held: Array<[number, number | null]> = [];
+      for (const d of timeline.decisions) {
+        if (!(m.id in d.values)) continue;
+        const t = Date.parse(d.executed_at) / 1000;
+        points.push([t, d.values[m.id] ?? null]);
+        if (d.held.includes(m.id)) held.push([t, d.values[m.id] ?? null]);
       }
-      for (const tt of r.details?.target_tracking ?? []) {
-        const key = `tt:${tt.id}`;
-        let entry = byRule.get(key);
-        if (entry === undefined) byRule.set(key, (entry = { label: `target tracking: ${tt.metric} target ${tt.target}`, threshold: tt.target, points: [], held: [] }));
-        entry.points.push([t, tt.value]);
-      }
-    }
-    return [...byRule.entries()].map(([id, e]) => ({
-      id,
-      label: e.label,
-      data: align([e.points, e.held, [[from, e.threshold], [to, e.threshold]]]),
-      series: [
-        { label: 'value at the decision', color: '#0969da', kind: 'line' },
-        { label: '● held', color: '#1a7f37', kind: 'points', size: 8 },
-        { label: `threshold ${e.threshold}`, color: '#cf222e', kind: 'dashed' },
-      ] as ChartSeries[],
-    }));
-  }, [rows, from, to]);
+      return {
+        id: m.id,
+        label: m.label,
+        data: align([points, held, [[from, m.threshold], [to, m.threshold]]]),
+        series: [
+          { label: 'value at the decision', color: '#0969da', kind: 'line' },
+          { label: '● held', color: '#1a7f37', kind: 'points', size: 8 },
+          { label: `threshold ${m.threshold}`, color: '#cf222e', kind: 'dashed' },
+        ] as ChartSeries[],
+      };
+    });
+  }, [timeline, from, to]);
   if (charts.length === 0) return html`<p class="muted">No decision in this range carries metric values.</p>`;
   return html`<div class="rule-charts">${charts.map((c) => html`<${Chart} key=${c.id} label=${c.label} data=${c.data} series=${c.series} height=${180} testId="rule-chart" />`)}</div>`;
 }
@@ -108,7 +93,7 @@ export function DecisionDetails({ d }: { d: DecisionRecord }) {
       <thead><tr><th scope="col">Direction</th><th scope="col">Metric</th><th scope="col">Source</th><th scope="col">Condition</th><th scope="col">Window</th><th scope="col">Samples</th><th scope="col">Value</th><th scope="col">Verdict</th></tr></thead>
       <tbody>${d.rules.map((r) => html`<tr>
         <td>${r.direction === 'scale_up' ? 'up' : 'down'}</td><td><code>${r.metric}</code></td><td>${r.source}</td>
-        <td>${r.aggregation} ${ruleLabel(r).replace(/^[a-z]+: .* (\S+ \S+)$/, '$1')}</td><td>${duration(r.window_seconds)}</td><td>${r.samples}</td><td>${num(r.value, 4)}</td>
+        <td>${r.aggregation} ${OPERATOR[r.operator] ?? r.operator} ${r.threshold}</td><td>${duration(r.window_seconds)}</td><td>${r.samples}</td><td>${num(r.value, 4)}</td>
         <td>${r.error !== null ? html`<span class="badge status-failed">✗ error</span> ${r.error}` : r.held ? html`<span class="badge ok">✓ held</span>` : html`<span class="badge off">✗ did not hold</span>${r.why ? ` ${r.why}` : ''}`}</td>
       </tr>`)}</tbody>
     </table>`}
@@ -127,7 +112,21 @@ export function DecisionDetails({ d }: { d: DecisionRecord }) {
   </div>`;
 }
 
-function DecisionList({ rows }: { rows: HistoryRow[] }) {
+/** A decision's whole record, fetched when it is opened. */
+function RecordOf({ id }: { id: string }) {
+  const [row, setRow] = useState<HistoryRow | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    request<HistoryRow>(`history/${encodeURIComponent(id)}`)
+      .then(setRow)
+      .catch((e: unknown) => setError(e instanceof Error ? e.message : String(e)));
+  }, [id]);
+  if (error !== null) return html`<p class="error" role="alert">Could not load the record: ${error}</p>`;
+  if (row === null) return html`<p role="status">Loading the record…</p>`;
+  return row.details === null ? html`<p class="muted">This decision has no record.</p>` : html`<${DecisionDetails} d=${row.details} />`;
+}
+
+function DecisionList({ rows }: { rows: TimelineDecision[] }) {
   const newest = useMemo(() => [...rows].reverse(), [rows]);
   const [shown, setShown] = useState(50);
   const [open, setOpen] = useState<string | null>(null);
@@ -142,9 +141,9 @@ function DecisionList({ rows }: { rows: HistoryRow[] }) {
           <td>${r.previous_replicas} → ${r.new_replicas}</td>
           <td><${StatusBadge} status=${r.status} dryRun=${r.dry_run} />${r.error !== null ? html`<div class="error small">${r.error}</div>` : ''}</td>
           <td>${r.reason}</td>
-          <td>${r.details !== null && html`<button type="button" aria-expanded=${open === r.id} aria-controls=${`d-${r.id}`} onClick=${() => setOpen(open === r.id ? null : r.id)}>${open === r.id ? 'Hide' : 'Details'}</button>`}</td>
+          <td>${r.has_record && html`<button type="button" aria-expanded=${open === r.id} aria-controls=${`d-${r.id}`} onClick=${() => setOpen(open === r.id ? null : r.id)}>${open === r.id ? 'Hide' : 'Details'}</button>`}</td>
         </tr>
-        ${open === r.id && r.details !== null && html`<tr class="expanded" id=${`d-${r.id}`}><td colspan="6"><${DecisionDetails} d=${r.details} /></td></tr>`}`)}
+        ${open === r.id && html`<tr class="expanded" id=${`d-${r.id}`}><td colspan="6"><${RecordOf} id=${r.id} /></td></tr>`}`)}
     </tbody>
   </table>
   ${shown < newest.length && html`<button type="button" onClick=${() => setShown(shown + 200)}>Show ${Math.min(200, newest.length - shown)} more</button>`}`;
@@ -154,7 +153,7 @@ export function PolicyPage({ id, params }: { id: string; params: URLSearchParams
   const [range, setRange] = useState(Number(params.get('range')) || 86400);
   const [policy, setPolicy] = useState<Policy | null>(null);
   const [state, setState] = useState<State | null>(null);
-  const [rows, setRows] = useState<HistoryRow[] | null>(null);
+  const [timeline, setTimeline] = useState<Timeline | null>(null);
   const [window, setWindow] = useState<{ from: number; to: number }>({ from: 0, to: 0 });
   const [error, setError] = useState<string | null>(null);
 
@@ -163,16 +162,17 @@ export function PolicyPage({ id, params }: { id: string; params: URLSearchParams
     const ctl = new AbortController();
     const to = Date.now();
     const from = to - range * 1000;
-    setRows(null);
+    setTimeline(null);
+    const path = `policies/${encodeURIComponent(id)}`;
     Promise.all([
-      request<Policy>(`policies/${encodeURIComponent(id)}`, { signal: ctl.signal }),
-      request<State>(`policies/${encodeURIComponent(id)}/state`, { signal: ctl.signal }),
-      historySince(id, new Date(from).toISOString(), ctl.signal),
+      request<Policy>(path, { signal: ctl.signal }),
+      request<State>(`${path}/state`, { signal: ctl.signal }),
+      request<Timeline>(`${path}/timeline${query({ since: new Date(from).toISOString(), until: new Date(to).toISOString() })}`, { signal: ctl.signal }),
     ])
-      .then(([p, s, h]) => {
+      .then(([p, s, tl]) => {
         setPolicy(p);
         setState(s);
-        setRows(h);
+        setTimeline(tl);
         setWindow({ from: from / 1000, to: to / 1000 });
         setError(null);
       })
@@ -184,8 +184,8 @@ export function PolicyPage({ id, params }: { id: string; params: URLSearchParams
 
   // After the charts and the list are on the page: what the load-time benchmark reads.
   useEffect(() => {
-    if (rows !== null) performance.mark('policy-rendered');
-  }, [rows]);
+    if (timeline !== null) performance.mark('policy-rendered');
+  }, [timeline]);
 
   if (error !== null) return html`<p class="error" role="alert">${error}</p><p><a href="#/">Back to the policies</a></p>`;
   if (policy === null || state === null) return html`<p role="status">Loading the policy…</p>`;
@@ -210,13 +210,14 @@ export function PolicyPage({ id, params }: { id: string; params: URLSearchParams
       <legend>Range</legend>
       ${RANGES.map((r) => html`<label><input type="radio" name="range" value=${r.seconds} checked=${range === r.seconds} onChange=${() => setRange(r.seconds)} /> last ${r.label}</label>`)}
     </fieldset>
-    ${rows === null ? html`<p role="status">Loading the history…</p>` : html`
+    ${timeline === null ? html`<p role="status">Loading the history…</p>` : html`
+      ${timeline.truncated && html`<p class="error" role="status">This range holds more decisions than one page of the timeline; the newest ${num(timeline.decisions.length, 0)} are shown. Choose a shorter range to see them all.</p>`}
       <h2>Replicas</h2>
-      <${ReplicaChart} rows=${rows} from=${window.from} to=${window.to} current=${state.current_replicas} />
+      <${ReplicaChart} rows=${timeline.decisions} from=${window.from} to=${window.to} current=${state.current_replicas} />
       <h2>Metrics against thresholds</h2>
       <p class="muted small">Each point is the value a rule saw at a recorded decision (a change, a dry run or a blocked change); quiet evaluations are not recorded. Preview the policy to replay its metrics minute by minute.</p>
-      <${RuleCharts} rows=${rows} from=${window.from} to=${window.to} />
+      <${RuleCharts} timeline=${timeline} from=${window.from} to=${window.to} />
       <h2>Decisions</h2>
-      <${DecisionList} rows=${rows} />`}
+      <${DecisionList} rows=${timeline.decisions} />`}
   </section>`;
 }

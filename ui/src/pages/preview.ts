@@ -3,7 +3,7 @@ import { ApiError, request, type FieldProblem } from '../api.js';
 import { Chart, type ChartSeries } from '../chart.js';
 import { num, RANGES } from '../format.js';
 import { html } from '../html.js';
-import { align } from '../series.js';
+import { align, ruleLabel } from '../series.js';
 import { editable, toYaml } from '../yaml-out.js';
 
 const TEMPLATE = `name: my-policy
@@ -44,8 +44,6 @@ function stepFor(seconds: number): number {
   return [60, 120, 300, 600, 900, 1800, 3600].find((s) => s >= wanted) ?? 3600;
 }
 
-const OPS: Record<string, string> = { gt: '>', gte: '≥', lt: '<', lte: '≤', eq: '=', ne: '≠' };
-
 function BacktestResult({ answer }: { answer: BacktestAnswer }) {
   const charts = useMemo(() => {
     const times = answer.timeline.map((r) => Date.parse(r.time) / 1000);
@@ -63,7 +61,7 @@ function BacktestResult({ answer }: { answer: BacktestAnswer }) {
     const first = times[0] ?? 0;
     const last = times.at(-1) ?? 0;
     const metrics = [
-      ...answer.policy.rules.map((r) => ({ id: r.id, label: `${r.direction === 'scale_up' ? 'up' : 'down'}: ${r.metric} ${OPS[r.operator] ?? r.operator} ${r.threshold}`, threshold: r.threshold })),
+      ...answer.policy.rules.map((r) => ({ id: r.id, label: ruleLabel(r), threshold: r.threshold })),
       ...answer.policy.target_tracking.map((t) => ({ id: t.id, label: `target tracking: ${t.metric} target ${t.target}`, threshold: t.target })),
     ].map((m) => ({
       ...m,
