@@ -426,6 +426,10 @@ t.test('.dockerignore: at the build context root; keeps out dependencies, git, d
     t.ok(dockerIgnored(patterns, f), `${f} is left out`);
   }
   t.ok(copySources.length >= 8, `COPY sources: ${copySources.join(' ')}`);
+  // npm run build bundles the web console: the script it runs and the console's sources are copied.
+  const build = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['build'] ?? '';
+  for (const script of build.match(/(?<=node )\S+/g) ?? []) t.ok(copySources.includes(script), `the build's ${script} is copied`);
+  t.ok(copySources.includes('ui'), 'the console\'s sources (ui/) are copied');
   for (const src of copySources) {
     let files: string[];
     try {
