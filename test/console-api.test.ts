@@ -42,18 +42,20 @@ async function daemon(t: TapTest): Promise<{ d: Daemon; api: string; base: strin
 
 t.test('replicaHours: a step function integrated over the range', async (t) => {
   const H = 3600_000;
-  t.same(replicaHours([], null, 0, H), { replicaHours: null, average: null, changes: 0 }, 'never known: null, not 0');
-  t.same(replicaHours([], 3, 0, 2 * H), { replicaHours: 6, average: 3, changes: 0 }, 'no change: the current count all along');
+  t.same(replicaHours([], null, null, 0, H), { replicaHours: null, average: null, changes: 0 }, 'never known: null, not 0');
+  t.same(replicaHours([], null, 3, 0, 2 * H), { replicaHours: 6, average: 3, changes: 0 }, 'no change: the current count all along');
   const changes = [
     { at: H, from: 1, to: 4 },
     { at: 3 * H, from: 4, to: 2 },
     { at: 5 * H, from: 2, to: 7 },
   ];
-  t.same(replicaHours(changes, 9, 0, 4 * H), { replicaHours: 1 + 8 + 2, average: 2.75, changes: 2 }, 'the count before the first change is its previous count');
-  t.same(replicaHours(changes, 9, 2 * H, 4 * H), { replicaHours: 4 + 2, average: 3, changes: 1 }, 'a change before the range sets the count at its start');
-  t.same(replicaHours(changes, 9, 3 * H, 5 * H), { replicaHours: 4, average: 2, changes: 1 }, 'a change at the start counts; one at the end does not');
-  t.same(replicaHours(changes, 9, 6 * H, 7 * H), { replicaHours: 7, average: 7, changes: 0 }, 'after the last change: its count');
-  t.same(replicaHours(changes, 9, H, H), { replicaHours: 0, average: null, changes: 0 }, 'an empty range');
+  t.same(replicaHours(changes, null, 9, 0, 4 * H), { replicaHours: 1 + 8 + 2, average: 2.75, changes: 2 }, 'the count before the first change is its previous count');
+  t.same(replicaHours(changes, null, 9, 2 * H, 4 * H), { replicaHours: 4 + 2, average: 3, changes: 1 }, 'a change before the range sets the count at its start');
+  t.same(replicaHours(changes, null, 9, 3 * H, 5 * H), { replicaHours: 4, average: 2, changes: 1 }, 'a change at the start counts; one at the end does not');
+  t.same(replicaHours(changes, null, 9, 6 * H, 7 * H), { replicaHours: 7, average: 7, changes: 0 }, 'after the last change: its count');
+  t.same(replicaHours(changes, null, 9, H, H), { replicaHours: 0, average: null, changes: 0 }, 'an empty range');
+  t.same(replicaHours([], 5, 9, 0, 2 * H), { replicaHours: 10, average: 5, changes: 0 }, 'no change in the range: what the last change before it set, not the count now');
+  t.same(replicaHours(changes, 2, 9, 0, 2 * H), { replicaHours: 2 + 4, average: 3, changes: 1 }, 'the last change before the range sets the count at its start');
 });
 
 t.test('GET /overview: every policy with its state, searched, filtered and paged on the server', async (t) => {
@@ -92,6 +94,8 @@ t.test('GET /overview: every policy with its state, searched, filtered and paged
   t.same(await q('q=BILLING'), ['cdc-07'], 'search is case-blind and reads descriptions');
   t.same(await q('q=abcd'), ['cdc-05'], 'and target ids');
   t.same(await q('q=zeta.yaml'), ['zeta-from-file'], 'and file paths');
+  // The file's temp folder is named philotes-console-api-*: only it holds "api" in a searched field.
+  t.same(await q('q=api'), ['zeta-from-file'], 'not "api", the source of every API policy');
   t.same(await q('source=file'), ['zeta-from-file']);
   t.equal((await q('source=api')).length, 24);
   t.same(await q('enabled=false&target_type=trino'), ['cdc-00', 'cdc-15']);
@@ -241,9 +245,12 @@ t.test('read tokens may send the POSTs that change nothing, and only those', asy
   const body = { name: 'reader-made', target_type: 'trino', min_replicas: 1, max_replicas: 2 };
   t.equal((await call('POST', `${api}/policies`, body, asReader)).status, 403, 'creating needs the write scope');
   t.equal((await call('POST', `${api}/validate`, body, asReader)).status, 200, 'checking does not');
-  const bt = await call('POST', `${api}/backtest`, { policy: body, from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:00:00Z' }, asReader);
-  t.not(bt.status, 403, `a backtest does not (${bt.status})`);
-  t.not((await call('POST', `${api}/policies/zeta-from-file/backtest`, { from: 'x', to: 'y' }, asReader)).status, 403, 'nor one of a stored policy');
+  const stored = await call('POST', `${api}/policies/zeta-from-file/backtest`, { from: 'x', to: 'y' }, asReader);
+  t.equal(stored.status, 422, `nor a backtest of a stored policy (its queries are the policy's): the body's mistakes are reported (${stored.status})`);
+  const inline = await call('POST', `${api}/backtest`, { policy: body, from: '2026-01-01T00:00:00Z', to: '2026-01-02T00:00:00Z' }, asReader);
+  t.equal(inline.status, 403, 'an inline backtest runs queries its body brings: write scope');
+  t.match(inline.body, { detail: /needs the "write" scope/ });
+  t.equal((await call('POST', `${api}/backtest`, { policy: body, from: 'x', to: 'y' }, asWriter)).status, 422, 'which a write token has');
   t.equal((await call('POST', `${api}/policies/zeta-from-file/evaluate`, undefined, asReader)).status, 403, 'an evaluation may act: write scope');
   t.equal((await call('POST', `${api}/policies/zeta-from-file/pause`, undefined, asReader)).status, 403);
   t.equal((await call('POST', `${api}/validate/extra`, body, asReader)).status, 403, 'only the exact paths');
@@ -272,6 +279,7 @@ t.test('/ui/: the console\'s files, without a token, with security headers', asy
   t.equal(missing.status, 404);
   t.match(await missing.json(), { detail: 'the console has no file nope.js' });
   t.equal((await fetch(`${base}/ui/../api/v1/scaling/policies`)).status, 401, 'a path cannot climb out of /ui/');
+  t.equal((await fetch(`${base}/ui/`, { method: 'HEAD' })).status, 200, 'HEAD too');
   t.equal((await fetch(`${base}/ui/`, { method: 'POST' })).status, 401, 'only reads are open');
 
   const bare = await startTestApp({}, { extraRoutes: [(_s, root) => registerUiRoutes(root, loadUiAssets(join(tmpdir(), 'no-such-console')))] });

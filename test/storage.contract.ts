@@ -792,15 +792,22 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
       { executed_at: at(50), action: 'scale_down', status: 'succeeded', policy_id: null, previous_replicas: 9, new_replicas: 8 },
     ];
     for (const r of [...rows].reverse()) await storage.appendHistory(historyRow({ policy_id: p.id, policy_name: p.name, ...r }));
+    const other = await storage.createPolicy(makePolicy('unchanged'));
+    const { changes, before } = await storage.replicaChanges([p.id, other.id], at(10), at(45));
     t.same(
-      await storage.replicaChanges(at(10)),
+      changes,
       [
         { policy_id: p.id, executed_at: at(10), previous_replicas: 2, new_replicas: 4 },
         { policy_id: p.id, executed_at: at(40), previous_replicas: 4, new_replicas: 6 },
       ],
-      'from the given time on: failed, dry-run, blocked rows and rows without a policy are left out',
+      'in [since, until): failed, dry-run, blocked rows and rows without a policy are left out',
     );
-    t.same(await storage.replicaChanges(at(41)), [], 'none after the last');
+    t.same([...before], [[p.id, 2]], 'the count the last real change before the range set; none for a policy without one');
+    t.same((await storage.replicaChanges([p.id], at(10), at(40))).changes.length, 1, 'until is excluded');
+    const later = await storage.replicaChanges([p.id], at(41), at(60));
+    t.same(later.changes, [], 'none after the last');
+    t.same([...later.before], [[p.id, 6]]);
+    t.same((await storage.replicaChanges([other.id], at(0), at(60))).changes, [], 'only the policies asked for');
   });
 
   t.test(`${name}: concurrent writes`, async (t) => {

@@ -27,10 +27,11 @@ export function tokensFrom(config: Pick<ScalerConfig, 'auth' | 'api_token' | 'ap
 const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
- * POSTs that change nothing (a check and backtests): a read token may send them, so a console
- * or script holding only a read token can preview a policy.
+ * POSTs that change nothing and query nothing a policy does not already hold: checking a policy,
+ * and backtesting a stored one. A read token may send them. An inline backtest (POST /backtest)
+ * runs whatever queries its body holds against the daemon's metric sources, so it needs write.
  */
-const READ_ONLY_POSTS = /^\/api\/v1\/scaling\/(?:validate|backtest|policies\/[^/]+\/backtest)\/?$/;
+const READ_ONLY_POSTS = /^\/api\/v1\/scaling\/(?:validate|policies\/[^/]+\/backtest)\/?$/;
 
 /**
  * Bearer-token auth with scopes: reads need `read`, writes need `write`. With no token
@@ -41,7 +42,7 @@ export function authMiddleware(tokens: readonly TokenEntry[], opts: { openProbes
   return async function auth(ctx: Context, next: Next): Promise<void> {
     if (tokens.length === 0 || (opts.openProbes && PROBES.has(ctx.path))) return next();
     // The console's files hold no data (the page asks for a token and sends it to the API).
-    if (ctx.method === 'GET' && (ctx.path === '/ui' || ctx.path.startsWith('/ui/'))) return next();
+    if ((ctx.method === 'GET' || ctx.method === 'HEAD') && (ctx.path === '/ui' || ctx.path.startsWith('/ui/'))) return next();
     const needed: Scope = ['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) || (ctx.method === 'POST' && READ_ONLY_POSTS.test(ctx.path)) ? 'read' : 'write';
     const header = ctx.get('authorization');
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);

@@ -51,15 +51,20 @@ class PolicySnapshot {
   #revision: string | undefined;
   #byId = new Map<string, { version: string; policy: Policy }>();
   #sorted: Policy[] = [];
-  #loading: Promise<Policy[]> | undefined;
+  #loading: { revision: string; done: Promise<Policy[]> } | undefined;
 
   constructor(private readonly storage: Storage) {}
 
   async all(): Promise<Policy[]> {
     const revision = await this.storage.policiesRevision();
     if (revision === this.#revision) return this.#sorted;
-    if (this.#loading !== undefined) return this.#loading;
-    this.#loading = (async () => {
+    if (this.#loading !== undefined) {
+      // A load begun at another revision may miss a change this caller has seen: wait, then look again.
+      if (this.#loading.revision === revision) return this.#loading.done;
+      await this.#loading.done.catch(() => undefined);
+      return this.all();
+    }
+    const done = (async () => {
       try {
         const versions = await this.storage.listPolicyVersions();
         const stale = versions.filter((v) => this.#byId.get(v.id)?.version !== v.version);
@@ -79,7 +84,8 @@ class PolicySnapshot {
         this.#loading = undefined;
       }
     })();
-    return this.#loading;
+    this.#loading = { revision, done };
+    return done;
   }
 }
 
@@ -91,7 +97,8 @@ function matches(p: Policy, f: Filters): boolean {
   if (f.target_type !== undefined && p.target_type !== f.target_type) return false;
   if (f.q !== undefined && f.q !== '') {
     const q = f.q.toLowerCase();
-    const hay = [p.name, p.target_id ?? '', p.target_type, p.description ?? '', p.source];
+    // The source is searched when it is a file's path ("api" would match every API policy).
+    const hay = [p.name, p.target_id ?? '', p.target_type, p.description ?? '', p.source === API_SOURCE ? '' : p.source];
     if (!hay.some((s) => s.toLowerCase().includes(q))) return false;
   }
   return true;
@@ -148,24 +155,22 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
     }
     const all = await snapshot.all();
     const matched = all.filter((p) => matches(p, q));
-    const wanted = new Set(matched.map((p) => p.id));
+    const { changes: recorded, before } = await deps.storage.replicaChanges(matched.map((p) => p.id), since.toISOString(), until.toISOString());
     const changes = new Map<string, Array<{ at: number; from: number; to: number }>>();
-    for (const c of await deps.storage.replicaChanges(since.toISOString())) {
-      if (!wanted.has(c.policy_id)) continue;
+    for (const c of recorded) {
       let list = changes.get(c.policy_id);
       if (list === undefined) changes.set(c.policy_id, (list = []));
       list.push({ at: Date.parse(c.executed_at), from: c.previous_replicas, to: c.new_replicas });
     }
-    // Policies that changed nothing since `since` ran their current count all along.
-    const quiet = matched.filter((p) => !changes.has(p.id)).map((p) => p.id);
-    const states = await deps.storage.getStates(quiet);
+    // Policies with no change recorded at all ran the count they run now.
+    const states = await deps.storage.getStates(matched.filter((p) => !changes.has(p.id) && !before.has(p.id)).map((p) => p.id));
     const rows = matched.map((p) => {
       const price = deps.manager.priceFor(p);
       const list = changes.get(p.id) ?? [];
       // Counted from the policy's creation, or from its first recorded change when that is earlier
-      // (a policy file that was renamed or re-created keeps its history).
-      const from = Math.max(since.getTime(), Math.min(Date.parse(p.created_at), list[0]?.at ?? Infinity));
-      const hours = replicaHours(list, states.get(p.id)?.current_replicas ?? null, from, until.getTime());
+      // (a policy file that was renamed keeps its history): from the range's start with a change before it.
+      const from = before.has(p.id) ? since.getTime() : Math.max(since.getTime(), Math.min(Date.parse(p.created_at), list[0]?.at ?? Infinity));
+      const hours = replicaHours(list, before.get(p.id) ?? null, states.get(p.id)?.current_replicas ?? null, from, until.getTime());
       return {
         policy_id: p.id,
         policy_name: p.name,
@@ -200,17 +205,24 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
 const round = (n: number): number => Math.round(n * 1000) / 1000;
 
 /**
- * Replica-hours of one policy over [start, end): the count before its first change in the range
- * is that change's previous count (or, with no change since, the count it runs now); unknown
- * (null) when it never ran a known count.
+ * Replica-hours of one policy over [start, end), from its changes in the range (oldest first):
+ * the count at the start is what the last change before it set (`before`, when it was before the
+ * range), else the first change's previous count, else the count it runs now (`current`);
+ * unknown (null) when none is known.
  */
-export function replicaHours(changes: ReadonlyArray<{ at: number; from: number; to: number }>, current: number | null, start: number, end: number): { replicaHours: number | null; average: number | null; changes: number } {
+export function replicaHours(
+  changes: ReadonlyArray<{ at: number; from: number; to: number }>,
+  before: number | null,
+  current: number | null,
+  start: number,
+  end: number,
+): { replicaHours: number | null; average: number | null; changes: number } {
   if (end <= start) return { replicaHours: 0, average: null, changes: 0 };
   let value: number | null = null;
   let i = 0;
   // Changes before the start only tell the count at the start.
   while (i < changes.length && (changes[i] as { at: number }).at <= start) value = (changes[i++] as { to: number }).to;
-  value ??= changes[i]?.from ?? current;
+  value ??= before ?? changes[i]?.from ?? current;
   if (value === null) return { replicaHours: null, average: null, changes: 0 };
   let t = start;
   let sum = 0;

@@ -591,15 +591,33 @@ export class SqlStorage implements Storage {
     );
   }
 
-  replicaChanges(since: string): Promise<ReplicaChange[]> {
+  replicaChanges(policyIds: readonly string[], since: string, until: string): Promise<{ changes: ReplicaChange[]; before: Map<string, number> }> {
+    const real = `status = 'succeeded' AND dry_run = ? AND action <> 'none'`;
     return this.#guard(async () => {
-      const rows = await this.driver.all<Row>(
-        `SELECT policy_id, executed_at, previous_replicas, new_replicas FROM scaling_history
-          WHERE executed_at >= ? AND status = 'succeeded' AND dry_run = ? AND action <> 'none' AND policy_id IS NOT NULL
-          ORDER BY executed_at, id`,
-        [iso(since), false],
-      );
-      return rows.map((r) => ({ policy_id: str(r['policy_id']), executed_at: iso(r['executed_at']), previous_replicas: num(r['previous_replicas']), new_replicas: num(r['new_replicas']) }));
+      const changes: ReplicaChange[] = [];
+      const before = new Map<string, number>();
+      for (let i = 0; i < policyIds.length; i += 500) {
+        const chunk = policyIds.slice(i, i + 500);
+        const marks = chunk.map(() => '?').join(', ');
+        const rows = await this.driver.all<Row>(
+          `SELECT policy_id, executed_at, previous_replicas, new_replicas FROM scaling_history
+            WHERE policy_id IN (${marks}) AND executed_at >= ? AND executed_at < ? AND ${real}`,
+          [...chunk, iso(since), iso(until), false],
+        );
+        for (const r of rows) changes.push({ policy_id: str(r['policy_id']), executed_at: iso(r['executed_at']), previous_replicas: num(r['previous_replicas']), new_replicas: num(r['new_replicas']) });
+        // Each policy's last change before the range: one index seek each.
+        const last = await this.driver.all<Row>(
+          `SELECT h.policy_id, h.new_replicas FROM scaling_history h WHERE h.id IN (
+             SELECT (SELECT x.id FROM scaling_history x WHERE x.policy_id = p.id AND x.executed_at < ?
+                        AND x.status = 'succeeded' AND x.dry_run = ? AND x.action <> 'none'
+                      ORDER BY x.executed_at DESC, x.id DESC LIMIT 1)
+               FROM scaling_policies p WHERE p.id IN (${marks}))`,
+          [iso(since), false, ...chunk],
+        );
+        for (const r of last) before.set(str(r['policy_id']), num(r['new_replicas']));
+      }
+      changes.sort((a, b) => (a.executed_at < b.executed_at ? -1 : a.executed_at > b.executed_at ? 1 : 0));
+      return { changes, before };
     });
   }
 

@@ -170,10 +170,11 @@ export interface Storage {
   listHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }>;
 
   /**
-   * Every replica change recorded at or after `since` (succeeded, not a dry run, not `none`),
-   * oldest first, without the decision records: what replica-hours are computed from.
+   * The replica changes of these policies (succeeded, not dry runs, not `none`) in [since, until),
+   * oldest first, without the decision records; and for each policy with a change before `since`,
+   * the count the last of them set: what replica-hours over the range are computed from.
    */
-  replicaChanges(since: string): Promise<ReplicaChange[]>;
+  replicaChanges(policyIds: readonly string[], since: string, until: string): Promise<{ changes: ReplicaChange[]; before: Map<string, number> }>;
 
   /** One history row by id, with its decision record; undefined when there is none. */
   getHistoryRow(id: string): Promise<HistoryRow | undefined>;

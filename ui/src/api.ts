@@ -35,15 +35,23 @@ export function onAuthNeeded(fn: AuthListener): () => void {
 
 export function getToken(): string | null {
   try {
-    return sessionStorage.getItem(TOKEN_KEY);
+    return sessionStorage.getItem(TOKEN_KEY) ?? pageToken;
   } catch {
-    return null;
+    return pageToken;
   }
 }
 
+/** Kept for this tab only; when the browser offers no sessionStorage, for this page only. */
+let pageToken: string | null = null;
+
 export function setToken(token: string | null): void {
-  if (token === null || token === '') sessionStorage.removeItem(TOKEN_KEY);
-  else sessionStorage.setItem(TOKEN_KEY, token);
+  pageToken = token === '' ? null : token;
+  try {
+    if (pageToken === null) sessionStorage.removeItem(TOKEN_KEY);
+    else sessionStorage.setItem(TOKEN_KEY, pageToken);
+  } catch {
+    // storage refused (a privacy mode): the token lasts as long as the page
+  }
 }
 
 export interface RequestOptions {

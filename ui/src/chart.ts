@@ -13,6 +13,71 @@ export interface ChartSeries {
   hollow?: boolean;
   /** Right-hand axis (replicas beside a metric). */
   scale?: string;
+  /** For 'points': the marker's shape, so markers differ by more than colour. Default circle. */
+  shape?: Shape;
+}
+
+export type Shape = 'circle' | 'up' | 'down' | 'diamond' | 'square' | 'cross';
+
+/** Draws one marker centred on (x, y), in canvas pixels. */
+function mark(ctx: CanvasRenderingContext2D, shape: Shape, x: number, y: number, r: number): void {
+  ctx.beginPath();
+  switch (shape) {
+    case 'up':
+      ctx.moveTo(x, y - r * 1.2);
+      ctx.lineTo(x + r * 1.1, y + r * 0.8);
+      ctx.lineTo(x - r * 1.1, y + r * 0.8);
+      break;
+    case 'down':
+      ctx.moveTo(x, y + r * 1.2);
+      ctx.lineTo(x + r * 1.1, y - r * 0.8);
+      ctx.lineTo(x - r * 1.1, y - r * 0.8);
+      break;
+    case 'diamond':
+      ctx.moveTo(x, y - r * 1.3);
+      ctx.lineTo(x + r * 1.1, y);
+      ctx.lineTo(x, y + r * 1.3);
+      ctx.lineTo(x - r * 1.1, y);
+      break;
+    case 'square':
+      ctx.rect(x - r, y - r, 2 * r, 2 * r);
+      break;
+    case 'cross':
+      ctx.moveTo(x - r, y - r);
+      ctx.lineTo(x + r, y + r);
+      ctx.moveTo(x + r, y - r);
+      ctx.lineTo(x - r, y + r);
+      return;
+    default:
+      ctx.arc(x, y, r, 0, 2 * Math.PI);
+  }
+  ctx.closePath();
+}
+
+/** A uPlot hook that draws the shaped markers of every visible 'points' series with a shape. */
+function drawShapes(series: ChartSeries[]) {
+  return (u: uPlot): void => {
+    const ctx = u.ctx;
+    const ratio = devicePixelRatio;
+    series.forEach((s, i) => {
+      if (s.kind !== 'points' || s.shape === undefined || u.series[i + 1]?.show === false) return;
+      const xs = u.data[0];
+      const ys = u.data[i + 1] as Array<number | null>;
+      const r = ((s.size ?? 9) / 2) * ratio;
+      ctx.save();
+      ctx.lineWidth = 2 * ratio;
+      ctx.strokeStyle = s.color;
+      ctx.fillStyle = s.color;
+      for (let k = 0; k < xs.length; k++) {
+        const v = ys[k];
+        if (v === null || v === undefined) continue;
+        mark(ctx, s.shape, u.valToPos(xs[k] as number, 'x', true), u.valToPos(v, s.scale ?? 'y', true), r);
+        if (s.shape !== 'cross' && s.hollow !== true) ctx.fill();
+        ctx.stroke();
+      }
+      ctx.restore();
+    });
+  };
 }
 
 export interface ChartProps {
@@ -38,6 +103,7 @@ export function Chart(props: ChartProps) {
       height: props.height ?? 260,
       tzDate: (ts) => new Date(ts * 1000),
       cursor: { drag: { x: true, y: false } },
+      hooks: { draw: [drawShapes(props.series)] },
       legend: { live: true },
       scales: { x: { time: true }, y: { auto: true }, r: { auto: true } },
       axes: [
@@ -54,7 +120,8 @@ export function Chart(props: ChartProps) {
           width: s.kind === 'points' ? 0 : 2,
           dash: s.kind === 'dashed' ? [6, 4] : undefined,
           paths: s.kind === 'step' ? uPlot.paths.stepped!({ align: 1 }) : s.kind === 'points' ? () => null : undefined,
-          points: s.kind === 'points' ? { show: true, size: s.size ?? 9, stroke: s.color, fill: s.hollow === true ? 'transparent' : s.color, width: 2 } : { show: s.kind === 'line' && props.data[0].length < 200 },
+          // Shaped markers are drawn by drawShapes; uPlot draws round ones.
+          points: s.kind === 'points' ? { show: s.shape === undefined, size: s.size ?? 9, stroke: s.color, fill: s.hollow === true ? 'transparent' : s.color, width: 2 } : { show: s.kind === 'line' && props.data[0].length < 200 },
           spanGaps: s.kind === 'step' || s.kind === 'dashed',
         })),
       ],

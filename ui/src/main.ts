@@ -19,12 +19,18 @@ function useRoute(): Route {
   return route;
 }
 
-function TokenDialog({ reason, onDone }: { reason: string; onDone: () => void }) {
+/** Asks for a token; `onDone(true)` when one was given, `onDone(false)` when cancelled. */
+function TokenDialog({ reason, onDone }: { reason: string; onDone: (given: boolean) => void }) {
   const input = useRef<HTMLInputElement>(null);
-  useEffect(() => input.current?.focus(), []);
+  useEffect(() => {
+    // Focus comes back to where it was when the dialog closes.
+    const before = document.activeElement as HTMLElement | null;
+    input.current?.focus();
+    return () => before?.focus();
+  }, []);
   useEffect(() => {
     const onKey = (e: KeyboardEvent): void => {
-      if (e.key === 'Escape') onDone();
+      if (e.key === 'Escape') onDone(false);
     };
     addEventListener('keydown', onKey);
     return () => removeEventListener('keydown', onKey);
@@ -32,7 +38,7 @@ function TokenDialog({ reason, onDone }: { reason: string; onDone: () => void })
   const submit = (e: Event): void => {
     e.preventDefault();
     setToken(input.current?.value.trim() ?? '');
-    onDone();
+    onDone(true);
   };
   return html`<div class="overlay">
     <form class="dialog" role="dialog" aria-modal="true" aria-labelledby="token-title" onSubmit=${submit}>
@@ -41,7 +47,7 @@ function TokenDialog({ reason, onDone }: { reason: string; onDone: () => void })
       <p class="muted">The console reads the same API as scripts do, with the same tokens. The token stays in this tab only (sessionStorage).</p>
       <label for="token-input">Bearer token</label>
       <input id="token-input" ref=${input} type="password" autocomplete="off" required />
-      <div class="actions"><button type="button" onClick=${onDone}>Cancel</button><button type="submit" class="primary">Use this token</button></div>
+      <div class="actions"><button type="button" onClick=${() => onDone(false)}>Cancel</button><button type="submit" class="primary">Use this token</button></div>
     </form>
   </div>`;
 }
@@ -55,7 +61,7 @@ const NAV: Array<{ page: Route['page']; href: string; label: string }> = [
 function App() {
   const route = useRoute();
   const [auth, setAuth] = useState<string | null>(null);
-  // Bumped when a token is given: the page remounts and asks again.
+  // Bumped when a token is given: pages ask again (without losing what is on them, such as an edit).
   const [epoch, setEpoch] = useState(0);
   useEffect(() => onAuthNeeded((reason) => setAuth(reason)), []);
   useEffect(() => {
@@ -64,12 +70,14 @@ function App() {
   }, [route.page]);
   const current = route.page === 'policy' ? 'policies' : route.page;
   const page =
-    route.page === 'policy' ? html`<${PolicyPage} id=${route.id} params=${route.params} />`
-    : route.page === 'preview' ? html`<${PreviewPage} params=${route.params} />`
-    : route.page === 'cost' ? html`<${CostPage} params=${route.params} />`
-    : html`<${PoliciesPage} params=${route.params} />`;
-  return html`<a class="skip" href="#main" onClick=${(e: Event) => { e.preventDefault(); document.getElementById('main')?.focus(); }}>Skip to content</a>
-    <header class="top">
+    route.page === 'policy' ? html`<${PolicyPage} id=${route.id} params=${route.params} epoch=${epoch} />`
+    : route.page === 'preview' ? html`<${PreviewPage} params=${route.params} epoch=${epoch} />`
+    : route.page === 'cost' ? html`<${CostPage} params=${route.params} epoch=${epoch} />`
+    : html`<${PoliciesPage} params=${route.params} epoch=${epoch} />`;
+  // While the dialog is open, the page behind it takes neither focus nor clicks.
+  const inert = auth !== null;
+  return html`<a class="skip" href="#main" inert=${inert} onClick=${(e: Event) => { e.preventDefault(); document.getElementById('main')?.focus(); }}>Skip to content</a>
+    <header class="top" inert=${inert}>
       <span class="brand">Philotes Scaler</span>
       <nav aria-label="Console">
         <ul>${NAV.map((n) => html`<li><a href=${n.href} aria-current=${n.page === current ? 'page' : undefined}>${n.label}</a></li>`)}</ul>
@@ -77,8 +85,8 @@ function App() {
       <span class="zone" title="Hover a time to see it in UTC">Times in ${ZONE}</span>
       <button type="button" class="link" onClick=${() => setAuth(getToken() === null ? 'Give a token to use with the API.' : 'Replace the token this tab uses.')}>${getToken() === null ? 'Set token' : 'Change token'}</button>
     </header>
-    <main id="main" tabindex="-1" key=${`${route.page}:${route.id ?? ''}:${epoch}`}>${page}</main>
-    ${auth !== null && html`<${TokenDialog} reason=${auth} onDone=${() => { setAuth(null); setEpoch((n) => n + 1); }} />`}`;
+    <main id="main" tabindex="-1" inert=${inert} key=${`${route.page}:${route.id ?? ''}:${route.page === 'preview' ? (route.params.get('from') ?? '') : ''}`}>${page}</main>
+    ${auth !== null && html`<${TokenDialog} reason=${auth} onDone=${(given: boolean) => { setAuth(null); if (given) setEpoch((n) => n + 1); }} />`}`;
 }
 
 const root = document.getElementById('app');

@@ -9,7 +9,15 @@ export function parseRoute(hash: string): Route {
   const [path = '', search = ''] = hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(search);
   const parts = path.split('/').filter((p) => p !== '');
-  if (parts[0] === 'policies' && parts[1] !== undefined) return { page: 'policy', id: decodeURIComponent(parts[1]), params };
+  if (parts[0] === 'policies' && parts[1] !== undefined) {
+    let id = parts[1];
+    try {
+      id = decodeURIComponent(id);
+    } catch {
+      // a malformed escape: the API answers that no such policy exists
+    }
+    return { page: 'policy', id, params };
+  }
   if (parts[0] === 'preview') return { page: 'preview', params };
   if (parts[0] === 'cost') return { page: 'cost', params };
   return { page: 'policies', params };
@@ -24,3 +32,9 @@ export function replaceParams(params: Record<string, string | number | undefined
   history.replaceState(null, '', `#${base}${s === '' ? '' : `?${s}`}`);
 }
 
+
+/** A number from the address when it is one of `allowed`, else `fallback` (a hand-edited link cannot ask for more). */
+export function pick(params: URLSearchParams, name: string, allowed: readonly number[], fallback: number): number {
+  const n = Number(params.get(name));
+  return allowed.includes(n) ? n : fallback;
+}

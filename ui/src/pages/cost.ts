@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, query, request } from '../api.js';
 import { num, RANGES, Time } from '../format.js';
 import { html } from '../html.js';
-import { replaceParams } from '../route.js';
+import { pick, replaceParams } from '../route.js';
 
 interface CostRow {
   policy_id: string;
@@ -27,10 +27,10 @@ interface CostReport {
 const PAGE = 100;
 const COST_RANGES = [...RANGES.filter((r) => r.seconds >= 86400), { label: '30 days', seconds: 30 * 86400 }];
 
-export function CostPage({ params }: { params: URLSearchParams }) {
-  const [range, setRange] = useState(Number(params.get('range')) || 86400);
+export function CostPage({ params, epoch }: { params: URLSearchParams; epoch: number }) {
+  const [range, setRange] = useState(pick(params, 'range', COST_RANGES.map((r) => r.seconds), 86400));
   const [q, setQ] = useState(params.get('q') ?? '');
-  const [sort, setSort] = useState(params.get('sort') ?? 'cost');
+  const [sort, setSort] = useState(['cost', 'replica_hours', 'name'].includes(params.get('sort') ?? '') ? (params.get('sort') as string) : 'cost');
   const [page, setPage] = useState(1);
   const [data, setData] = useState<CostReport | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -38,10 +38,10 @@ export function CostPage({ params }: { params: URLSearchParams }) {
   useEffect(() => {
     replaceParams({ range: range === 86400 ? undefined : range, q, sort: sort === 'cost' ? undefined : sort });
     const ctl = new AbortController();
-    const until = new Date();
-    const since = new Date(until.getTime() - range * 1000);
+    // The range ends at the server's now (a browser's clock may be off); it starts `range` before.
+    const since = new Date(Date.now() - range * 1000);
     const timer = setTimeout(() => {
-      request<CostReport>(`cost${query({ since: since.toISOString(), until: until.toISOString(), q, sort, limit: PAGE, offset: (page - 1) * PAGE })}`, { signal: ctl.signal })
+      request<CostReport>(`cost${query({ since: since.toISOString(), q, sort, limit: PAGE, offset: (page - 1) * PAGE })}`, { signal: ctl.signal })
         .then((d) => {
           setData(d);
           setError(null);
@@ -54,7 +54,7 @@ export function CostPage({ params }: { params: URLSearchParams }) {
       clearTimeout(timer);
       ctl.abort();
     };
-  }, [range, q, sort, page]);
+  }, [range, q, sort, page, epoch]);
 
   const pages = Math.max(1, Math.ceil((data?.total_count ?? 0) / PAGE));
   return html`<section aria-labelledby="cost-title">

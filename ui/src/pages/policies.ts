@@ -1,8 +1,8 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, query, request } from '../api.js';
 import { ActionBadge, duration, num, Time } from '../format.js';
 import { html } from '../html.js';
-import { replaceParams } from '../route.js';
+import { pick, replaceParams } from '../route.js';
 
 /** What a policy's answer and an overview row both carry. */
 export interface PolicyBasics {
@@ -71,28 +71,32 @@ function select(label: string, id: string, value: string, options: Array<[string
   </div>`;
 }
 
-export function PoliciesPage({ params }: { params: URLSearchParams }) {
+export function PoliciesPage({ params, epoch }: { params: URLSearchParams; epoch: number }) {
   const [q, setQ] = useState(params.get('q') ?? '');
   const [source, setSource] = useState(params.get('source') ?? '');
   const [enabled, setEnabled] = useState(params.get('enabled') ?? '');
   const [dryRun, setDryRun] = useState(params.get('dry_run') ?? '');
   const [paused, setPaused] = useState(params.get('paused') ?? '');
   const [targetType, setTargetType] = useState(params.get('target_type') ?? '');
-  const [size, setSize] = useState(Number(params.get('size') ?? 100) || 100);
-  const [page, setPage] = useState(Number(params.get('page') ?? 1) || 1);
+  const [size, setSize] = useState(pick(params, 'size', PAGE_SIZES, 100));
+  const [page, setPage] = useState(Math.max(1, Math.floor(Number(params.get('page'))) || 1));
   const [data, setData] = useState<Overview | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [tick, setTick] = useState(0);
+  // The query last answered: a timed refresh of the same query is not announced as loading.
+  const shown = useRef('');
 
   useEffect(() => {
     replaceParams({ q, source, enabled, dry_run: dryRun, paused, target_type: targetType, size: size === 100 ? undefined : size, page: page === 1 ? undefined : page });
     const ctl = new AbortController();
     // Typing waits a moment before asking; paging and filters ask at once.
+    const path = `overview${query({ q, source, enabled, dry_run: dryRun, paused, target_type: targetType, limit: size, offset: (page - 1) * size })}`;
     const timer = setTimeout(() => {
-      setLoading(true);
-      request<Overview>(`overview${query({ q, source, enabled, dry_run: dryRun, paused, target_type: targetType, limit: size, offset: (page - 1) * size })}`, { signal: ctl.signal })
+      if (path !== shown.current) setLoading(true);
+      request<Overview>(path, { signal: ctl.signal })
         .then((d) => {
+          shown.current = path;
           setData(d);
           setError(null);
         })
@@ -107,7 +111,7 @@ export function PoliciesPage({ params }: { params: URLSearchParams }) {
       clearTimeout(timer);
       ctl.abort();
     };
-  }, [q, source, enabled, dryRun, paused, targetType, size, page, tick]);
+  }, [q, source, enabled, dryRun, paused, targetType, size, page, tick, epoch]);
 
   // After the rows are on the page: what the load-time benchmark (bench/console-load.ts) reads.
   useEffect(() => {

@@ -1,9 +1,9 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { ApiError, query, request } from '../api.js';
-import { Chart, type ChartSeries } from '../chart.js';
+import { Chart, type ChartSeries, type Shape } from '../chart.js';
 import { ActionBadge, duration, num, RANGES, StatusBadge, Time } from '../format.js';
 import { html } from '../html.js';
-import { replaceParams } from '../route.js';
+import { pick, replaceParams } from '../route.js';
 import { align, isChange, OPERATOR, replicaSteps, ruleLabel, type DecisionRecord, type HistoryRow, type Timeline, type TimelineDecision } from '../series.js';
 import { Flags, SourceBadge, type PolicyBasics } from './policies.js';
 
@@ -21,13 +21,13 @@ interface State {
   next_schedule_fires: Array<{ cron_expression: string; timezone: string; next: string[] }>;
 }
 
-const MARKERS: Array<{ label: string; color: string; hollow?: boolean; size?: number; pick: (r: TimelineDecision) => boolean }> = [
-  { label: '▲ scaled up', color: '#1a7f37', pick: (r) => isChange(r) && r.action === 'scale_up' },
-  { label: '▼ scaled down', color: '#bc4c00', pick: (r) => isChange(r) && r.action === 'scale_down' },
-  { label: '◆ schedule or fallback', color: '#0969da', pick: (r) => isChange(r) && (r.action === 'scheduled' || r.action === 'fallback') },
-  { label: '○ dry run (not applied)', color: '#8250df', hollow: true, pick: (r) => r.dry_run && r.status !== 'blocked' },
-  { label: '✗ failed', color: '#cf222e', hollow: true, size: 13, pick: (r) => r.status === 'failed' && !r.dry_run },
-  { label: '⊘ blocked', color: '#6e7781', hollow: true, pick: (r) => r.status === 'blocked' },
+const MARKERS: Array<{ label: string; color: string; shape: Shape; hollow?: boolean; size?: number; pick: (r: TimelineDecision) => boolean }> = [
+  { label: '▲ scaled up', color: '#1a7f37', shape: 'up', pick: (r) => isChange(r) && r.action === 'scale_up' },
+  { label: '▼ scaled down', color: '#bc4c00', shape: 'down', pick: (r) => isChange(r) && r.action === 'scale_down' },
+  { label: '◆ schedule or fallback', color: '#0969da', shape: 'diamond', pick: (r) => isChange(r) && (r.action === 'scheduled' || r.action === 'fallback') },
+  { label: '○ dry run (not applied)', color: '#8250df', shape: 'circle', hollow: true, pick: (r) => r.dry_run && r.status !== 'blocked' },
+  { label: '✗ failed', color: '#cf222e', shape: 'cross', size: 12, pick: (r) => r.status === 'failed' && !r.dry_run },
+  { label: '□ blocked', color: '#6e7781', shape: 'square', hollow: true, size: 8, pick: (r) => r.status === 'blocked' },
 ];
 
 function ReplicaChart({ rows, from, to, current }: { rows: TimelineDecision[]; from: number; to: number; current: number | null }) {
@@ -38,7 +38,7 @@ function ReplicaChart({ rows, from, to, current }: { rows: TimelineDecision[]; f
       const picked = rows.filter(m.pick);
       if (picked.length === 0) continue;
       lines.push(picked.map((r): [number, number] => [Date.parse(r.executed_at) / 1000, r.new_replicas]));
-      series.push({ label: m.label, color: m.color, kind: 'points', hollow: m.hollow, size: m.size });
+      series.push({ label: m.label, color: m.color, kind: 'points', shape: m.shape, hollow: m.hollow, size: m.size });
     }
     return { data: align(lines), series };
   }, [rows, from, to, current]);
@@ -149,8 +149,8 @@ function DecisionList({ rows }: { rows: TimelineDecision[] }) {
   ${shown < newest.length && html`<button type="button" onClick=${() => setShown(shown + 200)}>Show ${Math.min(200, newest.length - shown)} more</button>`}`;
 }
 
-export function PolicyPage({ id, params }: { id: string; params: URLSearchParams }) {
-  const [range, setRange] = useState(Number(params.get('range')) || 86400);
+export function PolicyPage({ id, params, epoch }: { id: string; params: URLSearchParams; epoch: number }) {
+  const [range, setRange] = useState(pick(params, 'range', RANGES.map((r) => r.seconds), 86400));
   const [policy, setPolicy] = useState<Policy | null>(null);
   const [state, setState] = useState<State | null>(null);
   const [timeline, setTimeline] = useState<Timeline | null>(null);
@@ -160,27 +160,26 @@ export function PolicyPage({ id, params }: { id: string; params: URLSearchParams
   useEffect(() => {
     replaceParams({ range: range === 86400 ? undefined : range });
     const ctl = new AbortController();
-    const to = Date.now();
-    const from = to - range * 1000;
     setTimeline(null);
     const path = `policies/${encodeURIComponent(id)}`;
     Promise.all([
       request<Policy>(path, { signal: ctl.signal }),
       request<State>(`${path}/state`, { signal: ctl.signal }),
-      request<Timeline>(`${path}/timeline${query({ since: new Date(from).toISOString(), until: new Date(to).toISOString() })}`, { signal: ctl.signal }),
+      // Up to the server's now (a browser's clock may be off); the chart spans the answer's range.
+      request<Timeline>(`${path}/timeline${query({ since: new Date(Date.now() - range * 1000).toISOString() })}`, { signal: ctl.signal }),
     ])
       .then(([p, s, tl]) => {
         setPolicy(p);
         setState(s);
         setTimeline(tl);
-        setWindow({ from: from / 1000, to: to / 1000 });
+        setWindow({ from: Date.parse(tl.since) / 1000, to: Date.parse(tl.until) / 1000 });
         setError(null);
       })
       .catch((e: unknown) => {
         if (!ctl.signal.aborted) setError(e instanceof ApiError ? (e.status === 404 ? `No policy "${id}": it may have been deleted.` : e.message) : String(e));
       });
     return () => ctl.abort();
-  }, [id, range]);
+  }, [id, range, epoch]);
 
   // After the charts and the list are on the page: what the load-time benchmark reads.
   useEffect(() => {

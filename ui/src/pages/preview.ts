@@ -54,8 +54,8 @@ function BacktestResult({ answer }: { answer: BacktestAnswer }) {
       data: align([replicas, ups, downs]),
       series: [
         { label: 'Replicas (replayed)', color: '#24292f', kind: 'step' },
-        { label: '▲ scale up', color: '#1a7f37', kind: 'points' },
-        { label: '▼ scale down', color: '#bc4c00', kind: 'points' },
+        { label: '▲ scale up', color: '#1a7f37', kind: 'points', shape: 'up' },
+        { label: '▼ scale down', color: '#bc4c00', kind: 'points', shape: 'down' },
       ] as ChartSeries[],
     };
     const first = times[0] ?? 0;
@@ -88,7 +88,7 @@ function BacktestResult({ answer }: { answer: BacktestAnswer }) {
   </div>`;
 }
 
-export function PreviewPage({ params }: { params: URLSearchParams }) {
+export function PreviewPage({ params, epoch }: { params: URLSearchParams; epoch: number }) {
   const [text, setText] = useState<string | null>(params.get('from') === null ? TEMPLATE : null);
   const [loadError, setLoadError] = useState<string | null>(null);
   const [validation, setValidation] = useState<Validation>({ state: 'idle', problems: [], policies: [] });
@@ -96,19 +96,25 @@ export function PreviewPage({ params }: { params: URLSearchParams }) {
   const [initial, setInitial] = useState('');
   const [running, setRunning] = useState(false);
   const [answer, setAnswer] = useState<BacktestAnswer | null>(null);
+  // The text the shown backtest replayed, to say when the editor has moved on since.
+  const [answerFor, setAnswerFor] = useState<string | null>(null);
   const [btError, setBtError] = useState<string | null>(null);
   const editor = useRef<HTMLTextAreaElement>(null);
 
+  // Starting from a stored policy; asked again once a token is given, if it could not be read.
   useEffect(() => {
     const from = params.get('from');
-    if (from === null) return;
+    if (from === null || text !== null) return;
     request<Record<string, unknown>>(`policies/${encodeURIComponent(from)}`)
-      .then((p) => setText(toYaml(editable(p))))
+      .then((p) => {
+        setLoadError(null);
+        setText(toYaml(editable(p)));
+      })
       .catch((e: unknown) => {
         setLoadError(e instanceof Error ? e.message : String(e));
-        setText(TEMPLATE);
+        if (!(e instanceof ApiError && (e.status === 401 || e.status === 403))) setText(TEMPLATE);
       });
-  }, []);
+  }, [epoch]);
 
   // Live validation: the API's own check, a moment after typing stops.
   useEffect(() => {
@@ -128,7 +134,7 @@ export function PreviewPage({ params }: { params: URLSearchParams }) {
       clearTimeout(timer);
       ctl.abort();
     };
-  }, [text]);
+  }, [text, epoch]);
 
   const goTo = (p: FieldProblem): void => {
     const el = editor.current;
@@ -149,11 +155,23 @@ export function PreviewPage({ params }: { params: URLSearchParams }) {
     setBtError(null);
     const body: Record<string, unknown> = { policy, from: from.toISOString(), to: to.toISOString(), step: stepFor(range) };
     if (initial !== '') body['initial_replicas'] = Number(initial);
+    const replayed = text;
     request<BacktestAnswer>('backtest', { method: 'POST', body: JSON.stringify(body) })
-      .then((a) => setAnswer(a))
+      .then((a) => {
+        setAnswer(a);
+        setAnswerFor(replayed);
+      })
       .catch((err: unknown) => {
         setAnswer(null);
-        setBtError(err instanceof ApiError && err.errors.length > 0 ? `${err.message}: ${err.errors.map((x) => `${x.field} ${x.message}`).join('; ')}` : err instanceof Error ? err.message : String(err));
+        setBtError(
+          err instanceof ApiError && err.status === 403
+            ? `${err.message}. Backtesting an edited policy runs its queries against the daemon's metric sources, so it needs a token with the write scope (a read token may backtest stored policies).`
+            : err instanceof ApiError && err.errors.length > 0
+              ? `${err.message}: ${err.errors.map((x) => `${x.field} ${x.message}`).join('; ')}`
+              : err instanceof Error
+                ? err.message
+                : String(err),
+        );
       })
       .finally(() => setRunning(false));
   };
@@ -167,7 +185,11 @@ export function PreviewPage({ params }: { params: URLSearchParams }) {
       <div class="editor">
         <label for="policy-text">Policy (YAML or JSON)</label>
         <textarea id="policy-text" ref=${editor} spellcheck="false" rows="24" value=${text ?? ''} disabled=${text === null}
-          aria-describedby="validation" onInput=${(e: Event) => setText((e.target as HTMLTextAreaElement).value)}></textarea>
+          aria-describedby="validation" onInput=${(e: Event) => {
+            setText((e.target as HTMLTextAreaElement).value);
+            // Until the new text is checked, nothing is backtested from the old one.
+            setValidation((old) => ({ ...old, state: old.state === 'invalid' ? 'invalid' : 'checking', policies: [] }));
+          }}></textarea>
       </div>
       <div class="checks">
         <div id="validation" role="status" aria-live="polite" data-testid="validation" class=${`validation ${v.state}`}>
@@ -194,6 +216,8 @@ export function PreviewPage({ params }: { params: URLSearchParams }) {
       </div>
     </div>
     ${btError !== null && html`<p class="error" role="alert">Backtest failed: ${btError}</p>`}
-    ${answer !== null && html`<h2>Backtest</h2><${BacktestResult} answer=${answer} />`}
+    ${answer !== null && html`<h2>Backtest</h2>
+      ${answerFor !== text && html`<p class="muted" role="status">This backtest replayed an earlier version of the text; run it again to replay the text as it is now.</p>`}
+      <${BacktestResult} answer=${answer} />`}
   </section>`;
 }
