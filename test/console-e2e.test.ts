@@ -149,7 +149,7 @@ t.test('the web console against a daemon with a week of real data', async (t) =>
   await t.test('one policy: a week of replicas and metric values, every decision, a record drilled into', async (t) => {
     await page.getByRole('link', { name: 'orders-cdc' }).click();
     await page.getByTestId('decisions').waitFor();
-    await page.getByLabel('last 7 days').check();
+    await page.getByRole('group', { name: 'Range' }).getByLabel('last 7 days').check();
     const history = await historyOf(world.ids['orders-cdc'] as string);
     await page.getByText(`Decisions recorded in the range, newest first (${history.length.toLocaleString('en-US')})`).waitFor();
     t.pass(`the list counts ${history.length} decisions, as the history API holds`);
@@ -184,6 +184,7 @@ t.test('the web console against a daemon with a week of real data', async (t) =>
 
   await t.test('preview: the API checks the text as it changes, with lines; a backtest is drawn', async (t) => {
     await page.getByRole('link', { name: 'Preview a change…' }).click();
+    await page.getByRole('heading', { name: 'Preview a policy', level: 1 }).waitFor();
     const editor = page.getByLabel('Policy (YAML or JSON)');
     await page.locator('.validation.valid').waitFor();
     const yaml = await editor.inputValue();
@@ -201,7 +202,7 @@ t.test('the web console against a daemon with a week of real data', async (t) =>
     t.equal(broken.slice(0, caret).split('\n').length, line, 'clicking the problem puts the caret on its line');
     await editor.fill(yaml);
     await page.locator('.validation.valid').waitFor();
-    await page.getByLabel('last 7 days').check();
+    await page.getByRole('group', { name: 'Backtest over' }).getByLabel('last 7 days').check();
     // An edited policy's queries run against the daemon's sources: a read token may not.
     await page.getByRole('button', { name: 'Run backtest' }).click();
     const dialog = page.getByRole('dialog', { name: 'API token' });
@@ -226,7 +227,9 @@ t.test('the web console against a daemon with a week of real data', async (t) =>
 
   await t.test('cost: replica-hours and cost per policy, as the test sums them from history', async (t) => {
     await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Cost' }).click();
-    await page.getByLabel('last 7 days').check();
+    // The preview (with its own "last 7 days") may still be on the page for a moment.
+    await page.getByRole('heading', { name: 'Cost', level: 1 }).waitFor();
+    await page.getByRole('group', { name: 'Range' }).getByLabel('last 7 days').check();
     const table = page.getByTestId('cost-table');
     await table.waitFor();
     await page.waitForFunction(() => document.querySelector('[data-testid=cost-totals] time')?.getAttribute('datetime') !== null);
