@@ -99,13 +99,16 @@ t.test('the web console against a daemon with a week of real data', async (t) =>
     await page.locator('table.policies tbody tr').nth(5).waitFor();
     t.equal(await page.evaluate(() => sessionStorage.getItem('philotes-scaler.token')), READ_TOKEN, 'the token is kept in sessionStorage');
 
-    const overview = await api<{ policies: Array<Record<string, unknown> & { name: string; last_decision: { reason: string } | null }> }>('overview');
+    const overview = await api<{ policies: Array<Record<string, unknown> & { name: string; last_decision: { reason: string } | null; last_change_kind: string | null }> }>('overview');
+    const LABELS: Record<string, string> = { scale_up: '▲ scale up', scale_down: '▼ scale down', scheduled: '◆ scheduled', fallback: '■ fallback' };
+    t.ok(overview.policies.some((p) => p.last_change_kind !== null), 'some policies changed replicas this week');
     const rows = page.locator('table.policies tbody tr');
     t.equal(await rows.count(), overview.policies.length, `${overview.policies.length} rows, as the API lists`);
     for (const p of overview.policies) {
       const text = (await rows.filter({ hasText: p.name }).first().textContent()) ?? '';
       if (p.current_replicas !== null) t.match(text, String(p.current_replicas), `${p.name}: current replicas ${p.current_replicas}`);
       if (p.last_decision !== null) t.ok(text.includes(p.last_decision.reason), `${p.name}: the last decision's reason`);
+      if (p.last_change_kind !== null) t.match(text, `Last change: ${LABELS[p.last_change_kind as string] ?? ''}`, `${p.name}: its last change, ${p.last_change_kind}`);
     }
     const row = async (name: string): Promise<string> => (await rows.filter({ hasText: name }).first().textContent()) ?? '';
     t.match(await row('payments-cdc'), 'dry run');

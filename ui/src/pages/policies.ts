@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, query, request } from '../api.js';
-import { ActionBadge, duration, num, Time } from '../format.js';
+import { ACTION_LABEL, ActionBadge, duration, num, Time } from '../format.js';
 import { html } from '../html.js';
 import { pick, replaceParams } from '../route.js';
 
@@ -169,6 +169,7 @@ export function PoliciesPage({ params, epoch }: { params: URLSearchParams; epoch
             <td class="reason" title=${p.last_decision?.reason}>
               ${p.last_decision === null ? html`<span class="muted">not evaluated yet</span>` : html`<${ActionBadge} action=${p.last_decision.action} /> <span class="reason-text">${p.last_decision.reason}</span>
                 <div class="muted small"><${Time} iso=${p.last_evaluated_at} />${p.consecutive_metric_failures > 0 ? html` · <span class="error">⚠ ${p.consecutive_metric_failures} failed metric reads</span>` : ''}</div>`}
+              ${p.last_change_at !== null && html`<div class="small">Last change: ${ACTION_LABEL[p.last_change_kind ?? ''] ?? p.last_change_kind} <${Time} iso=${p.last_change_at} /></div>`}
             </td>
             <td>${p.cooldown_remaining_seconds > 0 ? duration(p.cooldown_remaining_seconds) : html`<span class="muted">none</span>`}</td>
             <td><${Time} iso=${p.next_schedule_fire} /></td>
