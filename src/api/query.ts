@@ -101,3 +101,18 @@ export function parseQuery<T extends Record<string, Spec>>(query: ParsedUrlQuery
   return out as { [K in keyof T]?: Out<T[K]> };
 }
 
+
+/**
+ * The range of a `since`/`until` query (parsed by parseQuery as times), in ms: `until` defaults
+ * to now and is capped at it, `since` defaults to `defaultSeconds` before `until`; 400 naming
+ * /query/since when the range is empty or longer than `maxDays`.
+ */
+export function timeRange(q: { since?: string; until?: string }, opts: { now: number; defaultSeconds: number; maxDays: number }): { since: number; until: number } {
+  const until = q.until === undefined ? opts.now : Math.min(Date.parse(q.until), opts.now);
+  const since = q.since === undefined ? until - opts.defaultSeconds * 1000 : Date.parse(q.since);
+  if (since >= until) throw new ScalerError('BAD_REQUEST', 'since must be before until (and before now)', [{ field: '/query/since', message: 'must be before until' }]);
+  if (until - since > opts.maxDays * 86_400_000) {
+    throw new ScalerError('BAD_REQUEST', `the range may span at most ${opts.maxDays} days`, [{ field: '/query/since', message: `must be at most ${opts.maxDays} days before until` }]);
+  }
+  return { since, until };
+}

@@ -4,9 +4,8 @@
  * and GET /cost (replica-hours and cost per policy over a range, from the recorded changes).
  */
 import type { Router } from '@koa/router';
-import { parseQuery } from '../api/query.js';
-import { ScalerError } from '../errors.js';
-import { cooldownRemaining } from '../engine/engine-controller.js';
+import { parseQuery, timeRange } from '../api/query.js';
+import { engineFields } from '../engine/engine-controller.js';
 import { ScalingManager } from '../engine/manager.js';
 import { nextFires } from '../engine/schedule-clock.js';
 import { API_SOURCE, type Policy } from '../policy/policy-model.js';
@@ -145,14 +144,9 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
   router.get('/cost', async (ctx) => {
     const q = parseQuery(ctx.query, COST_QUERY);
     const at = now();
-    const until = q.until === undefined ? at : new Date(Math.min(Date.parse(q.until), at.getTime()));
-    const since = q.since === undefined ? new Date(until.getTime() - 24 * 3600_000) : new Date(q.since);
-    if (since.getTime() >= until.getTime()) {
-      throw new ScalerError('BAD_REQUEST', 'since must be before until (and before now)', [{ field: '/query/since', message: 'must be before until' }]);
-    }
-    if (until.getTime() - since.getTime() > MAX_COST_RANGE_DAYS * 86_400_000) {
-      throw new ScalerError('BAD_REQUEST', `the range may span at most ${MAX_COST_RANGE_DAYS} days`, [{ field: '/query/since', message: `must be at most ${MAX_COST_RANGE_DAYS} days before until` }]);
-    }
+    const range = timeRange(q, { now: at.getTime(), defaultSeconds: 86_400, maxDays: MAX_COST_RANGE_DAYS });
+    const since = new Date(range.since);
+    const until = new Date(range.until);
     const all = await snapshot.all();
     const matched = all.filter((p) => matches(p, q));
     const { changes: recorded, before } = await deps.storage.replicaChanges(matched.map((p) => p.id), since.toISOString(), until.toISOString());
@@ -246,7 +240,6 @@ function overviewRow(p: Policy, state: PolicyState | undefined, now: Date, deps:
     const at = nextFires(s, now, 1)[0];
     if (at !== undefined && (nextFire === null || at.toISOString() < nextFire)) nextFire = at.toISOString();
   }
-  const executor = deps.manager.executorFor(p);
   return {
     id: p.id,
     name: p.name,
@@ -260,16 +253,9 @@ function overviewRow(p: Policy, state: PolicyState | undefined, now: Date, deps:
     paused_reason: p.paused_reason,
     min_replicas: p.min_replicas,
     max_replicas: p.max_replicas,
-    executor: executor.name,
-    executor_loaded: executor.executor !== undefined,
-    current_replicas: state?.current_replicas ?? null,
+    ...engineFields(p, state, now, deps),
     desired_replicas: decision?.desired_replicas ?? null,
     last_decision: decision === null ? null : { action: decision.action, reason_code: decision.reason_code, reason: decision.reason, evaluated_at: decision.evaluated_at, should_scale: decision.should_scale },
-    last_evaluated_at: deps.manager.lastEvaluatedAt(p.id) ?? decision?.evaluated_at ?? null,
-    last_change_at: state?.last_change_at ?? null,
-    last_change_kind: state?.last_change_kind ?? null,
-    cooldown_remaining_seconds: cooldownRemaining(p.cooldown_seconds ?? deps.defaultCooldown, state, now),
-    consecutive_metric_failures: state?.consecutive_failures ?? 0,
     next_schedule_fire: nextFire,
   };
 }

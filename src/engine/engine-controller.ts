@@ -1,6 +1,7 @@
 import type { Router } from '@koa/router';
 import { readJson } from '../api/body.js';
 import { validationError } from '../errors.js';
+import type { Policy } from '../policy/policy-model.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import type { PolicyState, Storage } from '../storage/storage.js';
 import { ScalingManager } from './manager.js';
@@ -21,9 +22,29 @@ function evaluateBody(body: unknown): { dryRun: boolean } {
 }
 
 /** Seconds of cooldown left after the last executed change, as /state and /overview answer. */
-export function cooldownRemaining(cooldownSeconds: number, state: Pick<PolicyState, 'last_change_at'> | undefined, now: Date): number {
+function cooldownRemaining(cooldownSeconds: number, state: Pick<PolicyState, 'last_change_at'> | undefined, now: Date): number {
   const since = state?.last_change_at == null ? Infinity : (now.getTime() - Date.parse(state.last_change_at)) / 1000;
   return Math.max(0, Math.ceil(cooldownSeconds - since));
+}
+
+/**
+ * What /state and /overview both say of a policy's engine state: its executor, replicas, last
+ * change, cooldown left, failures and when it was last evaluated.
+ */
+export function engineFields(policy: Policy, state: PolicyState | undefined, now: Date, deps: { manager: ScalingManager; defaultCooldown: number }): Record<string, unknown> {
+  const executor = deps.manager.executorFor(policy);
+  return {
+    executor: executor.name,
+    executor_loaded: executor.executor !== undefined,
+    current_replicas: state?.current_replicas ?? null,
+    last_change_at: state?.last_change_at ?? null,
+    last_change_kind: state?.last_change_kind ?? null,
+    cooldown_remaining_seconds: cooldownRemaining(policy.cooldown_seconds ?? deps.defaultCooldown, state, now),
+    consecutive_metric_failures: state?.consecutive_failures ?? 0,
+    // On the leader the latest evaluation; on a follower the stored record's (steady-state
+    // repeats of an outcome are not written).
+    last_evaluated_at: deps.manager.lastEvaluatedAt(policy.id) ?? ScalingManager.lastDecision(state)?.evaluated_at ?? null,
+  };
 }
 
 /** POST /policies/:id/evaluate and GET /policies/:id/state. */
@@ -38,8 +59,6 @@ export function registerEngineRoutes(router: Router, deps: { manager: ScalingMan
     const policy = await deps.policies.get(ctx.params['id'] ?? '');
     const state = (await deps.manager.knownState(policy.id)) ?? (await deps.storage.getState(policy.id));
     const now = deps.now?.() ?? new Date();
-    const cooldown = policy.cooldown_seconds ?? deps.defaultCooldown;
-    const executor = deps.manager.executorFor(policy);
     ctx.body = {
       policy_id: policy.id,
       policy_name: policy.name,
@@ -48,18 +67,10 @@ export function registerEngineRoutes(router: Router, deps: { manager: ScalingMan
       paused: policy.paused_at !== null,
       paused_at: policy.paused_at,
       paused_reason: policy.paused_reason,
-      executor: executor.name,
-      executor_loaded: executor.executor !== undefined,
-      current_replicas: state?.current_replicas ?? null,
-      last_change_at: state?.last_change_at ?? null,
-      last_change_kind: state?.last_change_kind ?? null,
-      cooldown_seconds: cooldown,
-      cooldown_remaining_seconds: cooldownRemaining(cooldown, state, now),
-      consecutive_metric_failures: state?.consecutive_failures ?? 0,
-      // On the leader the latest decision; on a follower the latest stored one (steady-state
-      // repeats of an outcome are not written), with last_evaluated_at from the record.
+      ...engineFields(policy, state, now, deps),
+      cooldown_seconds: policy.cooldown_seconds ?? deps.defaultCooldown,
+      // On the leader the latest decision; on a follower the latest stored one.
       last_decision: ScalingManager.lastDecision(state),
-      last_evaluated_at: deps.manager.lastEvaluatedAt(policy.id) ?? ScalingManager.lastDecision(state)?.evaluated_at ?? null,
       next_schedule_fires: policy.schedules
         .filter((s) => s.enabled)
         .map((s) => ({

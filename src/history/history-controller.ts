@@ -1,5 +1,5 @@
 import type { Router } from '@koa/router';
-import { parseQuery } from '../api/query.js';
+import { parseQuery, timeRange } from '../api/query.js';
 import type { RuleRecord, TrackingRecord } from '../engine/decision.js';
 import { ScalerError } from '../errors.js';
 import type { PolicyService } from '../policy/policy-service.js';
@@ -95,13 +95,7 @@ export function registerHistoryRoutes(router: Router, storage: Storage, policies
   router.get('/policies/:id/timeline', async (ctx) => {
     const policy = await policies.get(ctx.params['id'] ?? '');
     const q = parseQuery(ctx.query, TIMELINE_QUERY);
-    const now = Date.now();
-    const until = q.until === undefined ? now : Math.min(Date.parse(q.until), now);
-    const since = q.since === undefined ? until - 86_400_000 : Date.parse(q.since);
-    if (since >= until) throw new ScalerError('BAD_REQUEST', 'since must be before until (and before now)', [{ field: '/query/since', message: 'must be before until' }]);
-    if (until - since > MAX_TIMELINE_DAYS * 86_400_000) {
-      throw new ScalerError('BAD_REQUEST', `a timeline spans at most ${MAX_TIMELINE_DAYS} days`, [{ field: '/query/since', message: `must be at most ${MAX_TIMELINE_DAYS} days before until` }]);
-    }
+    const { since, until } = timeRange(q, { now: Date.now(), defaultSeconds: 86_400, maxDays: MAX_TIMELINE_DAYS });
     const page = await storage.listHistory({ policy_id: policy.id, since: new Date(since).toISOString(), until: new Date(until).toISOString(), limit: MAX_TIMELINE_ROWS });
     ctx.body = {
       policy_id: policy.id,
