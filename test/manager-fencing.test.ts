@@ -58,16 +58,17 @@ t.test('a manual evaluation whose view went stale before its claim executes noth
   await storage.putState(base);
   // Another daemon writes the state between this evaluation's read and its claim.
   let raced = false;
-  const racingPut: Storage['putState'] = async (s, o) => {
+  // The claim is the evaluation's first state write (grouped with other evaluations' writes).
+  const racingPut: Storage['putStates'] = async (s, o) => {
     if (!raced) {
       raced = true;
       await storage.putState({ ...base, current_replicas: 4, version: 1 });
     }
-    return storage.putState(s, o);
+    return storage.putStates(s, o);
   };
   const racing = new Proxy(storage, {
     get(target, prop) {
-      if (prop === 'putState') return racingPut;
+      if (prop === 'putStates') return racingPut;
       const v: unknown = Reflect.get(target, prop, target);
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },

@@ -750,6 +750,65 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(await storage.getHistoryRow(randomUUID()), undefined, 'getHistoryRow: an unknown id');
   });
 
+  t.test(`${name}: recordChanges appends every row and writes each state as a compare-and-set, in one transaction`, async (t) => {
+    const storage = await fresh(t);
+    const state = (policyId: string, version: number, who: string): PolicyState => ({
+      policy_id: policyId, current_replicas: version + 1, last_change_at: at(version), last_change_kind: 'scale_up',
+      consecutive_failures: 0, last_blocked: null, data: { who, record: { rules: [{ value: 1.5, text: 'ü "q" \\' }] } }, updated_at: at(version), version,
+    });
+    // More than one INSERT's and one UPDATE's worth of rows (100 history rows, 1,000 states per statement).
+    const n = 1_005;
+    const policies: Policy[] = [];
+    for (let i = 0; i < n; i++) policies.push(await storage.createPolicy(makePolicy(`recorded-${i}`)));
+    t.same(await storage.putStates(policies.map((p) => state(p.id, 0, 'first'))), [], 'first states: inserted');
+    const [a, b, c] = policies as [Policy, Policy, Policy];
+    const rows = policies.map((p, i) => historyRow({ policy_id: p.id, policy_name: p.name, executed_at: at(100 + i) }));
+    const changes = policies.map((p, i) => ({ row: i === 2 ? null : (rows[i] as HistoryRow), state: state(p.id, 1, `change ${i}`) }));
+    // b's writer read a version that moved: its row is kept, its state is not written.
+    changes[1] = { row: rows[1] as HistoryRow, state: state(b.id, 7, 'stale') };
+    // A second change of a in one call: after the first, which wins.
+    changes.push({ row: null, state: state(a.id, 1, 'twin') });
+    const refused = await storage.recordChanges(changes);
+    t.strictSame(refused.sort(), [a.id, b.id].sort(), 'refused: the stale writer and the second write of one version');
+    t.same((await storage.getState(a.id))?.data['who'], 'change 0', 'the first write of a version wins');
+    t.equal((await storage.getState(a.id))?.version, 2);
+    t.same((await storage.getState(b.id))?.data['who'], 'first', 'the refused state is untouched');
+    t.strictSame(await storage.getState(c.id), { ...state(c.id, 1, 'change 2'), version: 2 }, 'a change without a row writes its state, every field');
+    const last = policies[n - 1] as Policy;
+    t.strictSame(await storage.getState(last.id), { ...state(last.id, 1, `change ${n - 1}`), version: 2 }, 'the last state of the last statement');
+    let all: HistoryRow[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await storage.listHistory({ limit: 1000, ...(cursor === undefined ? {} : { cursor }) });
+      all = all.concat(page.rows);
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor !== undefined);
+    t.equal(all.length, n - 1, 'every row but the one not given, the refused state\'s row included');
+    t.same(await storage.getHistoryRow((rows[1] as HistoryRow).id), rows[1], 'a row as written');
+    t.same(await storage.getHistoryRow((rows[n - 1] as HistoryRow).id), rows[n - 1], 'the last row as written');
+    t.same(await storage.recordChanges([]), [], 'nothing to record');
+    // A failing row fails the whole call: nothing of it is kept.
+    const d = policies[3] as Policy;
+    const before = await storage.getState(d.id);
+    await t.rejects(storage.recordChanges([
+      { row: historyRow({ id: randomUUID(), policy_id: d.id, policy_name: d.name }), state: { ...state(d.id, 2, 'lost'), version: 2 } },
+      { row: rows[0] as HistoryRow, state: state(c.id, 2, 'lost too') },
+    ]), 'a row id already stored fails the transaction');
+    t.same(await storage.getState(d.id), before, 'its states are not written');
+  });
+
+  t.test(`${name}: a claim (putStates unlessPaused) is refused for a paused policy`, async (t) => {
+    const storage = await fresh(t);
+    const p = await storage.createPolicy(makePolicy('claimed'));
+    const q = await storage.createPolicy(makePolicy('claimed-paused'));
+    const base = (id: string): PolicyState => ({ policy_id: id, current_replicas: 2, last_change_at: null, last_change_kind: null, consecutive_failures: 0, last_blocked: null, data: {}, updated_at: at(0), version: 0 });
+    t.same(await storage.putStates([base(p.id), base(q.id)]), []);
+    await storage.setPaused(q.id, { at: at(5), reason: 'maintenance' });
+    t.same(await storage.putStates([{ ...base(p.id), version: 1 }, { ...base(q.id), version: 1 }], { unlessPaused: true }), [q.id], 'the paused policy\'s claim is refused');
+    t.same(await storage.putStates([{ ...base(q.id), version: 1, current_replicas: 9 }]), [], 'a write that claims nothing is not');
+    t.equal((await storage.getState(q.id))?.current_replicas, 9);
+  });
+
   t.test(`${name}: listPolicyVersions moves with every stored change of a policy, and only then`, async (t) => {
     const storage = await fresh(t);
     const p = await storage.createPolicy(makePolicy('versioned', {}, { now: at(0) }));

@@ -9,6 +9,7 @@ import { Mutex, Semaphore } from '../util/async.js';
 import { assess, explain, type Assessment, type DecisionInput } from './decide.js';
 import { EMPTY_MEMORY, type DecisionRecord, type EngineMemory, type Observation } from './decision.js';
 import { applyExecution } from './execution.js';
+import { StateWrites } from './state-writes.js';
 import { isMetricError, observationKey, queriedBy, ruleWindow, sharedVerdict, valuesAtInstants, verdictMemo, type Queried } from './rule-window.js';
 
 /** What the manager needs from the daemon; plugins come in already isolated. */
@@ -551,6 +552,10 @@ export interface FailingPolicy {
  */
 export class ScalingManager {
   readonly #deps: ManagerDeps;
+  /** State and history writes made at once, grouped into few transactions. */
+  readonly #writes: StateWrites;
+  /** Executor calls in flight (scale, and current replicas asked one by one): at most max_concurrency. */
+  readonly #executing: Semaphore;
   readonly #now: () => Date;
   readonly #locks = new Map<string, Mutex>();
   /** Samples kept for sources without range queries, by observation key. */
@@ -592,6 +597,8 @@ export class ScalingManager {
 
   constructor(deps: ManagerDeps) {
     this.#deps = deps;
+    this.#writes = new StateWrites(deps.storage);
+    this.#executing = new Semaphore(deps.config.max_concurrency);
     this.#now = deps.now ?? (() => new Date());
     this.#dryRunRequested = Object.freeze({ request: true, global: deps.config.dry_run });
     this.#dryRunNotRequested = Object.freeze({ request: false, global: deps.config.dry_run });
@@ -743,7 +750,6 @@ export class ScalingManager {
     let repeated = 0;
     let fetchErrors = 0;
     let fetchedAt = 0;
-    const concurrency = new Semaphore(this.#deps.config.max_concurrency);
     const writes: PolicyState[] = [];
     const outcomes: Record<string, number> = {};
     let errors = 0;
@@ -775,7 +781,7 @@ export class ScalingManager {
     const evaluateOne = async (slot: Slot): Promise<void> => {
       const policy = slot.policy;
       try {
-        count(await concurrency.run(() => slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot }))));
+        count(await slot.lock.run(() => this.#evaluate(policy, now, observations, { trigger: 'loop', deferWrite: writes, slot })));
       } catch (err) {
         failed(policy, err);
       }
@@ -1160,7 +1166,7 @@ export class ScalingManager {
     if (answered !== undefined) executorReplicas = answered;
     else if (executor !== undefined) {
       try {
-        executorReplicas = await executor.getCurrentReplicas(target);
+        executorReplicas = await this.#executing.run(() => executor.getCurrentReplicas(target));
       } catch (err) {
         log().warn({ executor: executorName, err: (err as Error).message }, 'executor could not report current replicas; using stored state');
       }
@@ -1251,7 +1257,7 @@ export class ScalingManager {
      * Saves the state: at once when it matters now (a change is being made, or a manual
      * evaluation), else in the cycle's batch, and only when something worth keeping changed.
      */
-    const saveState = async (m: EngineMemory, kind: string | null, opts2: { now: boolean; claim?: boolean; extra?: Record<string, unknown> }): Promise<void> => {
+    const saveState = async (m: EngineMemory, kind: string | null, opts2: { now: boolean; claim?: boolean; row?: HistoryRow | null; extra?: Record<string, unknown> }): Promise<void> => {
       const record = outcome.record();
       const st: PolicyState = {
         policy_id: policy.id,
@@ -1274,10 +1280,14 @@ export class ScalingManager {
         version,
       };
       const fp = fingerprint(st);
-      if (opts2.now || opts.deferWrite === undefined) {
-        // A claim is refused for a paused policy too, in the same statement: a pause stored after
-        // this policy was listed or read stops the change.
-        if (!(await storage.putState(st, { ...(fence === undefined ? {} : { fence }), ...(opts2.claim === true ? { unlessPaused: true } : {}) }))) {
+      const row = opts2.row ?? null;
+      if (opts2.now || row !== null || opts.deferWrite === undefined) {
+        // Written at once, grouped with other evaluations' writes into one transaction. A claim is
+        // refused for a paused policy too, in the same statement: a pause stored after this policy
+        // was listed or read stops the change. A history row is appended with its state.
+        const writes = this.#writes;
+        const written = opts2.claim === true ? writes.claim(st, fence) : row !== null ? writes.record({ row, state: st }, fence) : writes.put(st, fence);
+        if (!(await written)) {
           // Another daemon wrote this state since it was read, this one lost its lock session, or
           // the policy was paused: forget the state (the next cycle reads it again) and make no
           // change from this stale view.
@@ -1302,6 +1312,8 @@ export class ScalingManager {
     // (as blocked rows are recorded once while their reason persists).
     const storedDryRun = (state?.data[STATE_KEYS.lastDryRun] as string | undefined) ?? null;
     let lastDryRun: string | null = null;
+    /** The history row this evaluation records (with its state, in one transaction). */
+    let historyRow: HistoryRow | null = null;
     if (shouldScale) {
       const record = outcome.record();
       const triggeredBy = opts.trigger === 'api' ? 'api' : (record.triggered_by ?? 'rule');
@@ -1329,7 +1341,7 @@ export class ScalingManager {
         error = `executor "${executorName}" is not loaded`;
       } else {
         try {
-          await executor.scale(target, record.desired_replicas, { dryRun: record.dry_run, reason: record.reason, decisionId: changeId, previousReplicas: record.current_replicas });
+          await this.#executing.run(() => executor.scale(target, record.desired_replicas, { dryRun: record.dry_run, reason: record.reason, decisionId: changeId, previousReplicas: record.current_replicas }));
         } catch (err) {
           status = 'failed';
           error = (err as Error).message;
@@ -1338,7 +1350,7 @@ export class ScalingManager {
       const line = `${record.dry_run ? 'dry run: ' : ''}${record.action} ${record.current_replicas} -> ${record.desired_replicas} (${record.reason_code}) ${status}`;
       lastDryRun = record.dry_run ? `${line}${error !== null ? `: ${error}` : ''}` : null;
       const repeatedDryRun = lastDryRun !== null && lastDryRun === storedDryRun;
-      if (!repeatedDryRun) await storage.appendHistory(row(status, record.desired_replicas, error, changeId));
+      if (!repeatedDryRun) historyRow = row(status, record.desired_replicas, error, changeId);
       final = applyExecution(next, record, now, { succeeded: status === 'succeeded' });
       if (real && status === 'succeeded') kind = record.action;
       const fields = { executor: executorName, action: record.action, from: record.current_replicas, to: record.desired_replicas, evaluated_at: record.evaluated_at };
@@ -1347,11 +1359,12 @@ export class ScalingManager {
       else log().info(fields, line);
     } else if (a.recordBlocked) {
       const record = outcome.record();
-      await storage.appendHistory(row('blocked', record.wanted_replicas, null));
+      historyRow = row('blocked', record.wanted_replicas, null);
       log().info({ reason_code: record.reason_code }, `blocked: ${record.reason}`);
     }
-    // A real change is stored at once; a dry run changes nothing that cannot wait for the batch.
-    await saveState(final, kind, { now: shouldScale && lastDryRun === null });
+    // A real change is stored at once, with its history row; so is any other row. A dry run
+    // without a row changes nothing that cannot wait for the cycle's batch.
+    await saveState(final, kind, { now: shouldScale && lastDryRun === null, row: historyRow });
     this.#decided(outcome, opts.trigger);
     return outcome;
   }

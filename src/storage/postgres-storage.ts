@@ -139,6 +139,23 @@ export function toPgPlaceholders(sql: string): string {
   return out;
 }
 
+/**
+ * The query config of a statement: writes of a fixed shape (the loop's state and history writes,
+ * thousands a cycle) are named, so each connection parses and plans them once. Reads are not: a
+ * prepared `SELECT *` fails once a newer daemon's migration adds a column.
+ */
+const queryConfigs = new Map<string, pg.QueryConfig>();
+function queryConfig(sql: string, params: readonly unknown[]): pg.QueryConfig {
+  let c = queryConfigs.get(sql);
+  if (c === undefined) {
+    const text = toPgPlaceholders(sql);
+    const named = !/^\s*SELECT/i.test(sql) && params.length <= 64 && queryConfigs.size < 200;
+    c = named ? { name: `philotes_${queryConfigs.size}`, text } : { text };
+    queryConfigs.set(sql, c);
+  }
+  return { ...c, values: params as unknown[] };
+}
+
 /** Error codes meaning "the database cannot be reached right now": socket errors and SQLSTATEs. */
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED',
@@ -187,12 +204,12 @@ class PgExecutor implements SqlExecutor {
   constructor(private readonly client: pg.Pool | pg.PoolClient) {}
 
   async all<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
-    const res = await this.client.query(toPgPlaceholders(sql), params as unknown[]);
+    const res = await this.client.query(queryConfig(sql, params));
     return res.rows as T[];
   }
 
   async run(sql: string, params: readonly unknown[] = []): Promise<number> {
-    const res = await this.client.query(toPgPlaceholders(sql), params as unknown[]);
+    const res = await this.client.query(queryConfig(sql, params));
     return res.rowCount ?? 0;
   }
 
@@ -212,6 +229,7 @@ export class PostgresDriver implements SqlDriver {
    * Checked in the statement that writes a state, so a write of a daemon whose lock session is
    * gone (terminated, dropped, or replaced after a takeover) changes nothing.
    */
+  readonly arrayParam = (type: string): string => `?::${type}[]`;
   readonly fenceCondition = `EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND classid = ${Math.floor(LEADER_LOCK_KEY / 2 ** 32)} AND objid = ${LEADER_LOCK_KEY % 2 ** 32} AND objsubid = 1 AND pid = ?)`;

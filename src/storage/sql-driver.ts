@@ -42,6 +42,13 @@ export interface SqlDriver extends SqlExecutor {
    * lock file, held by the process itself).
    */
   readonly fenceCondition: string | undefined;
+  /**
+   * Where the backend takes arrays as parameters (and `unnest` reads them back as rows): the `?`
+   * placeholder of an array of that type. Many rows are then written by one statement instead of
+   * one each (a round trip each on PostgreSQL). Undefined where statements are cheap one by one
+   * (SQLite, in the process).
+   */
+  readonly arrayParam: ((type: 'text' | 'integer' | 'bigint' | 'timestamptz' | 'jsonb') => string) | undefined;
   close(): Promise<void>;
 }
 

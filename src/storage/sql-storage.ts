@@ -11,6 +11,7 @@ import type {
   MigrationStatus,
   PolicyListQuery,
   PolicyState,
+  RecordedChange,
   ReplicaChange,
   Storage,
 } from './storage.js';
@@ -182,6 +183,24 @@ function stateSql(s: PolicyState, fenceCondition: string | undefined, fence: num
     };
   }
   return { sql: `${UPDATE_STATE_SQL}${conditions}`, params: [...values, s.policy_id, s.version, ...params] };
+}
+
+const INSERT_HISTORY_PREFIX = `INSERT INTO scaling_history (id, policy_id, policy_name, action, target_type, target_id, previous_replicas,
+    new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details) VALUES`;
+const HISTORY_VALUES = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+const INSERT_HISTORY_SQL = `${INSERT_HISTORY_PREFIX} ${HISTORY_VALUES}`;
+/** History rows per INSERT of recordChanges (16 parameters each). */
+const HISTORY_ROWS_PER_INSERT = 100;
+/** Stored states per UPDATE where the backend takes arrays (see SqlDriver.arrayParam). */
+const STATES_PER_UPDATE = 1000;
+
+/** The values of INSERT_HISTORY_SQL for a row whose time is already canonical. */
+function historyValues(r: HistoryRow): unknown[] {
+  return [
+    r.id, r.policy_id, r.policy_name, r.action, r.target_type, r.target_id, r.previous_replicas, r.new_replicas,
+    r.reason, r.reason_code, r.triggered_by, r.dry_run, r.status, r.error, r.executed_at,
+    r.details === null ? null : JSON.stringify(r.details),
+  ];
 }
 
 function encodeCursor(row: HistoryRow): string {
@@ -487,19 +506,88 @@ export class SqlStorage implements Storage {
   appendHistory(row: HistoryRow): Promise<HistoryRow> {
     const stored = { ...row, executed_at: iso(row.executed_at) };
     return this.#guard(async () => {
-      await this.driver.run(
-        `INSERT INTO scaling_history (id, policy_id, policy_name, action, target_type, target_id, previous_replicas,
-           new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [
-          stored.id, stored.policy_id, stored.policy_name, stored.action, stored.target_type, stored.target_id,
-          stored.previous_replicas, stored.new_replicas, stored.reason, stored.reason_code, stored.triggered_by,
-          stored.dry_run, stored.status, stored.error, stored.executed_at,
-          stored.details === null ? null : JSON.stringify(stored.details),
-        ],
-      );
+      await this.driver.run(INSERT_HISTORY_SQL, historyValues(stored));
       return stored;
     });
+  }
+
+  recordChanges(changes: readonly RecordedChange[], opts: { fence?: number } = {}): Promise<string[]> {
+    if (changes.length === 0) return Promise.resolve([]);
+    return this.#guard(() =>
+      this.driver.transaction(async (tx) => {
+        const rows: HistoryRow[] = [];
+        for (const c of changes) if (c.row !== null) rows.push({ ...c.row, executed_at: iso(c.row.executed_at) });
+        for (let i = 0; i < rows.length; i += HISTORY_ROWS_PER_INSERT) {
+          const chunk = rows.slice(i, i + HISTORY_ROWS_PER_INSERT);
+          await tx.run(`${INSERT_HISTORY_PREFIX} ${chunk.map(() => HISTORY_VALUES).join(', ')}`, chunk.flatMap(historyValues));
+        }
+        return this.#writeStates(tx, changes.map((c) => c.state), opts.fence, false);
+      }),
+    );
+  }
+
+  /**
+   * Writes states as compare-and-sets within a transaction: many stored rows per UPDATE (one
+   * statement per row cost a round trip each on PostgreSQL), a first state per INSERT. Answers
+   * the ids of the policies whose state was not written.
+   */
+  async #writeStates(tx: SqlExecutor, states: readonly PolicyState[], fence: number | undefined, unlessPaused: boolean): Promise<string[]> {
+    const refused: string[] = [];
+    const one = async (s: PolicyState): Promise<void> => {
+      const { sql, params } = stateSql(s, this.driver.fenceCondition, fence, unlessPaused);
+      if ((await tx.run(sql, params)) !== 1) refused.push(s.policy_id);
+    };
+    // A policy's first state is inserted; its stored one updated (with others, where the backend
+    // takes arrays). A second write of a policy in one call is made after the first (which wins),
+    // on its own: one UPDATE joining two rows to one state would apply either.
+    const stored: PolicyState[] = [];
+    const again: PolicyState[] = [];
+    const ids = new Set<string>();
+    for (const s of states) {
+      if (ids.has(s.policy_id)) again.push(s);
+      else {
+        ids.add(s.policy_id);
+        if (s.version === 0) await one(s);
+        else stored.push(s);
+      }
+    }
+    const array = this.driver.arrayParam;
+    if (array === undefined) {
+      for (const s of stored) await one(s);
+    } else {
+      const fenced = fence !== undefined && this.driver.fenceCondition !== undefined;
+      for (let i = 0; i < stored.length; i += STATES_PER_UPDATE) {
+        const chunk = stored.slice(i, i + STATES_PER_UPDATE);
+        const written = await tx.all<Row>(
+          `UPDATE scaling_state SET current_replicas = v.current_replicas, last_change_at = v.last_change_at,
+             last_change_kind = v.last_change_kind, consecutive_failures = v.consecutive_failures,
+             last_blocked = v.last_blocked, data = v.data, updated_at = v.updated_at, version = scaling_state.version + 1
+           FROM unnest(${array('text')}, ${array('integer')}, ${array('timestamptz')}, ${array('text')}, ${array('integer')},
+             ${array('text')}, ${array('jsonb')}, ${array('timestamptz')}, ${array('bigint')})
+             AS v(policy_id, current_replicas, last_change_at, last_change_kind, consecutive_failures, last_blocked, data, updated_at, version)
+           WHERE scaling_state.policy_id = v.policy_id AND scaling_state.version = v.version
+             ${unlessPaused ? `AND ${NOT_PAUSED_SQL.replace('id = ?', 'id = v.policy_id')}` : ''}
+             ${fenced ? `AND ${this.driver.fenceCondition}` : ''}
+           RETURNING scaling_state.policy_id`,
+          [
+            chunk.map((s) => s.policy_id),
+            chunk.map((s) => s.current_replicas),
+            chunk.map((s) => isoOrNull(s.last_change_at)),
+            chunk.map((s) => s.last_change_kind),
+            chunk.map((s) => s.consecutive_failures),
+            chunk.map((s) => s.last_blocked),
+            chunk.map((s) => JSON.stringify(s.data)),
+            chunk.map((s) => iso(s.updated_at)),
+            chunk.map((s) => s.version),
+            ...(fenced ? [fence] : []),
+          ],
+        );
+        const ok = new Set(written.map((r) => str(r['policy_id'])));
+        for (const s of chunk) if (!ok.has(s.policy_id)) refused.push(s.policy_id);
+      }
+    }
+    for (const s of again) await one(s);
+    return refused;
   }
 
   listHistory(q: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }> {
@@ -561,18 +649,9 @@ export class SqlStorage implements Storage {
     });
   }
 
-  putStates(states: readonly PolicyState[], opts: { fence?: number } = {}): Promise<string[]> {
+  putStates(states: readonly PolicyState[], opts: { fence?: number; unlessPaused?: boolean } = {}): Promise<string[]> {
     if (states.length === 0) return Promise.resolve([]);
-    return this.#guard(() =>
-      this.driver.transaction(async (tx) => {
-        const refused: string[] = [];
-        for (const s of states) {
-          const { sql, params } = stateSql(s, this.driver.fenceCondition, opts.fence);
-          if ((await tx.run(sql, params)) !== 1) refused.push(s.policy_id);
-        }
-        return refused;
-      }),
-    );
+    return this.#guard(() => this.driver.transaction((tx) => this.#writeStates(tx, states, opts.fence, opts.unlessPaused === true)));
   }
 
   pruneHistory(before: string, limit: number): Promise<number> {

@@ -36,6 +36,12 @@ export interface ReplicaChange {
   new_replicas: number;
 }
 
+/** A change as the loop records it: the history row of what was done and the state after it. */
+export interface RecordedChange {
+  row: HistoryRow | null;
+  state: PolicyState;
+}
+
 /** The engine's persisted memory of a policy: what survives a restart. */
 export interface PolicyState {
   policy_id: string;
@@ -197,7 +203,14 @@ export interface Storage {
    * Writes many states in one transaction, each a compare-and-set as in putState. Resolves to
    * the ids of the policies whose state was not written.
    */
-  putStates(states: readonly PolicyState[], opts?: { fence?: LeaderFence }): Promise<string[]>;
+  putStates(states: readonly PolicyState[], opts?: { fence?: LeaderFence; unlessPaused?: boolean }): Promise<string[]>;
+  /**
+   * Records executed changes in one transaction: each one's history row (when it has one) is
+   * appended, whatever happens to its state, and its state is written as a compare-and-set as in
+   * putState. Resolves to the ids of the policies whose state was not written. The loop groups the
+   * changes of many policies into one call.
+   */
+  recordChanges(changes: readonly RecordedChange[], opts?: { fence?: LeaderFence }): Promise<string[]>;
 
   /** The lock that decides which daemon on this storage runs the evaluation loop. */
   leaderLock(): LeaderLock;

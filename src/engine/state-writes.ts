@@ -1,0 +1,99 @@
+import type { LeaderFence, PolicyState, RecordedChange, Storage } from '../storage/storage.js';
+
+/** The most writes one transaction carries; more wait for the next. */
+export const MAX_GROUP = 1000;
+
+interface Waiting<T> {
+  item: T;
+  policyId: string;
+  fence: LeaderFence | undefined;
+  resolve: (written: boolean) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * One kind of write, grouped: the writes asked for while the previous group is being committed (or
+ * in the same turn of the event loop) go into the next transaction together. Each caller still
+ * learns whether its own compare-and-set was written, or the error that failed its group.
+ */
+class Group<T> {
+  #queue: Array<Waiting<T>> = [];
+  #busy = false;
+
+  constructor(private readonly write: (items: T[], fence: LeaderFence | undefined) => Promise<string[]>) {}
+
+  add(item: T, policyId: string, fence: LeaderFence | undefined): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      this.#queue.push({ item, policyId, fence, resolve, reject });
+      if (!this.#busy) {
+        this.#busy = true;
+        // Let every evaluation of this turn add its write first.
+        setImmediate(() => void this.#flush());
+      }
+    });
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const group = this.#take();
+      try {
+        const refused = new Set(await this.write(group.map((w) => w.item), group[0]?.fence));
+        for (const w of group) w.resolve(!refused.has(w.policyId));
+      } catch (err) {
+        for (const w of group) w.reject(err);
+      }
+    }
+    this.#busy = false;
+  }
+
+  /** The next group: one fence, each policy at most once, at most MAX_GROUP writes. */
+  #take(): Array<Waiting<T>> {
+    const first = this.#queue[0] as Waiting<T>;
+    const group: Array<Waiting<T>> = [];
+    const rest: Array<Waiting<T>> = [];
+    const policies = new Set<string>();
+    for (const w of this.#queue) {
+      if (group.length < MAX_GROUP && w.fence === first.fence && !policies.has(w.policyId)) {
+        policies.add(w.policyId);
+        group.push(w);
+      } else rest.push(w);
+    }
+    this.#queue = rest;
+    return group;
+  }
+}
+
+/**
+ * The state and history writes that evaluations make at once (claims of changes before their
+ * executor call, executed changes with their history rows, manual evaluations' states), grouped
+ * into few transactions: at 2,000 changes a cycle, one transaction per write cost seconds on
+ * PostgreSQL (a commit each). Every write keeps its own compare-and-set and its own answer; what a
+ * write waits for is the transaction of its group, so nothing is reported written before it is
+ * committed.
+ */
+export class StateWrites {
+  readonly #claims: Group<PolicyState>;
+  readonly #states: Group<PolicyState>;
+  readonly #changes: Group<RecordedChange>;
+
+  constructor(storage: Storage) {
+    this.#claims = new Group((states, fence) => storage.putStates(states, { ...(fence === undefined ? {} : { fence }), unlessPaused: true }));
+    this.#states = new Group((states, fence) => storage.putStates(states, fence === undefined ? {} : { fence }));
+    this.#changes = new Group((changes, fence) => storage.recordChanges(changes, fence === undefined ? {} : { fence }));
+  }
+
+  /** Stores the intent of a change before it is executed; false when the state moved or the policy is paused. */
+  claim(state: PolicyState, fence: LeaderFence | undefined): Promise<boolean> {
+    return this.#claims.add(state, state.policy_id, fence);
+  }
+
+  /** Writes a state; false when its version moved (or the fence failed). */
+  put(state: PolicyState, fence: LeaderFence | undefined): Promise<boolean> {
+    return this.#states.add(state, state.policy_id, fence);
+  }
+
+  /** Appends a history row and writes the state that goes with it; false when the state was not written (the row is). */
+  record(change: RecordedChange, fence: LeaderFence | undefined): Promise<boolean> {
+    return this.#changes.add(change, change.state.policy_id, fence);
+  }
+}
