@@ -99,6 +99,15 @@ const manager = new ScalingManager({
   config: { evaluation_interval_ms: INTERVAL_S * 1000, default_cooldown: 300, default_metric_source: 'prometheus', dry_run: false, max_concurrency: CONCURRENCY, executors: { 'cdc-worker': 'keda' }, prices: {} },
 });
 
+// HEAP_PROFILE=file: a sampling heap profile of what the loop keeps alive, from before its first
+// cycle to after the last (what is allocated then and still live at the end, by allocation site).
+const heapSession = env['HEAP_PROFILE'] === undefined ? undefined : new Session();
+if (heapSession !== undefined) {
+  heapSession.connect();
+  await heapSession.post('HeapProfiler.enable');
+  await heapSession.post('HeapProfiler.startSampling', { samplingInterval: 4096 });
+}
+
 // Warm-up, alternating cycles and direct runs as measured: the first cycle writes every state
 // row; the next ones let the JIT compile both paths. The daemon runs for days; in a fresh process
 // the cycle and the direct run keep getting faster for several rounds (the fifth of each still
@@ -166,6 +175,14 @@ for (let c = 0; c < MEASURED_CYCLES; c++) {
     );
   }
   if (report.fetches !== QUERIES || report.errors > 0) throw new Error(`cycle fetched ${report.fetches} keys with ${report.errors} errors`);
+}
+if (heapSession !== undefined) {
+  // Only what is still reachable: collect first (the child runs with --expose-gc then).
+  /** @type {{ gc?: () => void }} */ (globalThis).gc?.();
+  console.error(`after a full collection: ${memory()}`);
+  const { profile } = await heapSession.post('HeapProfiler.getSamplingProfile');
+  writeFileSync(/** @type {string} */ (env['HEAP_PROFILE']), JSON.stringify(profile));
+  await heapSession.post('HeapProfiler.stopSampling');
 }
 await storage.close();
 await plugins.close();

@@ -1,6 +1,7 @@
 import type { Policy, Rule, TargetTracking } from '../policy/policy-model.js';
 import type { Sample } from '../plugins/api.js';
 import type { Observation, RuleRecord, RuleWindow, VerdictMemo } from './decision.js';
+import { intern } from '../util/intern.js';
 
 /** Seconds as the record writes them: `45s`, `22.5s`. */
 function formatSeconds(seconds: number): string {
@@ -105,7 +106,7 @@ export function observationKey(rule: Pick<Rule, 'source' | 'metric' | 'aggregati
   // and kept on the rule under a private symbol (a WeakMap lookup per rule per cycle cost more).
   const cached = (rule as Keyed)[KEY];
   if (cached !== undefined && cached.defaultSource === defaultSource) return cached.key;
-  const key = `${rule.source ?? defaultSource}\u0000${rule.aggregation}\u0000${rule.duration_seconds}\u0000${rule.metric}`;
+  const key = intern(`${rule.source ?? defaultSource}\u0000${rule.aggregation}\u0000${rule.duration_seconds}\u0000${rule.metric}`);
   if (Object.isExtensible(rule)) Object.defineProperty(rule, KEY, { value: { defaultSource, key }, writable: true, enumerable: false });
   return key;
 }

@@ -97,3 +97,62 @@ export class StateWrites {
     return this.#changes.add(change, change.state.policy_id, fence);
   }
 }
+
+/**
+ * The states a cycle's evaluations leave to be written later (nothing about them is urgent: no
+ * change was made), written in transactions of `chunk` as they come rather than all at the end, so
+ * that a cycle evaluating every policy anew (the first one, at 100,000 policies) never holds all
+ * its states and their decision records at once.
+ */
+export class StateBatch {
+  #pending: Array<{ state: PolicyState; written?: () => void }> = [];
+  readonly #writing: Array<Promise<void>> = [];
+  /** States handed to storage so far. */
+  count = 0;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly opts: {
+      /** The fence of the writes; false when this daemon no longer leads (nothing is written). */
+      fence: () => LeaderFence | undefined | false;
+      /** States that were not written (the version moved, or leadership was lost). */
+      refused: (policyIds: readonly string[]) => void;
+      /** A transaction that failed: none of its states was written. */
+      failed: (states: readonly PolicyState[], err: unknown) => void;
+      chunk?: number;
+    },
+  ) {}
+
+  /** Adds a state; `written` is called once it is stored. */
+  add(state: PolicyState, written?: () => void): void {
+    this.#pending.push(written === undefined ? { state } : { state, written });
+    this.count++;
+    if (this.#pending.length >= (this.opts.chunk ?? MAX_GROUP)) this.#flush();
+  }
+
+  /** Writes what is left and waits for every write of the batch. */
+  async done(): Promise<void> {
+    this.#flush();
+    await Promise.all(this.#writing);
+  }
+
+  #flush(): void {
+    if (this.#pending.length === 0) return;
+    const items = this.#pending;
+    this.#pending = [];
+    this.#writing.push(this.#write(items));
+  }
+
+  async #write(items: Array<{ state: PolicyState; written?: () => void }>): Promise<void> {
+    const states = items.map((i) => i.state);
+    try {
+      const fence = this.opts.fence();
+      const refused = fence === false ? states.map((s) => s.policy_id) : await this.storage.putStates(states, fence === undefined ? {} : { fence });
+      const not = new Set(refused);
+      for (const i of items) if (!not.has(i.state.policy_id)) i.written?.();
+      if (refused.length > 0) this.opts.refused(refused);
+    } catch (err) {
+      this.opts.failed(states, err);
+    }
+  }
+}
