@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { ScaleTarget } from '../plugins/api.js';
 import type { IsolatedExecutor } from '../plugins/plugin-manager.js';
 import type { Policy, Rule } from '../policy/policy-model.js';
@@ -250,5 +251,29 @@ export class CyclePlan {
     this.repeatReplicas[slot.index] = replicas ?? -1;
     // Assessed now: its latest outcome is no longer a repeat.
     this.repeatedIn[slot.index] = 0;
+  }
+
+  /**
+   * Asks the executors that answer for many targets in one call for the replicas of all their
+   * policies, and puts each answer in `answered` (NO_ANSWER undefined when its executor does not
+   * answer in one call, or its call failed: logged, and those policies ask one by one this cycle).
+   */
+  async askReplicas(logger: Logger): Promise<void> {
+    const answered = this.answered;
+    answered.fill(NO_ANSWER);
+    await Promise.all(
+      [...this.byExecutor].map(async ([executor, { indices, targets }]) => {
+        try {
+          const answers = await executor.getCurrentReplicasMany(targets);
+          for (let i = 0; i < indices.length; i++) {
+            const n = answers[i] ?? -1;
+            // Counts beyond what the array holds (absurd for replicas) are asked for one by one.
+            answered[indices[i] as number] = n <= MAX_ANSWER ? n : NO_ANSWER;
+          }
+        } catch (err) {
+          logger.warn({ executor: executor.name, targets: indices.length, err: (err as Error).message }, 'executor could not report the replicas of its targets in one call; asking per policy this cycle');
+        }
+      }),
+    );
   }
 }

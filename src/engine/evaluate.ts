@@ -10,7 +10,7 @@ import type { EngineMemory, Observation } from './decision.js';
 import { applyExecution } from './execution.js';
 import { type CyclePlan, type Slot, targetOf } from './cycle-plan.js';
 import { KnownState, STATE_KEYS, fingerprintOf, isQuiet, isSteady, memoryFromState, type PendingChange } from './known-state.js';
-import type { ManagerDeps } from './manager.js';
+import type { ManagerDeps } from './manager-deps.js';
 import { EvaluationOutcome } from './outcome.js';
 import type { StateBatch, StateWrites } from './state-writes.js';
 

@@ -1,18 +1,18 @@
-import type { Logger } from 'pino';
-import type { IsolatedExecutor, IsolatedMetricSource } from '../plugins/plugin-manager.js';
+import type { IsolatedExecutor } from '../plugins/plugin-manager.js';
 import type { Policy } from '../policy/policy-model.js';
-import type { PolicyState, Storage } from '../storage/storage.js';
+import type { PolicyState } from '../storage/storage.js';
 import { ScalerError } from '../errors.js';
-import { Mutex, Semaphore } from '../util/async.js';
+import { Semaphore } from '../util/async.js';
 import { assess, explain, type DecisionInput } from './decide.js';
 import type { DecisionRecord, EngineMemory, Observation } from './decision.js';
-import { CyclePlan, MAX_ANSWER, NO_ANSWER, Slot, type RepeatContext } from './cycle-plan.js';
+import { CyclePlan, type RepeatContext, type Slot } from './cycle-plan.js';
 import { evaluate, steadyNow, type EvaluationContext } from './evaluate.js';
 import { FailingPolicies, type FailingPolicy } from './failing.js';
+import { HeldPolicies } from './held-policies.js';
+import type { ManagerDeps } from './manager-deps.js';
 import { KnownState, QUIET_REASON, STATE_KEYS, fingerprintOf } from './known-state.js';
 import { MetricFetcher, type SourceHealth } from './metric-fetch.js';
-import type { EvaluationOutcome} from './outcome.js';
-import { type CycleReport } from './outcome.js';
+import type { CycleReport, EvaluationOutcome } from './outcome.js';
 import { ReadyQueue } from './ready-queue.js';
 import { StateBatch, StateWrites } from './state-writes.js';
 
@@ -20,42 +20,8 @@ export { EvaluationOutcome, type CycleReport } from './outcome.js';
 export { FAILING_AFTER, type FailingPolicy } from './failing.js';
 export { memoryFromState } from './known-state.js';
 export type { SourceHealth } from './metric-fetch.js';
+export type { ManagerDeps } from './manager-deps.js';
 
-/** What the manager needs from the daemon; plugins come in already isolated. */
-export interface ManagerDeps {
-  storage: Storage;
-  logger: Logger;
-  sources: ReadonlyMap<string, IsolatedMetricSource>;
-  executors: ReadonlyMap<string, IsolatedExecutor>;
-  config: {
-    evaluation_interval_ms: number;
-    default_cooldown: number;
-    default_metric_source: string;
-    dry_run: boolean;
-    max_concurrency: number;
-    executors: Readonly<Record<string, string>>;
-    prices: Readonly<Record<string, number>>;
-  };
-  now?: () => Date;
-  /**
-   * Leadership of the loop (LeaderElection.fence): `false` when this daemon does not lead, so its
-   * loop must not execute or write states; otherwise the proof its state writes carry. Without
-   * it (one-shot commands, tests), the loop's writes are compare-and-set on the state version only.
-   */
-  fence?: () => number | undefined | false;
-  /** Called after every cycle (metrics, tests). */
-  onCycle?: (report: CycleReport) => void;
-  /**
-   * Called after every assessed evaluation, loop or manual (metrics); `outcome.record()` makes its
-   * decision record. Outcomes the loop repeated without an assessment are counted by onRepeated.
-   */
-  onDecision?: (outcome: EvaluationOutcome, trigger: 'loop' | 'api') => void;
-  /**
-   * Called once per cycle with how many policies repeated their quiet steady state (action none,
-   * reason no_rule_held) without an assessment; `knownState()` makes their records on demand.
-   */
-  onRepeated?: (count: number) => void;
-}
 
 /**
  * The evaluation loop: every interval it loads enabled policies,
@@ -66,25 +32,15 @@ export interface ManagerDeps {
 export class ScalingManager {
   readonly #deps: ManagerDeps;
   readonly #now: () => Date;
-  readonly #locks = new Map<string, Mutex>();
   readonly #fetcher: MetricFetcher;
   /** What an evaluation needs of this manager (see evaluate.ts). */
   readonly #context: EvaluationContext;
-  /**
-   * The enabled policies the loop holds between cycles, by id: the version last loaded (only
-   * changed versions are read again), the policy's lock, and what the manager knows of its state.
-   * One entry per policy, so an evaluation looks its policy up once, not once per concern. The
-   * known state is the stored one plus, after a steady-state evaluation (same memory, same
-   * outcome, nothing written), that evaluation's inputs; the state route reads it first, so it
-   * shows the latest decision. Cleared when the loop (re)starts.
-   */
-  readonly #slots = new Map<string, Slot>();
+  /** The enabled policies the loop holds between cycles (cleared when the loop (re)starts). */
+  readonly #held: HeldPolicies;
   /** Policies whose metric queries have failed FAILING_AFTER loop evaluations in a row. */
   readonly #failing: FailingPolicies;
   /** Whether some held policy may have no known state (set by a listing or a failed state write). */
   #unknownStates = true;
-  /** The policies revision of the last listing and the enabled policies it found (see #loadPolicies). */
-  #loaded: { revision: string; held: Slot[] } | undefined;
   /** Cycles run so far (a repeated outcome names the cycle it was repeated in). */
   #cycles = 0;
   /** The contexts of the last two cycles, for the records of outcomes repeated in them. */
@@ -93,8 +49,6 @@ export class ScalingManager {
   #manual = 0;
   /** The plan of the last cycle, reused while the held policies do not change. */
   #plan: CyclePlan | undefined;
-  /** Cycle counter; a slot not seen in the latest load is dropped. */
-  #loads = 0;
   readonly #dryRunRequested: DecisionInput['dryRun'];
   readonly #dryRunNotRequested: DecisionInput['dryRun'];
   #timer: NodeJS.Timeout | undefined;
@@ -108,6 +62,7 @@ export class ScalingManager {
     this.#dryRunRequested = Object.freeze({ request: true, global: deps.config.dry_run });
     this.#dryRunNotRequested = Object.freeze({ request: false, global: deps.config.dry_run });
     this.#failing = new FailingPolicies(deps.logger);
+    this.#held = new HeldPolicies(deps.storage);
     this.#fetcher = new MetricFetcher({
       sources: deps.sources,
       logger: deps.logger,
@@ -121,7 +76,7 @@ export class ScalingManager {
       executing: new Semaphore(deps.config.max_concurrency),
       executorFor: (p) => this.executorFor(p),
       plan: () => this.#plan,
-      slotOf: (id) => this.#slots.get(id),
+      slotOf: (id) => this.#held.slots.get(id),
       statesUnknown: () => {
         this.#unknownStates = true;
       },
@@ -144,8 +99,7 @@ export class ScalingManager {
     if (!this.#stopped) return;
     this.#stopped = false;
     // Another daemon may have led meanwhile: trust only storage from here on.
-    this.#slots.clear();
-    this.#loaded = undefined;
+    this.#held.clear();
     this.#plan = undefined;
     this.#repeats = [];
     this.#unknownStates = true;
@@ -182,14 +136,6 @@ export class ScalingManager {
     }
   }
 
-  #lock(policyId: string): Mutex {
-    let m = this.#locks.get(policyId);
-    if (m === undefined) {
-      m = new Mutex();
-      this.#locks.set(policyId, m);
-    }
-    return m;
-  }
 
   /** Runs one cycle; a second call while one runs joins it instead of overlapping. */
   runCycle(): Promise<CycleReport> {
@@ -199,56 +145,11 @@ export class ScalingManager {
     return this.#running;
   }
 
-  /** Enabled policies, reading again only those whose version changed since the last cycle. */
-  async #loadPolicies(): Promise<Slot[]> {
-    const { storage } = this.#deps;
-    // Read before the listing: a change made between the two is listed again next cycle.
-    const revision = await storage.policiesRevision();
-    if (revision === this.#loaded?.revision) return this.#loaded.held;
-    const versions = await storage.listEnabledPolicyVersions();
-    const load = ++this.#loads;
-    const held: Slot[] = [];
-    const stale: string[] = [];
-    for (const v of versions) {
-      const slot = this.#slots.get(v.id);
-      if (slot !== undefined && slot.policy.updated_at === v.updated_at) {
-        slot.seen = load;
-        held.push(slot);
-      } else stale.push(v.id);
-    }
-    if (stale.length > 0) {
-      for (const p of await storage.getPolicies(stale)) {
-        const slot = this.#slots.get(p.id);
-        if (slot !== undefined) {
-          slot.policy = p;
-          slot.seen = load;
-          held.push(slot);
-        } else {
-          const fresh = new Slot(p, this.#lock(p.id), load);
-          this.#slots.set(p.id, fresh);
-          held.push(fresh);
-        }
-      }
-    }
-    if (held.length !== this.#slots.size) {
-      for (const [id, slot] of this.#slots) {
-        if (slot.seen !== load) {
-          this.#slots.delete(id);
-          this.#locks.delete(id);
-        }
-      }
-    }
-    // Storage lists neither disabled nor paused policies; a version read as one is not held either.
-    const enabled = held.filter((s) => s.policy.enabled && s.policy.paused_at === null);
-    this.#loaded = { revision, held: enabled };
-    this.#unknownStates = true;
-    return enabled;
-  }
-
   async #cycle(): Promise<CycleReport> {
     const t0 = performance.now();
     const now = this.#now();
-    const held = await this.#loadPolicies();
+    const { held, changed } = await this.#held.load();
+    if (changed) this.#unknownStates = true;
     const tLoaded = performance.now();
     // States are read in one batch for policies new to the loop (or whose write failed); a policy
     // with no stored state yet reads it during its own evaluation.
@@ -274,7 +175,7 @@ export class ScalingManager {
     const fetching = new Semaphore(this.#deps.config.max_concurrency);
     const pending = plan.fetches.map((f, k) => fetching.run(() => this.#fetcher.fetch(plan.keys[k] as string, f, now)));
     // Executors that answer for many targets are asked once, while the fetches run.
-    await this.#replicasOfMany(plan);
+    await plan.askReplicas(this.#deps.logger);
     const observations = new Map<string, Observation>();
     // Outcomes repeated this cycle are made (on demand) from this cycle's instant and observations.
     this.#repeats = [this.#repeats[this.#repeats.length - 1], { cycle, now, observations }].filter((r) => r !== undefined);
@@ -285,7 +186,7 @@ export class ScalingManager {
     let errors = 0;
     let conflicts = 0;
     const forget = (policyId: string): void => {
-      const slot = this.#slots.get(policyId);
+      const slot = this.#held.slots.get(policyId);
       if (slot !== undefined) {
         slot.known = undefined;
         plan.setQuiet(slot, false, undefined, null);
@@ -409,30 +310,6 @@ export class ScalingManager {
     return report;
   }
 
-  /**
-   * Asks the executors that answer for many targets in one call for the replicas of all their
-   * policies, and puts each answer on its slot (`answered`; undefined when its executor does not
-   * answer in one call, or its call failed: logged, and those policies ask one by one this cycle).
-   */
-  async #replicasOfMany(plan: CyclePlan): Promise<void> {
-    const answered = plan.answered;
-    answered.fill(NO_ANSWER);
-    await Promise.all(
-      [...plan.byExecutor].map(async ([executor, { indices, targets }]) => {
-        try {
-          const answers = await executor.getCurrentReplicasMany(targets);
-          for (let i = 0; i < indices.length; i++) {
-            const n = answers[i] ?? -1;
-            // Counts beyond what the array holds (absurd for replicas) are asked for one by one.
-            answered[indices[i] as number] = n <= MAX_ANSWER ? n : NO_ANSWER;
-          }
-        } catch (err) {
-          this.#deps.logger.warn({ executor: executor.name, targets: indices.length, err: (err as Error).message }, 'executor could not report the replicas of its targets in one call; asking per policy this cycle');
-        }
-      }),
-    );
-  }
-
   /** The executor that serves a policy: its own `executor`, else the config's mapping, else one declaring the type. */
   executorFor(policy: Policy): { name: string; executor: IsolatedExecutor | undefined } {
     const name =
@@ -449,7 +326,7 @@ export class ScalingManager {
 
   /** Policies whose metric queries keep failing, oldest first (named in /readyz). */
   get failingPolicies(): FailingPolicy[] {
-    return this.#failing.list((id) => this.#slots.has(id));
+    return this.#failing.list((id) => this.#held.slots.has(id));
   }
 
   /** Reports an outcome, and watches the loop's for policies that start or stop failing. */
@@ -474,7 +351,7 @@ export class ScalingManager {
     const { observations } = await this.#fetcher.fetchAll([policy], now);
     this.#manual++;
     try {
-      const outcome = await this.#lock(policy.id).run(() => evaluate(this.#context, policy, now, observations, { trigger: 'api', requestDryRun: opts.dryRun }));
+      const outcome = await this.#held.lock(policy.id).run(() => evaluate(this.#context, policy, now, observations, { trigger: 'api', requestDryRun: opts.dryRun }));
       return outcome.record();
     } finally {
       this.#manual--;
@@ -488,7 +365,7 @@ export class ScalingManager {
    * the manager holds nothing newer than the stored state: read that from storage.
    */
   async knownState(policyId: string): Promise<PolicyState | undefined> {
-    const slot = this.#slots.get(policyId);
+    const slot = this.#held.slots.get(policyId);
     const known = slot?.known;
     if (slot === undefined || known === undefined) return undefined;
     const repeat = this.#repeatOf(slot);
@@ -527,7 +404,7 @@ export class ScalingManager {
 
   /** When this manager last evaluated a policy (the stored last decision may be older: same outcome). */
   lastEvaluatedAt(policyId: string): string | null {
-    const slot = this.#slots.get(policyId);
+    const slot = this.#held.slots.get(policyId);
     const repeat = slot === undefined ? undefined : this.#repeatOf(slot);
     const at = repeat?.now.getTime() ?? slot?.known?.evaluatedAt;
     return at === undefined || at === 0 ? null : new Date(at).toISOString();
