@@ -13,6 +13,10 @@ import { ScalingManager } from '../dist/src/engine/manager.js';
 import { IsolatedExecutor, PluginManager } from '../dist/src/plugins/plugin-manager.js';
 import { createPostgresStorage } from '../dist/src/storage/postgres-storage.js';
 import { createSqliteStorage } from '../dist/src/storage/sqlite-storage.js';
+import { tuneHeap } from '../dist/src/util/heap.js';
+
+// The heap settings the daemon runs with (philotes-scaler serve).
+tuneHeap();
 
 const env = process.env;
 const BACKEND = /** @type {string} */ (env['MEASURE_BACKEND']);

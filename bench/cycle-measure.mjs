@@ -13,6 +13,10 @@ import { ruleWindow } from '../dist/src/engine/rule-window.js';
 import { PluginManager } from '../dist/src/plugins/plugin-manager.js';
 import { createSqliteStorage } from '../dist/src/storage/sqlite-storage.js';
 import { mapLimit } from '../dist/src/util/async.js';
+import { tuneHeap } from '../dist/src/util/heap.js';
+
+// The heap settings the daemon runs with (philotes-scaler serve).
+tuneHeap();
 
 const env = process.env;
 const DB = /** @type {string} */ (env['MEASURE_DB']);

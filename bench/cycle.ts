@@ -7,6 +7,7 @@
 // policy a target-tracking one; VERBOSE=1 prints phases, CPU
 // times and memory; CPU_PROF_DIR=dir writes a .cpuprofile of each measured cycle and direct run;
 // HEAP_PROFILE=file writes a sampling heap profile of what the loop keeps alive (the last size's);
+// NODE_FLAGS gives the measuring process Node/V8 flags (as the daemon would be started with);
 // WARMUP_CYCLES, CYCLES; PAUSE_MS idles before each measured cycle and before its direct run, as
 // the daemon does between cycles; needs prometheus on PATH). This process seeds the database and runs Prometheus and its
 // exporter; the cycles run in bench/cycle-measure.mjs, a fresh plain-Node process on the build
@@ -45,7 +46,7 @@ async function seed(n: number, file: string): Promise<void> {
 function measure(file: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = fork(new URL('./cycle-measure.mjs', import.meta.url), [], {
-      execArgv: process.env['HEAP_PROFILE'] === undefined ? [] : ['--expose-gc'],
+      execArgv: [...(process.env['HEAP_PROFILE'] === undefined ? [] : ['--expose-gc']), ...(process.env['NODE_FLAGS']?.split(' ').filter((f) => f !== '') ?? [])],
       env: { ...process.env, MEASURE_DB: file, BENCH_QUERIES: String(QUERIES), BENCH_PROMETHEUS_URL: prom.url, BENCH_PROMETHEUS_PID: String(prom.pid ?? '') },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });

@@ -6,6 +6,7 @@ import { createLogger } from './logger.js';
 import { startDaemon, type Daemon } from './main.js';
 import { parseDuration } from './util/duration.js';
 import { readPackageJson } from './util/package-root.js';
+import { tuneHeap } from './util/heap.js';
 
 const HELP = `philotes-scaler: the Philotes scaling engine
 
@@ -141,6 +142,7 @@ const SHUTDOWN_WATCHDOG_MS = 30_000;
  * exits at once with 1.
  */
 function serve(config: ReturnType<typeof loadConfig>, logger: Logger): void {
+  tuneHeap();
   let daemon: Daemon | undefined;
   let stopping = false;
   const exit = (code: number): void => {

@@ -20,8 +20,14 @@ export class HeldPolicies {
 
   constructor(private readonly storage: Storage) {}
 
-  /** The lock of a policy: the loop and a manual evaluation never evaluate it at once. */
+  /**
+   * The lock of a policy: the loop and a manual evaluation never evaluate it at once. A held
+   * policy's lives on its slot; a policy not held (disabled, paused) gets one here until the loop
+   * holds it.
+   */
   lock(policyId: string): Mutex {
+    const slot = this.slots.get(policyId);
+    if (slot !== undefined) return slot.lock;
     let m = this.#locks.get(policyId);
     if (m === undefined) {
       m = new Mutex();
@@ -30,8 +36,17 @@ export class HeldPolicies {
     return m;
   }
 
+  /** A new slot's lock: the one a manual evaluation may hold already, else a new one. */
+  #takeLock(policyId: string): Mutex {
+    const m = this.#locks.get(policyId) ?? new Mutex();
+    this.#locks.delete(policyId);
+    return m;
+  }
+
   /** Forgets every slot (the loop (re)starts: another daemon may have led meanwhile). */
   clear(): void {
+    // A manual evaluation may be holding a lock: the next slots take the same ones.
+    for (const [id, slot] of this.slots) this.#locks.set(id, slot.lock);
     this.slots.clear();
     this.#loaded = undefined;
   }
@@ -64,7 +79,7 @@ export class HeldPolicies {
           slot.seen = load;
           held.push(slot);
         } else {
-          const fresh = new Slot(p, this.lock(p.id), load);
+          const fresh = new Slot(p, this.#takeLock(p.id), load);
           this.slots.set(p.id, fresh);
           held.push(fresh);
         }
@@ -74,7 +89,6 @@ export class HeldPolicies {
       for (const [id, slot] of this.slots) {
         if (slot.seen !== load) {
           this.slots.delete(id);
-          this.#locks.delete(id);
         }
       }
     }

@@ -14,7 +14,7 @@ import { KnownState, QUIET_REASON, STATE_KEYS, fingerprintOf } from './known-sta
 import { MetricFetcher, type SourceHealth } from './metric-fetch.js';
 import type { CycleReport, EvaluationOutcome } from './outcome.js';
 import { ReadyQueue } from './ready-queue.js';
-import { StateBatch, StateWrites } from './state-writes.js';
+import { MAX_GROUP, StateBatch, StateWrites } from './state-writes.js';
 
 export { EvaluationOutcome, type CycleReport } from './outcome.js';
 export { FAILING_AFTER, type FailingPolicy } from './failing.js';
@@ -218,10 +218,14 @@ export class ScalingManager {
       if (err instanceof ScalerError && err.code === 'STATE_CONFLICT') conflicts++;
       else this.#deps.logger.error({ policy_id: policy.id, policy: policy.name, err }, 'policy evaluation failed');
     };
+    // Evaluations in flight are bounded, not to max_concurrency (their writes are grouped: many
+    // must wait together for one transaction) but so that a cycle evaluating every policy anew
+    // does not hold every policy's record and state at once.
+    const inFlight = new Semaphore(MAX_GROUP);
     const evaluateOne = async (slot: Slot): Promise<void> => {
       const policy = slot.policy;
       try {
-        count(await slot.lock.run(() => evaluate(this.#context, policy, now, observations, { trigger: 'loop', deferWrite: batch, slot })));
+        count(await inFlight.run(() => slot.lock.run(() => evaluate(this.#context, policy, now, observations, { trigger: 'loop', deferWrite: batch, slot }))));
       } catch (err) {
         failed(policy, err);
       }

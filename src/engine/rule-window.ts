@@ -1,7 +1,7 @@
 import type { Policy, Rule, TargetTracking } from '../policy/policy-model.js';
 import type { Sample } from '../plugins/api.js';
 import type { Observation, RuleRecord, RuleWindow, VerdictMemo } from './decision.js';
-import { intern } from '../util/intern.js';
+import { Interner } from '../util/intern.js';
 
 /** Seconds as the record writes them: `45s`, `22.5s`. */
 function formatSeconds(seconds: number): string {
@@ -99,6 +99,7 @@ export function valuesAtInstants(series: ScrapedSamples, win: RuleWindow, lookba
 
 const KEY = Symbol('observationKey');
 type Keyed = { [KEY]?: { defaultSource: string; key: string } };
+const keyHolders = new Interner<{ defaultSource: string; key: string }>(20_000);
 
 /** Identifies one metric request: rules with equal keys share one fetch per cycle. */
 export function observationKey(rule: Pick<Rule, 'source' | 'metric' | 'aggregation' | 'duration_seconds'>, defaultSource: string): string {
@@ -106,9 +107,11 @@ export function observationKey(rule: Pick<Rule, 'source' | 'metric' | 'aggregati
   // and kept on the rule under a private symbol (a WeakMap lookup per rule per cycle cost more).
   const cached = (rule as Keyed)[KEY];
   if (cached !== undefined && cached.defaultSource === defaultSource) return cached.key;
-  const key = intern(`${rule.source ?? defaultSource}\u0000${rule.aggregation}\u0000${rule.duration_seconds}\u0000${rule.metric}`);
-  if (Object.isExtensible(rule)) Object.defineProperty(rule, KEY, { value: { defaultSource, key }, writable: true, enumerable: false });
-  return key;
+  const key = `${rule.source ?? defaultSource}\u0000${rule.aggregation}\u0000${rule.duration_seconds}\u0000${rule.metric}`;
+  // One holder per distinct key, shared by every rule with it (100,000 policies: 300,000 rules).
+  const holder = keyHolders.get(`${defaultSource}\u0001${key}`, () => Object.freeze({ defaultSource, key }));
+  if (Object.isExtensible(rule)) Object.defineProperty(rule, KEY, { value: holder, writable: true, enumerable: false });
+  return holder.key;
 }
 
 /** What a query is made of: a rule's, or a target-tracking entry's. */

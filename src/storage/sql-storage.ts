@@ -3,6 +3,7 @@ import { keepIdentity } from '../policy/policy-identity.js';
 import type { Behavior, Policy, PolicyPause, Rule, Schedule, StoredTargetRef, TargetTracking } from '../policy/policy-model.js';
 import { normalizeBehavior } from '../policy/policy-normalize.js';
 import { formatDuration } from '../util/duration.js';
+import { Interner, intern } from '../util/intern.js';
 import { MIGRATIONS_TABLE, migrate } from './migrator.js';
 import type { LeaderLock, SqlDriver, SqlExecutor } from './sql-driver.js';
 import type {
@@ -31,6 +32,23 @@ const iso = (v: unknown): string =>
 const isoOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : iso(v));
 const json = <T>(v: unknown): T | null => (v === null || v === undefined ? null : typeof v === 'string' ? (JSON.parse(v) as T) : (v as T));
 
+const internOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : intern(String(v)));
+/**
+ * A JSON column that most policies hold with the same text (a behavior block, no target
+ * tracking): parsed once, deep-frozen and shared (nothing changes a policy read from storage).
+ */
+const parsedJson = new Interner<unknown>(10_000);
+const shared = <T>(v: unknown): T | null =>
+  v === null || v === undefined ? null : typeof v === 'string' ? (parsedJson.get(v, (text) => deepFreeze(JSON.parse(text))) as T) : (v as T);
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}
+
 /** The unique key a taken policy name violates, as SqlDriver.uniqueViolation reports it. */
 const POLICY_NAME_KEY = 'scaling_policies.name';
 
@@ -57,13 +75,13 @@ function ruleFrom(r: Row): Rule {
   const seconds = num(r['duration_seconds']);
   return {
     id: str(r['id']),
-    metric: str(r['metric']),
-    source: strOrNull(r['source']),
-    operator: str(r['operator']) as Rule['operator'],
+    metric: intern(str(r['metric'])),
+    source: internOrNull(r['source']),
+    operator: intern(str(r['operator'])) as Rule['operator'],
     threshold: num(r['threshold']),
-    duration: formatDuration(seconds),
+    duration: intern(formatDuration(seconds)),
     duration_seconds: seconds,
-    aggregation: str(r['aggregation']) as Rule['aggregation'],
+    aggregation: intern(str(r['aggregation'])) as Rule['aggregation'],
     scale_by: num(r['scale_by']),
   };
 }
@@ -89,10 +107,10 @@ function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
     id: str(r['id']),
     name: str(r['name']),
     description: strOrNull(r['description']),
-    target_type: str(r['target_type']),
+    target_type: intern(str(r['target_type'])),
     target_id: strOrNull(r['target_id']),
     target_ref: json<StoredTargetRef>(r['target_ref']),
-    executor: strOrNull(r['executor']),
+    executor: internOrNull(r['executor']),
     min_replicas: num(r['min_replicas']),
     max_replicas: num(r['max_replicas']),
     cooldown_seconds: numOrNull(r['cooldown_seconds']),
@@ -101,18 +119,18 @@ function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
     scale_to_zero: bool(r['scale_to_zero']),
     enabled: bool(r['enabled']),
     dry_run: bool(r['dry_run']),
-    on_metric_error: str(r['on_metric_error']) as Policy['on_metric_error'],
+    on_metric_error: intern(str(r['on_metric_error'])) as Policy['on_metric_error'],
     fallback: after !== null && replicas !== null ? { after_failures: after, replicas } : null,
-    scale_up_match: str(r['scale_up_match']) as Policy['scale_up_match'],
-    scale_down_match: str(r['scale_down_match']) as Policy['scale_down_match'],
+    scale_up_match: intern(str(r['scale_up_match'])) as Policy['scale_up_match'],
+    scale_down_match: intern(str(r['scale_down_match'])) as Policy['scale_down_match'],
     scale_up_rules: rules.filter((x) => x['rule_type'] === 'scale_up').map(ruleFrom),
     scale_down_rules: rules.filter((x) => x['rule_type'] === 'scale_down').map(ruleFrom),
     schedules: schedules.map(scheduleFrom),
-    target_tracking: json<TargetTracking[]>(r['target_tracking']) ?? [],
-    behavior: json<Behavior>(r['behavior']) ?? normalizeBehavior(null, false),
-    source: str(r['source']),
-    created_at: iso(r['created_at']),
-    updated_at: iso(r['updated_at']),
+    target_tracking: shared<TargetTracking[]>(r['target_tracking']) ?? [],
+    behavior: shared<Behavior>(r['behavior']) ?? normalizeBehavior(null, false),
+    source: intern(str(r['source'])),
+    created_at: intern(iso(r['created_at'])),
+    updated_at: intern(iso(r['updated_at'])),
     paused_at: isoOrNull(r['paused_at']),
     paused_reason: strOrNull(r['paused_reason']),
   };
