@@ -106,7 +106,8 @@ export async function evaluate(
     // Its cooldown already counts (the intent was stored first), so nothing is applied twice.
     // A change whose own row was written before the stop is not recorded again.
     await storage.appendHistory({
-      id: randomUUID(),
+      // The change's own id: recorded once, even if the loop stops again before its state is stored.
+      id: interrupted.id ?? randomUUID(),
       policy_id: policy.id,
       policy_name: policy.name,
       action: interrupted.action,
