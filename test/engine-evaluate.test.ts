@@ -249,6 +249,24 @@ t.test('an interrupted change is recorded once by the loop, outcome unknown; a m
   t.same((await h.history(other.id)).map((r) => r.id), [row.id], 'only its own row');
 });
 
+t.test('an interrupted change is recorded once even if the loop stops again before its cleared state is stored', async (t) => {
+  const h = await harness(t);
+  const p = await stored(h, { name: 'twice', ...lagPolicy });
+  h.executor.replicas.set('twice', 4);
+  const pending: PendingChange = { id: '4f3c2b1a-0000-4000-8000-000000000003', action: 'scale_up', previous: 2, desired: 4, at: at(-1).toISOString(), reason: 'lag > 60', reason_code: 'rules_held', triggered_by: 'rule' };
+  t.ok(await h.storage.putState({ policy_id: p.id, current_replicas: 4, last_change_at: at(-1).toISOString(), last_change_kind: 'scale_up', consecutive_failures: 0, last_blocked: null, data: { pending }, updated_at: at(-1).toISOString(), version: 0 }));
+  // The first loop after the restart records it, but stops before its cycle's batch is written.
+  const [slot] = (await h.hold([p])) as [Slot];
+  const unwritten = new StateBatch(h.storage, { fence: () => undefined, refused: () => undefined, failed: () => undefined });
+  await evaluate(h.ctx, p, at(0), h.observe(p, 0, { lag: 30 }), { trigger: 'loop', deferWrite: unwritten, slot });
+  t.equal((await h.history(p.id)).length, 1, 'recorded');
+  // The next daemon's loop starts from storage, which still holds the intent.
+  slot.known = undefined;
+  await loopEvaluation(h, slot, 1, { lag: 30 });
+  const rows = await h.history(p.id);
+  t.equal(rows.filter((r) => /outcome unknown/.test(r.error ?? '')).length, 1, 'still one row for the one interrupted change');
+});
+
 t.test('a preview changes nothing, and the loop\'s slot is no longer repeated', async (t) => {
   const h = await harness(t);
   const p = await stored(h, { name: 'peek', ...lagPolicy });
