@@ -77,13 +77,20 @@ const storage = BACKEND === 'postgres' ? createPostgresStorage(DB) : createSqlit
 // Storage calls a cycle makes (each one a transaction), counted by wrapping the storage's methods.
 /** @type {Record<string, number>} */
 const calls = {};
+/** Time from each call to its answer, summed (calls overlap: not a share of the cycle). @type {Record<string, number>} */
+const callMs = {};
 for (const m of ['putState', 'putStates', 'appendHistory', 'recordChanges', 'claimChanges']) {
   const self = /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (storage));
   const f = self[m];
   if (typeof f !== 'function') continue;
-  self[m] = (/** @type {unknown[]} */ ...args) => {
+  self[m] = async (/** @type {unknown[]} */ ...args) => {
     calls[m] = (calls[m] ?? 0) + 1;
-    return f.apply(storage, args);
+    const t0 = performance.now();
+    try {
+      return await f.apply(storage, args);
+    } finally {
+      callMs[m] = (callMs[m] ?? 0) + performance.now() - t0;
+    }
   };
 }
 const manager = new ScalingManager({
@@ -103,8 +110,9 @@ const mb = (/** @type {number} */ b) => (b / 1048576).toFixed(0);
 async function check(what, r) {
   if (r.errors > 0 || r.fetch_errors > 0 || r.fetches !== Math.min(QUERIES, r.policies)) throw new Error(`${what}: ${r.errors} errors, ${r.fetch_errors} fetch errors, ${r.fetches} fetches`);
   const made = (r.outcomes['scale_up'] ?? 0) + (r.outcomes['scale_down'] ?? 0);
-  const txs = Object.entries(calls).map(([k, v]) => `${k} ${v}`).join(', ');
+  const txs = Object.entries(calls).map(([k, v]) => `${k} ${v} (${(callMs[k] ?? 0).toFixed(0)} ms)`).join(', ');
   for (const k of Object.keys(calls)) delete calls[k];
+  for (const k of Object.keys(callMs)) delete callMs[k];
   if (what.startsWith('churn') && made !== Math.round(r.policies * SHARE)) throw new Error(`${what}: ${made} changes, expected ${Math.round(r.policies * SHARE)}`);
   changes += made;
   rss = Math.max(rss, process.memoryUsage().rss);

@@ -2,6 +2,8 @@ import type { LeaderFence, PolicyState, RecordedChange, Storage } from '../stora
 
 /** The most writes one transaction carries; more wait for the next. */
 export const MAX_GROUP = 1000;
+/** The longest a write waits for others to join its transaction. */
+export const MAX_WAIT_MS = 10;
 
 interface Waiting<T> {
   item: T;
@@ -27,11 +29,31 @@ class Group<T> {
       this.#queue.push({ item, policyId, fence, resolve, reject });
       if (!this.#busy) {
         this.#busy = true;
-        // Let every evaluation of this turn add its write first.
-        setImmediate(() => void this.#flush());
+        this.#since = performance.now();
+        this.#seen = 0;
+        setImmediate(this.#gather);
       }
     });
   }
+
+  /** When the first write of the next group was asked for, and how many were waiting at the last look. */
+  #since = 0;
+  #seen = 0;
+
+  /**
+   * Waits, a turn of the event loop at a time, while more writes keep coming (the loop evaluates
+   * in slices with a turn between them) and the group is not full, for at most MAX_WAIT_MS: one
+   * transaction for a cycle's changes rather than one per slice.
+   */
+  readonly #gather = (): void => {
+    const n = this.#queue.length;
+    if (n > this.#seen && n < MAX_GROUP && performance.now() - this.#since < MAX_WAIT_MS) {
+      this.#seen = n;
+      setImmediate(this.#gather);
+      return;
+    }
+    void this.#flush();
+  };
 
   async #flush(): Promise<void> {
     while (this.#queue.length > 0) {

@@ -229,7 +229,7 @@ export class PostgresDriver implements SqlDriver {
    * Checked in the statement that writes a state, so a write of a daemon whose lock session is
    * gone (terminated, dropped, or replaced after a takeover) changes nothing.
    */
-  readonly arrayParam = (type: string): string => `?::${type}[]`;
+  readonly jsonRows = (columns: string): string => `json_to_recordset(?::json) AS v(${columns})`;
   readonly fenceCondition = `EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND classid = ${Math.floor(LEADER_LOCK_KEY / 2 ** 32)} AND objid = ${LEADER_LOCK_KEY % 2 ** 32} AND objsubid = 1 AND pid = ?)`;

@@ -43,12 +43,13 @@ export interface SqlDriver extends SqlExecutor {
    */
   readonly fenceCondition: string | undefined;
   /**
-   * Where the backend takes arrays as parameters (and `unnest` reads them back as rows): the `?`
-   * placeholder of an array of that type. Many rows are then written by one statement instead of
-   * one each (a round trip each on PostgreSQL). Undefined where statements are cheap one by one
-   * (SQLite, in the process).
+   * Where the backend reads many rows from one JSON parameter (PostgreSQL's `json_to_recordset`):
+   * the FROM item that yields them, given the columns and their types (`id text, n integer`),
+   * with one `?` for the JSON text of an array of objects. Many rows are then written by one
+   * statement instead of one each (a round trip each on PostgreSQL). Undefined where statements
+   * are cheap one by one (SQLite, in the process).
    */
-  readonly arrayParam: ((type: 'text' | 'integer' | 'bigint' | 'timestamptz' | 'jsonb') => string) | undefined;
+  readonly jsonRows: ((columns: string) => string) | undefined;
   close(): Promise<void>;
 }
 

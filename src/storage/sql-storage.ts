@@ -203,13 +203,17 @@ function stateSql(s: PolicyState, fenceCondition: string | undefined, fence: num
   return { sql: `${UPDATE_STATE_SQL}${conditions}`, params: [...values, s.policy_id, s.version, ...params] };
 }
 
-const INSERT_HISTORY_PREFIX = `INSERT INTO scaling_history (id, policy_id, policy_name, action, target_type, target_id, previous_replicas,
-    new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details) VALUES`;
-const HISTORY_VALUES = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
-const INSERT_HISTORY_SQL = `${INSERT_HISTORY_PREFIX} ${HISTORY_VALUES}`;
-/** History rows per INSERT of recordChanges (16 parameters each). */
-const HISTORY_ROWS_PER_INSERT = 100;
-/** Stored states per UPDATE where the backend takes arrays (see SqlDriver.arrayParam). */
+const HISTORY_INSERT_COLUMNS = `id, policy_id, policy_name, action, target_type, target_id, previous_replicas,
+    new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details`;
+const INSERT_HISTORY_PREFIX_ONLY = `INSERT INTO scaling_history (${HISTORY_INSERT_COLUMNS})`;
+const INSERT_HISTORY_SQL = `${INSERT_HISTORY_PREFIX_ONLY} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+/** The history columns' types, for rows read from JSON (SqlDriver.jsonRows). */
+const HISTORY_JSON_TYPES = `id text, policy_id text, policy_name text, action text, target_type text, target_id text,
+  previous_replicas integer, new_replicas integer, reason text, reason_code text, triggered_by text, dry_run boolean,
+  status text, error text, executed_at timestamptz, details jsonb`;
+/** History rows per INSERT of recordChanges where the backend reads rows from JSON. */
+const HISTORY_ROWS_PER_INSERT = 1000;
+/** Stored states per UPDATE where the backend reads rows from JSON (see SqlDriver.jsonRows). */
 const STATES_PER_UPDATE = 1000;
 
 /** The values of INSERT_HISTORY_SQL for a row whose time is already canonical. */
@@ -535,9 +539,14 @@ export class SqlStorage implements Storage {
       this.driver.transaction(async (tx) => {
         const rows: HistoryRow[] = [];
         for (const c of changes) if (c.row !== null) rows.push({ ...c.row, executed_at: iso(c.row.executed_at) });
-        for (let i = 0; i < rows.length; i += HISTORY_ROWS_PER_INSERT) {
-          const chunk = rows.slice(i, i + HISTORY_ROWS_PER_INSERT);
-          await tx.run(`${INSERT_HISTORY_PREFIX} ${chunk.map(() => HISTORY_VALUES).join(', ')}`, chunk.flatMap(historyValues));
+        const json = this.driver.jsonRows;
+        if (json === undefined) {
+          for (const r of rows) await tx.run(INSERT_HISTORY_SQL, historyValues(r));
+        } else {
+          for (let i = 0; i < rows.length; i += HISTORY_ROWS_PER_INSERT) {
+            // One JSON text for the chunk; the decision records go in as JSON values.
+            await tx.run(`${INSERT_HISTORY_PREFIX_ONLY} SELECT ${HISTORY_INSERT_COLUMNS} FROM ${json(HISTORY_JSON_TYPES)}`, [JSON.stringify(rows.slice(i, i + HISTORY_ROWS_PER_INSERT))]);
+          }
         }
         return this.#writeStates(tx, changes.map((c) => c.state), opts.fence, false);
       }),
@@ -569,36 +578,37 @@ export class SqlStorage implements Storage {
         else stored.push(s);
       }
     }
-    const array = this.driver.arrayParam;
-    if (array === undefined) {
+    const rows = this.driver.jsonRows;
+    if (rows === undefined) {
       for (const s of stored) await one(s);
     } else {
       const fenced = fence !== undefined && this.driver.fenceCondition !== undefined;
       for (let i = 0; i < stored.length; i += STATES_PER_UPDATE) {
         const chunk = stored.slice(i, i + STATES_PER_UPDATE);
+        // One JSON text for the chunk: the states' data go in as JSON values, not as text to escape.
+        const json = JSON.stringify(
+          chunk.map((s) => ({
+            policy_id: s.policy_id,
+            current_replicas: s.current_replicas,
+            last_change_at: isoOrNull(s.last_change_at),
+            last_change_kind: s.last_change_kind,
+            consecutive_failures: s.consecutive_failures,
+            last_blocked: s.last_blocked,
+            data: s.data,
+            updated_at: iso(s.updated_at),
+            version: s.version,
+          })),
+        );
         const written = await tx.all<Row>(
           `UPDATE scaling_state SET current_replicas = v.current_replicas, last_change_at = v.last_change_at,
              last_change_kind = v.last_change_kind, consecutive_failures = v.consecutive_failures,
              last_blocked = v.last_blocked, data = v.data, updated_at = v.updated_at, version = scaling_state.version + 1
-           FROM unnest(${array('text')}, ${array('integer')}, ${array('timestamptz')}, ${array('text')}, ${array('integer')},
-             ${array('text')}, ${array('jsonb')}, ${array('timestamptz')}, ${array('bigint')})
-             AS v(policy_id, current_replicas, last_change_at, last_change_kind, consecutive_failures, last_blocked, data, updated_at, version)
+           FROM ${rows('policy_id text, current_replicas integer, last_change_at timestamptz, last_change_kind text, consecutive_failures integer, last_blocked text, data jsonb, updated_at timestamptz, version bigint')}
            WHERE scaling_state.policy_id = v.policy_id AND scaling_state.version = v.version
              ${unlessPaused ? `AND ${NOT_PAUSED_SQL.replace('id = ?', 'id = v.policy_id')}` : ''}
              ${fenced ? `AND ${this.driver.fenceCondition}` : ''}
            RETURNING scaling_state.policy_id`,
-          [
-            chunk.map((s) => s.policy_id),
-            chunk.map((s) => s.current_replicas),
-            chunk.map((s) => isoOrNull(s.last_change_at)),
-            chunk.map((s) => s.last_change_kind),
-            chunk.map((s) => s.consecutive_failures),
-            chunk.map((s) => s.last_blocked),
-            chunk.map((s) => JSON.stringify(s.data)),
-            chunk.map((s) => iso(s.updated_at)),
-            chunk.map((s) => s.version),
-            ...(fenced ? [fence] : []),
-          ],
+          [json, ...(fenced ? [fence] : [])],
         );
         const ok = new Set(written.map((r) => str(r['policy_id'])));
         for (const s of chunk) if (!ok.has(s.policy_id)) refused.push(s.policy_id);

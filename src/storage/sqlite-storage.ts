@@ -462,7 +462,7 @@ export class SqliteDriver implements SqlDriver {
 
   /** The lock file is held by this process itself: it cannot be lost while the process lives. */
   readonly fenceCondition = undefined;
-  readonly arrayParam = undefined;
+  readonly jsonRows = undefined;
 
   async close(): Promise<void> {
     this.#closed = true;
