@@ -115,6 +115,29 @@ t.test('history_retention in the config: default 30d, 0 keeps forever, below 1m 
   t.throws(() => loadConfig({ env: { PHILOTES_SCALING_HISTORY_RETENTION: 'a month' }, cwd: '/nonexistent' }), /history_retention/);
 });
 
+t.test('history_prune_interval in the config: default 1m, 1s to 1h', async (t) => {
+  t.equal(loadConfig({ env: {}, cwd: '/nonexistent' }).history_prune_interval_ms, 60_000);
+  t.equal(loadConfig({ env: { PHILOTES_SCALING_HISTORY_PRUNE_INTERVAL: '5s' }, cwd: '/nonexistent' }).history_prune_interval_ms, 5_000);
+  for (const bad of ['0', '500ms', '2h', 'often']) {
+    t.throws(() => loadConfig({ env: { PHILOTES_SCALING_HISTORY_PRUNE_INTERVAL: bad }, cwd: '/nonexistent' }), /history_prune_interval/, bad);
+  }
+});
+
+t.test('the background pruner runs a pass every interval', async (t) => {
+  const storage = await tempSqliteStorage(t, 'ps-prune-interval');
+  let now = NOW;
+  const retention = new HistoryRetention({ storage, logger: silent, retentionMs: 30 * DAY, everyMs: 50, now: () => new Date(now) });
+  t.teardown(() => retention.stop());
+  retention.start(0);
+  for (let i = 0; i < 3; i++) {
+    await storage.appendHistory(row(29));
+    now += 2 * DAY; // the row just written is now 31 days old
+    const deadline = Date.now() + 5_000;
+    while (retention.deleted < i + 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    t.equal(retention.deleted, i + 1, `pass ${i + 1} found the row that aged past the retention`);
+  }
+});
+
 t.test('after a crash, a change whose own row was written is not recorded again as failed', async (t) => {
   const storage = await tempSqliteStorage(t, 'ps-pending');
   const policy = normalizePolicy(
