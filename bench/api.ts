@@ -18,11 +18,13 @@
 //      600000; 0: no pruning), BACKENDS (sqlite,postgres),
 //      ONLY (comma-separated endpoint keys: by-id,list,create,history,history-cursor,
 //      policy-history,policy-history-cursor),
-//      PROFILE_DIR (the daemon writes a --cpu-prof profile there when it stops).
+//      PROFILE_DIR (the daemon writes a --cpu-prof profile there when it stops),
+//      SEED_CACHE (a folder: the seeded SQLite file, and a PostgreSQL template database, are kept
+//      and copied for the next run with the same parameters, code and migrations, within 20 h).
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
@@ -34,7 +36,7 @@ import { createPostgresStorage } from '../src/storage/postgres-storage.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import type { Storage } from '../src/storage/storage.js';
 import { freePort } from '../test/helpers/daemon-process.js';
-import { createFreshDatabase } from '../test/helpers/pg.js';
+import { createFreshDatabase, PG_ADMIN_URL } from '../test/helpers/pg.js';
 
 const env = process.env;
 const DURATION = Number(env['DURATION'] ?? 10);
@@ -46,6 +48,7 @@ const PRUNE_BACKLOG = Number(env['PRUNE_BACKLOG'] ?? 600_000);
 const BACKENDS = (env['BACKENDS'] ?? 'sqlite,postgres').split(',').map((s) => s.trim()).filter((s) => s !== '');
 const ONLY = env['ONLY']?.split(',').map((s) => s.trim());
 const PROFILE_DIR = env['PROFILE_DIR'] === undefined ? undefined : resolve(env['PROFILE_DIR']);
+const SEED_CACHE = env['SEED_CACHE'] === undefined ? undefined : resolve(env['SEED_CACHE']);
 const API = '/api/v1/scaling';
 const GOAL = { rps: 3000, p99: 20 };
 /** Goal of the history listings, on both backends, while retention prunes. */
@@ -341,6 +344,100 @@ async function seedPostgres(url: string): Promise<Seeded> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Seed cache (SEED_CACHE): seeding takes minutes, a copy seconds
+
+/** What a seed depends on: its parameters, and the code and migrations that write it. */
+function seedKey(backend: string): string {
+  const h = createHash('sha256').update(JSON.stringify([backend, POLICIES, HISTORY_ROWS, PRUNE_BACKLOG]));
+  // The seeding part of this file (from "Data" to here), and what it calls.
+  const own = readFileSync(join(REPO, 'bench', 'api.ts'), 'utf8');
+  h.update(own.slice(own.indexOf('// Data'), own.indexOf('// Seed cache')));
+  for (const f of ['src/storage/sql-storage.ts', 'src/policy/policy-normalize.ts']) h.update(readFileSync(join(REPO, f)));
+  const migrations = join(REPO, 'migrations', backend);
+  for (const f of readdirSync(migrations).sort()) h.update(f).update(readFileSync(join(migrations, f)));
+  return h.digest('hex').slice(0, 12);
+}
+
+/** A seed's metadata, kept beside it; times in it are relative to when it was seeded. */
+interface SeedMeta {
+  seededAt: number;
+  seeded: Seeded;
+}
+
+async function cachedMeta(backend: string, key: string): Promise<Seeded | undefined> {
+  if (SEED_CACHE === undefined) return undefined;
+  try {
+    const meta = JSON.parse(await readFile(join(SEED_CACHE, `${backend}-${key}.json`), 'utf8')) as SeedMeta;
+    // The kept rows start a day inside the retention: a seed stays usable for less than that.
+    return Date.now() - meta.seededAt < 20 * 3_600_000 ? meta.seeded : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function saveMeta(backend: string, key: string, seeded: Seeded, seededAt: number): Promise<void> {
+  if (SEED_CACHE === undefined) return;
+  await writeFile(join(SEED_CACHE, `${backend}-${key}.json`), JSON.stringify({ seededAt, seeded } satisfies SeedMeta));
+}
+
+/** The seeded SQLite file at `path`: copied from the cache, or seeded (and then cached). */
+async function sqliteSeed(path: string): Promise<Seeded> {
+  const key = seedKey('sqlite');
+  const cached = await cachedMeta('sqlite', key);
+  if (SEED_CACHE !== undefined && cached !== undefined) {
+    await copyFile(join(SEED_CACHE, `sqlite-${key}.db`), path);
+    return cached;
+  }
+  const seededAt = Date.now();
+  const seeded = await seedSqlite(path);
+  if (SEED_CACHE !== undefined) {
+    await mkdir(SEED_CACHE, { recursive: true });
+    for (const f of readdirSync(SEED_CACHE)) if (f.startsWith('sqlite-')) await rm(join(SEED_CACHE, f), { force: true });
+    await copyFile(path, join(SEED_CACHE, `sqlite-${key}.db`));
+    await saveMeta('sqlite', key, seeded, seededAt);
+  }
+  return seeded;
+}
+
+async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** A seeded PostgreSQL database: a copy of the cached template, or seeded (and then kept as the template). */
+async function postgresSeed(): Promise<{ url: string; drop: () => Promise<void>; seeded: Seeded }> {
+  const db = await createFreshDatabase('philotes_bench_api');
+  if (SEED_CACHE === undefined) return { url: db.url, drop: () => db.drop(), seeded: await seedPostgres(db.url) };
+  const key = seedKey('postgres');
+  const template = `philotes_bench_seed_${key}`;
+  const cached = await cachedMeta('postgres', key);
+  const exists = await withAdmin(async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [template])).rows.length > 0);
+  let seeded = cached;
+  if (cached === undefined || !exists) {
+    const seededAt = Date.now();
+    seeded = await seedPostgres(db.url);
+    await withAdmin(async (c) => {
+      const old = await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'philotes_bench_seed_%'");
+      for (const r of old.rows) await c.query(`DROP DATABASE "${r.datname}" WITH (FORCE)`);
+      await c.query(`CREATE DATABASE "${template}" TEMPLATE "${db.name}" STRATEGY FILE_COPY`);
+    });
+    await mkdir(SEED_CACHE, { recursive: true });
+    await saveMeta('postgres', key, seeded, seededAt);
+    return { url: db.url, drop: () => db.drop(), seeded };
+  }
+  await withAdmin(async (c) => {
+    await c.query(`DROP DATABASE "${db.name}"`);
+    await c.query(`CREATE DATABASE "${db.name}" TEMPLATE "${template}" STRATEGY FILE_COPY`);
+  });
+  return { url: db.url, drop: () => db.drop(), seeded: seeded as Seeded };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Load
 
 interface Scenario {
@@ -626,8 +723,8 @@ for (const backend of BACKENDS) {
     const dir = await mkdtemp(join(os.tmpdir(), 'philotes-bench-api-'));
     try {
       const path = join(dir, 'scaler.db');
-      const seeded = await seedSqlite(path);
-      const line = `sqlite: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${HISTORY_ROWS.toLocaleString('en')} history rows in ${(seeded.historyMs / 1000).toFixed(1)} s (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
+      const seeded = await sqliteSeed(path);
+      const line = `sqlite: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${(HISTORY_ROWS + PRUNE_BACKLOG).toLocaleString('en')} history rows (${PRUNE_BACKLOG.toLocaleString('en')} of them older than the retention) in ${(seeded.historyMs / 1000).toFixed(1)} s (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
       console.log(`  seeded ${line}`);
       seeding.push(line);
       const daemon = await startServer('bench-sqlite', { PHILOTES_SCALING_DATABASE_PATH: path });
@@ -643,10 +740,10 @@ for (const backend of BACKENDS) {
       await rm(dir, { recursive: true, force: true });
     }
   } else if (backend === 'postgres') {
-    const db = await createFreshDatabase('philotes_bench_api');
+    const db = await postgresSeed();
     try {
-      const seeded = await seedPostgres(db.url);
-      const line = `postgres: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${HISTORY_ROWS.toLocaleString('en')} history rows in ${(seeded.historyMs / 1000).toFixed(1)} s incl. VACUUM ANALYZE (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
+      const seeded = db.seeded;
+      const line = `postgres: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${(HISTORY_ROWS + PRUNE_BACKLOG).toLocaleString('en')} history rows (${PRUNE_BACKLOG.toLocaleString('en')} of them older than the retention) in ${(seeded.historyMs / 1000).toFixed(1)} s incl. VACUUM ANALYZE (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
       console.log(`  seeded ${line}`);
       seeding.push(line);
       const daemon = await startServer('bench-postgres', { DATABASE_URL: db.url });
