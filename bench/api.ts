@@ -33,8 +33,9 @@ import pg from 'pg';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
 import type { Policy, PolicyInput } from '../src/policy/policy-model.js';
 import { createPostgresStorage } from '../src/storage/postgres-storage.js';
+import { historyJson } from '../src/storage/sql-storage.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
-import type { Storage } from '../src/storage/storage.js';
+import type { HistoryRow, Storage } from '../src/storage/storage.js';
 import { freePort } from '../test/helpers/daemon-process.js';
 import { createFreshDatabase, PG_ADMIN_URL } from '../test/helpers/pg.js';
 
@@ -259,7 +260,19 @@ function* seedRows(policies: Policy[]): Generator<[HistoryTuple, number]> {
 }
 
 const HISTORY_COLUMNS =
-  'id, policy_id, policy_name, action, target_type, target_id, previous_replicas, new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details';
+  'id, policy_id, policy_name, action, target_type, target_id, previous_replicas, new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details, answer_json';
+
+/** The row's answer text, as appendHistory stores it with the row. */
+function answerOf(r: HistoryTuple): string {
+  const [id, policy_id, policy_name, action, target_type, target_id, previous_replicas, new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details] = r;
+  return historyJson({
+    id, policy_id, policy_name, target_type, target_id, previous_replicas, new_replicas, reason, reason_code, dry_run, error, executed_at,
+    action: action as HistoryRow['action'],
+    triggered_by: triggered_by as HistoryRow['triggered_by'],
+    status: status as HistoryRow['status'],
+    details: JSON.parse(details) as Record<string, unknown>,
+  });
+}
 
 async function seedSqlite(path: string): Promise<Seeded> {
   const t0 = performance.now();
@@ -273,11 +286,12 @@ async function seedSqlite(path: string): Promise<Seeded> {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = OFF');
   db.pragma('cache_size = -262144');
-  const insert = db.prepare(`INSERT INTO scaling_history (${HISTORY_COLUMNS}) VALUES (${Array(16).fill('?').join(', ')})`);
+  const insert = db.prepare(`INSERT INTO scaling_history (${HISTORY_COLUMNS}) VALUES (${Array(17).fill('?').join(', ')})`);
   const batch = db.transaction((rows: HistoryTuple[]) => {
     for (const r of rows) {
+      const answer = answerOf(r);
       r[11] = (r[11] ? 1 : 0) as unknown as boolean; // better-sqlite3 binds no booleans
-      insert.run(...r);
+      insert.run(...r, answer);
     }
   });
   let rows: HistoryTuple[] = [];
@@ -330,7 +344,8 @@ async function seedPostgres(url: string): Promise<Seeded> {
     if (kept >= 0) sampler.see(r, kept);
     detailsBytes += r[15].length;
     // details is already JSON text: splice it in as the object it is, not as a string.
-    batch.push(`{${names.map((n, c) => `${JSON.stringify(n)}:${c === 15 ? r[15] : JSON.stringify(r[c])}`).join(',')}}`);
+    const answer = answerOf(r);
+    batch.push(`{${names.map((n, c) => `${JSON.stringify(n)}:${c === 15 ? r[15] : c === 16 ? JSON.stringify(answer) : JSON.stringify(r[c])}`).join(',')}}`);
     if (batch.length === BATCH) await flush();
   }
   if (batch.length > 0) await flush();

@@ -6,6 +6,7 @@ import { formatDuration } from '../util/duration.js';
 import { MIGRATIONS_TABLE, migrate } from './migrator.js';
 import type { LeaderLock, SqlDriver, SqlExecutor } from './sql-driver.js';
 import type {
+  HistoryJsonPage,
   HistoryQuery,
   HistoryRow,
   MigrationStatus,
@@ -117,6 +118,12 @@ function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
   };
 }
 
+/** A history row's columns, in the order of its answer (HistoryRow); never the stored answer_json. */
+const HISTORY_COLUMNS = [
+  'id', 'policy_id', 'policy_name', 'action', 'target_type', 'target_id', 'previous_replicas', 'new_replicas', 'reason',
+  'reason_code', 'triggered_by', 'dry_run', 'status', 'error', 'executed_at', 'details',
+].join(', ');
+
 function historyFrom(r: Row): HistoryRow {
   return {
     id: str(r['id']),
@@ -136,6 +143,15 @@ function historyFrom(r: Row): HistoryRow {
     executed_at: iso(r['executed_at']),
     details: json<Record<string, unknown>>(r['details']),
   };
+}
+
+/**
+ * A history row's answer: the JSON text of the row exactly as a read of it returns it (the same
+ * conversions as historyFrom, then JSON.stringify). Stored with the row (answer_json, migration
+ * 011), so a page of history is its rows' texts joined, with no record parsed per request.
+ */
+export function historyJson(row: HistoryRow): string {
+  return JSON.stringify(historyFrom(row as unknown as Row));
 }
 
 function stateFrom(r: Row): PolicyState {
@@ -184,8 +200,33 @@ function stateSql(s: PolicyState, fenceCondition: string | undefined, fence: num
   return { sql: `${UPDATE_STATE_SQL}${conditions}`, params: [...values, s.policy_id, s.version, ...params] };
 }
 
-function encodeCursor(row: HistoryRow): string {
+function encodeCursor(row: { executed_at: string; id: string }): string {
   return Buffer.from(JSON.stringify([row.executed_at, row.id])).toString('base64url');
+}
+
+/** The WHERE clause and parameters of a history query (filters and cursor), shared by both listings. */
+function historyWhere(q: HistoryQuery): { where: string; params: unknown[] } {
+  const conds: string[] = [];
+  const params: unknown[] = [];
+  const add = (sql: string, ...values: unknown[]): void => {
+    conds.push(sql);
+    params.push(...values);
+  };
+  if (q.policy_id !== undefined) add('policy_id = ?', q.policy_id);
+  if (q.policy_name !== undefined) add('policy_name = ?', q.policy_name);
+  if (q.action !== undefined) add('action = ?', q.action);
+  if (q.status !== undefined) add('status = ?', q.status);
+  if (q.dry_run !== undefined) add('dry_run = ?', q.dry_run);
+  if (q.since !== undefined) add('executed_at >= ?', iso(q.since));
+  if (q.until !== undefined) add('executed_at < ?', iso(q.until));
+  if (q.cursor !== undefined) {
+    const [at, id] = decodeCursor(q.cursor);
+    // A row-value comparison, not the equivalent `executed_at < ? OR (executed_at = ? AND id < ?)`:
+    // both backends seek the (…, executed_at DESC, id DESC) indexes with it, whereas the OR
+    // form scans every newer row first, so a page deep in the history cost O(depth).
+    add('(executed_at, id) < (?, ?)', at, id);
+  }
+  return { where: conds.length > 0 ? `WHERE ${conds.join(' AND ')}` : '', params };
 }
 
 /** Decodes a history cursor; throws BAD_REQUEST for anything a client could not have received. */
@@ -488,14 +529,13 @@ export class SqlStorage implements Storage {
     const stored = { ...row, executed_at: iso(row.executed_at) };
     return this.#guard(async () => {
       await this.driver.run(
-        `INSERT INTO scaling_history (id, policy_id, policy_name, action, target_type, target_id, previous_replicas,
-           new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO scaling_history (${HISTORY_COLUMNS}, answer_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           stored.id, stored.policy_id, stored.policy_name, stored.action, stored.target_type, stored.target_id,
           stored.previous_replicas, stored.new_replicas, stored.reason, stored.reason_code, stored.triggered_by,
           stored.dry_run, stored.status, stored.error, stored.executed_at,
           stored.details === null ? null : JSON.stringify(stored.details),
+          historyJson(stored),
         ],
       );
       return stored;
@@ -504,34 +544,47 @@ export class SqlStorage implements Storage {
 
   listHistory(q: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }> {
     return this.#guard(async () => {
-      const conds: string[] = [];
-      const params: unknown[] = [];
-      const add = (sql: string, ...values: unknown[]): void => {
-        conds.push(sql);
-        params.push(...values);
-      };
-      if (q.policy_id !== undefined) add('policy_id = ?', q.policy_id);
-      if (q.policy_name !== undefined) add('policy_name = ?', q.policy_name);
-      if (q.action !== undefined) add('action = ?', q.action);
-      if (q.status !== undefined) add('status = ?', q.status);
-      if (q.dry_run !== undefined) add('dry_run = ?', q.dry_run);
-      if (q.since !== undefined) add('executed_at >= ?', iso(q.since));
-      if (q.until !== undefined) add('executed_at < ?', iso(q.until));
-      if (q.cursor !== undefined) {
-        const [at, id] = decodeCursor(q.cursor);
-        // A row-value comparison, not the equivalent `executed_at < ? OR (executed_at = ? AND id < ?)`:
-        // both backends seek the (…, executed_at DESC, id DESC) indexes with it, whereas the OR
-        // form scans every newer row first, so a page deep in the history cost O(depth).
-        add('(executed_at, id) < (?, ?)', at, id);
-      }
-      const where = conds.length > 0 ? `WHERE ${conds.join(' AND ')}` : '';
+      const { where, params } = historyWhere(q);
       const rows = await this.driver.all<Row>(
-        `SELECT * FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+        `SELECT ${HISTORY_COLUMNS} FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
         [...params, q.limit + 1],
       );
       const page = rows.slice(0, q.limit).map(historyFrom);
       const last = page.at(-1);
       return { rows: page, next_cursor: rows.length > q.limit && last !== undefined ? encodeCursor(last) : null };
+    });
+  }
+
+  listHistoryJson(q: HistoryQuery): Promise<HistoryJsonPage> {
+    return this.#guard(async () => {
+      const { where, params } = historyWhere(q);
+      const found = await this.driver.all<Row>(
+        `SELECT id, executed_at, answer_json FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+        [...params, q.limit + 1],
+      );
+      const page = found.length > q.limit ? found.slice(0, q.limit) : found;
+      const rows = page.map((r) => r['answer_json']) as Array<string | null>;
+      // Rows appended without their text (before migration 011, or by an older daemon still
+      // running against the same database) are read whole and serialised as listHistory returns
+      // them. The table is append-only, so such a row can only have been pruned meanwhile; it
+      // is then left out, as it would be from a page read a moment later.
+      const missing = page.filter((r) => r['answer_json'] === null || r['answer_json'] === undefined).map((r) => str(r['id']));
+      if (missing.length > 0) {
+        const legacy = new Map<string, string>();
+        for (let i = 0; i < missing.length; i += 500) {
+          const chunk = missing.slice(i, i + 500);
+          const full = await this.driver.all<Row>(`SELECT ${HISTORY_COLUMNS} FROM scaling_history WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk);
+          for (const r of full) legacy.set(str(r['id']), JSON.stringify(historyFrom(r)));
+        }
+        page.forEach((r, i) => {
+          if (rows[i] === null || rows[i] === undefined) rows[i] = legacy.get(str(r['id'])) ?? null;
+        });
+      }
+      const last = page.at(-1);
+      return {
+        rows: rows.filter((x): x is string => typeof x === 'string'),
+        next_cursor: found.length > q.limit && last !== undefined ? encodeCursor({ executed_at: iso(last['executed_at']), id: str(last['id']) }) : null,
+      };
     });
   }
 
@@ -623,7 +676,7 @@ export class SqlStorage implements Storage {
 
   getHistoryRow(id: string): Promise<HistoryRow | undefined> {
     return this.#guard(async () => {
-      const [r] = await this.driver.all<Row>('SELECT * FROM scaling_history WHERE id = ?', [id]);
+      const [r] = await this.driver.all<Row>(`SELECT ${HISTORY_COLUMNS} FROM scaling_history WHERE id = ?`, [id]);
       return r === undefined ? undefined : historyFrom(r);
     });
   }
