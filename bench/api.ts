@@ -1,16 +1,30 @@
 // HTTP API throughput and latency, per storage backend, against 1,000 policies and 1,000,000
-// history rows. The daemon runs as a child process (`node --import tsx src/cli.ts serve`, the
-// evaluation loop off), so autocannon and the server do not share one event loop.
-// Goal on SQLite: GET /policies/:id >= 3,000 req/s with p99 <= 20 ms.
+// history rows. The daemon runs as a child process from the build, as `npm start` runs it
+// (`node dist/src/cli.js serve`, the evaluation loop off), so autocannon and the server do not
+// share one event loop; `npm run bench:api` builds first.
+//
+// History retention runs during every measurement: besides the 1,000,000 rows inside the
+// retention, PRUNE_BACKLOG older rows are seeded, and the daemon runs with history_retention
+// 180d and history_prune_interval 1s, so it keeps deleting the oldest rows in batches (500 rows a
+// statement, passes of up to 2 s, one second apart) while autocannon runs. The rows pruned during
+// each measurement are counted and printed.
+//
+// Goals: on SQLite, GET /policies/:id >= 3,000 req/s with p99 <= 20 ms; on both backends,
+// GET /history?limit=100 and GET /policies/:id/history?limit=100 >= 2,000 req/s with p99 <= 20 ms.
 //
 // Run: npm run bench:api   (PostgreSQL 15 at 127.0.0.1:5432, or DATABASE_ADMIN_URL)
 // Env: DURATION (s per endpoint, 10), CONNECTIONS (10), WARMUP (s per endpoint, 2),
-//      POLICIES (1000), HISTORY_ROWS (1000000), BACKENDS (sqlite,postgres),
-//      ONLY (comma-separated endpoint keys: by-id,list,create,history,history-cursor,policy-history),
-//      PROFILE_DIR (the daemon writes a --cpu-prof profile there when it stops).
+//      POLICIES (1000), HISTORY_ROWS (1000000), PRUNE_BACKLOG (rows older than the retention,
+//      600000; 0: no pruning), BACKENDS (sqlite,postgres),
+//      ONLY (comma-separated endpoint keys: by-id,list,create,history,history-cursor,
+//      policy-history,policy-history-cursor),
+//      PROFILE_DIR (the daemon writes a --cpu-prof profile there when it stops),
+//      SEED_CACHE (a folder: the seeded SQLite file, and a PostgreSQL template database, are kept
+//      and copied for the next run with the same parameters, code and migrations, within 20 h).
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
@@ -19,10 +33,11 @@ import pg from 'pg';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
 import type { Policy, PolicyInput } from '../src/policy/policy-model.js';
 import { createPostgresStorage } from '../src/storage/postgres-storage.js';
+import { historyJson } from '../src/storage/sql-storage.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
-import type { Storage } from '../src/storage/storage.js';
+import type { HistoryRow, Storage } from '../src/storage/storage.js';
 import { freePort } from '../test/helpers/daemon-process.js';
-import { createFreshDatabase } from '../test/helpers/pg.js';
+import { createFreshDatabase, PG_ADMIN_URL } from '../test/helpers/pg.js';
 
 const env = process.env;
 const DURATION = Number(env['DURATION'] ?? 10);
@@ -30,11 +45,21 @@ const CONNECTIONS = Number(env['CONNECTIONS'] ?? 10);
 const WARMUP = Number(env['WARMUP'] ?? 2);
 const POLICIES = Number(env['POLICIES'] ?? 1000);
 const HISTORY_ROWS = Number(env['HISTORY_ROWS'] ?? 1_000_000);
+const PRUNE_BACKLOG = Number(env['PRUNE_BACKLOG'] ?? 600_000);
 const BACKENDS = (env['BACKENDS'] ?? 'sqlite,postgres').split(',').map((s) => s.trim()).filter((s) => s !== '');
 const ONLY = env['ONLY']?.split(',').map((s) => s.trim());
 const PROFILE_DIR = env['PROFILE_DIR'] === undefined ? undefined : resolve(env['PROFILE_DIR']);
+const SEED_CACHE = env['SEED_CACHE'] === undefined ? undefined : resolve(env['SEED_CACHE']);
 const API = '/api/v1/scaling';
 const GOAL = { rps: 3000, p99: 20 };
+/** Goal of the history listings, on both backends, while retention prunes. */
+const HISTORY_GOAL = { rps: 2000, p99: 20, endpoints: ['GET /history?limit=100', 'GET /policies/:id/history?limit=100'] };
+const DAY_MS = 86_400_000;
+/** The daemon's history_retention: the kept rows span the 179 days before now, the backlog lies before 180. */
+const RETENTION = '180d';
+/** Rows of the seeded history with their own columns, in time order. */
+const KEPT_SPAN_MS = 179 * DAY_MS;
+const BACKLOG_SPAN_MS = 20 * DAY_MS;
 
 // ---------------------------------------------------------------------------------------------
 // Data
@@ -100,13 +125,11 @@ type HistoryTuple = [
 ];
 
 /**
- * History rows in time order (as the engine appends them), over the last 180 days, spread
- * uniformly over the policies; `details` is a decision record of about 1 KB.
+ * History rows in time order (as the engine appends them), `count` of them over the `span` ms
+ * before `end`, spread uniformly over the policies; `details` is a decision record of ~1.4 KB.
  */
-function* historyRows(policies: Policy[], count: number): Generator<HistoryTuple> {
-  const rnd = prng(42);
-  const end = Date.now() - 60_000;
-  const span = 180 * 86_400_000;
+function* historyRows(policies: Policy[], count: number, end: number, span: number, seed: number): Generator<HistoryTuple> {
+  const rnd = prng(seed);
   const step = span / count;
   for (let i = 0; i < count; i++) {
     const p = policies[Math.floor(rnd() * policies.length)] as Policy;
@@ -193,17 +216,18 @@ interface Seeded {
   policiesMs: number;
   historyMs: number;
   detailsBytes: number;
-  /** History cursors at 100 depths spread evenly over the rows (GET /history?cursor=...). */
+  /** History cursors at 1,000 depths spread evenly over the kept rows (GET /history?cursor=...). */
   cursors: string[];
   size: string;
 }
 
 /**
- * Collects a cursor every HISTORY_ROWS/100 rows. Cursors are opaque to clients; the bench builds
- * them the way the server does (base64url of [executed_at, id]) to jump to any depth at once.
+ * Collects a cursor every HISTORY_ROWS/1000 kept rows (never in the backlog that retention
+ * deletes during the run: a page there would soon be empty). Cursors are opaque to clients; the
+ * bench builds them the way the server does (base64url of [executed_at, id]) to jump to any depth.
  */
 function cursorSampler(): { see(r: HistoryTuple, i: number): void; cursors: string[] } {
-  const every = Math.max(1, Math.floor(HISTORY_ROWS / 100));
+  const every = Math.max(1, Math.floor(HISTORY_ROWS / 1000));
   const cursors: string[] = [];
   return {
     cursors,
@@ -221,8 +245,34 @@ async function seedPolicies(storage: Storage): Promise<Policy[]> {
   return out;
 }
 
+/**
+ * Every seeded row, oldest first: the backlog (older than the retention, pruned during the run),
+ * then the rows inside it. `kept` is the index among the kept rows, -1 in the backlog.
+ */
+function* seedRows(policies: Policy[]): Generator<[HistoryTuple, number]> {
+  const now = Date.now();
+  const keptEnd = now - 60_000;
+  if (PRUNE_BACKLOG > 0) {
+    for (const r of historyRows(policies, PRUNE_BACKLOG, keptEnd - KEPT_SPAN_MS - DAY_MS - 3_600_000, BACKLOG_SPAN_MS, 7)) yield [r, -1];
+  }
+  let i = 0;
+  for (const r of historyRows(policies, HISTORY_ROWS, keptEnd, KEPT_SPAN_MS, 42)) yield [r, i++];
+}
+
 const HISTORY_COLUMNS =
-  'id, policy_id, policy_name, action, target_type, target_id, previous_replicas, new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details';
+  'id, policy_id, policy_name, action, target_type, target_id, previous_replicas, new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details, answer_json';
+
+/** The row's answer text, as appendHistory stores it with the row. */
+function answerOf(r: HistoryTuple): string {
+  const [id, policy_id, policy_name, action, target_type, target_id, previous_replicas, new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details] = r;
+  return historyJson({
+    id, policy_id, policy_name, target_type, target_id, previous_replicas, new_replicas, reason, reason_code, dry_run, error, executed_at,
+    action: action as HistoryRow['action'],
+    triggered_by: triggered_by as HistoryRow['triggered_by'],
+    status: status as HistoryRow['status'],
+    details: JSON.parse(details) as Record<string, unknown>,
+  });
+}
 
 async function seedSqlite(path: string): Promise<Seeded> {
   const t0 = performance.now();
@@ -236,19 +286,19 @@ async function seedSqlite(path: string): Promise<Seeded> {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = OFF');
   db.pragma('cache_size = -262144');
-  const insert = db.prepare(`INSERT INTO scaling_history (${HISTORY_COLUMNS}) VALUES (${Array(16).fill('?').join(', ')})`);
+  const insert = db.prepare(`INSERT INTO scaling_history (${HISTORY_COLUMNS}) VALUES (${Array(17).fill('?').join(', ')})`);
   const batch = db.transaction((rows: HistoryTuple[]) => {
     for (const r of rows) {
+      const answer = answerOf(r);
       r[11] = (r[11] ? 1 : 0) as unknown as boolean; // better-sqlite3 binds no booleans
-      insert.run(...r);
+      insert.run(...r, answer);
     }
   });
   let rows: HistoryTuple[] = [];
   let detailsBytes = 0;
   const sampler = cursorSampler();
-  let i = 0;
-  for (const r of historyRows(policies, HISTORY_ROWS)) {
-    sampler.see(r, i++);
+  for (const [r, kept] of seedRows(policies)) {
+    if (kept >= 0) sampler.see(r, kept);
     detailsBytes += r[15].length;
     rows.push(r);
     if (rows.length === 10_000) {
@@ -261,7 +311,7 @@ async function seedSqlite(path: string): Promise<Seeded> {
   db.close();
   const historyMs = performance.now() - t1;
   const size = (await stat(path)).size;
-  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / HISTORY_ROWS, cursors: sampler.cursors, size: `${(size / 1e9).toFixed(2)} GB file` };
+  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / (HISTORY_ROWS + PRUNE_BACKLOG), cursors: sampler.cursors, size: `${(size / 1e9).toFixed(2)} GB file` };
 }
 
 async function seedPostgres(url: string): Promise<Seeded> {
@@ -282,7 +332,6 @@ async function seedPostgres(url: string): Promise<Seeded> {
   let detailsBytes = 0;
   let batch: string[] = [];
   const sampler = cursorSampler();
-  let i = 0;
   const flush = async (): Promise<void> => {
     const doc = `[${batch.join(',')}]`;
     batch = [];
@@ -291,11 +340,12 @@ async function seedPostgres(url: string): Promise<Seeded> {
     const p: Promise<unknown> = pool.query(sql, [doc]).finally(() => inFlight.delete(p));
     inFlight.add(p);
   };
-  for (const r of historyRows(policies, HISTORY_ROWS)) {
-    sampler.see(r, i++);
+  for (const [r, kept] of seedRows(policies)) {
+    if (kept >= 0) sampler.see(r, kept);
     detailsBytes += r[15].length;
     // details is already JSON text: splice it in as the object it is, not as a string.
-    batch.push(`{${names.map((n, c) => `${JSON.stringify(n)}:${c === 15 ? r[15] : JSON.stringify(r[c])}`).join(',')}}`);
+    const answer = answerOf(r);
+    batch.push(`{${names.map((n, c) => `${JSON.stringify(n)}:${c === 15 ? r[15] : c === 16 ? JSON.stringify(answer) : JSON.stringify(r[c])}`).join(',')}}`);
     if (batch.length === BATCH) await flush();
   }
   if (batch.length > 0) await flush();
@@ -305,7 +355,101 @@ async function seedPostgres(url: string): Promise<Seeded> {
   const { rows } = await pool.query<{ size: string }>('SELECT pg_size_pretty(pg_database_size(current_database())) AS size');
   await pool.end();
   const historyMs = performance.now() - t1;
-  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / HISTORY_ROWS, cursors: sampler.cursors, size: `${rows[0]?.size ?? '?'} database` };
+  return { policies, policiesMs, historyMs, detailsBytes: detailsBytes / (HISTORY_ROWS + PRUNE_BACKLOG), cursors: sampler.cursors, size: `${rows[0]?.size ?? '?'} database` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed cache (SEED_CACHE): seeding takes minutes, a copy seconds
+
+/** What a seed depends on: its parameters, and the code and migrations that write it. */
+function seedKey(backend: string): string {
+  const h = createHash('sha256').update(JSON.stringify([backend, POLICIES, HISTORY_ROWS, PRUNE_BACKLOG]));
+  // The seeding part of this file (from "Data" to here), and what it calls.
+  const own = readFileSync(join(REPO, 'bench', 'api.ts'), 'utf8');
+  h.update(own.slice(own.indexOf('// Data'), own.indexOf('// Seed cache')));
+  for (const f of ['src/storage/sql-storage.ts', 'src/policy/policy-normalize.ts']) h.update(readFileSync(join(REPO, f)));
+  const migrations = join(REPO, 'migrations', backend);
+  for (const f of readdirSync(migrations).sort()) h.update(f).update(readFileSync(join(migrations, f)));
+  return h.digest('hex').slice(0, 12);
+}
+
+/** A seed's metadata, kept beside it; times in it are relative to when it was seeded. */
+interface SeedMeta {
+  seededAt: number;
+  seeded: Seeded;
+}
+
+async function cachedMeta(backend: string, key: string): Promise<Seeded | undefined> {
+  if (SEED_CACHE === undefined) return undefined;
+  try {
+    const meta = JSON.parse(await readFile(join(SEED_CACHE, `${backend}-${key}.json`), 'utf8')) as SeedMeta;
+    // The kept rows start a day inside the retention: a seed stays usable for less than that.
+    return Date.now() - meta.seededAt < 20 * 3_600_000 ? meta.seeded : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function saveMeta(backend: string, key: string, seeded: Seeded, seededAt: number): Promise<void> {
+  if (SEED_CACHE === undefined) return;
+  await writeFile(join(SEED_CACHE, `${backend}-${key}.json`), JSON.stringify({ seededAt, seeded } satisfies SeedMeta));
+}
+
+/** The seeded SQLite file at `path`: copied from the cache, or seeded (and then cached). */
+async function sqliteSeed(path: string): Promise<Seeded> {
+  const key = seedKey('sqlite');
+  const cached = await cachedMeta('sqlite', key);
+  if (SEED_CACHE !== undefined && cached !== undefined) {
+    await copyFile(join(SEED_CACHE, `sqlite-${key}.db`), path);
+    return cached;
+  }
+  const seededAt = Date.now();
+  const seeded = await seedSqlite(path);
+  if (SEED_CACHE !== undefined) {
+    await mkdir(SEED_CACHE, { recursive: true });
+    for (const f of readdirSync(SEED_CACHE)) if (f.startsWith('sqlite-')) await rm(join(SEED_CACHE, f), { force: true });
+    await copyFile(path, join(SEED_CACHE, `sqlite-${key}.db`));
+    await saveMeta('sqlite', key, seeded, seededAt);
+  }
+  return seeded;
+}
+
+async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** A seeded PostgreSQL database: a copy of the cached template, or seeded (and then kept as the template). */
+async function postgresSeed(): Promise<{ url: string; drop: () => Promise<void>; seeded: Seeded }> {
+  const db = await createFreshDatabase('philotes_bench_api');
+  if (SEED_CACHE === undefined) return { url: db.url, drop: () => db.drop(), seeded: await seedPostgres(db.url) };
+  const key = seedKey('postgres');
+  const template = `philotes_bench_seed_${key}`;
+  const cached = await cachedMeta('postgres', key);
+  const exists = await withAdmin(async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [template])).rows.length > 0);
+  let seeded = cached;
+  if (cached === undefined || !exists) {
+    const seededAt = Date.now();
+    seeded = await seedPostgres(db.url);
+    await withAdmin(async (c) => {
+      const old = await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'philotes_bench_seed_%'");
+      for (const r of old.rows) await c.query(`DROP DATABASE "${r.datname}" WITH (FORCE)`);
+      await c.query(`CREATE DATABASE "${template}" TEMPLATE "${db.name}" STRATEGY FILE_COPY`);
+    });
+    await mkdir(SEED_CACHE, { recursive: true });
+    await saveMeta('postgres', key, seeded, seededAt);
+    return { url: db.url, drop: () => db.drop(), seeded };
+  }
+  await withAdmin(async (c) => {
+    await c.query(`DROP DATABASE "${db.name}"`);
+    await c.query(`CREATE DATABASE "${db.name}" TEMPLATE "${template}" STRATEGY FILE_COPY`);
+  });
+  return { url: db.url, drop: () => db.drop(), seeded: seeded as Seeded };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,6 +531,25 @@ function scenarios(backend: string, policies: Policy[], cursors: string[]): Scen
         if ((body['history'] as unknown[]).length === 0) throw new Error('GET /policies/:id/history answered no rows');
       },
     },
+    {
+      key: 'policy-history-cursor',
+      label: 'GET /policies/:id/history?limit=100&cursor= (deep)',
+      // Policies and depths in different strides, so that the pairs spread over both.
+      requests: () => [
+        {
+          method: 'GET',
+          setupRequest: (req) => {
+            const k = nextCursor++;
+            return { ...req, path: `${API}/policies/${ids[(k * 7) % ids.length]}/history?limit=100&cursor=${cursors[k % cursors.length]}` };
+          },
+        },
+      ],
+      check: async (base) => {
+        const cursor = cursors[Math.floor(cursors.length / 2)];
+        const body = await expectJson(await fetch(`${base}${API}/policies/${ids[0]}/history?limit=100&cursor=${cursor}`), 200, 'GET /policies/:id/history?cursor=');
+        if ((body['history'] as unknown[]).length === 0) throw new Error('GET /policies/:id/history?cursor= (mid-way) answered no rows');
+      },
+    },
   ];
   return all.filter((s) => ONLY === undefined || ONLY.includes(s.key));
 }
@@ -399,7 +562,14 @@ interface Row {
   p99: number;
   non2xx: number;
   errors: number;
+  /** History rows the daemon's retention deleted during the measurement (warm-up excluded). */
+  pruned: number;
+  /** Average answer size, bytes. */
+  bytes: number;
 }
+
+/** Counts the history rows, from the bench's own connection: the rows pruned are the difference. */
+type HistoryCounter = () => Promise<number>;
 
 /** The first non-2xx answer of a run, to say what went wrong rather than only count it. */
 let firstFailure: string | undefined;
@@ -415,15 +585,43 @@ async function load(base: string, s: Scenario, seconds: number): Promise<autocan
   return autocannon({ url: base, connections: CONNECTIONS, duration: seconds, timeout: 10, requests });
 }
 
-async function measure(backend: string, daemon: Server, seeded: Seeded): Promise<Row[]> {
+/** Waits until retention has deleted a first batch, so that every measurement runs while it prunes. */
+async function pruningStarted(count: HistoryCounter): Promise<void> {
+  if (PRUNE_BACKLOG === 0) return;
+  const first = await count();
+  const deadline = Date.now() + 30_000;
+  while ((await count()) >= first) {
+    if (Date.now() > deadline) throw new Error('history retention deleted nothing within 30 s of the daemon start');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function measure(backend: string, daemon: Server, seeded: Seeded, count: HistoryCounter): Promise<Row[]> {
   const out: Row[] = [];
+  await pruningStarted(count);
   for (const s of scenarios(backend, seeded.policies, seeded.cursors)) {
     await s.check(daemon.url);
     if (WARMUP > 0) await load(daemon.url, s, WARMUP);
+    const before = await count();
     const r = await load(daemon.url, s, DURATION);
-    const row = { backend, endpoint: s.label, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts };
-    console.log(`  ${s.label.padEnd(36)} ${row.rps.toFixed(0).padStart(6)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  errors ${row.errors}`);
+    const after = await count();
+    const row: Row = {
+      backend,
+      endpoint: s.label,
+      rps: r.requests.average,
+      p50: r.latency.p50,
+      p99: r.latency.p99,
+      non2xx: r.non2xx,
+      errors: r.errors + r.timeouts,
+      pruned: Math.max(0, before - after),
+      bytes: r.requests.total > 0 ? r.throughput.total / r.requests.total : 0,
+    };
+    console.log(
+      `  ${s.label.padEnd(52)} ${row.rps.toFixed(0).padStart(6)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  errors ${row.errors}  ` +
+        `${(row.bytes / 1024).toFixed(1)} KiB/answer  pruned ${row.pruned.toLocaleString('en')} rows (backlog left ${Math.max(0, after - HISTORY_ROWS).toLocaleString('en')})`,
+    );
     if (firstFailure !== undefined) console.log(`    first non-2xx answer: ${firstFailure}`);
+    if (PRUNE_BACKLOG > 0 && after <= HISTORY_ROWS) console.log('    the backlog ran out during this measurement: raise PRUNE_BACKLOG');
     out.push(row);
   }
   return out;
@@ -434,13 +632,32 @@ interface Server {
   stop(): Promise<void>;
 }
 
-const TSX_LOADER = import.meta.resolve('tsx');
 const REPO = resolve(import.meta.dirname, '..');
+const CLI = join(REPO, 'dist', 'src', 'cli.js');
+
+/** The newest modification time of the files under a folder, ms. */
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/** Refuses to measure a build older than the sources (npm run bench:api builds first). */
+function checkBuild(): void {
+  const built = statSync(CLI, { throwIfNoEntry: false });
+  if (built === undefined || built.mtimeMs < newest(join(REPO, 'src'))) {
+    throw new Error(`${CLI} is missing or older than src/: run npm run build (npm run bench:api does)`);
+  }
+}
 
 /**
- * Starts `node --import tsx src/cli.ts serve` in a temp folder (no config file there), with an
- * empty policy folder, the loop disabled, and a Prometheus URL where nothing listens; resolves
- * once /healthz answers. --cpu-prof cannot go through NODE_OPTIONS, hence a spawn of our own.
+ * Starts `node dist/src/cli.js serve` (what `npm start` runs) in a temp folder (no config file
+ * there), with an empty policy folder, the loop disabled, history retention pruning the backlog,
+ * and a Prometheus URL where nothing listens; resolves once /healthz answers. --cpu-prof cannot
+ * go through NODE_OPTIONS, hence a spawn of our own.
  */
 async function startServer(name: string, dbEnv: Record<string, string>): Promise<Server> {
   const cwd = await mkdtemp(join(os.tmpdir(), `philotes-bench-${name}-`));
@@ -456,11 +673,13 @@ async function startServer(name: string, dbEnv: Record<string, string>): Promise
     PHILOTES_SCALING_ENABLED: 'false',
     PHILOTES_SCALING_POLICY_DIRS: policyDir,
     PHILOTES_SCALING_PROMETHEUS_URL: `http://127.0.0.1:${await freePort()}`,
+    PHILOTES_SCALING_HISTORY_RETENTION: PRUNE_BACKLOG > 0 ? RETENTION : '0',
+    PHILOTES_SCALING_HISTORY_PRUNE_INTERVAL: '1s',
     ...dbEnv,
   });
   const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
   if (PROFILE_DIR !== undefined) await mkdir(PROFILE_DIR, { recursive: true });
-  const child = spawn(process.execPath, [...profile, '--import', TSX_LOADER, join(REPO, 'src', 'cli.ts'), 'serve'], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...profile, CLI, 'serve'], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
   child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
@@ -503,7 +722,13 @@ async function startServer(name: string, dbEnv: Record<string, string>): Promise
 const cpus = os.cpus();
 console.log(`API benchmark: ${POLICIES} policies, ${HISTORY_ROWS.toLocaleString('en')} history rows, ${DURATION} s per endpoint (after ${WARMUP} s warm-up), ${CONNECTIONS} connections`);
 console.log(`machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node.js ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-console.log(`daemon: child process (node --import tsx src/cli.ts serve), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process`);
+checkBuild();
+console.log(`daemon: child process (node dist/src/cli.js serve, as npm start), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process`);
+console.log(
+  PRUNE_BACKLOG > 0
+    ? `history retention ${RETENTION}, a pass every 1 s: ${PRUNE_BACKLOG.toLocaleString('en')} more rows, older than the retention, are pruned during the measurements`
+    : 'history retention off (PRUNE_BACKLOG=0)',
+);
 
 const results: Row[] = [];
 const seeding: string[] = [];
@@ -513,30 +738,37 @@ for (const backend of BACKENDS) {
     const dir = await mkdtemp(join(os.tmpdir(), 'philotes-bench-api-'));
     try {
       const path = join(dir, 'scaler.db');
-      const seeded = await seedSqlite(path);
-      const line = `sqlite: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${HISTORY_ROWS.toLocaleString('en')} history rows in ${(seeded.historyMs / 1000).toFixed(1)} s (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
+      const seeded = await sqliteSeed(path);
+      const line = `sqlite: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${(HISTORY_ROWS + PRUNE_BACKLOG).toLocaleString('en')} history rows (${PRUNE_BACKLOG.toLocaleString('en')} of them older than the retention) in ${(seeded.historyMs / 1000).toFixed(1)} s (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
       console.log(`  seeded ${line}`);
       seeding.push(line);
       const daemon = await startServer('bench-sqlite', { PHILOTES_SCALING_DATABASE_PATH: path });
+      const reader = new Database(path, { readonly: true });
       try {
-        results.push(...(await measure(backend, daemon, seeded)));
+        const count = async (): Promise<number> => (reader.prepare('SELECT count(*) AS n FROM scaling_history').get() as { n: number }).n;
+        results.push(...(await measure(backend, daemon, seeded, count)));
       } finally {
+        reader.close();
         await daemon.stop();
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   } else if (backend === 'postgres') {
-    const db = await createFreshDatabase('philotes_bench_api');
+    const db = await postgresSeed();
     try {
-      const seeded = await seedPostgres(db.url);
-      const line = `postgres: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${HISTORY_ROWS.toLocaleString('en')} history rows in ${(seeded.historyMs / 1000).toFixed(1)} s incl. VACUUM ANALYZE (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
+      const seeded = db.seeded;
+      const line = `postgres: ${POLICIES} policies in ${(seeded.policiesMs / 1000).toFixed(1)} s, ${(HISTORY_ROWS + PRUNE_BACKLOG).toLocaleString('en')} history rows (${PRUNE_BACKLOG.toLocaleString('en')} of them older than the retention) in ${(seeded.historyMs / 1000).toFixed(1)} s incl. VACUUM ANALYZE (details ${seeded.detailsBytes.toFixed(0)} B on average; ${seeded.size})`;
       console.log(`  seeded ${line}`);
       seeding.push(line);
       const daemon = await startServer('bench-postgres', { DATABASE_URL: db.url });
+      const reader = new pg.Client({ connectionString: db.url });
+      await reader.connect();
       try {
-        results.push(...(await measure(backend, daemon, seeded)));
+        const count = async (): Promise<number> => Number((await reader.query<{ n: string }>('SELECT count(*) AS n FROM scaling_history')).rows[0]?.n);
+        results.push(...(await measure(backend, daemon, seeded, count)));
       } finally {
+        await reader.end();
         await daemon.stop();
       }
     } finally {
@@ -549,10 +781,14 @@ for (const backend of BACKENDS) {
 
 console.log('\nSeeding (setup, not measured):');
 for (const s of seeding) console.log(`  ${s}`);
-console.log(`\n| backend | endpoint | req/s (avg) | p50 ms | p99 ms | non-2xx | errors |`);
-console.log('|---|---|---:|---:|---:|---:|---:|');
+console.log(`\n| backend | endpoint | req/s (avg) | p50 ms | p99 ms | non-2xx | errors | KiB/answer | rows pruned meanwhile |`);
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
-  console.log(`| ${r.backend} | ${r.endpoint} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${r.errors} |`);
+  console.log(`| ${r.backend} | ${r.endpoint} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${r.errors} | ${(r.bytes / 1024).toFixed(1)} | ${r.pruned.toLocaleString('en')} |`);
+}
+for (const r of results.filter((x) => HISTORY_GOAL.endpoints.includes(x.endpoint))) {
+  const met = r.rps >= HISTORY_GOAL.rps && r.p99 <= HISTORY_GOAL.p99 && r.non2xx === 0 && r.errors === 0 && (PRUNE_BACKLOG === 0 || r.pruned > 0);
+  console.log(`Goal (${r.backend}, ${r.endpoint} >= ${HISTORY_GOAL.rps} req/s, p99 <= ${HISTORY_GOAL.p99} ms, while pruning): ${met ? 'met' : 'MISSED'} (${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms, ${r.pruned.toLocaleString('en')} rows pruned)`);
 }
 const goalRow = results.find((r) => r.backend === 'sqlite' && r.endpoint === 'GET /policies/:id');
 if (goalRow !== undefined) {

@@ -313,7 +313,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       bodyTimeoutMs: config.request_body_timeout_ms,
     });
     // History retention prunes old rows in the background, on every daemon (batches serialise).
-    const retention = new HistoryRetention({ storage, logger, retentionMs: config.history_retention_ms });
+    const retention = new HistoryRetention({ storage, logger, retentionMs: config.history_retention_ms, everyMs: config.history_prune_interval_ms });
     retention.start();
     stops.push({ name: 'history retention', stop: () => retention.stop() });
     // The loop starts before the API listens and stops after it closes (stops run in reverse).

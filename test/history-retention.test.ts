@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { loadConfig, ConfigError } from '../src/config/config.js';
 import { ScalingManager } from '../src/engine/manager.js';
-import { HistoryRetention } from '../src/history/history-retention.js';
+import { HistoryRetention, PrunePacer } from '../src/history/history-retention.js';
 import type { Executor, MetricSource } from '../src/plugins/api.js';
 import { IsolatedExecutor, IsolatedMetricSource } from '../src/plugins/plugin-manager.js';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
@@ -107,12 +107,73 @@ for (const [name, open] of backends) {
   });
 }
 
+t.test('PrunePacer sizes statements by time and rests in proportion', async (t) => {
+  const pacer = (first = 10): PrunePacer => new PrunePacer({ targetMs: 5, max: 500, restRatio: 3, first });
+  // [what, first size, statements observed as [rows, ms], size after, rest after the last]
+  const cases: Array<[string, number, Array<[number, number]>, number, number]> = [
+    ['starts at the first size', 10, [], 10, 0],
+    ['a statement four times too slow: halfway down (geometrically)', 100, [[100, 20]], 50, 60],
+    ['a statement four times too fast: halfway up', 100, [[100, 1.25]], 200, 3.75],
+    ['on target: stays', 40, [[40, 5]], 40, 15],
+    ['never above the most rows per statement', 400, [[400, 0.5], [500, 0.5]], 500, 1.5],
+    ['never below one row', 2, [[2, 400]], 1, 1200],
+    ['no rows deleted: size unchanged', 30, [[0, 3]], 30, 9],
+  ];
+  for (const [what, first, seen, size, rest] of cases) {
+    const p = pacer(first);
+    let last = 0;
+    for (const [rows, ms] of seen) last = p.observe(rows, ms);
+    t.equal(p.size, size, `${what}: size ${size}`);
+    t.equal(last, rest, `${what}: rest ${rest} ms`);
+  }
+  // A steady cost of 0.25 ms a row: the size settles on the 20 rows that take 5 ms.
+  const p = pacer(500);
+  for (let i = 0; i < 20; i++) p.observe(p.size, p.size * 0.25);
+  t.equal(p.size, 20, 'settles on 20 rows at 0.25 ms a row');
+  t.equal(new PrunePacer({ targetMs: 5, max: 3, restRatio: 1 }).size, 3, 'the first size is at most the max');
+});
+
+t.test('stop() ends the pause between two statements at once', async (t) => {
+  const storage = await tempSqliteStorage(t, 'ps-prune-stop');
+  for (let i = 0; i < 10; i++) await storage.appendHistory(row(40));
+  // Statements of one row, each followed by a pause a million times as long as it took.
+  const retention = new HistoryRetention({ storage, logger: silent, retentionMs: 30 * DAY, batch: 1, restRatio: 1e6, now: () => new Date(NOW) });
+  const pass = retention.prune();
+  while (retention.deleted === 0 && (await storage.listHistory({ limit: 100 })).rows.length === 10) await new Promise((r) => setTimeout(r, 5));
+  await retention.stop();
+  t.equal(await pass, 1, 'the pass ended after its first statement');
+  t.equal((await storage.listHistory({ limit: 100 })).rows.length, 9, 'nine rows left for a later pass');
+});
+
 t.test('history_retention in the config: default 30d, 0 keeps forever, below 1m refused', async (t) => {
   t.equal(loadConfig({ env: {}, cwd: '/nonexistent' }).history_retention_ms, 30 * DAY);
   t.equal(loadConfig({ env: { PHILOTES_SCALING_HISTORY_RETENTION: '0' }, cwd: '/nonexistent' }).history_retention_ms, 0);
   t.equal(loadConfig({ env: { PHILOTES_SCALING_HISTORY_RETENTION: '7d12h' }, cwd: '/nonexistent' }).history_retention_ms, 7.5 * DAY);
   t.throws(() => loadConfig({ env: { PHILOTES_SCALING_HISTORY_RETENTION: '30s' }, cwd: '/nonexistent' }), ConfigError);
   t.throws(() => loadConfig({ env: { PHILOTES_SCALING_HISTORY_RETENTION: 'a month' }, cwd: '/nonexistent' }), /history_retention/);
+});
+
+t.test('history_prune_interval in the config: default 1m, 1s to 1h', async (t) => {
+  t.equal(loadConfig({ env: {}, cwd: '/nonexistent' }).history_prune_interval_ms, 60_000);
+  t.equal(loadConfig({ env: { PHILOTES_SCALING_HISTORY_PRUNE_INTERVAL: '5s' }, cwd: '/nonexistent' }).history_prune_interval_ms, 5_000);
+  for (const bad of ['0', '500ms', '2h', 'often']) {
+    t.throws(() => loadConfig({ env: { PHILOTES_SCALING_HISTORY_PRUNE_INTERVAL: bad }, cwd: '/nonexistent' }), /history_prune_interval/, bad);
+  }
+});
+
+t.test('the background pruner runs a pass every interval', async (t) => {
+  const storage = await tempSqliteStorage(t, 'ps-prune-interval');
+  let now = NOW;
+  const retention = new HistoryRetention({ storage, logger: silent, retentionMs: 30 * DAY, everyMs: 50, now: () => new Date(now) });
+  t.teardown(() => retention.stop());
+  retention.start(0);
+  for (let i = 0; i < 3; i++) {
+    await storage.appendHistory(row(29));
+    now += 2 * DAY; // the row just written is now 31 days old
+    const deadline = Date.now() + 5_000;
+    while (retention.deleted < i + 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    t.equal(retention.deleted, i + 1, `pass ${i + 1} found the row that aged past the retention`);
+  }
 });
 
 t.test('after a crash, a change whose own row was written is not recorded again as failed', async (t) => {

@@ -81,6 +81,7 @@ const DURATION_FIELDS: Record<(typeof SCHEMA_FILES)[number], string[]> = {
     'properties/evaluation_interval',
     'properties/plugin_timeout',
     'properties/history_retention',
+    'properties/history_prune_interval',
     'properties/request_headers_timeout',
     'properties/request_body_timeout',
   ],

@@ -1,11 +1,15 @@
 import { randomUUID } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type tap from 'tap';
 import { ScalerError } from '../src/errors.js';
 import type { Policy, PolicyInput } from '../src/policy/policy-model.js';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
-import { readMigrations } from '../src/storage/migrator.js';
+import { migrate, readMigrations } from '../src/storage/migrator.js';
+import { packageRoot } from '../src/util/package-root.js';
 import type { SqlDriver } from '../src/storage/sql-driver.js';
-import type { HistoryQuery, HistoryRow, PolicyState, Storage } from '../src/storage/storage.js';
+import type { HistoryJsonPage, HistoryQuery, HistoryRow, PolicyState, Storage } from '../src/storage/storage.js';
 
 /** A tap test object, as tap hands it to a subtest callback. */
 export type TapTest = Parameters<Parameters<typeof tap.test>[0]>[0];
@@ -124,13 +128,35 @@ async function expectCode(t: TapTest, p: Promise<unknown>, code: string, what: s
   t.equal((err as ScalerError | undefined)?.code, code, `${what}: code ${code}`);
 }
 
-/** Walks every page of a history query; each page at most `limit` rows. */
+/** The members of a history row, in the order every answer gives them. */
+const HISTORY_KEYS = [
+  'id', 'policy_id', 'policy_name', 'action', 'target_type', 'target_id', 'previous_replicas', 'new_replicas', 'reason',
+  'reason_code', 'triggered_by', 'dry_run', 'status', 'error', 'executed_at', 'details',
+];
+
+/**
+ * Checks that listHistoryJson's page is listHistory's: the same rows (each text parses to the row
+ * listHistory returns, members in the same order), the same order, the same next cursor.
+ */
+function sameJsonPage(t: TapTest, json: HistoryJsonPage, page: { rows: HistoryRow[]; next_cursor: string | null }, what: string): void {
+  const parsed = json.rows.map((text) => JSON.parse(text) as HistoryRow);
+  t.strictSame(parsed, page.rows, `${what}: listHistoryJson has listHistory's rows`);
+  if (!parsed.every((r) => JSON.stringify(Object.keys(r)) === JSON.stringify(HISTORY_KEYS))) t.fail(`${what}: members in the order of a history row`);
+  t.equal(json.next_cursor, page.next_cursor, `${what}: and its next cursor`);
+}
+
+/**
+ * Walks every page of a history query; each page at most `limit` rows, and listHistoryJson
+ * answering every page as listHistory does.
+ */
 async function walk(t: TapTest, storage: Storage, q: Omit<HistoryQuery, 'cursor'>): Promise<{ ids: string[]; pages: number }> {
   const ids: string[] = [];
   let cursor: string | undefined;
   let pages = 0;
   for (;;) {
-    const page = await storage.listHistory(cursor === undefined ? q : { ...q, cursor });
+    const query = cursor === undefined ? q : { ...q, cursor };
+    const page = await storage.listHistory(query);
+    sameJsonPage(t, await storage.listHistoryJson(query), page, `page ${pages + 1}`);
     pages += 1;
     if (page.rows.length > q.limit) t.fail(`page ${pages} has ${page.rows.length} rows, limit ${q.limit}`);
     ids.push(...page.rows.map((r) => r.id));
@@ -662,7 +688,121 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
     for (const cursor of ['', 'not-a-cursor!', b64({ at: at(0) }), b64(['not a time', 'x']), b64([at(0)]), b64([at(0), 5]), 'W10']) {
       await expectCode(t, storage.listHistory({ limit: 10, cursor }), 'BAD_REQUEST', `cursor ${JSON.stringify(cursor)}`);
+      await expectCode(t, storage.listHistoryJson({ limit: 10, cursor }), 'BAD_REQUEST', `listHistoryJson, cursor ${JSON.stringify(cursor)}`);
     }
+  });
+
+  t.test(`${name}: each row's stored answer is the row as read back, whatever its content`, async (t) => {
+    const storage = await fresh(t);
+    const odd = 'quotes " and \\ backslash, newline\n, tab\t, U+2028 \u2028, NUL-free control \u0001, emoji 🚀, ünïcödé';
+    const rows = [
+      historyRow({ details: null }),
+      historyRow({
+        policy_id: randomUUID(),
+        policy_name: odd,
+        target_id: odd,
+        reason: odd,
+        error: odd,
+        reason_code: 'at_max',
+        executed_at: '2026-01-28T13:00:01.5+01:00',
+        details: {
+          reason: odd,
+          numbers: [0, -1, 0.1, 1 / 3, 1e21, 1.5e-7, 2 ** 53, -0, 123456789.123],
+          nested: { deep: [{ a: null, b: true, c: [] }, {}], '': 'empty key', '10': 'numeric key', b: 1, a: 2 },
+          rules: [{ id: randomUUID(), metric: 'max(lag{source="orders"})', value: 61.25, held: true, error: null }],
+        },
+      }),
+      historyRow({ previous_replicas: 0, new_replicas: 0, action: 'none', status: 'failed', triggered_by: 'api', dry_run: true, details: { empty: {} } }),
+    ];
+    for (const r of rows) await storage.appendHistory(r);
+    const page = await storage.listHistory({ limit: 10 });
+    sameJsonPage(t, await storage.listHistoryJson({ limit: 10 }), page, 'every row');
+    t.strictSame(new Set(page.rows.map((r) => r.id)), new Set(rows.map((r) => r.id)), 'all three rows');
+    const stored = await storage.driver.all<{ n: unknown }>('SELECT COUNT(*) AS n FROM scaling_history WHERE answer_json IS NULL');
+    t.equal(Number(stored[0]?.n), 0, 'appendHistory stores every row with its answer');
+  });
+
+  t.test(`${name}: rows written before their answer was stored are answered the same, and never rewritten`, async (t) => {
+    const { storage, cleanup } = await open();
+    t.teardown(cleanup);
+    // The schema as the previous version left it: every migration before 011.
+    const folder = storage.driver.migrationsFolder;
+    const before = await mkdtemp(join(tmpdir(), 'philotes-migrations-'));
+    t.teardown(() => rm(before, { recursive: true, force: true }));
+    await mkdir(join(before, folder));
+    for (const f of readMigrations(folder).filter((m) => m.name < '011')) await copyFile(join(packageRoot(), 'migrations', folder, f.name), join(before, folder, f.name));
+    await migrate(storage.driver, before);
+    const p = randomUUID();
+    const old: HistoryRow[] = [];
+    for (let i = 0; i < 12; i += 1) {
+      old.push(historyRow({ policy_id: i % 2 === 0 ? p : randomUUID(), action: i % 3 === 0 ? 'none' : 'scale_up', executed_at: at(i * 10), details: i % 4 === 0 ? null : { step: i, reason: `ü ${i}`, list: [i, i / 2] } }));
+    }
+    // What the previous version's appendHistory wrote: the row's columns, no answer.
+    for (const r of old) {
+      await storage.driver.run(
+        `INSERT INTO scaling_history (id, policy_id, policy_name, action, target_type, target_id, previous_replicas,
+           new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [r.id, r.policy_id, r.policy_name, r.action, r.target_type, r.target_id, r.previous_replicas, r.new_replicas, r.reason,
+          r.reason_code, r.triggered_by, r.dry_run, r.status, r.error, r.executed_at, r.details === null ? null : JSON.stringify(r.details)],
+      );
+    }
+    t.strictSame((await storage.migrate()).filter((m) => m.status === 'applied').map((m) => m.name), readMigrations(folder).filter((m) => m.name >= '011').map((m) => m.name), 'then the rest migrates');
+    // New rows interleaved in time with the old ones (one at the same instant as an old row).
+    const fresh: HistoryRow[] = [];
+    for (let i = 0; i < 12; i += 1) fresh.push(historyRow({ policy_id: i % 2 === 0 ? p : randomUUID(), action: i % 3 === 0 ? 'none' : 'scale_up', executed_at: at(i * 10 + (i === 5 ? 0 : 5)), details: { step: i } }));
+    for (const r of fresh) await storage.appendHistory(r);
+    const all = [...old, ...fresh];
+    const legacy = await storage.driver.all<{ id: string }>('SELECT id FROM scaling_history WHERE answer_json IS NULL');
+    t.strictSame(new Set(legacy.map((r) => r.id)), new Set(old.map((r) => r.id)), 'the old rows keep no answer: nothing rewrites them');
+    for (const [label, q, keep] of [
+      ['all', {}, () => true],
+      ['policy_id', { policy_id: p }, (r: HistoryRow) => r.policy_id === p],
+      ['action', { action: 'none' }, (r: HistoryRow) => r.action === 'none'],
+      ['since, until', { since: at(20), until: at(90) }, (r: HistoryRow) => r.executed_at >= at(20) && r.executed_at < at(90)],
+    ] as Array<[string, Omit<HistoryQuery, 'limit' | 'cursor'>, (r: HistoryRow) => boolean]>) {
+      for (const limit of [1, 5, 100]) {
+        t.strictSame((await walk(t, storage, { ...q, limit })).ids, newestFirst(all.filter(keep)), `${label}, limit ${limit}: old and new rows, in order`);
+      }
+    }
+    // The old rows are the oldest: retention deletes them first, and pages simply lose them.
+    t.equal(await storage.pruneHistory(at(45), 100), 9, 'the rows before 0:45 pruned');
+    t.strictSame((await walk(t, storage, { limit: 4 })).ids, newestFirst(all.filter((r) => r.executed_at >= at(45))), 'what is left, in order');
+  });
+
+  t.test(`${name}: paging while rows are appended and pruned`, async (t) => {
+    const storage = await fresh(t);
+    const rows: HistoryRow[] = [];
+    for (let i = 0; i < 40; i += 1) rows.push(historyRow({ executed_at: at(i * 10), details: { i } }));
+    for (const r of rows) await storage.appendHistory(r);
+    const order = newestFirst(rows);
+    const seen: string[] = [];
+    const first = await storage.listHistoryJson({ limit: 10 });
+    seen.push(...first.rows.map((x) => (JSON.parse(x) as HistoryRow).id));
+    t.strictSame(seen, order.slice(0, 10), 'the newest ten');
+    // Appended while paging: a newer row is not on the later pages; a row older than the cursor is.
+    const newer = historyRow({ executed_at: at(1000) });
+    const behind = historyRow({ executed_at: at(55) });
+    await storage.appendHistory(newer);
+    await storage.appendHistory(behind);
+    // Retention deletes the oldest rows meanwhile (before 0:50, the cursor being at 5:00).
+    t.equal(await storage.pruneHistory(at(50), 500), 5, 'five rows pruned');
+    let cursor = first.next_cursor;
+    while (cursor !== null) {
+      const q = { limit: 10, cursor };
+      const page = await storage.listHistoryJson(q);
+      sameJsonPage(t, page, await storage.listHistory(q), 'a later page');
+      seen.push(...page.rows.map((x) => (JSON.parse(x) as HistoryRow).id));
+      cursor = page.next_cursor;
+    }
+    const expected = [...order.slice(0, 10), ...newestFirst([...rows.slice(0, 30), behind]).filter((id) => !order.slice(0, 10).includes(id)).filter((id) => !rows.slice(0, 5).some((r) => r.id === id))];
+    t.strictSame(seen, expected, 'every row once, the row appended behind the cursor included, the newer one and the pruned ones not');
+    t.notOk(seen.includes(newer.id), 'the newer row is on no later page');
+    // A cursor whose own row was pruned since still pages on from its place.
+    const deep = await storage.listHistoryJson({ limit: 33 });
+    t.equal(await storage.pruneHistory(at(400), 500), 36, 'every row before 6:40 pruned, the cursor\'s row among them');
+    const after = await storage.listHistoryJson({ limit: 10, cursor: deep.next_cursor ?? '' });
+    t.strictSame(after, { rows: [], next_cursor: null }, 'nothing older is left');
   });
 
   t.test(`${name}: history is append-only`, async (t) => {
@@ -786,6 +926,11 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(all.length, n - 1, 'every row but the one not given, the refused state\'s row included');
     t.same(await storage.getHistoryRow((rows[1] as HistoryRow).id), rows[1], 'a row as written');
     t.same(await storage.getHistoryRow((rows[n - 1] as HistoryRow).id), rows[n - 1], 'the last row as written');
+    const [unanswered] = await storage.driver.all<{ n: number | string }>('SELECT count(*) AS n FROM scaling_history WHERE answer_json IS NULL');
+    t.equal(Number(unanswered?.n), 0, 'every recorded row carries its stored answer');
+    const texts = await storage.listHistoryJson({ limit: 1000 });
+    const page = await storage.listHistory({ limit: 1000 });
+    t.same(texts.rows.map((r) => JSON.parse(r) as unknown), JSON.parse(JSON.stringify(page.rows)), 'the stored answers are the rows as read');
     t.same(await storage.recordChanges([]), [], 'nothing to record');
     // A failing row fails the whole call: nothing of it is kept.
     const d = policies[3] as Policy;

@@ -27,6 +27,7 @@ export interface ScalerConfig {
   plugin_timeout: string;
   max_policy_file_bytes: number;
   history_retention: string;
+  history_prune_interval: string;
   max_concurrent_backtests: number;
   request_headers_timeout: string;
   request_body_timeout: string;
@@ -41,6 +42,8 @@ export interface ResolvedConfig extends ScalerConfig {
   plugin_timeout_ms: number;
   /** history_retention in milliseconds; 0 keeps history forever. */
   history_retention_ms: number;
+  /** history_prune_interval in milliseconds: the time between two retention passes. */
+  history_prune_interval_ms: number;
   request_headers_timeout_ms: number;
   request_body_timeout_ms: number;
   /** Where each value came from, for `--print-config` and error messages. */
@@ -63,6 +66,7 @@ export const ENV_KEYS: Record<string, { key: keyof ScalerConfig; type: 'int' | '
   PHILOTES_SCALING_PLUGIN_DIRS: { key: 'plugin_dirs', type: 'list' },
   PHILOTES_SCALING_MAX_CONCURRENCY: { key: 'max_concurrency', type: 'int' },
   PHILOTES_SCALING_HISTORY_RETENTION: { key: 'history_retention', type: 'string' },
+  PHILOTES_SCALING_HISTORY_PRUNE_INTERVAL: { key: 'history_prune_interval', type: 'string' },
   PHILOTES_SCALING_API_TOKEN: { key: 'api_token', type: 'string' },
   PHILOTES_SCALING_API_READ_TOKEN: { key: 'api_read_token', type: 'string' },
 };
@@ -226,6 +230,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): ResolvedConfig {
   if (retention === undefined || (retention > 0 && retention < 60)) {
     throw new ConfigError([{ field: '/history_retention', message: `must be 0 (keep forever) or a duration of at least 1m, got "${cfg.history_retention}"` }], 'merged configuration');
   }
+  const pruneInterval = parseDuration(cfg.history_prune_interval);
+  if (pruneInterval === undefined || pruneInterval < 1 || pruneInterval > 3600) {
+    throw new ConfigError([{ field: '/history_prune_interval', message: `must be a duration from 1s to 1h, got "${cfg.history_prune_interval}"` }], 'merged configuration');
+  }
   const requestTimeouts: Record<string, number> = {};
   for (const key of ['request_headers_timeout', 'request_body_timeout'] as const) {
     const seconds = parseDuration(cfg[key]);
@@ -241,6 +249,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): ResolvedConfig {
     evaluation_interval_ms: interval * 1000,
     plugin_timeout_ms: timeout * 1000,
     history_retention_ms: retention * 1000,
+    history_prune_interval_ms: pruneInterval * 1000,
     origins,
   };
   return deepFreeze(resolved);

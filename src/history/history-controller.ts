@@ -1,9 +1,10 @@
 import type { Router } from '@koa/router';
+import type { Context } from 'koa';
 import { parseQuery, timeRange } from '../api/query.js';
 import type { RuleRecord, TrackingRecord } from '../engine/decision.js';
 import { ScalerError } from '../errors.js';
 import type { PolicyService } from '../policy/policy-service.js';
-import type { HistoryQuery, HistoryRow, Storage } from '../storage/storage.js';
+import type { HistoryJsonPage, HistoryQuery, HistoryRow, Storage } from '../storage/storage.js';
 
 export const HISTORY_ACTIONS = ['scale_up', 'scale_down', 'scheduled', 'fallback', 'none'] as const;
 
@@ -77,11 +78,20 @@ function timelineOf(rows: readonly HistoryRow[]): { rules: unknown[]; target_tra
   return { rules: [...rules.values()], target_tracking: [...tracking.values()], decisions };
 }
 
+/**
+ * Sends a page of history: the rows' stored JSON texts joined as they are, so a page of records
+ * is neither parsed nor serialised again here. The same JSON, and the same Content-Type, as
+ * Koa's serialisation of `{ history, next_cursor }` would give.
+ */
+function sendHistoryPage(ctx: Context, page: HistoryJsonPage): void {
+  ctx.type = 'application/json';
+  ctx.body = `{"history":[${page.rows.join(',')}],"next_cursor":${JSON.stringify(page.next_cursor)}}`;
+}
+
 /** Routes for /history and /policies/:id/history: newest first, keyset cursor. */
 export function registerHistoryRoutes(router: Router, storage: Storage, policies: PolicyService): void {
   router.get('/history', async (ctx) => {
-    const page = await storage.listHistory(historyQuery(ctx.query));
-    ctx.body = { history: page.rows, next_cursor: page.next_cursor };
+    sendHistoryPage(ctx, await storage.listHistoryJson(historyQuery(ctx.query)));
   });
 
   router.get('/history/:id', async (ctx) => {
@@ -108,7 +118,6 @@ export function registerHistoryRoutes(router: Router, storage: Storage, policies
 
   router.get('/policies/:id/history', async (ctx) => {
     const policy = await policies.get(ctx.params['id'] ?? '');
-    const page = await storage.listHistory(historyQuery(ctx.query, policy.id));
-    ctx.body = { history: page.rows, next_cursor: page.next_cursor };
+    sendHistoryPage(ctx, await storage.listHistoryJson(historyQuery(ctx.query, policy.id)));
   });
 }

@@ -7,6 +7,7 @@ import { Interner, intern } from '../util/intern.js';
 import { MIGRATIONS_TABLE, migrate } from './migrator.js';
 import type { LeaderLock, SqlDriver, SqlExecutor } from './sql-driver.js';
 import type {
+  HistoryJsonPage,
   HistoryQuery,
   HistoryRow,
   MigrationStatus,
@@ -136,6 +137,12 @@ function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
   };
 }
 
+/** A history row's columns, in the order of its answer (HistoryRow); never the stored answer_json. */
+const HISTORY_COLUMNS = [
+  'id', 'policy_id', 'policy_name', 'action', 'target_type', 'target_id', 'previous_replicas', 'new_replicas', 'reason',
+  'reason_code', 'triggered_by', 'dry_run', 'status', 'error', 'executed_at', 'details',
+].join(', ');
+
 function historyFrom(r: Row): HistoryRow {
   return {
     id: str(r['id']),
@@ -155,6 +162,15 @@ function historyFrom(r: Row): HistoryRow {
     executed_at: iso(r['executed_at']),
     details: json<Record<string, unknown>>(r['details']),
   };
+}
+
+/**
+ * A history row's answer: the JSON text of the row exactly as a read of it returns it (the same
+ * conversions as historyFrom, then JSON.stringify). Stored with the row (answer_json, migration
+ * 011), so a page of history is its rows' texts joined, with no record parsed per request.
+ */
+export function historyJson(row: HistoryRow): string {
+  return JSON.stringify(historyFrom(row as unknown as Row));
 }
 
 function stateFrom(r: Row): PolicyState {
@@ -203,14 +219,12 @@ function stateSql(s: PolicyState, fenceCondition: string | undefined, fence: num
   return { sql: `${UPDATE_STATE_SQL}${conditions}`, params: [...values, s.policy_id, s.version, ...params] };
 }
 
-const HISTORY_INSERT_COLUMNS = `id, policy_id, policy_name, action, target_type, target_id, previous_replicas,
-    new_replicas, reason, reason_code, triggered_by, dry_run, status, error, executed_at, details`;
-const INSERT_HISTORY_PREFIX_ONLY = `INSERT INTO scaling_history (${HISTORY_INSERT_COLUMNS})`;
-const INSERT_HISTORY_SQL = `${INSERT_HISTORY_PREFIX_ONLY} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const INSERT_HISTORY_PREFIX_ONLY = `INSERT INTO scaling_history (${HISTORY_COLUMNS}, answer_json)`;
+const INSERT_HISTORY_SQL = `${INSERT_HISTORY_PREFIX_ONLY} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 /** The history columns' types, for rows read from JSON (SqlDriver.jsonRows). */
 const HISTORY_JSON_TYPES = `id text, policy_id text, policy_name text, action text, target_type text, target_id text,
   previous_replicas integer, new_replicas integer, reason text, reason_code text, triggered_by text, dry_run boolean,
-  status text, error text, executed_at timestamptz, details jsonb`;
+  status text, error text, executed_at timestamptz, details jsonb, answer_json text`;
 /** History rows per INSERT of recordChanges where the backend reads rows from JSON. */
 const HISTORY_ROWS_PER_INSERT = 1000;
 /** Stored states per UPDATE where the backend reads rows from JSON (see SqlDriver.jsonRows). */
@@ -222,11 +236,37 @@ function historyValues(r: HistoryRow): unknown[] {
     r.id, r.policy_id, r.policy_name, r.action, r.target_type, r.target_id, r.previous_replicas, r.new_replicas,
     r.reason, r.reason_code, r.triggered_by, r.dry_run, r.status, r.error, r.executed_at,
     r.details === null ? null : JSON.stringify(r.details),
+    historyJson(r),
   ];
 }
 
-function encodeCursor(row: HistoryRow): string {
+function encodeCursor(row: { executed_at: string; id: string }): string {
   return Buffer.from(JSON.stringify([row.executed_at, row.id])).toString('base64url');
+}
+
+/** The WHERE clause and parameters of a history query (filters and cursor), shared by both listings. */
+function historyWhere(q: HistoryQuery): { where: string; params: unknown[] } {
+  const conds: string[] = [];
+  const params: unknown[] = [];
+  const add = (sql: string, ...values: unknown[]): void => {
+    conds.push(sql);
+    params.push(...values);
+  };
+  if (q.policy_id !== undefined) add('policy_id = ?', q.policy_id);
+  if (q.policy_name !== undefined) add('policy_name = ?', q.policy_name);
+  if (q.action !== undefined) add('action = ?', q.action);
+  if (q.status !== undefined) add('status = ?', q.status);
+  if (q.dry_run !== undefined) add('dry_run = ?', q.dry_run);
+  if (q.since !== undefined) add('executed_at >= ?', iso(q.since));
+  if (q.until !== undefined) add('executed_at < ?', iso(q.until));
+  if (q.cursor !== undefined) {
+    const [at, id] = decodeCursor(q.cursor);
+    // A row-value comparison, not the equivalent `executed_at < ? OR (executed_at = ? AND id < ?)`:
+    // both backends seek the (…, executed_at DESC, id DESC) indexes with it, whereas the OR
+    // form scans every newer row first, so a page deep in the history cost O(depth).
+    add('(executed_at, id) < (?, ?)', at, id);
+  }
+  return { where: conds.length > 0 ? `WHERE ${conds.join(' AND ')}` : '', params };
 }
 
 /** Decodes a history cursor; throws BAD_REQUEST for anything a client could not have received. */
@@ -545,7 +585,8 @@ export class SqlStorage implements Storage {
         } else {
           for (let i = 0; i < rows.length; i += HISTORY_ROWS_PER_INSERT) {
             // One JSON text for the chunk; the decision records go in as JSON values.
-            await tx.run(`${INSERT_HISTORY_PREFIX_ONLY} SELECT ${HISTORY_INSERT_COLUMNS} FROM ${json(HISTORY_JSON_TYPES)}`, [JSON.stringify(rows.slice(i, i + HISTORY_ROWS_PER_INSERT))]);
+            const chunk = rows.slice(i, i + HISTORY_ROWS_PER_INSERT).map((r) => ({ ...r, answer_json: historyJson(r) }));
+            await tx.run(`${INSERT_HISTORY_PREFIX_ONLY} SELECT ${HISTORY_COLUMNS}, answer_json FROM ${json(HISTORY_JSON_TYPES)}`, [JSON.stringify(chunk)]);
           }
         }
         return this.#writeStates(tx, changes.map((c) => c.state), opts.fence, false);
@@ -620,34 +661,47 @@ export class SqlStorage implements Storage {
 
   listHistory(q: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }> {
     return this.#guard(async () => {
-      const conds: string[] = [];
-      const params: unknown[] = [];
-      const add = (sql: string, ...values: unknown[]): void => {
-        conds.push(sql);
-        params.push(...values);
-      };
-      if (q.policy_id !== undefined) add('policy_id = ?', q.policy_id);
-      if (q.policy_name !== undefined) add('policy_name = ?', q.policy_name);
-      if (q.action !== undefined) add('action = ?', q.action);
-      if (q.status !== undefined) add('status = ?', q.status);
-      if (q.dry_run !== undefined) add('dry_run = ?', q.dry_run);
-      if (q.since !== undefined) add('executed_at >= ?', iso(q.since));
-      if (q.until !== undefined) add('executed_at < ?', iso(q.until));
-      if (q.cursor !== undefined) {
-        const [at, id] = decodeCursor(q.cursor);
-        // A row-value comparison, not the equivalent `executed_at < ? OR (executed_at = ? AND id < ?)`:
-        // both backends seek the (…, executed_at DESC, id DESC) indexes with it, whereas the OR
-        // form scans every newer row first, so a page deep in the history cost O(depth).
-        add('(executed_at, id) < (?, ?)', at, id);
-      }
-      const where = conds.length > 0 ? `WHERE ${conds.join(' AND ')}` : '';
+      const { where, params } = historyWhere(q);
       const rows = await this.driver.all<Row>(
-        `SELECT * FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+        `SELECT ${HISTORY_COLUMNS} FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
         [...params, q.limit + 1],
       );
       const page = rows.slice(0, q.limit).map(historyFrom);
       const last = page.at(-1);
       return { rows: page, next_cursor: rows.length > q.limit && last !== undefined ? encodeCursor(last) : null };
+    });
+  }
+
+  listHistoryJson(q: HistoryQuery): Promise<HistoryJsonPage> {
+    return this.#guard(async () => {
+      const { where, params } = historyWhere(q);
+      const found = await this.driver.all<Row>(
+        `SELECT id, executed_at, answer_json FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+        [...params, q.limit + 1],
+      );
+      const page = found.length > q.limit ? found.slice(0, q.limit) : found;
+      const rows = page.map((r) => r['answer_json']) as Array<string | null>;
+      // Rows appended without their text (before migration 011, or by an older daemon still
+      // running against the same database) are read whole and serialised as listHistory returns
+      // them. The table is append-only, so such a row can only have been pruned meanwhile; it
+      // is then left out, as it would be from a page read a moment later.
+      const missing = page.filter((r) => r['answer_json'] === null || r['answer_json'] === undefined).map((r) => str(r['id']));
+      if (missing.length > 0) {
+        const legacy = new Map<string, string>();
+        for (let i = 0; i < missing.length; i += 500) {
+          const chunk = missing.slice(i, i + 500);
+          const full = await this.driver.all<Row>(`SELECT ${HISTORY_COLUMNS} FROM scaling_history WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk);
+          for (const r of full) legacy.set(str(r['id']), JSON.stringify(historyFrom(r)));
+        }
+        page.forEach((r, i) => {
+          if (rows[i] === null || rows[i] === undefined) rows[i] = legacy.get(str(r['id'])) ?? null;
+        });
+      }
+      const last = page.at(-1);
+      return {
+        rows: rows.filter((x): x is string => typeof x === 'string'),
+        next_cursor: found.length > q.limit && last !== undefined ? encodeCursor({ executed_at: iso(last['executed_at']), id: str(last['id']) }) : null,
+      };
     });
   }
 
@@ -730,7 +784,7 @@ export class SqlStorage implements Storage {
 
   getHistoryRow(id: string): Promise<HistoryRow | undefined> {
     return this.#guard(async () => {
-      const [r] = await this.driver.all<Row>('SELECT * FROM scaling_history WHERE id = ?', [id]);
+      const [r] = await this.driver.all<Row>(`SELECT ${HISTORY_COLUMNS} FROM scaling_history WHERE id = ?`, [id]);
       return r === undefined ? undefined : historyFrom(r);
     });
   }

@@ -91,6 +91,15 @@ export interface HistoryQuery {
   dry_run?: boolean;
 }
 
+/**
+ * One page of history as the API answers it: each row's JSON object as text (the HistoryRow,
+ * `details` included), newest first, ready to be joined into `{"history": [...]}` unparsed.
+ */
+export interface HistoryJsonPage {
+  rows: string[];
+  next_cursor: string | null;
+}
+
 export interface MigrationStatus {
   name: string;
   status: 'applied' | 'already-applied';
@@ -174,6 +183,13 @@ export interface Storage {
    */
   pruneHistory(before: string, limit: number): Promise<number>;
   listHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }>;
+  /**
+   * The same page as listHistory (same rows, order, filters and cursor), each row as its JSON
+   * text: the text stored with the row when it was appended, so that no decision record is parsed
+   * or serialised per request. Rows written without one (by a version before this text was
+   * stored) are read from their columns and serialised as listHistory returns them.
+   */
+  listHistoryJson(query: HistoryQuery): Promise<HistoryJsonPage>;
 
   /**
    * The replica changes of these policies (succeeded, not dry runs, not `none`) in [since, until),

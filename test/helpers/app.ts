@@ -32,11 +32,14 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** Builds the real app (createApp) the way main() does, listening on an ephemeral port. */
-export async function startTestApp(overrides: Partial<TestConfig> = {}, opts: { extraRoutes?: RouteRegistrar[] } = {}): Promise<TestApp> {
+/**
+ * Builds the real app (createApp) the way main() does, listening on an ephemeral port; on a fresh
+ * SQLite file, or on `opts.storage` (closed with the app).
+ */
+export async function startTestApp(overrides: Partial<TestConfig> = {}, opts: { extraRoutes?: RouteRegistrar[]; storage?: Storage } = {}): Promise<TestApp> {
   const config: TestConfig = { ...DEFAULT_TEST_CONFIG, ...overrides };
   const dir = await mkdtemp(join(tmpdir(), 'philotes-api-test-'));
-  const storage = createSqliteStorage(join(dir, 'scaler.db'));
+  const storage = opts.storage ?? createSqliteStorage(join(dir, 'scaler.db'));
   await storage.migrate();
   const policies = new PolicyService({
     storage,
