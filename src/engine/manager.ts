@@ -81,7 +81,7 @@ export class ScalingManager {
         this.#unknownStates = true;
       },
       decided: (outcome, trigger) => this.#decided(outcome, trigger),
-      input: (...args) => this.#input(...args),
+      input: (policy, now, observations, executorReplicas, memory, requestDryRun) => this.#input(policy, now, observations, executorReplicas, memory, requestDryRun),
     };
   }
 
