@@ -12,7 +12,7 @@ import type {
   ScheduleRecord,
   TrackingRecord,
 } from './decision.js';
-import { combinerFor } from './rule-combiner.js';
+import { combinerFor, conditionRecord, decidingBranch, stepRules, type DirectionShape } from './rule-combiner.js';
 import { OPERATOR_SYMBOL, isMetricError, isoMs, observationKey, ruleRecord, ruleWindow, sharedVerdict, type RuleVerdict } from './rule-window.js';
 import { lastFireMs } from './schedule-clock.js';
 import { NO_BEHAVIOR, behaviorHorizonMs, recordChange, recordProposal, scaleDownLimit, scaleUpLimit, stabilize, type Behavior } from './behavior.js';
@@ -166,10 +166,18 @@ function activeBehavior(b: Behavior): boolean {
 
 const BLOCKING: ReadonlySet<ReasonCode> = new Set<ReasonCode>(['cooldown', 'at_max', 'at_min', 'cost_capped']);
 
-/** The largest scale_by among the rules whose verdict held (0 when none). */
-function stepOf(rules: readonly Rule[], verdicts: readonly RuleVerdict[]): number {
+/**
+ * The largest scale_by (for scale-down rules: the one closest to zero) among the rules whose
+ * verdict held (0 when none); with a condition tree, among the rules stepRules() names.
+ */
+function stepOf(rules: readonly Rule[], verdicts: readonly RuleVerdict[], shape: DirectionShape): number {
   let step = -Infinity;
-  for (let i = 0; i < rules.length; i++) if ((verdicts[i] as RuleVerdict).held) step = Math.max(step, (rules[i] as Rule).scale_by);
+  if (shape.polarity === null) {
+    for (let i = 0; i < rules.length; i++) if ((verdicts[i] as RuleVerdict).held) step = Math.max(step, (rules[i] as Rule).scale_by);
+  } else {
+    const from = stepRules(shape, heldVector(verdicts));
+    for (let i = 0; i < rules.length; i++) if (from[i] === true) step = Math.max(step, (rules[i] as Rule).scale_by);
+  }
   return step === -Infinity ? 0 : step;
 }
 
@@ -223,8 +231,8 @@ function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[],
   let anyError = false;
   for (const v of up) if (isMetricError(v)) anyError = true;
   for (const v of down) if (isMetricError(v)) anyError = true;
-  const upStep = combined.up ? stepOf(p.scale_up_rules, up) : 0;
-  const downStep = combined.down ? stepOf(p.scale_down_rules, down) : 0;
+  const upStep = combined.up ? stepOf(p.scale_up_rules, up, combinerFor(p).up) : 0;
+  const downStep = combined.down ? stepOf(p.scale_down_rules, down, combinerFor(p).down) : 0;
   let chosen: 'scale_up' | 'scale_down' | null = combined.up ? 'scale_up' : combined.down ? 'scale_down' : null;
   let ruleTarget = chosen === 'scale_up' ? current + upStep : chosen === 'scale_down' ? current + downStep : current;
 
@@ -583,12 +591,25 @@ function withAdjustments(reason: string, adjustments: readonly AdjustmentRecord[
   return adjustments.length > 0 ? `${reason.slice(0, -1)} (${adjustments.map((x) => x.detail).join('; ')}).` : reason;
 }
 
-/** The rules that triggered, in words ("m > 60 for 1m and ..."). */
-function heldTextOf(rules: readonly RuleRecord[], triggered: readonly string[]): string {
-  return rules
+/** The branches of the directions' condition trees that decided (null: no tree, or it did not hold). */
+interface Branches {
+  scale_up: string | null;
+  scale_down: string | null;
+}
+
+const NO_BRANCHES: Branches = Object.freeze({ scale_up: null, scale_down: null });
+
+/**
+ * The rules that triggered, in words ("m > 60 for 1m and ..."); with a condition tree, led by the
+ * branch that decided ('scale_up_when held through "a and b" (m > 60 and ...)').
+ */
+function heldTextOf(rules: readonly RuleRecord[], triggered: readonly string[], branch: string | null = null, direction: RuleRecord['direction'] | null = null): string {
+  const text = rules
     .filter((r) => triggered.includes(r.id))
     .map(describeRule)
     .join(' and ');
+  if (branch === null || direction === null) return text;
+  return `${direction}_when held through "${branch}"${text !== '' ? ` (${text})` : ''}`;
 }
 
 /**
@@ -608,17 +629,19 @@ function floorHoldReason(a: Assessment, schedule: ScheduleRecord): string {
 }
 
 /** Who made the proposal, in words: a target-tracking entry with its arithmetic, or the rules that held. */
-function proposerText(a: Assessment, tracking: readonly TrackingRecord[], rules: readonly RuleRecord[], triggered: readonly string[]): string {
+function proposerText(a: Assessment, tracking: readonly TrackingRecord[], rules: readonly RuleRecord[], triggered: readonly string[], branches: Branches): string {
   const t = a.proposedBy >= 0 ? tracking[a.proposedBy] : undefined;
   if (t !== undefined) return `target tracking ${t.metric} at ${t.value} against ${t.kind} ${t.target} wants ${t.opinion} (${t.formula})`;
   // A window may have held the rules' proposal (no direction chosen): name the rules that proposed it.
   if (triggered.length === 0 && a.proposedDirection !== null) {
-    return heldTextOf(rules, rules.filter((r) => r.direction === a.proposedDirection && r.held).map((r) => r.id));
+    const d = a.proposedDirection;
+    return heldTextOf(rules, rules.filter((r) => r.direction === d && r.held).map((r) => r.id), branches[d], d);
   }
-  return heldTextOf(rules, triggered);
+  const d = a.chosen ?? a.proposedDirection;
+  return heldTextOf(rules, triggered, d === null ? null : branches[d], d);
 }
 
-function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], triggered: readonly string[], tracking: readonly TrackingRecord[]): string {
+function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], triggered: readonly string[], tracking: readonly TrackingRecord[], branches: Branches): string {
   const { current, desired: final, schedule, adjustments } = a;
   const verb = `from ${current} to ${final}`;
   const up = final > current;
@@ -626,7 +649,7 @@ function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], trigge
     case 'stabilized':
     case 'rate_limited': {
       const what = a.reasonCode === 'stabilized' ? 'stabilization' : 'the rate limit';
-      const proposed = `${proposerText(a, tracking, rules, triggered)}`;
+      const proposed = `${proposerText(a, tracking, rules, triggered, branches)}`;
       return final === current
         ? withAdjustments(`No change: ${proposed}, but ${what} holds ${current}.`, adjustments)
         : withAdjustments(`Scaled ${up ? 'up' : 'down'} ${verb}: ${proposed}; ${what} allows ${final}.`, adjustments);
@@ -642,24 +665,24 @@ function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], trigge
     case 'fallback':
       return withAdjustments(`Fallback ${verb}: metrics failed in ${a.failures} consecutive evaluations (after_failures ${p.fallback?.after_failures}).`, adjustments);
     case 'rules_held':
-      return withAdjustments(`Scaled ${up ? 'up' : 'down'} ${verb}: ${proposerText(a, tracking, rules, triggered)}.`, adjustments);
+      return withAdjustments(`Scaled ${up ? 'up' : 'down'} ${verb}: ${proposerText(a, tracking, rules, triggered, branches)}.`, adjustments);
     case 'out_of_bounds':
       return `Scaled ${up ? 'up' : 'down'} ${verb} to respect ${adjustments.map((x) => x.kind).join(', ') || 'the bounds'}.`;
     case 'cooldown':
-      return `Rules wanted ${a.settledTarget} (${proposerText(a, tracking, rules, triggered)}) but cooldown holds ${current}: ${adjustments.find((x) => x.kind === 'cooldown')?.detail ?? ''}.`;
+      return `Rules wanted ${a.settledTarget} (${proposerText(a, tracking, rules, triggered, branches)}) but cooldown holds ${current}: ${adjustments.find((x) => x.kind === 'cooldown')?.detail ?? ''}.`;
     case 'schedule_hold':
       if (schedule === null) return `The schedule holds ${current} replicas.`;
       if (schedule.kind === 'window' && schedule.mode === 'floor') return floorHoldReason(a, schedule);
       // An exact window (or a one-shot firing now) sets the target: rules are only evaluated.
       return `The schedule "${schedule.cron_expression}" holds ${current} replicas${schedule.until !== null ? ` until ${schedule.until}` : ''}${a.chosen !== null ? '; rules were evaluated but suppressed' : ''}.`;
     case 'cost_capped':
-      return `Scale-up rules held (${proposerText(a, tracking, rules, triggered)}) but the cost cap allows no more than ${current}: ${adjustments.find((x) => x.kind === 'cost_cap')?.detail ?? ''}.`;
+      return `Scale-up rules held (${proposerText(a, tracking, rules, triggered, branches)}) but the cost cap allows no more than ${current}: ${adjustments.find((x) => x.kind === 'cost_cap')?.detail ?? ''}.`;
     case 'at_max':
-      return `Scale-up rules held (${proposerText(a, tracking, rules, triggered)}) but ${current} is already max_replicas ${p.max_replicas}.`;
+      return `Scale-up rules held (${proposerText(a, tracking, rules, triggered, branches)}) but ${current} is already max_replicas ${p.max_replicas}.`;
     case 'at_min':
       return current === 0
-        ? `Scale-down rules held (${heldTextOf(rules, triggered)}) but the target is already scaled to zero.`
-        : `Scale-down rules held (${proposerText(a, tracking, rules, triggered)}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
+        ? `Scale-down rules held (${heldTextOf(rules, triggered, branches.scale_down, 'scale_down')}) but the target is already scaled to zero.`
+        : `Scale-down rules held (${proposerText(a, tracking, rules, triggered, branches)}) but ${current} is already min_replicas ${p.min_replicas}${p.scale_to_zero ? '' : ' (scale_to_zero is off)'}.`;
     case 'metric_error': {
       const ruleErrs = rules.filter((r) => r.error !== null);
       const entryErrs = tracking.filter((r) => r.error !== null);
@@ -675,7 +698,7 @@ function reasonOf(p: Policy, a: Assessment, rules: readonly RuleRecord[], trigge
       const first = rules.find((r) => !r.held);
       if (tracking.length > 0) {
         const opinions = tracking.filter((r) => r.opinion !== null);
-        if (a.proposal !== null) return `No change: the highest opinion is ${a.proposal}, the current count (${proposerText(a, tracking, rules, triggered)}).`;
+        if (a.proposal !== null) return `No change: the highest opinion is ${a.proposal}, the current count (${proposerText(a, tracking, rules, triggered, branches)}).`;
         const within = tracking.filter((r) => r.outcome === 'within_tolerance').map((r) => `${r.metric} at ratio ${r.ratio?.toFixed(3)}, tolerance ${r.tolerance}`);
         return `No change: no rule held and no target-tracking entry had an opinion${opinions.length === 0 && within.length > 0 ? ` (within tolerance: ${within.join('; ')})` : ''}.`;
       }
@@ -696,14 +719,27 @@ function explainRules(
   rules: RuleRecord[],
   triggered: string[],
 ): void {
+  // With a condition tree, the rules that gave the step triggered (see stepRules).
+  const shape = chosen === direction ? combinerFor(input.policy)[direction === 'scale_up' ? 'up' : 'down'] : null;
+  const from = shape !== null && shape.polarity !== null ? stepRules(shape, heldVector(verdicts)) : null;
   for (let i = 0; i < list.length; i++) {
     const rule = list[i] as Rule;
     const v = verdicts[i] as RuleVerdict;
     // The observation itself is read again only to quote a source's error.
     const obs = v.miss === 'source_error' ? input.observations.get(observationKey(rule, input.defaultSource)) : undefined;
     rules.push(ruleRecord(rule, direction, rule.source ?? input.defaultSource, obs, ruleWindow(rule, input.now, input.intervalSeconds), v));
-    if (chosen === direction && v.held) triggered.push(rule.id);
+    if (chosen === direction && (from === null ? v.held : from[i] === true)) triggered.push(rule.id);
   }
+}
+
+/** One direction's record: how its rules combined, with the tree's verdicts when it has one. */
+function directionRecord(p: Policy, direction: 'up' | 'down', verdicts: readonly RuleVerdict[], held: boolean, step: number): DirectionRecord {
+  const list = direction === 'up' ? p.scale_up_rules : p.scale_down_rules;
+  const tree = combinerFor(p)[direction].tree;
+  const match = direction === 'up' ? p.scale_up_match : p.scale_down_match;
+  if (tree === null) return { match, when: null, decided_by: null, rules: list.length, held, step };
+  const vector = heldVector(verdicts);
+  return { match: null, when: conditionRecord(tree, list, vector), decided_by: held ? decidingBranch(tree, list, vector) : null, rules: list.length, held, step };
 }
 
 /** The decision record of an assessment: every rule's check, the directions, and the outcome in words. */
@@ -715,10 +751,14 @@ export function explain(input: DecisionInput, a: Assessment): DecisionRecord {
   explainRules(input, p.scale_down_rules, a.down, 'scale_down', a.chosen, rules, triggered);
   const tracking = trackingRecords(input, a);
   const directions = {
-    scale_up: { match: p.scale_up_match, rules: a.up.length, held: a.combined.up, step: a.upStep } satisfies DirectionRecord,
-    scale_down: { match: p.scale_down_match, rules: a.down.length, held: a.combined.down, step: a.downStep } satisfies DirectionRecord,
+    scale_up: directionRecord(p, 'up', a.up, a.combined.up, a.upStep),
+    scale_down: directionRecord(p, 'down', a.down, a.combined.down, a.downStep),
     chosen: a.chosen,
   };
+  const branches: Branches =
+    directions.scale_up.decided_by === null && directions.scale_down.decided_by === null
+      ? NO_BRANCHES
+      : { scale_up: directions.scale_up.decided_by, scale_down: directions.scale_down.decided_by };
   const shouldScale = a.action !== 'none';
   return {
     policy_id: p.id,
@@ -729,7 +769,7 @@ export function explain(input: DecisionInput, a: Assessment): DecisionRecord {
     desired_replicas: a.desired,
     action: a.action,
     reason_code: a.reasonCode,
-    reason: reasonOf(p, a, rules, triggered, tracking),
+    reason: reasonOf(p, a, rules, triggered, tracking, branches),
     should_scale: shouldScale,
     dry_run: a.dryRunFrom.length > 0,
     dry_run_from: a.dryRunFrom,

@@ -89,6 +89,8 @@ export type ReasonCode =
 
 export interface RuleRecord {
   id: string;
+  /** The rule's name (by which a condition tree uses it), or null. */
+  name: string | null;
   direction: RuleDirection;
   metric: string;
   source: string;
@@ -107,8 +109,20 @@ export interface RuleRecord {
   detail: string | null;
 }
 
+/** A node of a direction's condition tree in a decision record, with its verdict. */
+export type ConditionRecord =
+  | { rule: string; held: boolean }
+  | { all: ConditionRecord[]; held: boolean }
+  | { any: ConditionRecord[]; held: boolean }
+  | { not: ConditionRecord; held: boolean };
+
 export interface DirectionRecord {
-  match: 'all' | 'any';
+  /** How the rules combined: all or any; null when a condition tree did. */
+  match: 'all' | 'any' | null;
+  /** The direction's condition tree with each node's verdict; null without one. */
+  when: ConditionRecord | null;
+  /** The branch of the tree that decided, as text ("lag_high and buffer_deep"); null when none held or without a tree. */
+  decided_by: string | null;
   rules: number;
   held: boolean;
   step: number;

@@ -1,40 +1,98 @@
-import { Engine } from 'json-rules-engine';
-import type { Policy } from '../policy/policy-model.js';
+import { Engine, type TopLevelCondition } from 'json-rules-engine';
+import { compileTree, type IndexTree } from '../policy/condition-tree.js';
+import type { Policy, Rule } from '../policy/policy-model.js';
+import type { ConditionRecord } from './decision.js';
 
 /**
- * Each direction's rules compiled into one json-rules-engine rule (`all`, or `any` when the
- * policy says so), whose facts are the per-rule verdicts. The answer depends only on the verdict
- * vector, so it is memoised per vector: the live loop and a month-long backtest pay for the rules
- * engine at most 2^n times per policy version instead of once per step.
+ * How one direction combines its rules, by position: a condition tree (`scale_*_when`), or null
+ * for a flat `all` / `any` (`scale_*_match`). `polarity` has a bit per rule: 1 when the tree uses
+ * it outside a `not` (an even number of them), 2 when inside one; null without a tree.
+ */
+export interface DirectionShape {
+  tree: IndexTree | null;
+  polarity: Uint8Array | null;
+}
+
+/** A json-rules-engine condition: all / any / not, or a fact's test. */
+type NestedCondition = TopLevelCondition | { fact: string; operator: string; value: unknown };
+
+const FLAT: DirectionShape = Object.freeze({ tree: null, polarity: null });
+
+function shapeOf(when: Policy['scale_up_when'], rules: readonly Rule[]): DirectionShape {
+  if (when === null) return FLAT;
+  const tree = compileTree(when, rules);
+  const polarity = new Uint8Array(rules.length);
+  const mark = (n: IndexTree, negated: boolean): void => {
+    if (typeof n === 'number') polarity[n] = (polarity[n] as number) | (negated ? 2 : 1);
+    else if ('not' in n) mark(n.not, !negated);
+    else for (const c of 'all' in n ? n.all : n.any) mark(c, negated);
+  };
+  mark(tree, false);
+  return { tree, polarity };
+}
+
+/** A tree as json-rules-engine conditions over the facts `<prefix><position>`. */
+function engineCondition(n: IndexTree, prefix: string): NestedCondition {
+  if (typeof n === 'number') return { fact: `${prefix}${n}`, operator: 'equal', value: true };
+  if ('not' in n) return { not: engineCondition(n.not, prefix) } as TopLevelCondition;
+  if ('all' in n) return { all: n.all.map((c) => engineCondition(c, prefix)) } as TopLevelCondition;
+  return { any: n.any.map((c) => engineCondition(c, prefix)) } as TopLevelCondition;
+}
+
+function topCondition(shape: DirectionShape, match: Policy['scale_up_match'], count: number, prefix: string): TopLevelCondition {
+  if (shape.tree !== null) {
+    const c = engineCondition(shape.tree, prefix);
+    // A rule's top level is all, any or not; a lone name is wrapped in an all of one.
+    return 'fact' in c ? { all: [c] } : c;
+  }
+  const c = Array.from({ length: count }, (_, i) => ({ fact: `${prefix}${i}`, operator: 'equal', value: true }));
+  return match === 'any' ? { any: c } : { all: c };
+}
+
+/** The verdict of a tree for a vector of rule verdicts. */
+export function treeHolds(n: IndexTree, held: readonly boolean[]): boolean {
+  if (typeof n === 'number') return held[n] === true;
+  if ('not' in n) return !treeHolds(n.not, held);
+  if ('all' in n) return n.all.every((c) => treeHolds(c, held));
+  return n.any.some((c) => treeHolds(c, held));
+}
+
+/**
+ * The rules a direction that held takes its step from: those that held, and with a tree only
+ * those it uses outside a `not`; when no such rule held (the tree held through a `not`), the
+ * rules it uses inside one that did not hold.
+ */
+export function stepRules(shape: DirectionShape, held: readonly boolean[]): boolean[] {
+  const pol = shape.polarity;
+  if (pol === null) return held.slice();
+  const out = held.map((h, i) => h && ((pol[i] as number) & 1) !== 0);
+  if (out.some((x) => x)) return out;
+  return held.map((h, i) => !h && ((pol[i] as number) & 2) !== 0);
+}
+
+/**
+ * Each direction's rules compiled into one json-rules-engine rule (`all` or `any` of the rules,
+ * or the direction's condition tree), whose facts are the per-rule verdicts. The answer depends
+ * only on the verdict vector, so it is memoised per vector: the live loop and a month-long
+ * backtest pay for the rules engine at most once per distinct vector per policy shape instead of
+ * once per step.
  */
 export class DirectionCombiner {
   readonly #engine: Engine;
   readonly #memo = new Map<string, { up: boolean; down: boolean }>();
-  readonly #upCount: number;
-  readonly #downCount: number;
+  readonly up: DirectionShape;
+  readonly down: DirectionShape;
 
-  constructor(policy: Pick<Policy, 'scale_up_rules' | 'scale_down_rules' | 'scale_up_match' | 'scale_down_match'>) {
+  constructor(policy: Pick<Policy, 'scale_up_rules' | 'scale_down_rules' | 'scale_up_match' | 'scale_down_match' | 'scale_up_when' | 'scale_down_when'>) {
     this.#engine = new Engine([], { allowUndefinedFacts: false });
-    this.#upCount = policy.scale_up_rules.length;
-    this.#downCount = policy.scale_down_rules.length;
-    const conditions = (prefix: string, n: number) =>
-      Array.from({ length: n }, (_, i) => ({ fact: `${prefix}${i}`, operator: 'equal', value: true }));
+    this.up = shapeOf(policy.scale_up_when, policy.scale_up_rules);
+    this.down = shapeOf(policy.scale_down_when, policy.scale_down_rules);
     // A direction without rules never holds (an empty `all` would be vacuously true).
-    if (this.#upCount > 0) {
-      const c = conditions('up', this.#upCount);
-      this.#engine.addRule({
-        name: 'scale_up',
-        conditions: policy.scale_up_match === 'any' ? { any: c } : { all: c },
-        event: { type: 'scale_up' },
-      });
+    if (policy.scale_up_rules.length > 0) {
+      this.#engine.addRule({ name: 'scale_up', conditions: topCondition(this.up, policy.scale_up_match, policy.scale_up_rules.length, 'up'), event: { type: 'scale_up' } });
     }
-    if (this.#downCount > 0) {
-      const c = conditions('down', this.#downCount);
-      this.#engine.addRule({
-        name: 'scale_down',
-        conditions: policy.scale_down_match === 'any' ? { any: c } : { all: c },
-        event: { type: 'scale_down' },
-      });
+    if (policy.scale_down_rules.length > 0) {
+      this.#engine.addRule({ name: 'scale_down', conditions: topCondition(this.down, policy.scale_down_match, policy.scale_down_rules.length, 'down'), event: { type: 'scale_down' } });
     }
   }
 
@@ -69,15 +127,20 @@ const compiled = new Map<string, DirectionCombiner>();
 // Replays pass the same policy object at every step: a by-object cache skips building the key.
 const byObject = new WeakMap<Policy, DirectionCombiner>();
 
+/** A direction's part of a shape key: its tree over rule positions, or its match and rule count. */
+function directionKey(when: Policy['scale_up_when'], match: Policy['scale_up_match'], rules: readonly Rule[]): string {
+  return when === null ? `${match}:${rules.length}` : `${rules.length}:${JSON.stringify(compileTree(when, rules))}`;
+}
+
 /**
  * The combiner for a policy. Its rules engine depends only on the policy's shape (how many rules
- * each direction has and how they match), so policies of one shape share one: 10,000 policies
- * need a handful of engines, not 10,000.
+ * each direction has, and how they combine: match, or a tree over rule positions), so policies of
+ * one shape share one: 10,000 policies need a handful of engines, not 10,000.
  */
 export function combinerFor(policy: Policy): DirectionCombiner {
   const hit = byObject.get(policy);
   if (hit !== undefined) return hit;
-  const key = `${policy.scale_up_match}:${policy.scale_up_rules.length}|${policy.scale_down_match}:${policy.scale_down_rules.length}`;
+  const key = `${directionKey(policy.scale_up_when, policy.scale_up_match, policy.scale_up_rules)}|${directionKey(policy.scale_down_when, policy.scale_down_match, policy.scale_down_rules)}`;
   let c = compiled.get(key);
   if (c === undefined) {
     c = new DirectionCombiner(policy);
@@ -86,4 +149,42 @@ export function combinerFor(policy: Policy): DirectionCombiner {
   }
   byObject.set(policy, c);
   return c;
+}
+
+const nameOf = (rules: readonly Rule[], i: number): string => (rules[i] as Rule).name ?? `#${i}`;
+
+/** The tree with each node's verdict, rules by name. */
+export function conditionRecord(n: IndexTree, rules: readonly Rule[], held: readonly boolean[]): ConditionRecord {
+  if (typeof n === 'number') return { rule: nameOf(rules, n), held: held[n] === true };
+  if ('not' in n) {
+    const inner = conditionRecord(n.not, rules, held);
+    return { not: inner, held: !inner.held };
+  }
+  if ('all' in n) {
+    const all = n.all.map((c) => conditionRecord(c, rules, held));
+    return { all, held: all.every((c) => c.held) };
+  }
+  const any = n.any.map((c) => conditionRecord(c, rules, held));
+  return { any, held: any.some((c) => c.held) };
+}
+
+/** A tree as text over rule names: `a and (b or not c)`. */
+export function conditionText(n: IndexTree, rules: readonly Rule[]): string {
+  const inner = (c: IndexTree): string => (typeof c === 'number' || 'not' in c ? conditionText(c, rules) : `(${conditionText(c, rules)})`);
+  if (typeof n === 'number') return nameOf(rules, n);
+  if ('not' in n) return `not ${inner(n.not)}`;
+  const list = 'all' in n ? n.all : n.any;
+  if (list.length === 1) return conditionText(list[0] as IndexTree, rules);
+  return list.map(inner).join('all' in n ? ' and ' : ' or ');
+}
+
+/**
+ * The branch that decided a tree that held, as text: down through each `any` to its first child
+ * that held; an `all`, a `not` or a name decides whole. Null when the tree did not hold.
+ */
+export function decidingBranch(n: IndexTree, rules: readonly Rule[], held: readonly boolean[]): string | null {
+  if (!treeHolds(n, held)) return null;
+  let node = n;
+  while (typeof node !== 'number' && 'any' in node) node = node.any.find((c) => treeHolds(c, held)) as IndexTree;
+  return conditionText(node, rules);
 }

@@ -327,6 +327,7 @@ export function ruleRecord(rule: Rule, direction: RuleRecord['direction'], sourc
   }
   return {
     id: rule.id,
+    name: rule.name,
     direction,
     metric: rule.metric,
     source,

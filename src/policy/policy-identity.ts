@@ -98,16 +98,28 @@ const SECONDS = '_seconds';
 /**
  * Drops from `base` the other form of every duration the patch sets (`period` when the patch sets
  * `period_seconds`, and the reverse), at every depth the patch reaches, so a patch may give a
- * duration in either form without conflicting with the stored one.
+ * duration in either form without conflicting with the stored one; likewise a direction's match
+ * when the patch sets its condition tree, and the reverse (see EXCLUSIVE).
  */
-function dropCounterparts(base: Record<string, unknown>, patch: Record<string, unknown>): void {
+function dropCounterparts(base: Record<string, unknown>, patch: Record<string, unknown>, top = true): void {
   for (const [key, value] of Object.entries(patch)) {
-    const other = key.endsWith(SECONDS) ? key.slice(0, -SECONDS.length) : `${key}${SECONDS}`;
+    const other = (top ? EXCLUSIVE[key] : undefined) ?? (key.endsWith(SECONDS) ? key.slice(0, -SECONDS.length) : `${key}${SECONDS}`);
     if (value !== null && Object.hasOwn(base, other)) delete base[other];
     const inner = base[key];
-    if (isPlainObject(value) && isPlainObject(inner)) dropCounterparts(inner, value);
+    if (isPlainObject(value) && isPlainObject(inner)) dropCounterparts(inner, value, false);
   }
 }
+
+/**
+ * Top-level fields that exclude each other: a patch that gives a direction a condition tree
+ * replaces its match, and a patch that sets a match replaces its tree.
+ */
+const EXCLUSIVE: Record<string, string> = {
+  scale_up_when: 'scale_up_match',
+  scale_up_match: 'scale_up_when',
+  scale_down_when: 'scale_down_match',
+  scale_down_match: 'scale_down_when',
+};
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 

@@ -1,6 +1,29 @@
 /* Generated from schemas/policy.schema.json by `npm run gen:types`. Do not edit by hand. */
 
 /**
+ * A node of a condition tree: a rule name (it holds when that rule holds), {"all": [nodes]} (every node holds), {"any": [nodes]} (at least one holds) or {"not": node} (the node does not hold). all and any take 1 to 50 nodes; a tree has at most 5 levels of all/any/not and at most 200 nodes.
+ */
+export type ConditionNode =
+  | string
+  | {
+      /**
+       * @minItems 1
+       * @maxItems 50
+       */
+      all: [ConditionNode, ...ConditionNode[]];
+    }
+  | {
+      /**
+       * @minItems 1
+       * @maxItems 50
+       */
+      any: [ConditionNode, ...ConditionNode[]];
+    }
+  | {
+      not: ConditionNode;
+    };
+
+/**
  * A Philotes Scaler scaling policy. The same schema validates a policy in a YAML file and in a REST body.
  */
 export interface ScalingPolicy {
@@ -106,13 +129,21 @@ export interface ScalingPolicy {
     replicas: number;
   };
   /**
-   * How the scale-up rules combine: all (every rule must hold) or any (at least one). The step is the largest scale_by among the rules that held. When both directions hold, scale-up wins. Default all.
+   * How the scale-up rules combine: all (every rule must hold) or any (at least one). The step is the largest scale_by among the rules that held. When both directions hold, scale-up wins. Default all; null (the answer's value) when scale_up_when gives a condition tree instead, which it cannot be given with.
    */
-  scale_up_match?: 'all' | 'any';
+  scale_up_match?: 'all' | 'any' | null;
   /**
-   * How the scale-down rules combine: all (every rule must hold) or any (at least one). The step is the scale_by closest to zero among the rules that held. Default all.
+   * How the scale-down rules combine: all (every rule must hold) or any (at least one). The step is the scale_by closest to zero among the rules that held. Default all; null (the answer's value) when scale_down_when gives a condition tree instead, which it cannot be given with.
    */
-  scale_down_match?: 'all' | 'any';
+  scale_down_match?: 'all' | 'any' | null;
+  /**
+   * A condition tree over the names of the scale-up rules, in place of scale_up_match: a rule name, {"all": [...]}, {"any": [...]} or {"not": node}, at most 5 levels of all/any/not. Every name must be a scale-up rule's, and every scale-up rule must be named in it. The step is the largest scale_by among the rules that held and are used outside a not (when none did, among the rules under a not that did not hold). Default (null): scale_up_match.
+   */
+  scale_up_when?: null | ConditionNode;
+  /**
+   * A condition tree over the names of the scale-down rules, in place of scale_down_match (see scale_up_when). The step is the scale_by closest to zero among the rules that held and are used outside a not (when none did, among the rules under a not that did not hold). Default (null): scale_down_match.
+   */
+  scale_down_when?: null | ConditionNode;
   /**
    * Rules that add replicas (each scale_by greater than 0), at most 50. A direction without rules never holds. Default none.
    *
@@ -169,6 +200,10 @@ export interface ScalingRule {
    * UUID of the rule. Assigned by the server; ignored when sent.
    */
   id?: string;
+  /**
+   * The rule's name, by which scale_up_when or scale_down_when refers to it: a lower-case letter, then lower-case letters, digits or _, at most 63 characters; unique within the policy (both directions). Needed only by a condition tree; decision records show it. Default: none (null).
+   */
+  name?: string | null;
   /**
    * The query the rule reads from its metric source, 1 to 8192 characters, not blank. For a PromQL source (the bundled prometheus, or a plugin whose manifest says "queryLanguage": "promql") it must parse as one PromQL query answering an instant vector or a scalar; this is checked when the policy is written. A bare metric name is PromQL too.
    */

@@ -13,6 +13,7 @@ function normalizeRule(r: RuleInput): Rule {
   const seconds = durationSeconds(r);
   return {
     id: randomUUID(),
+    name: r.name ?? null,
     metric: r.metric,
     source: r.source ?? null,
     operator: r.operator,
@@ -122,8 +123,11 @@ export function normalizePolicy(input: PolicyInput, opts: NormalizeOptions): Pol
     dry_run: input.dry_run ?? false,
     on_metric_error: input.on_metric_error ?? 'hold',
     fallback: input.fallback ?? null,
-    scale_up_match: input.scale_up_match ?? 'all',
-    scale_down_match: input.scale_down_match ?? 'all',
+    // A direction combines its rules by a condition tree or by a match, never both.
+    scale_up_match: input.scale_up_when === undefined || input.scale_up_when === null ? (input.scale_up_match ?? 'all') : null,
+    scale_down_match: input.scale_down_when === undefined || input.scale_down_when === null ? (input.scale_down_match ?? 'all') : null,
+    scale_up_when: input.scale_up_when ?? null,
+    scale_down_when: input.scale_down_when ?? null,
     scale_up_rules: (input.scale_up_rules ?? []).map(normalizeRule),
     scale_down_rules: (input.scale_down_rules ?? []).map(normalizeRule),
     schedules: (input.schedules ?? []).map(normalizeSchedule),

@@ -5,6 +5,7 @@ import { toFieldErrors, validator, POLICY_SCHEMA_ID } from '../schemas.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import type { PolicyInput } from './policy-model.js';
 import { promqlProblem } from './promql.js';
+import { checkConditionTree, checkRuleNames } from './condition-tree.js';
 
 /** What validation needs to know about the running daemon; the service supplies it. */
 export interface ValidationContext {
@@ -302,6 +303,9 @@ export function semanticProblems(input: unknown, ctx: ValidationContext): FieldE
 
   checkRules(input, 'scale_up_rules', ctx, errors);
   checkRules(input, 'scale_down_rules', ctx, errors);
+  checkRuleNames(input, errors);
+  checkConditionTree(input, 'scale_up', errors);
+  checkConditionTree(input, 'scale_down', errors);
   checkSchedules(input, { min, max, scaleToZero }, errors);
   checkTargetTracking(input, ctx, errors);
   checkBehavior(input, errors);
@@ -382,11 +386,22 @@ function illFormedStrings(input: unknown): FieldError[] {
   return errors;
 }
 
+/** The input without its condition trees, for the schema (see validatePolicyInput). */
+function withoutTrees(input: unknown): unknown {
+  if (!isObj(input) || (!Object.hasOwn(input, 'scale_up_when') && !Object.hasOwn(input, 'scale_down_when'))) return input;
+  const { scale_up_when: _up, scale_down_when: _down, ...rest } = input;
+  return rest;
+}
+
 /** Schema then semantic checks; every problem, each with its field. */
 export function validatePolicyInput(input: unknown, ctx: ValidationContext): { ok: true; value: PolicyInput } | { ok: false; errors: FieldError[] } {
   const validate = validator<PolicyInput>(POLICY_SCHEMA_ID);
-  const schemaOk = validate(input);
-  const errors = schemaOk ? illFormedStrings(input) : explainNonFinite(toFieldErrors(explainDurationErrors(validate.errors ?? [], input)), input);
+  // Condition trees are checked by checkConditionTree alone (semanticProblems): it names each
+  // problem at its node, where the schema's anyOf would list every alternative, and it stops at
+  // the depth limit, where the schema's recursion would follow a hostile nesting to its end.
+  const body = withoutTrees(input);
+  const schemaOk = validate(body);
+  const errors = schemaOk ? illFormedStrings(body) : explainNonFinite(toFieldErrors(explainDurationErrors(validate.errors ?? [], body)), body);
   const seen = new Set(errors.map((e) => e.field));
   for (const e of semanticProblems(input, ctx)) {
     if (!seen.has(e.field)) errors.push(e);

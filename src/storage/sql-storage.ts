@@ -1,6 +1,7 @@
 import { ScalerError } from '../errors.js';
 import { keepIdentity } from '../policy/policy-identity.js';
 import type { Behavior, Policy, PolicyPause, Rule, Schedule, StoredTargetRef, TargetTracking } from '../policy/policy-model.js';
+import type { ConditionNode } from '../policy/condition-tree.js';
 import { normalizeBehavior } from '../policy/policy-normalize.js';
 import { formatDuration } from '../util/duration.js';
 import { Interner, intern } from '../util/intern.js';
@@ -57,7 +58,7 @@ const POLICY_COLUMNS = [
   'id', 'name', 'description', 'target_type', 'target_id', 'executor', 'min_replicas', 'max_replicas',
   'cooldown_seconds', 'max_hourly_cost', 'cost_per_replica_hour', 'scale_to_zero', 'enabled', 'dry_run',
   'on_metric_error', 'fallback_after_failures', 'fallback_replicas', 'scale_up_match', 'scale_down_match',
-  'source', 'created_at', 'updated_at', 'target_tracking', 'behavior', 'target_ref',
+  'source', 'created_at', 'updated_at', 'target_tracking', 'behavior', 'target_ref', 'scale_up_when', 'scale_down_when',
 ] as const;
 
 // Times are written in one canonical UTC form: SQLite compares them as text, so "…12:00:00Z"
@@ -66,9 +67,11 @@ function policyValues(p: Policy): unknown[] {
   return [
     p.id, p.name, p.description, p.target_type, p.target_id, p.executor, p.min_replicas, p.max_replicas,
     p.cooldown_seconds, p.max_hourly_cost, p.cost_per_replica_hour, p.scale_to_zero, p.enabled, p.dry_run,
-    p.on_metric_error, p.fallback?.after_failures ?? null, p.fallback?.replicas ?? null, p.scale_up_match,
-    p.scale_down_match, p.source, iso(p.created_at), iso(p.updated_at), JSON.stringify(p.target_tracking), JSON.stringify(p.behavior),
+    // With a condition tree the match column keeps its default; it is not read (see policyFrom).
+    p.on_metric_error, p.fallback?.after_failures ?? null, p.fallback?.replicas ?? null, p.scale_up_match ?? 'all',
+    p.scale_down_match ?? 'all', p.source, iso(p.created_at), iso(p.updated_at), JSON.stringify(p.target_tracking), JSON.stringify(p.behavior),
     p.target_ref === null ? null : JSON.stringify(p.target_ref),
+    p.scale_up_when === null ? null : JSON.stringify(p.scale_up_when), p.scale_down_when === null ? null : JSON.stringify(p.scale_down_when),
   ];
 }
 
@@ -76,6 +79,7 @@ function ruleFrom(r: Row): Rule {
   const seconds = num(r['duration_seconds']);
   return {
     id: str(r['id']),
+    name: internOrNull(r['name']),
     metric: intern(str(r['metric'])),
     source: internOrNull(r['source']),
     operator: intern(str(r['operator'])) as Rule['operator'],
@@ -104,6 +108,8 @@ function scheduleFrom(r: Row): Schedule {
 function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
   const after = numOrNull(r['fallback_after_failures']);
   const replicas = numOrNull(r['fallback_replicas']);
+  const upWhen = shared<ConditionNode>(r['scale_up_when']);
+  const downWhen = shared<ConditionNode>(r['scale_down_when']);
   return {
     id: str(r['id']),
     name: str(r['name']),
@@ -122,8 +128,10 @@ function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
     dry_run: bool(r['dry_run']),
     on_metric_error: intern(str(r['on_metric_error'])) as Policy['on_metric_error'],
     fallback: after !== null && replicas !== null ? { after_failures: after, replicas } : null,
-    scale_up_match: intern(str(r['scale_up_match'])) as Policy['scale_up_match'],
-    scale_down_match: intern(str(r['scale_down_match'])) as Policy['scale_down_match'],
+    scale_up_match: upWhen === null ? (intern(str(r['scale_up_match'])) as Policy['scale_up_match']) : null,
+    scale_down_match: downWhen === null ? (intern(str(r['scale_down_match'])) as Policy['scale_down_match']) : null,
+    scale_up_when: upWhen,
+    scale_down_when: downWhen,
     scale_up_rules: rules.filter((x) => x['rule_type'] === 'scale_up').map(ruleFrom),
     scale_down_rules: rules.filter((x) => x['rule_type'] === 'scale_down').map(ruleFrom),
     schedules: schedules.map(scheduleFrom),
@@ -354,9 +362,9 @@ export class SqlStorage implements Storage {
     ];
     for (const [type, r, i] of rules) {
       await tx.run(
-        `INSERT INTO scaling_rules (id, policy_id, rule_type, position, metric, source, operator, threshold,
-           duration_seconds, aggregation, scale_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [r.id, p.id, type, i, r.metric, r.source, r.operator, r.threshold, r.duration_seconds, r.aggregation, r.scale_by, iso(p.updated_at)],
+        `INSERT INTO scaling_rules (id, policy_id, rule_type, position, name, metric, source, operator, threshold,
+           duration_seconds, aggregation, scale_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [r.id, p.id, type, i, r.name, r.metric, r.source, r.operator, r.threshold, r.duration_seconds, r.aggregation, r.scale_by, iso(p.updated_at)],
       );
     }
     for (const [i, s] of p.schedules.entries()) {
