@@ -422,6 +422,37 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal((await storage.getPolicy(plain.id))?.behavior.scale_down_stabilization_seconds, 0);
   });
 
+  t.test(`${name}: condition trees and rule names round-trip; a new tree is a change, the same one is not`, async (t) => {
+    const storage = await fresh(t);
+    const rule = (name: string, scale_by: number) => ({ name, metric: `m_${name}`, operator: 'gt' as const, threshold: 1, scale_by });
+    const tree: PolicyInput['scale_up_when'] = { any: [{ all: ['lag_high', 'buffer_deep'] }, { not: 'paused' }] };
+    const extra: Partial<PolicyInput> = {
+      scale_up_rules: [rule('lag_high', 2), rule('buffer_deep', 1), rule('paused', 1)],
+      scale_down_rules: [rule('idle', -1)],
+      scale_up_when: tree,
+      scale_down_when: 'idle',
+    };
+    const p = makePolicy('composite', extra);
+    t.equal(p.scale_up_match, null, 'no match beside a tree');
+    t.strictSame(await storage.createPolicy(p), p);
+    const read = await storage.getPolicy(p.id);
+    t.strictSame(read, p, 'the trees, the null matches and every rule name');
+    t.strictSame(read?.scale_up_when, tree);
+    t.strictSame(read?.scale_down_rules.map((r) => r.name), ['idle']);
+    const same = makePolicy('composite', extra, { now: at(100) });
+    same.id = p.id;
+    t.equal((await storage.replacePolicy(same))?.updated_at, p.updated_at, 'the same tree writes nothing');
+    const next = makePolicy('composite', { ...extra, scale_up_when: { all: ['lag_high', 'buffer_deep', { not: 'paused' }] } }, { now: at(200) });
+    next.id = p.id;
+    const changed = await storage.replacePolicy(next);
+    t.equal(changed?.updated_at, at(200), 'a new tree is a change');
+    t.strictSame(changed?.scale_up_rules.map((r) => r.id), p.scale_up_rules.map((r) => r.id), 'its unchanged rules keep their ids');
+    const flat = await storage.createPolicy(makePolicy('flat'));
+    const plain = await storage.getPolicy(flat.id);
+    t.equal(plain?.scale_up_when, null);
+    t.equal(plain?.scale_up_match, 'all');
+  });
+
   t.test(`${name}: target_ref round-trips; a policy without one reads back null; a change of it is a write`, async (t) => {
     const storage = await fresh(t);
     const p = makePolicy('referenced', { target_ref: { kind: 'ScaledObject', name: 'orders-consumer', namespace: 'cdc' } });

@@ -166,10 +166,33 @@ export function buildOpenApi(version: string): Json {
   schemas['RuleVerdict'] = {
     type: 'object',
     properties: {
-      id: { type: 'string' }, direction: { enum: ['scale_up', 'scale_down'] }, metric: { type: 'string' }, source: { type: 'string' },
+      id: { type: 'string' }, name: { type: ['string', 'null'], description: 'The rule\'s name, by which a condition tree uses it; null without one.' },
+      direction: { enum: ['scale_up', 'scale_down'] }, metric: { type: 'string' }, source: { type: 'string' },
       operator: { type: 'string' }, threshold: { type: 'number' }, window_seconds: { type: 'integer' }, step_seconds: { type: 'integer' },
       samples: { type: 'integer' }, value: { type: ['number', 'null'] }, latest: { type: ['number', 'null'] }, held: { type: 'boolean' },
       error: { type: ['string', 'null'] }, detail: { type: ['string', 'null'] },
+    },
+  };
+  schemas['DirectionVerdict'] = {
+    type: 'object',
+    description: 'One direction of a decision: how its rules combined (a match, or a condition tree with each node\'s verdict), whether it held, and its step.',
+    properties: {
+      match: { enum: ['all', 'any', null], description: 'all or any; null when a condition tree combined the rules.' },
+      when: { oneOf: [{ type: 'null' }, { $ref: '#/components/schemas/ConditionVerdict' }], description: 'The condition tree (scale_up_when / scale_down_when) with each node\'s verdict; null without one.' },
+      decided_by: { type: ['string', 'null'], description: 'The branch of the tree that decided, as text (such as "lag_high and buffer_deep"); null when the direction did not hold or has no tree.' },
+      rules: { type: 'integer' }, held: { type: 'boolean' }, step: { type: 'integer' },
+    },
+  };
+  schemas['ConditionVerdict'] = {
+    description: 'A node of a condition tree with its verdict: {rule, held}, {all: [...], held}, {any: [...], held} or {not: node, held}.',
+    type: 'object',
+    required: ['held'],
+    properties: {
+      held: { type: 'boolean' },
+      rule: { type: 'string' },
+      all: { type: 'array', items: { $ref: '#/components/schemas/ConditionVerdict' } },
+      any: { type: 'array', items: { $ref: '#/components/schemas/ConditionVerdict' } },
+      not: { $ref: '#/components/schemas/ConditionVerdict' },
     },
   };
   schemas['DecisionRecord'] = {
@@ -183,7 +206,16 @@ export function buildOpenApi(version: string): Json {
       reason_code: { type: 'string' }, reason: { type: 'string' }, should_scale: { type: 'boolean' }, dry_run: { type: 'boolean' },
       triggered_by: { type: ['string', 'null'] }, triggered_rules: { type: 'array', items: { type: 'string' } },
       rules: { type: 'array', items: { $ref: '#/components/schemas/RuleVerdict' } },
-      directions: { type: 'object' }, schedule: { type: ['object', 'null'] }, adjustments: { type: 'array', items: { type: 'object' } },
+      directions: {
+        type: 'object',
+        description: 'How each direction\'s rules combined, and which direction was chosen.',
+        properties: {
+          scale_up: { $ref: '#/components/schemas/DirectionVerdict' },
+          scale_down: { $ref: '#/components/schemas/DirectionVerdict' },
+          chosen: { enum: ['scale_up', 'scale_down', null] },
+        },
+      },
+      schedule: { type: ['object', 'null'] }, adjustments: { type: 'array', items: { type: 'object' } },
       cooldown_remaining_seconds: { type: 'integer' }, consecutive_metric_failures: { type: 'integer' },
       current_replicas_from: { enum: ['executor', 'state', 'min_replicas'] },
       dry_run_from: { type: 'array', items: { enum: ['policy', 'request', 'config'] } },

@@ -7,6 +7,8 @@ export type ConditionNode =
   | string
   | {
       /**
+       * Holds when every node of the list holds.
+       *
        * @minItems 1
        * @maxItems 50
        */
@@ -14,13 +16,41 @@ export type ConditionNode =
     }
   | {
       /**
+       * Holds when at least one node of the list holds.
+       *
        * @minItems 1
        * @maxItems 50
        */
       any: [ConditionNode, ...ConditionNode[]];
     }
   | {
-      not: ConditionNode;
+      not: ConditionNode1;
+    };
+/**
+ * Holds when the node does not hold.
+ */
+export type ConditionNode1 =
+  | string
+  | {
+      /**
+       * Holds when every node of the list holds.
+       *
+       * @minItems 1
+       * @maxItems 50
+       */
+      all: [ConditionNode, ...ConditionNode[]];
+    }
+  | {
+      /**
+       * Holds when at least one node of the list holds.
+       *
+       * @minItems 1
+       * @maxItems 50
+       */
+      any: [ConditionNode, ...ConditionNode[]];
+    }
+  | {
+      not: ConditionNode1;
     };
 
 /**

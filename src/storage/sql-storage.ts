@@ -43,6 +43,16 @@ const parsedJson = new Interner<unknown>(10_000);
 const shared = <T>(v: unknown): T | null =>
   v === null || v === undefined ? null : typeof v === 'string' ? (parsedJson.get(v, (text) => deepFreeze(JSON.parse(text))) as T) : (v as T);
 
+/**
+ * A condition tree column: JSON text (SQLite), or the value PostgreSQL's driver already parsed
+ * from JSONB, which for a tree that is one rule name is that name itself (a name never starts
+ * with '{' or '"', which every JSON text of a tree does).
+ */
+function treeFrom(v: unknown): ConditionNode | null {
+  if (typeof v === 'string' && !v.startsWith('{') && !v.startsWith('"')) return intern(v);
+  return shared<ConditionNode>(v);
+}
+
 function deepFreeze<T>(v: T): T {
   if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
     for (const x of Object.values(v)) deepFreeze(x);
@@ -108,8 +118,8 @@ function scheduleFrom(r: Row): Schedule {
 function policyFrom(r: Row, rules: Row[], schedules: Row[]): Policy {
   const after = numOrNull(r['fallback_after_failures']);
   const replicas = numOrNull(r['fallback_replicas']);
-  const upWhen = shared<ConditionNode>(r['scale_up_when']);
-  const downWhen = shared<ConditionNode>(r['scale_down_when']);
+  const upWhen = treeFrom(r['scale_up_when']);
+  const downWhen = treeFrom(r['scale_down_when']);
   return {
     id: str(r['id']),
     name: str(r['name']),
