@@ -13,7 +13,22 @@ export const query = (i: number): string => `max(philotes_bench_lag_seconds{seri
  * the opinion is min_replicas (nothing scales) while every evaluation computes it: such a policy
  * is never repeated quietly.
  */
-export function benchPolicy(i: number, opts: { tracking?: boolean } = {}): PolicyInput {
+export function benchPolicy(i: number, opts: { tracking?: boolean; tree?: boolean } = {}): PolicyInput {
+  if (opts.tree === true) {
+    // The same rules, named and combined by condition trees: scale up when both hold, or when the
+    // second holds and the first does not; scale down as the flat policy does. With the
+    // exporter's quiet values neither tree holds, as the flat policy's rules do not.
+    const flat = benchPolicy(i);
+    const [a, b] = flat.scale_up_rules ?? [];
+    const [d] = flat.scale_down_rules ?? [];
+    return {
+      ...flat,
+      scale_up_rules: [{ ...a!, name: 'lag_a' }, { ...b!, name: 'lag_b' }],
+      scale_down_rules: [{ ...d!, name: 'idle' }],
+      scale_up_when: { any: [{ all: ['lag_a', 'lag_b'] }, { all: ['lag_b', { not: 'lag_a' }] }] },
+      scale_down_when: { all: ['idle'] },
+    };
+  }
   if (opts.tracking === true) {
     return {
       name: `bench-${i}`,

@@ -4,7 +4,7 @@
 // time the same distinct queries take when issued directly with the same concurrency.
 // Goals: <= 2 s at 10,000 policies; requests per cycle = distinct queries; ratio <= 1.5; RSS <= 300 MB.
 // Run: npm run bench:cycle   (POLICIES=1000,10000 to choose sizes; TRACKING=0.5 makes every other
-// policy a target-tracking one; VERBOSE=1 prints phases, CPU
+// policy a target-tracking one; TREES=0.33 makes every third combine its rules by condition trees; VERBOSE=1 prints phases, CPU
 // times and memory; CPU_PROF_DIR=dir writes a .cpuprofile of each measured cycle and direct run;
 // HEAP_PROFILE=file writes a sampling heap profile of what the loop keeps alive (the last size's);
 // NODE_FLAGS gives the measuring process Node/V8 flags (as the daemon would be started with);
@@ -25,6 +25,9 @@ const SIZES = (process.env['POLICIES'] ?? '1000,10000').split(',').map(Number);
 /** Share of the policies that track a target instead of their up rules (TRACKING=0.5: every other one). */
 const TRACKING = Number(process.env['TRACKING'] ?? 0);
 const tracked = (i: number): boolean => TRACKING > 0 && i % Math.round(1 / TRACKING) === 0;
+/** Share of the policies whose rules combine by condition trees (TREES=0.33: every third one). */
+const TREES = Number(process.env['TREES'] ?? 0);
+const treed = (i: number): boolean => TREES > 0 && !tracked(i) && i % Math.round(1 / TREES) === 0;
 
 console.log(`machine: ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, node ${process.version}`);
 const exporter = await startExporter();
@@ -37,7 +40,7 @@ async function seed(n: number, file: string): Promise<void> {
   const storage = createSqliteStorage(file);
   await storage.migrate();
   for (let i = 0; i < n; i++) {
-    await storage.createPolicy(normalizePolicy(benchPolicy(i, { tracking: tracked(i) }), { source: 'api', now: new Date() }));
+    await storage.createPolicy(normalizePolicy(benchPolicy(i, { tracking: tracked(i), tree: treed(i) }), { source: 'api', now: new Date() }));
   }
   await storage.close();
 }
@@ -72,8 +75,9 @@ await prom.stop();
 await exporter.close();
 const warmup = Number(process.env['WARMUP_CYCLES'] ?? 10);
 const measured = Number(process.env['CYCLES'] ?? 15);
+const trees = TREES > 0 ? `; ${Math.round(TREES * 100)}% of them combining the same rules by condition trees` : '';
 const mix = TRACKING > 0 ? `${Math.round(TRACKING * 100)}% of the policies tracking a target (1 target_value entry + 1 down rule), the rest 2 up + 1 down rules` : '2 up + 1 down rules per policy';
-console.log(`evaluation cycle: ${mix}, ${QUERIES} distinct queries, concurrency ${process.env['CONCURRENCY'] ?? 16}, SQLite, real Prometheus (median of ${measured} cycles after ${warmup} warm-up rounds)`);
+console.log(`evaluation cycle: ${mix}${trees}, ${QUERIES} distinct queries, concurrency ${process.env['CONCURRENCY'] ?? 16}, SQLite, real Prometheus (median of ${measured} cycles after ${warmup} warm-up rounds)`);
 // Each cycle is followed by a direct run of the same queries; the last ratio is the median of
 // those pairs (both halves of a pair ran under the same machine conditions).
 console.log('| policies | cycle wall time | Prometheus requests per cycle | same queries direct | ratio of medians | median ratio of pairs | peak RSS |');
