@@ -17,6 +17,7 @@ import { observationKey } from '../src/engine/rule-window.js';
 import type { Executor } from '../src/plugins/api.js';
 import { IsolatedExecutor, IsolatedMetricSource } from '../src/plugins/plugin-manager.js';
 import type { Policy, PolicyInput } from '../src/policy/policy-model.js';
+import type { ConditionNode } from '../src/policy/condition-tree.js';
 import { Mutex } from '../src/util/async.js';
 import { DEFAULT_SOURCE, INTERVAL, capturingLogger, constantSource, fresh, inputOf, memoryExecutor, observationOf, observationsFor, policyOf, rule, silent, stateAfter, type Value } from './helpers/engine-parts.js';
 
@@ -260,6 +261,26 @@ const ruleArb = (up: boolean) =>
     scale_by: up ? fc.integer({ min: 1, max: 3 }) : fc.integer({ min: -3, max: -1 }),
   }).map(({ condition: [operator, threshold], ...r }) => ({ ...r, operator, threshold }));
 
+/** Condition tree shapes over a direction's rule names, each using every name (some through a not, whose tree can hold while no rule does). */
+const TREE_SHAPES: Array<(names: string[]) => ConditionNode> = [
+  (n) => ({ all: n }) as ConditionNode,
+  (n) => ({ any: n.map((x, i) => (i % 2 === 1 ? { not: x } : x)) }) as ConditionNode,
+  (n) => ({ not: { any: n } }) as ConditionNode,
+  (n) => ({ any: [{ all: n }, { not: n[0] as string }] }) as unknown as ConditionNode,
+];
+
+/** The direction's rules named, combined by the tree shape `shape` (null: as they are). */
+function withTree(p: { scale_up_rules: Array<Record<string, unknown>>; scale_down_rules: Array<Record<string, unknown>> }, direction: 'up' | 'down', shape: number | null): Partial<PolicyInput> {
+  const rules = direction === 'up' ? p.scale_up_rules : p.scale_down_rules;
+  if (shape === null || rules.length === 0) return {};
+  const names = rules.map((_, i) => `${direction}_${i}`);
+  const named = rules.map((r, i) => ({ ...r, name: names[i] }));
+  const tree = (TREE_SHAPES[shape] as (n: string[]) => ConditionNode)(names);
+  return direction === 'up'
+    ? ({ scale_up_rules: named, scale_up_when: tree, scale_up_match: null } as Partial<PolicyInput>)
+    : ({ scale_down_rules: named, scale_down_when: tree, scale_down_match: null } as Partial<PolicyInput>);
+}
+
 /** Policies over a few shared queries, with every feature the outcome can depend on now and then. */
 const policyInputArb = fc
   .record({ min: fc.integer({ min: 0, max: 2 }), span: fc.integer({ min: 1, max: 6 }) })
@@ -281,12 +302,16 @@ const policyInputArb = fc
       behavior: sometimes(fc.constantFrom({ scale_down_stabilization: '2m' }, { scale_up_stabilization: '1m' }, { scale_up_limit: { replicas: 1, period: '2m' } }, { scale_down_limit: { percent: 50, period: '3m' } }), 3),
       fallback: sometimes(fc.integer({ min, max }).map((replicas) => ({ on_metric_error: 'fallback' as const, fallback: { after_failures: 2, replicas } })), 5),
       batch: fc.constantFrom(true, true, true, false),
+      upTree: sometimes(fc.nat(TREE_SHAPES.length - 1), 4),
+      downTree: sometimes(fc.nat(TREE_SHAPES.length - 1), 4),
     });
   })
-  .map(({ cost, schedules, target_tracking, behavior, fallback, batch, ...p }) => ({
+  .map(({ cost, schedules, target_tracking, behavior, fallback, batch, upTree, downTree, ...p }) => ({
     batch,
     input: {
       ...p,
+      ...withTree(p, 'up', upTree),
+      ...withTree(p, 'down', downTree),
       ...(cost ?? {}),
       ...(schedules !== null ? { schedules: [schedules] } : {}),
       ...(target_tracking !== null ? { target_tracking: [target_tracking] } : {}),
