@@ -47,6 +47,8 @@ export interface Timeline {
 
 export interface RuleRecord {
   id: string;
+  /** The rule's name (records written before names have none). */
+  name?: string | null;
   direction: string;
   metric: string;
   source: string;
@@ -74,6 +76,18 @@ export interface TrackingRecord {
   opinion: number | null;
 }
 
+/** A node of a condition tree with its verdict. */
+export type ConditionVerdict = { held: boolean; rule?: string; all?: ConditionVerdict[]; any?: ConditionVerdict[]; not?: ConditionVerdict };
+
+/** How one direction's rules combined: a match, or a condition tree (records written before trees have neither when nor decided_by). */
+export interface DirectionVerdict {
+  match: string | null;
+  when?: ConditionVerdict | null;
+  decided_by?: string | null;
+  held: boolean;
+  step: number;
+}
+
 export interface DecisionRecord {
   evaluated_at: string;
   current_replicas: number;
@@ -86,7 +100,7 @@ export interface DecisionRecord {
   dry_run: boolean;
   triggered_by: string | null;
   rules: RuleRecord[];
-  directions: { scale_up: { match: string; held: boolean; step: number }; scale_down: { match: string; held: boolean; step: number }; chosen: string | null };
+  directions: { scale_up: DirectionVerdict; scale_down: DirectionVerdict; chosen: string | null };
   schedule: { cron_expression: string; timezone: string; kind: string; mode: string; fired_at: string; until: string | null; desired_replicas: number } | null;
   adjustments: Array<{ kind: string; from: number; to: number; detail: string }>;
   cooldown_remaining_seconds: number;

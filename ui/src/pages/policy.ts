@@ -4,7 +4,7 @@ import { Chart, type ChartSeries, type Shape } from '../chart.js';
 import { ActionBadge, duration, num, RANGES, StatusBadge, Time } from '../format.js';
 import { html } from '../html.js';
 import { pick, replaceParams } from '../route.js';
-import { align, isChange, OPERATOR, replicaSteps, ruleLabel, type DecisionRecord, type HistoryRow, type Timeline, type TimelineDecision } from '../series.js';
+import { align, isChange, OPERATOR, replicaSteps, ruleLabel, type ConditionVerdict, type DecisionRecord, type DirectionVerdict, type HistoryRow, type Timeline, type TimelineDecision } from '../series.js';
 import { Flags, SourceBadge, type PolicyBasics } from './policies.js';
 
 interface Policy extends PolicyBasics {
@@ -77,6 +77,18 @@ function RuleCharts({ timeline, from, to }: { timeline: Timeline; from: number; 
   return html`<div class="rule-charts">${charts.map((c) => html`<${Chart} key=${c.id} label=${c.label} data=${c.data} series=${c.series} height=${180} testId="rule-chart" />`)}</div>`;
 }
 
+const howCombined = (d: DirectionVerdict): string => (d.when != null ? 'condition tree' : (d.match ?? 'all'));
+const directionVerdict = (d: DirectionVerdict): string => (d.held ? `held${d.decided_by != null ? ` through ${d.decided_by}` : ''}` : 'did not hold');
+
+/** A condition tree, each node with its verdict. */
+function ConditionTree({ node }: { node: ConditionVerdict }): unknown {
+  const mark = node.held ? html`<span class="badge ok">✓</span>` : html`<span class="badge off">✗</span>`;
+  if (node.rule !== undefined) return html`<ul><li>${mark} <code>${node.rule}</code></li></ul>`;
+  const op = node.all !== undefined ? 'all' : node.any !== undefined ? 'any' : 'not';
+  const children = node.all ?? node.any ?? (node.not !== undefined ? [node.not] : []);
+  return html`<ul><li>${mark} ${op}${children.map((c) => html`<${ConditionTree} node=${c} />`)}</li></ul>`;
+}
+
 export function DecisionDetails({ d }: { d: DecisionRecord }) {
   return html`<div class="decision" data-testid="decision-details">
     <p><strong>${d.reason}</strong></p>
@@ -86,13 +98,17 @@ export function DecisionDetails({ d }: { d: DecisionRecord }) {
       <dt>Triggered by</dt><dd>${d.triggered_by ?? '—'}</dd>
       <dt>Cooldown left</dt><dd>${duration(d.cooldown_remaining_seconds)}</dd>
       <dt>Failed metric reads in a row</dt><dd>${d.consecutive_metric_failures}</dd>
-      <dt>Directions</dt><dd>up (${d.directions.scale_up.match}): ${d.directions.scale_up.held ? 'held' : 'did not hold'} · down (${d.directions.scale_down.match}): ${d.directions.scale_down.held ? 'held' : 'did not hold'} · chosen: ${d.directions.chosen ?? 'none'}</dd>
+      <dt>Directions</dt><dd>up (${howCombined(d.directions.scale_up)}): ${directionVerdict(d.directions.scale_up)} · down (${howCombined(d.directions.scale_down)}): ${directionVerdict(d.directions.scale_down)} · chosen: ${d.directions.chosen ?? 'none'}</dd>
     </dl>
+    ${(['scale_up', 'scale_down'] as const).map((k) => {
+      const when = d.directions[k].when;
+      return when != null && html`<div class="condition-tree" data-testid="condition-tree-${k}"><p class="muted">${k}_when</p><${ConditionTree} node=${when} /></div>`;
+    })}
     ${d.rules.length > 0 && html`<table class="rules">
       <caption>Rules</caption>
       <thead><tr><th scope="col">Direction</th><th scope="col">Metric</th><th scope="col">Source</th><th scope="col">Condition</th><th scope="col">Window</th><th scope="col">Samples</th><th scope="col">Value</th><th scope="col">Verdict</th></tr></thead>
       <tbody>${d.rules.map((r) => html`<tr>
-        <td>${r.direction === 'scale_up' ? 'up' : 'down'}</td><td><code>${r.metric}</code></td><td>${r.source}</td>
+        <td>${r.direction === 'scale_up' ? 'up' : 'down'}${r.name ? html` <code>${r.name}</code>` : ''}</td><td><code>${r.metric}</code></td><td>${r.source}</td>
         <td>${r.aggregation} ${OPERATOR[r.operator] ?? r.operator} ${r.threshold}</td><td>${duration(r.window_seconds)}</td><td>${r.samples}</td><td>${num(r.value, 4)}</td>
         <td>${r.error !== null ? html`<span class="badge status-failed">✗ error</span> ${r.error}` : r.held ? html`<span class="badge ok">✓ held</span>` : html`<span class="badge off">✗ did not hold</span>${r.why ? ` ${r.why}` : ''}`}</td>
       </tr>`)}</tbody>
