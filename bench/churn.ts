@@ -9,7 +9,7 @@
 // Goal at 10,000 policies: a churn cycle (about 2,000 changes) at most 1 s on both backends.
 //
 // Run: npm run bench:churn   (POLICIES=10000 by default, comma-separated for several sizes;
-// BACKENDS=sqlite,postgres; CHURN_CYCLES=10, STEADY_CYCLES=10, WARMUP_CYCLES=5; VERBOSE=1 prints
+// BACKENDS=sqlite,postgres; TREES=0.33 makes every third policy combine its rules by condition trees; CHURN_CYCLES=10, STEADY_CYCLES=10, WARMUP_CYCLES=5; VERBOSE=1 prints
 // every cycle; CPU_PROF_DIR=dir writes a .cpuprofile of each measured churn cycle). Needs
 // prometheus on PATH and PostgreSQL at 127.0.0.1:5432 (or DATABASE_ADMIN_URL). The cycles run in
 // bench/churn-measure.mjs, a fresh plain-Node process on the build (npm run build), as npm start
@@ -40,9 +40,32 @@ const NEUTRAL = 20;
 const HIGH = 100;
 const LOW = 1;
 
-/** The i-th churn policy: up by 1 above 60 and down by 1 below 5, on one query's latest value, no cooldown. */
+/** Share of the policies whose rules combine by condition trees (TREES=0.33: every third one). */
+const TREES = Number(env['TREES'] ?? 0);
+
+/**
+ * The i-th churn policy: up by 1 above 60 and down by 1 below 5, on one query's latest value, no
+ * cooldown. With TREES, every 1/TREES-th policy says the same through condition trees: up when
+ * `high and not calm` (calm: below 30), down when `any: [low]`.
+ */
 export function churnPolicy(i: number): PolicyInput {
   const q = query(i % QUERIES);
+  if (TREES > 0 && i % Math.round(1 / TREES) === 0) {
+    return {
+      name: `churn-${i}`,
+      target_type: 'cdc-worker',
+      min_replicas: 1,
+      max_replicas: 10,
+      cooldown_seconds: 0,
+      scale_up_rules: [
+        { name: 'high', metric: q, operator: 'gt', threshold: 60, scale_by: 1 },
+        { name: 'calm', metric: q, operator: 'lt', threshold: 30, scale_by: 1 },
+      ],
+      scale_down_rules: [{ name: 'low', metric: q, operator: 'lt', threshold: 5, scale_by: -1 }],
+      scale_up_when: { all: ['high', { not: 'calm' }] },
+      scale_down_when: { any: ['low'] },
+    };
+  }
   return {
     name: `churn-${i}`,
     target_type: 'cdc-worker',
