@@ -135,3 +135,16 @@ t.test('PATCH: a tree replaces the match, a match replaces the tree', async (t) 
   t.equal(both.status, 422);
   t.ok((both.body as Problem).errors?.some((e) => e.field === '/scale_up_match'));
 });
+
+t.test('the OpenAPI document describes trees, rule names and the directions of a decision', async (t) => {
+  const { buildOpenApi } = await import('../src/api/openapi.js');
+  const doc = buildOpenApi('test') as { components: { schemas: Record<string, { properties?: Record<string, unknown>; anyOf?: unknown[] }> } };
+  const s = doc.components.schemas;
+  t.ok(s['Policy']?.properties?.['scale_up_when'], 'Policy.scale_up_when');
+  t.ok(s['Policy']?.properties?.['scale_down_when'], 'Policy.scale_down_when');
+  t.equal(JSON.stringify(s).includes('#/$defs/'), false, 'every reference resolved into components');
+  t.ok(Object.values(s).some((x) => x.anyOf !== undefined && JSON.stringify(x).includes('"not"')), 'the condition node');
+  t.ok(s['DirectionVerdict']?.properties?.['when'] && s['DirectionVerdict']?.properties?.['decided_by'], 'DirectionVerdict.when and decided_by');
+  t.ok(s['ConditionVerdict'], 'ConditionVerdict');
+  t.ok(s['RuleVerdict']?.properties?.['name'], 'RuleVerdict.name');
+});
