@@ -7,6 +7,8 @@ export type ConditionNode =
   | string
   | {
       /**
+       * The nodes that must all hold: 1 to 50.
+       *
        * @minItems 1
        * @maxItems 50
        */
@@ -14,12 +16,17 @@ export type ConditionNode =
     }
   | {
       /**
+       * The nodes of which at least one must hold: 1 to 50.
+       *
        * @minItems 1
        * @maxItems 50
        */
       any: [ConditionNode, ...ConditionNode[]];
     }
   | {
+      /**
+       * The node that must not hold.
+       */
       not: ConditionNode;
     };
 
