@@ -7,7 +7,7 @@ export type ConditionNode =
   | string
   | {
       /**
-       * Holds when every node of the list holds.
+       * The nodes that must all hold: 1 to 50.
        *
        * @minItems 1
        * @maxItems 50
@@ -16,7 +16,7 @@ export type ConditionNode =
     }
   | {
       /**
-       * Holds when at least one node of the list holds.
+       * The nodes of which at least one must hold: 1 to 50.
        *
        * @minItems 1
        * @maxItems 50
@@ -24,33 +24,10 @@ export type ConditionNode =
       any: [ConditionNode, ...ConditionNode[]];
     }
   | {
-      not: ConditionNode1;
-    };
-/**
- * Holds when the node does not hold.
- */
-export type ConditionNode1 =
-  | string
-  | {
       /**
-       * Holds when every node of the list holds.
-       *
-       * @minItems 1
-       * @maxItems 50
+       * The node that must not hold.
        */
-      all: [ConditionNode, ...ConditionNode[]];
-    }
-  | {
-      /**
-       * Holds when at least one node of the list holds.
-       *
-       * @minItems 1
-       * @maxItems 50
-       */
-      any: [ConditionNode, ...ConditionNode[]];
-    }
-  | {
-      not: ConditionNode1;
+      not: ConditionNode;
     };
 
 /**
