@@ -69,19 +69,19 @@ const DASH_TARGET = '9 3 2 3';
 const DASH_PROPOSAL = '5 3';
 /**
  * Fills of the condition branches, in order of first appearance (then again from the start), each
- * with the colour of a label drawn on it; Paul Tol's "muted" scheme, apart from the colours that
- * mark directions and actions.
+ * saying whether a label on it is drawn light; Paul Tol's "muted" scheme, apart from the colours
+ * that mark directions and actions.
  */
-const BRANCH_COLORS: ReadonlyArray<{ fill: string; text: string }> = [
-  { fill: '#88CCEE', text: '#222222' },
-  { fill: '#CC6677', text: '#222222' },
-  { fill: '#DDCC77', text: '#222222' },
-  { fill: '#332288', text: '#ffffff' },
-  { fill: '#44AA99', text: '#222222' },
-  { fill: '#882255', text: '#ffffff' },
-  { fill: '#999933', text: '#222222' },
-  { fill: '#117733', text: '#ffffff' },
-  { fill: '#AA4499', text: '#ffffff' },
+const BRANCH_COLORS: ReadonlyArray<{ fill: string; light: boolean }> = [
+  { fill: '#88CCEE', light: false },
+  { fill: '#CC6677', light: false },
+  { fill: '#DDCC77', light: false },
+  { fill: '#332288', light: true },
+  { fill: '#44AA99', light: false },
+  { fill: '#882255', light: true },
+  { fill: '#999933', light: false },
+  { fill: '#117733', light: true },
+  { fill: '#AA4499', light: true },
 ];
 const LANE_HEIGHT = 18;
 const LANE_GAP = 6;
@@ -1111,7 +1111,7 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
         );
         if (w < 24) continue;
         const label = fitText(seg.branch, 10.5, w - 6);
-        if (label !== '…') out.push(`<text x="${px(seg.x0 + w / 2)}" y="${ly + 12.5}" class="brl" fill="${color.text}">${escapeXml(label)}</text>`);
+        if (label !== '…') out.push(`<text x="${px(seg.x0 + w / 2)}" y="${ly + 12.5}" class="${color.light ? 'brl brl-light' : 'brl'}">${escapeXml(label)}</text>`);
       }
       out.push(`<rect class="frame" x="${plotLeft}" y="${ly}" width="${plotWidth}" height="${LANE_HEIGHT}"/>`);
       out.push(`<text x="${plotLeft - 6}" y="${ly + 13}" class="yt"><title>${escapeXml(`${lane.direction}_when: ${lane.tree}`)}</title>${lane.label}</text>`);
@@ -1259,7 +1259,7 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
           `.prop{stroke:${COLOR.proposal};stroke-width:2;stroke-dasharray:${DASH_PROPOSAL};fill:none}`,
         ]
       : []),
-    ...(lanes.length > 0 ? [`.lane-bg{fill:#f7f7f7}`, `.brl{font-size:10.5px;text-anchor:middle;pointer-events:none}`] : []),
+    ...(lanes.length > 0 ? [`.lane-bg{fill:#f7f7f7}`, `.brl{font-size:10.5px;text-anchor:middle;pointer-events:none}`, `.brl-light{fill:#ffffff}`] : []),
   ].join('');
   const defs =
     `<defs><pattern id="bt-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">` +
