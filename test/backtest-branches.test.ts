@@ -3,7 +3,9 @@
  * held, as runs of evaluations), the chart's lanes, legend entries and marker tooltips for them,
  * and the JSON answer's `branches`. A policy without a tree gets none of it.
  */
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import t from 'tap';
+import { buildOpenApi } from '../src/api/openapi.js';
 import { registerBacktestRoutes } from '../src/backtest/backtest-controller.js';
 import { branchesJson } from '../src/backtest/backtest-service.js';
 import { renderBacktestSvg } from '../src/backtest/chart.js';
@@ -251,6 +253,11 @@ t.test('API: the JSON answer carries the spans after the summary; without a tree
     ],
     scale_down: null,
   });
+  // As the OpenAPI document describes it.
+  const components = (buildOpenApi('0.0.0') as { components: { schemas: Record<string, Record<string, unknown>> } }).components.schemas;
+  const branchesSchema = (components['BacktestResult']?.['properties'] as Record<string, unknown>)['branches'];
+  const validate = new Ajv2020({ strict: false, validateFormats: false }).addSchema({ $id: 'openapi', components: { schemas: components } }).compile({ $ref: 'openapi#/components/schemas/BacktestResult/properties/branches' });
+  t.ok(branchesSchema !== undefined && validate(body.branches), `matches the OpenAPI schema ${JSON.stringify(validate.errors ?? [])}`);
 
   const svg = await (await post({ policy: treeInput, ...range }, '?format=svg')).text();
   t.match(svg, /<rect class="br" data-branch="a and b" data-spans="1"/, 'the chart route draws the lane');

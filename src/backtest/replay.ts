@@ -110,10 +110,10 @@ export interface BranchSpan {
 }
 
 /**
- * Which branch of each direction's condition tree held over a replay, as runs (not a text per
- * evaluation: a month at one minute is a few spans, and even a tree that flips at every step
- * gives at most one span per two evaluations). Spans are in time order and never overlap; null
- * for a direction without a tree.
+ * Which branch of each direction's condition tree held over a replay, as runs rather than a text
+ * per evaluation: a span starts only where the tree starts to hold or its deciding branch changes,
+ * so a month at one minute is typically a few hundred small objects sharing one string per branch.
+ * Spans are in time order and never overlap; null for a direction without a tree.
  */
 export interface BranchSpans {
   scale_up: BranchSpan[] | null;
