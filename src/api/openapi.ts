@@ -289,8 +289,18 @@ export function buildOpenApi(version: string): Json {
           },
         },
       },
+      branches: {
+        type: 'object',
+        description: 'Only for a policy with a condition tree (scale_up_when or scale_down_when), after the summary: for each direction, the runs of consecutive evaluations at which its tree held through one branch, oldest first; null for a direction without a tree.',
+        required: ['scale_up', 'scale_down'],
+        properties: {
+          scale_up: { oneOf: [{ type: 'array', items: { $ref: '#/components/schemas/BranchSpan' } }, { type: 'null' }] },
+          scale_down: { oneOf: [{ type: 'array', items: { $ref: '#/components/schemas/BranchSpan' } }, { type: 'null' }] },
+        },
+      },
     },
   };
+  schemas['BranchSpan'] = { type: 'object', required: ['branch', 'from', 'to', 'evaluations'], properties: { branch: { type: 'string', description: 'The deciding branch as text, as decision records give it in decided_by.' }, from: { type: 'string', format: 'date-time', description: 'The first evaluation of the run.' }, to: { type: 'string', format: 'date-time', description: 'The last evaluation of the run.' }, evaluations: { type: 'integer', minimum: 1 } } };
   schemas['Timeline'] = {
     type: 'object',
     required: ['policy_id', 'since', 'until', 'truncated', 'rules', 'target_tracking', 'decisions'],

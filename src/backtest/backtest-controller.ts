@@ -10,7 +10,7 @@ import type { Policy } from '../policy/policy-model.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import { BacktestLimiter, isSlot, type BacktestSlot } from './backtest-limiter.js';
 import { renderBacktestSvg } from './chart.js';
-import { checkBacktestSize, parseBacktestRequest, runBacktest, type BacktestDeps, type BacktestRequest, type BacktestResult } from './backtest-service.js';
+import { branchesJson, checkBacktestSize, parseBacktestRequest, runBacktest, type BacktestDeps, type BacktestRequest, type BacktestResult } from './backtest-service.js';
 
 /** Renders a backtest as SVG (the route's default is the daemon's chart, renderBacktestSvg). */
 export type ChartRenderer = (policy: Policy, result: BacktestResult) => string;
@@ -78,8 +78,9 @@ function backtestHeader(policy: Policy): Record<string, unknown> {
 
 /**
  * Answers a backtest as JSON streamed while the replay runs: `{"policy", "requests", "timeline":
- * [...], "summary"}`, the timeline written in batches with backpressure, so the daemon never holds
- * the timeline or its text. Errors before the first byte are problems (the middleware answers
+ * [...], "summary"}`, with `"branches"` after the summary for a policy with a condition tree.
+ * The timeline is written in batches with backpressure, so the daemon never holds the timeline or
+ * its text (the branch spans it holds are runs, not a row each). Errors before the first byte are problems (the middleware answers
  * them); after it, they are logged and the connection is closed.
  */
 async function streamJson(ctx: Context, policy: Policy, req: BacktestRequest, deps: BacktestRouteDeps): Promise<void> {
@@ -110,7 +111,9 @@ async function streamJson(ctx: Context, policy: Policy, req: BacktestRequest, de
         await write(text);
       },
     });
-    await write(`],"summary":${JSON.stringify(result.summary)}}`);
+    await write(`],"summary":${JSON.stringify(result.summary)}`);
+    for (const chunk of branchesJson(result)) await write(chunk);
+    await write('}');
     res.end();
   } catch (err) {
     if (!started) throw err;

@@ -3,7 +3,7 @@ import type { IsolatedMetricSource } from '../plugins/plugin-manager.js';
 import type { Policy } from '../policy/policy-model.js';
 import { parseDuration } from '../util/duration.js';
 import { fetchSeries, planSeries } from './fetch-series.js';
-import { replay, type ReplayResult, type TimelineRow } from './replay.js';
+import { branchSpanAnswer, replay, type BranchSpan, type ReplayResult, type TimelineRow } from './replay.js';
 
 export interface BacktestRequest {
   from: Date;
@@ -151,6 +151,35 @@ export async function runBacktest(policy: Policy, req: BacktestRequest, deps: Ba
     series,
   }, sink === undefined ? {} : { onRows: (rows) => sink.rows(rows) });
   return { ...result, requests, policy: { id: policy.id, name: policy.name } };
+}
+
+/**
+ * The answer's `branches` member (`,"branches":{"scale_up": [...], "scale_down": [...]}`) in
+ * pieces of at most `batch` spans, so a long list is written out without one string of it all;
+ * nothing for a policy without a condition tree.
+ */
+export function* branchesJson(result: Pick<ReplayResult, 'branches' | 'summary'>, batch = 512): Generator<string> {
+  const branches = result.branches;
+  if (branches === undefined) return;
+  let text = ',"branches":{';
+  for (const direction of ['scale_up', 'scale_down'] as const) {
+    const spans = branches[direction];
+    text += `${direction === 'scale_up' ? '' : ','}"${direction}":`;
+    if (spans === null) {
+      text += 'null';
+      continue;
+    }
+    text += '[';
+    for (let k = 0; k < spans.length; k++) {
+      text += `${k === 0 ? '' : ','}${JSON.stringify(branchSpanAnswer(result.summary, spans[k] as BranchSpan))}`;
+      if ((k + 1) % batch === 0) {
+        yield text;
+        text = '';
+      }
+    }
+    text += ']';
+  }
+  yield `${text}}`;
 }
 
 /** The timeline as CSV: one row per evaluation, one column per rule value. */

@@ -6,16 +6,21 @@
  * of the running replicas, target x replicas, a step line), a panel of the replica count with
  * markers where something acted (and, with target tracking, the proposal before stabilization and
  * rate limits as a dashed step line), one shared UTC time axis, a legend and the summary as a footer.
+ * For a policy with a condition tree (scale_up_when / scale_down_when), a lane per such direction
+ * above the replica panel marks where the tree held, each span coloured and labelled by the branch
+ * that decided it.
  *
  * Pure and deterministic: the same policy and result give the same bytes. Long timelines are
  * reduced per pixel column to the first, lowest, highest and last value, so a one-minute spike in a
  * month still shows and the file stays small (about 100 kB for 43,200 evaluations).
  */
 import type { Action } from '../engine/decision.js';
+import { conditionText } from '../engine/rule-combiner.js';
 import { OPERATOR_SYMBOL } from '../engine/rule-window.js';
+import { compileTree } from '../policy/condition-tree.js';
 import type { Policy, Rule, TargetTracking } from '../policy/policy-model.js';
 import { formatDuration } from '../util/duration.js';
-import type { ReplayResult, TimelineRow } from './replay.js';
+import type { BranchSpan, ReplayResult, TimelineRow } from './replay.js';
 
 /** Options of {@link renderBacktestSvg}. */
 export interface BacktestChartOptions {
@@ -62,6 +67,24 @@ const MAX_GUIDES = 40;
 /** Dash patterns that tell lines apart without colour: thresholds, targets, the proposal. */
 const DASH_TARGET = '9 3 2 3';
 const DASH_PROPOSAL = '5 3';
+/**
+ * Fills of the condition branches, in order of first appearance (then again from the start), each
+ * saying whether a label on it is drawn light; Paul Tol's "muted" scheme, apart from the colours
+ * that mark directions and actions.
+ */
+const BRANCH_COLORS: ReadonlyArray<{ fill: string; light: boolean }> = [
+  { fill: '#88CCEE', light: false },
+  { fill: '#CC6677', light: false },
+  { fill: '#DDCC77', light: false },
+  { fill: '#332288', light: true },
+  { fill: '#44AA99', light: false },
+  { fill: '#882255', light: true },
+  { fill: '#999933', light: false },
+  { fill: '#117733', light: true },
+  { fill: '#AA4499', light: true },
+];
+const LANE_HEIGHT = 18;
+const LANE_GAP = 6;
 
 // ---------------------------------------------------------------------------------------------
 // Text
@@ -590,12 +613,65 @@ interface MarkerGroup {
   title: string;
 }
 
+type TreeDirection = 'scale_up' | 'scale_down';
+
+/** A direction with a condition tree: its lane shows the spans where the tree held. */
+interface BranchLane {
+  direction: TreeDirection;
+  label: 'up' | 'down';
+  /** The whole tree as text, for the lane's tooltip. */
+  tree: string;
+  spans: readonly BranchSpan[];
+}
+
+/** What a lane draws for one or more spans of one branch, merged where less than a pixel apart. */
+interface BranchSegment {
+  branch: string;
+  color: number;
+  x0: number;
+  x1: number;
+  /** Evaluation positions of the first and last evaluation covered. */
+  first: number;
+  last: number;
+  spans: number;
+  evaluations: number;
+}
+
+/** Where a lane's spans are drawn: at most one segment per branch for each run of spans with sub-pixel gaps. */
+function branchSegments(spans: readonly BranchSpan[], xs: number[], halfStepPx: number, left: number, right: number, colorOf: (branch: string) => number): BranchSegment[] {
+  const open = new Map<string, BranchSegment>();
+  const segments: BranchSegment[] = [];
+  for (const span of spans) {
+    if (span.start < 0 || span.end < span.start || span.end >= xs.length) continue;
+    const a = Math.max(left, (xs[span.start] as number) - halfStepPx);
+    const b = Math.min(right, Math.max((xs[span.end] as number) + halfStepPx, a + 1));
+    const evaluations = span.end - span.start + 1;
+    const o = open.get(span.branch);
+    if (o !== undefined && a <= o.x1 + 1) {
+      o.x1 = Math.max(o.x1, b);
+      o.last = span.end;
+      o.spans++;
+      o.evaluations += evaluations;
+      continue;
+    }
+    if (o !== undefined) segments.push(o);
+    open.set(span.branch, { branch: span.branch, color: colorOf(span.branch), x0: a, x1: b, first: span.start, last: span.end, spans: 1, evaluations });
+  }
+  segments.push(...open.values());
+  return segments.sort((p, q) => p.x0 - q.x0 || p.color - q.color);
+}
+
 /**
  * Renders a replay as a self-contained SVG (inline styles, no fonts, scripts or links to fetch).
  * Every text is escaped. Action markers carry `class="mk"` and `data-count` (how many actions one
  * marker stands for), so the markers account for every action of the timeline. A target-tracking
  * entry's panel carries `class="panel tt-panel"` and `data-entry` (the entry's id); its target line
  * is `class="tgt"`, the proposal line `class="prop"`. Without target tracking none of these appear.
+ * For a direction with a condition tree whose spans the result carries (`result.branches`), a lane
+ * `<g class="lane" data-direction="scale_up">` holds a `<rect class="br" data-branch="..."
+ * data-spans="n">` per drawn segment (n: the spans it stands for), with a tooltip giving the
+ * branch, its start and its end; each branch has a legend entry with `data-branch` too, and the
+ * markers of the actions it decided name it in their tooltips. Without a tree none of these appear.
  */
 export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: BacktestChartOptions = {}): string {
   const width = Math.max(480, Math.round(opts.width ?? DEFAULT_WIDTH));
@@ -713,8 +789,39 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
   const replicaScale = niceScale(rLo, rHi, Math.max(3, Math.floor(REPLICA_PLOT_HEIGHT / 20)), true);
   const proposalClipped = proposalPeak > replicaScale.hi;
 
+  // Condition trees: a lane per direction with one, when the result says where it held.
+  const lanes: BranchLane[] = [];
+  for (const direction of ['scale_up', 'scale_down'] as const) {
+    const when = direction === 'scale_up' ? policy.scale_up_when : policy.scale_down_when;
+    const spans = result.branches?.[direction];
+    if (when === null || spans === null || spans === undefined) continue;
+    const list = direction === 'scale_up' ? policy.scale_up_rules : policy.scale_down_rules;
+    lanes.push({ direction, label: direction === 'scale_up' ? 'up' : 'down', tree: conditionText(compileTree(when, list), list), spans });
+  }
+  // A colour per distinct branch of a direction, in order of first appearance.
+  const branchColors = new Map<string, number>();
+  const branchKey = (direction: TreeDirection, branch: string): string => `${direction}\n${branch}`;
+  for (const lane of lanes) {
+    for (const span of lane.spans) {
+      const key = branchKey(lane.direction, span.branch);
+      if (!branchColors.has(key)) branchColors.set(key, branchColors.size);
+    }
+  }
+  const laneSpans = new Map<TreeDirection, readonly BranchSpan[]>(lanes.map((l) => [l.direction, l.spans]));
+  const spanCursor = new Map<TreeDirection, number>();
+  /** The branch that decided `direction` at evaluation i; asked with i increasing. */
+  const branchAt = (direction: TreeDirection, i: number): string | null => {
+    const spans = laneSpans.get(direction);
+    if (spans === undefined) return null;
+    let k = spanCursor.get(direction) ?? 0;
+    while (k < spans.length && (spans[k] as BranchSpan).end < i) k++;
+    spanCursor.set(direction, k);
+    const span = spans[k];
+    return span !== undefined && span.start <= i ? span.branch : null;
+  };
+
   // Margins follow the labels they hold.
-  const allTickLabels = [...panels.flatMap((p) => p.scale.labels), ...trackingPanels.flatMap((p) => p.scale.labels), ...replicaScale.labels];
+  const allTickLabels = [...panels.flatMap((p) => p.scale.labels), ...trackingPanels.flatMap((p) => p.scale.labels), ...replicaScale.labels, ...lanes.map((l) => l.label)];
   const left = Math.ceil(Math.max(44, ...allTickLabels.map((l) => textWidth(l, 11) + 16)));
   const sideLabels = [
     ...directed.map((r) => ruleLabel(r.rule, r.direction)),
@@ -746,7 +853,7 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
   y += 14;
 
   // Legend, wrapped to the width.
-  const legend: Array<{ swatch: string; label: string }> = [];
+  const legend: Array<{ swatch: string; label: string; attrs?: string }> = [];
   const valuePanels = panels.length + trackingPanels.length;
   if (valuePanels > 0) legend.push({ swatch: `<line x1="0" y1="0" x2="22" y2="0" stroke="${COLOR.value}" stroke-width="2"/>`, label: 'metric value' });
   if (policy.scale_up_rules.length > 0) {
@@ -781,6 +888,15 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
     { swatch: `<line x1="0" y1="0" x2="22" y2="0" stroke="${COLOR.bound}" stroke-width="1" stroke-dasharray="2 3"/>`, label: 'min / max replicas' },
     ...MARKERS.map((m) => ({ swatch: `<path d="${markerPath(m.kind, 11, 0, 5)}" ${markerStyle(m.kind, m.color)}/>`, label: m.label })),
   );
+  for (const [key, color] of branchColors) {
+    const [direction, branch] = key.split('\n') as [TreeDirection, string];
+    const fill = (BRANCH_COLORS[color % BRANCH_COLORS.length] as (typeof BRANCH_COLORS)[number]).fill;
+    legend.push({
+      swatch: `<rect x="2" y="-6" width="18" height="12" fill="${fill}"/>`,
+      label: `${direction === 'scale_up' ? 'up' : 'down'}: ${branch}`,
+      attrs: ` data-direction="${direction}" data-branch="${escapeXml(branch)}"`,
+    });
+  }
   y += 12;
   let lx = PANEL_GAP + 2;
   for (const item of legend) {
@@ -789,7 +905,7 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
       lx = PANEL_GAP + 2;
       y += 20;
     }
-    out.push(`<g class="legend" transform="translate(${px(lx)},${y})">${item.swatch}<text x="28" y="4" class="lg">${escapeXml(item.label)}</text></g>`);
+    out.push(`<g class="legend"${item.attrs ?? ''} transform="translate(${px(lx)},${y})">${item.swatch}<text x="28" y="4" class="lg">${escapeXml(item.label)}</text></g>`);
     lx += w;
   }
   y += 14;
@@ -798,15 +914,23 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
   const { major: ticks, minor: minorTicks } = timeTicks(t0, t1, plotWidth, 84);
 
   // Action markers, grouped per kind where they would overlap.
+  // With a condition tree, a marker of a scale-up or scale-down names the branches that decided it.
+  type OpenGroup = MarkerGroup & { firstTime: string; lastTime: string; lastRow: TimelineRow; firstRow: TimelineRow; branches: string[] };
   const groups: MarkerGroup[] = [];
-  const openGroup = new Map<MarkedAction, MarkerGroup & { firstTime: string; lastTime: string; lastRow: TimelineRow; firstRow: TimelineRow }>();
-  const closeGroup = (g: MarkerGroup & { firstTime: string; lastTime: string; lastRow: TimelineRow; firstRow: TimelineRow }): void => {
+  const openGroup = new Map<MarkedAction, OpenGroup>();
+  const closeGroup = (g: OpenGroup): void => {
     const name = MARKERS.find((m) => m.kind === g.kind)?.label ?? g.kind;
     g.title =
       g.count === 1
         ? `${name} ${g.firstRow.replicas_before} → ${g.firstRow.replicas} at ${formatInstant(Date.parse(g.firstTime))} UTC (${g.firstRow.reason_code})`
         : `${g.count} × ${name} from ${formatInstant(Date.parse(g.firstTime))} to ${formatInstant(Date.parse(g.lastTime))} UTC, ending at ${g.lastRow.replicas}`;
+    if (g.branches.length > 0) g.title += `, ${g.branches.length === 1 ? 'branch' : 'branches'}: ${g.branches.join('; ')}`;
     groups.push({ kind: g.kind, x: g.x, y: g.lastRow.replicas, count: g.count, title: g.title });
+  };
+  const addBranch = (g: OpenGroup, i: number): void => {
+    if (g.kind !== 'scale_up' && g.kind !== 'scale_down') return;
+    const branch = branchAt(g.kind, i);
+    if (branch !== null && !g.branches.includes(branch)) g.branches.push(branch);
   };
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i] as TimelineRow;
@@ -818,10 +942,13 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
       open.count++;
       open.lastTime = row.time;
       open.lastRow = row;
+      addBranch(open, i);
       continue;
     }
     if (open !== undefined) closeGroup(open);
-    openGroup.set(kind, { kind, x: xi, y: 0, count: 1, title: '', firstTime: row.time, lastTime: row.time, firstRow: row, lastRow: row });
+    const group: OpenGroup = { kind, x: xi, y: 0, count: 1, title: '', firstTime: row.time, lastTime: row.time, firstRow: row, lastRow: row, branches: [] };
+    addBranch(group, i);
+    openGroup.set(kind, group);
   }
   for (const m of MARKERS) {
     const open = openGroup.get(m.kind);
@@ -955,6 +1082,47 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
         return [{ y: ty, text: label, color: COLOR.text }];
       },
     );
+  }
+
+  // Condition branches: a lane per direction with a tree, a segment where it held.
+  if (lanes.length > 0) {
+    y += PANEL_TITLE_SPACE;
+    const top = y;
+    const h = lanes.length * LANE_HEIGHT + (lanes.length - 1) * LANE_GAP;
+    out.push(`<g class="panel branch-panel">`);
+    out.push(`<text x="${plotLeft}" y="${top - 7}" class="pt">condition branches that held</text>`);
+    lanes.forEach((lane, k) => {
+      const ly = top + k * (LANE_HEIGHT + LANE_GAP);
+      out.push(`<g class="lane" data-direction="${lane.direction}">`);
+      out.push(`<rect class="lane-bg" x="${plotLeft}" y="${ly}" width="${plotWidth}" height="${LANE_HEIGHT}"/>`);
+      const grid = ticks.map((t) => `M${px(x(t.t))},${ly}v${LANE_HEIGHT}`).join('');
+      if (grid !== '') out.push(`<path class="grid" d="${grid}"/>`);
+      const segments = branchSegments(lane.spans, xs, halfStepPx, plotLeft, plotRight, (b) => branchColors.get(branchKey(lane.direction, b)) ?? 0);
+      for (const seg of segments) {
+        const color = BRANCH_COLORS[seg.color % BRANCH_COLORS.length] as (typeof BRANCH_COLORS)[number];
+        const from = formatInstant(times[seg.first] as number);
+        const to = formatInstant(times[seg.last] as number);
+        const evaluations = `${groupThousands(seg.evaluations, 0)} evaluation${seg.evaluations === 1 ? '' : 's'}`;
+        const when = seg.first === seg.last ? `at ${from} UTC` : `from ${from} to ${to} UTC`;
+        const title = `${lane.label}: ${seg.branch} held ${seg.spans > 1 ? `in ${groupThousands(seg.spans, 0)} spans ` : ''}${when} (${evaluations})`;
+        const w = seg.x1 - seg.x0;
+        out.push(
+          `<rect class="br" data-branch="${escapeXml(seg.branch)}" data-spans="${seg.spans}" x="${px(seg.x0)}" y="${ly}" width="${px(w)}" height="${LANE_HEIGHT}" fill="${color.fill}"><title>${escapeXml(title)}</title></rect>`,
+        );
+        if (w < 24) continue;
+        const label = fitText(seg.branch, 10.5, w - 6);
+        if (label !== '…') out.push(`<text x="${px(seg.x0 + w / 2)}" y="${ly + 12.5}" class="${color.light ? 'brl brl-light' : 'brl'}">${escapeXml(label)}</text>`);
+      }
+      out.push(`<rect class="frame" x="${plotLeft}" y="${ly}" width="${plotWidth}" height="${LANE_HEIGHT}"/>`);
+      out.push(`<text x="${plotLeft - 6}" y="${ly + 13}" class="yt"><title>${escapeXml(`${lane.direction}_when: ${lane.tree}`)}</title>${lane.label}</text>`);
+      out.push(`</g>`);
+    });
+    if (groups.length <= MAX_GUIDES) {
+      const guides = groups.map((g) => `M${px(g.x)},${top}v${h}`).join('');
+      if (guides !== '') out.push(`<path class="guide" d="${guides}"/>`);
+    }
+    out.push(`</g>`);
+    y += h + PANEL_GAP;
   }
 
   // Replica panel.
@@ -1091,6 +1259,7 @@ export function renderBacktestSvg(policy: Policy, result: ReplayResult, opts: Ba
           `.prop{stroke:${COLOR.proposal};stroke-width:2;stroke-dasharray:${DASH_PROPOSAL};fill:none}`,
         ]
       : []),
+    ...(lanes.length > 0 ? [`.lane-bg{fill:#f7f7f7}`, `.brl{font-size:10.5px;text-anchor:middle;pointer-events:none}`, `.brl-light{fill:#ffffff}`] : []),
   ].join('');
   const defs =
     `<defs><pattern id="bt-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">` +

@@ -97,9 +97,54 @@ export interface ReplaySummary {
   final_replicas: number;
 }
 
+/**
+ * A run of consecutive evaluations at which a direction's condition tree held through one branch:
+ * the decision records' `decided_by` was `branch` at every one of them.
+ */
+export interface BranchSpan {
+  /** The deciding branch as text, as the decision record gives it ("lag_high and buffer_deep"). */
+  branch: string;
+  /** Positions of the run's first and last evaluation in the replay (0: the one at `from`). */
+  start: number;
+  end: number;
+}
+
+/**
+ * Which branch of each direction's condition tree held over a replay, as runs rather than a text
+ * per evaluation: a span starts only where the tree starts to hold or its deciding branch changes,
+ * so a month at one minute is typically a few hundred small objects sharing one string per branch.
+ * Spans are in time order and never overlap; null for a direction without a tree.
+ */
+export interface BranchSpans {
+  scale_up: BranchSpan[] | null;
+  scale_down: BranchSpan[] | null;
+}
+
+/** A span as the API answers it: the branch, the times of its first and last evaluation, and how many evaluations it covers. */
+export interface BranchSpanAnswer {
+  branch: string;
+  from: string;
+  to: string;
+  evaluations: number;
+}
+
+/** The answer's form of a span of a replay that started at `from` and stepped `step_seconds`. */
+export function branchSpanAnswer(summary: Pick<ReplaySummary, 'from' | 'step_seconds'>, span: BranchSpan): BranchSpanAnswer {
+  const start = Date.parse(summary.from);
+  const stepMs = summary.step_seconds * 1000;
+  return {
+    branch: span.branch,
+    from: new Date(start + span.start * stepMs).toISOString(),
+    to: new Date(start + span.end * stepMs).toISOString(),
+    evaluations: span.end - span.start + 1,
+  };
+}
+
 export interface ReplayResult {
   timeline: TimelineRow[];
   summary: ReplaySummary;
+  /** Only for a policy with a condition tree (scale_up_when or scale_down_when): which branch held, over time. */
+  branches?: BranchSpans;
   /** Full decision records, when asked for (policy tests and the API's detail mode). */
   records?: DecisionRecord[];
 }
@@ -180,6 +225,26 @@ export async function replay(input: ReplayInput, opts: ReplayOptions = {}): Prom
   let lowest = replicas;
   let evaluations = 0;
   let sliceStarted = performance.now();
+  const branches: BranchSpans | undefined =
+    policy.scale_up_when === null && policy.scale_down_when === null
+      ? undefined
+      : { scale_up: policy.scale_up_when === null ? null : [], scale_down: policy.scale_down_when === null ? null : [] };
+  // One string per distinct branch, shared by its spans (the records make a new one each step).
+  const branchTexts = new Map<string, string>();
+  const extendSpans = (spans: BranchSpan[] | null, branch: string | null, at: number): void => {
+    if (spans === null || branch === null) return;
+    const last = spans.at(-1);
+    if (last !== undefined && last.end === at - 1 && last.branch === branch) {
+      last.end = at;
+      return;
+    }
+    let text = branchTexts.get(branch);
+    if (text === undefined) {
+      text = branch;
+      branchTexts.set(branch, text);
+    }
+    spans.push({ branch: text, start: at, end: at });
+  };
 
   const start = input.from.getTime();
   const end = input.to.getTime();
@@ -231,6 +296,10 @@ export async function replay(input: ReplayInput, opts: ReplayOptions = {}): Prom
     if ((upCondition || upProposed) && record.action !== 'scale_up') pendingSeconds += span;
     peak = Math.max(peak, replicas);
     lowest = Math.min(lowest, replicas);
+    if (branches !== undefined) {
+      extendSpans(branches.scale_up, record.directions.scale_up.decided_by, evaluations);
+      extendSpans(branches.scale_down, record.directions.scale_down.decided_by, evaluations);
+    }
     evaluations++;
     const row: TimelineRow = {
       time: record.evaluated_at,
@@ -276,6 +345,7 @@ export async function replay(input: ReplayInput, opts: ReplayOptions = {}): Prom
       min_replicas_seen: lowest,
       final_replicas: replicas,
     },
+    ...(branches !== undefined ? { branches } : {}),
     ...(opts.keepRecords === true ? { records } : {}),
   };
 }
