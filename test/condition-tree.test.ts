@@ -4,7 +4,7 @@ import { decide } from '../src/engine/decide.js';
 import { DirectionCombiner, treeHolds, stepRules } from '../src/engine/rule-combiner.js';
 import { compileTree, type ConditionNode, type IndexTree } from '../src/policy/condition-tree.js';
 import type { PolicyInput } from '../src/policy/policy-model.js';
-import { inputOf, observationsFor, policyOf } from './helpers/engine-parts.js';
+import { inputOf, observationsFor, policyOf, type Value } from './helpers/engine-parts.js';
 
 // Composite conditions: scale_up_when / scale_down_when trees over named rules. Each case gives
 // which rules hold (by name) and what the direction must do: hold or not, its step, the branch
@@ -27,9 +27,56 @@ interface Case {
   /** The record's tree, verdicts only, in the order of a walk (node before its children). */
   verdicts: boolean[];
   triggered?: string[];
+  /** Rules whose metric fails (no value): they do not hold, but may have. */
+  failing?: string[];
 }
 
 const CASES: Case[] = [
+  {
+    name: 'not over a rule whose metric failed does not hold: a missing metric never lets a direction through',
+    when: { not: 'idle' },
+    rules: [['idle', 2]],
+    holding: [],
+    failing: ['idle'],
+    held: false,
+    step: 0,
+    decidedBy: null,
+    verdicts: [false, false],
+  },
+  {
+    name: 'a or not b, b failing: a decides alone',
+    when: { any: ['lag_high', { not: 'paused' }] },
+    rules: [['lag_high', 2], ['paused', 5]],
+    holding: ['lag_high'],
+    failing: ['paused'],
+    held: true,
+    step: 2,
+    decidedBy: 'lag_high',
+    verdicts: [true, true, false, false],
+  },
+  {
+    name: 'not (a and b), a failing, b not holding: b answered no, so the all cannot hold and the not holds',
+    when: { not: { all: ['quiet', 'idle'] } },
+    rules: [['quiet', 1], ['idle', 3]],
+    holding: [],
+    failing: ['quiet'],
+    held: true,
+    step: 3,
+    decidedBy: 'not (quiet and idle)',
+    verdicts: [true, false, false, false],
+    triggered: ['idle'],
+  },
+  {
+    name: 'not not a, a failing: does not hold',
+    when: { not: { not: 'lag_high' } },
+    rules: [['lag_high', 2]],
+    holding: [],
+    failing: ['lag_high'],
+    held: false,
+    step: 0,
+    decidedBy: null,
+    verdicts: [false, false, false],
+  },
   { name: 'a lone name holds', when: 'lag_high', rules: [['lag_high', 2]], holding: ['lag_high'], held: true, step: 2, decidedBy: 'lag_high', verdicts: [true] },
   { name: 'a lone name does not hold', when: 'lag_high', rules: [['lag_high', 2]], holding: [], held: false, step: 0, decidedBy: null, verdicts: [false] },
   {
@@ -143,7 +190,7 @@ async function run(c: Case, direction: 'up' | 'down') {
   const input: Partial<PolicyInput> & { name: string } =
     direction === 'up' ? { name: 'p', scale_up_rules: list, scale_up_when: c.when } : { name: 'p', scale_down_rules: list, scale_down_when: c.when };
   const policy = policyOf({ ...input, min_replicas: 1, max_replicas: 100, cooldown_seconds: 0 });
-  const values = Object.fromEntries(c.rules.map(([n]) => [`m_${n}`, c.holding.includes(n) ? 100 : 0]));
+  const values = Object.fromEntries(c.rules.map(([n]): [string, Value] => [`m_${n}`, c.failing?.includes(n) === true ? 'fail' : c.holding.includes(n) ? 100 : 0]));
   return decide(inputOf(policy, NOW, observationsFor([policy], NOW, values), 50));
 }
 
@@ -162,6 +209,7 @@ for (const direction of ['up', 'down'] as const) {
       t.same(walk(d.when), c.verdicts, `${c.name}: node verdicts`);
       t.equal(record.desired_replicas, c.held ? 50 + (direction === 'up' ? c.step : -minStep(c)) : 50, `${c.name}: desired`);
       t.equal(record.action, c.held ? (sign > 0 ? 'scale_up' : 'scale_down') : 'none', `${c.name}: action`);
+      for (const f of c.failing ?? []) t.ok(JSON.stringify(d.when).includes(`{"rule":"${f}","held":false,"error":true}`), `${c.name}: ${f} is marked as a metric error in the record`);
       if (c.held) {
         t.match(record.reason, `scale_${direction}_when held through "${c.decidedBy}"`, `${c.name}: the reason names the branch`);
         const names = record.rules.filter((r) => record.triggered_rules.includes(r.id)).map((r) => r.name);
@@ -176,7 +224,8 @@ function minStep(c: Case): number {
   const rules = c.rules.map(([n]) => ({ name: n }));
   const tree = compileTree(c.when, rules);
   const held = c.rules.map(([n]) => c.holding.includes(n));
-  const from = stepRules(shapeOfTree(tree, rules.length), held);
+  const failed = c.rules.map(([n]) => c.failing?.includes(n) === true);
+  const from = stepRules(shapeOfTree(tree, rules.length), held, failed);
   return Math.min(...c.rules.filter((_, i) => from[i]).map(([, s]) => s));
 }
 
@@ -216,8 +265,11 @@ t.test('json-rules-engine agrees with the tree walk on random trees and verdict 
     typeof x === 'number' ? `r${x}` : 'not' in x ? { not: toNames(x.not) } : 'all' in x ? ({ all: x.all.map(toNames) } as ConditionNode) : ({ any: x.any.map(toNames) } as ConditionNode);
   await fc.assert(
     fc.asyncProperty(
-      fc.integer({ min: 1, max: 5 }).chain((n) => fc.tuple(tree(n), fc.array(fc.boolean(), { minLength: n, maxLength: n }))),
-      async ([x, held]) => {
+      fc.integer({ min: 1, max: 5 }).chain((n) => fc.tuple(tree(n), fc.array(fc.constantFrom(0, 1, 2), { minLength: n, maxLength: n }))),
+      async ([x, states]) => {
+        // 1: held, 0: did not hold, 2: its metric failed (did not hold, may have).
+        const held = states.map((v) => v === 1);
+        const failed = states.map((v) => v === 2);
         const rules = held.map((_, i) => ({ name: `r${i}`, scale_by: i + 1 }));
         const combiner = new DirectionCombiner({
           scale_up_rules: rules as never,
@@ -227,9 +279,19 @@ t.test('json-rules-engine agrees with the tree walk on random trees and verdict 
           scale_up_when: toNames(x),
           scale_down_when: null,
         });
-        const answer = await combiner.combine(held, []);
-        t.equal(answer.up, treeHolds(x, held));
+        const answer = await combiner.combine(held, [], failed, []);
+        t.equal(answer.up, treeHolds(x, held, failed));
         t.equal(answer.down, false);
+        // Holding for certain: for every answer the failed metrics could have given.
+        const unknown = failed.flatMap((f, i) => (f ? [i] : []));
+        let always = true;
+        for (let m = 0; m < 1 << unknown.length; m++) {
+          const world = held.slice();
+          unknown.forEach((i, b) => (world[i] = ((m >> b) & 1) === 1));
+          if (!treeHolds(x, world)) always = false;
+        }
+        if (!answer.up) return;
+        t.ok(always, 'a tree that holds holds whatever the failed metrics would have said');
       },
     ),
     { numRuns: 300 },

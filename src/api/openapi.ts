@@ -188,8 +188,9 @@ export function buildOpenApi(version: string): Json {
     type: 'object',
     required: ['held'],
     properties: {
-      held: { type: 'boolean' },
+      held: { type: 'boolean', description: 'Whether the node holds for certain: a rule whose metric failed does not hold, and a not over it does not hold either.' },
       rule: { type: 'string' },
+      error: { const: true, description: 'On a rule whose metric failed (no value, or the source answered an error).' },
       all: { type: 'array', items: { $ref: '#/components/schemas/ConditionVerdict' } },
       any: { type: 'array', items: { $ref: '#/components/schemas/ConditionVerdict' } },
       not: { $ref: '#/components/schemas/ConditionVerdict' },

@@ -175,7 +175,7 @@ function stepOf(rules: readonly Rule[], verdicts: readonly RuleVerdict[], shape:
   if (shape.polarity === null) {
     for (let i = 0; i < rules.length; i++) if ((verdicts[i] as RuleVerdict).held) step = Math.max(step, (rules[i] as Rule).scale_by);
   } else {
-    const from = stepRules(shape, heldVector(verdicts));
+    const from = stepRules(shape, heldVector(verdicts), failedVector(verdicts));
     for (let i = 0; i < rules.length; i++) if (from[i] === true) step = Math.max(step, (rules[i] as Rule).scale_by);
   }
   return step === -Infinity ? 0 : step;
@@ -187,6 +187,12 @@ function verdictsOf(input: DecisionInput, rules: readonly Rule[]): RuleVerdict[]
     const rule = rules[i] as Rule;
     out[i] = sharedVerdict(rule, input.observations.get(observationKey(rule, input.defaultSource)), ruleWindow(rule, input.now, input.intervalSeconds));
   }
+  return out;
+}
+
+function failedVector(verdicts: readonly RuleVerdict[]): boolean[] {
+  const out = new Array<boolean>(verdicts.length);
+  for (let i = 0; i < verdicts.length; i++) out[i] = isMetricError(verdicts[i] as RuleVerdict);
   return out;
 }
 
@@ -207,9 +213,12 @@ export function assess(input: DecisionInput): Assessment | Promise<Assessment> {
   const combiner = combinerFor(p);
   const upHeld = heldVector(up);
   const downHeld = heldVector(down);
-  const combined = combiner.peek(upHeld, downHeld);
+  // A condition tree tells a rule whose metric failed from one that did not hold (see treeVerdict).
+  const upFailed = combiner.up.tree !== null ? failedVector(up) : undefined;
+  const downFailed = combiner.down.tree !== null ? failedVector(down) : undefined;
+  const combined = combiner.peek(upHeld, downHeld, upFailed, downFailed);
   if (combined !== undefined) return settleAll(input, up, down, combined);
-  return combiner.combine(upHeld, downHeld).then((c) => settleAll(input, up, down, c));
+  return combiner.combine(upHeld, downHeld, upFailed, downFailed).then((c) => settleAll(input, up, down, c));
 }
 
 function settleAll(input: DecisionInput, up: RuleVerdict[], down: RuleVerdict[], combined: { up: boolean; down: boolean }): Assessment {
@@ -721,7 +730,7 @@ function explainRules(
 ): void {
   // With a condition tree, the rules that gave the step triggered (see stepRules).
   const shape = chosen === direction ? combinerFor(input.policy)[direction === 'scale_up' ? 'up' : 'down'] : null;
-  const from = shape !== null && shape.polarity !== null ? stepRules(shape, heldVector(verdicts)) : null;
+  const from = shape !== null && shape.polarity !== null ? stepRules(shape, heldVector(verdicts), failedVector(verdicts)) : null;
   for (let i = 0; i < list.length; i++) {
     const rule = list[i] as Rule;
     const v = verdicts[i] as RuleVerdict;
@@ -739,7 +748,8 @@ function directionRecord(p: Policy, direction: 'up' | 'down', verdicts: readonly
   const match = direction === 'up' ? p.scale_up_match : p.scale_down_match;
   if (tree === null) return { match, when: null, decided_by: null, rules: list.length, held, step };
   const vector = heldVector(verdicts);
-  return { match: null, when: conditionRecord(tree, list, vector), decided_by: held ? decidingBranch(tree, list, vector) : null, rules: list.length, held, step };
+  const failed = failedVector(verdicts);
+  return { match: null, when: conditionRecord(tree, list, vector, failed), decided_by: held ? decidingBranch(tree, list, vector, failed) : null, rules: list.length, held, step };
 }
 
 /** The decision record of an assessment: every rule's check, the directions, and the outcome in words. */

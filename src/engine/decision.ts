@@ -111,7 +111,7 @@ export interface RuleRecord {
 
 /** A node of a direction's condition tree in a decision record, with its verdict. */
 export type ConditionRecord =
-  | { rule: string; held: boolean }
+  | { rule: string; held: boolean; error?: true }
   | { all: ConditionRecord[]; held: boolean }
   | { any: ConditionRecord[]; held: boolean }
   | { not: ConditionRecord; held: boolean };

@@ -31,12 +31,17 @@ function shapeOf(when: Policy['scale_up_when'], rules: readonly Rule[]): Directi
   return { tree, polarity };
 }
 
-/** A tree as json-rules-engine conditions over the facts `<prefix><position>`. */
-function engineCondition(n: IndexTree, prefix: string): NestedCondition {
-  if (typeof n === 'number') return { fact: `${prefix}${n}`, operator: 'equal', value: true };
-  if ('not' in n) return { not: engineCondition(n.not, prefix) } as TopLevelCondition;
-  if ('all' in n) return { all: n.all.map((c) => engineCondition(c, prefix)) } as TopLevelCondition;
-  return { any: n.any.map((c) => engineCondition(c, prefix)) } as TopLevelCondition;
+/**
+ * A tree as json-rules-engine conditions. A rule used outside a `not` reads the fact
+ * `<prefix><position>` (it held); inside one, `<prefix><position>m` (it held, or its metric failed
+ * so it may have): a `not` over a rule whose metric failed does not hold, so a missing metric
+ * never lets a direction through (see treeVerdict).
+ */
+function engineCondition(n: IndexTree, prefix: string, negated = false): NestedCondition {
+  if (typeof n === 'number') return { fact: `${prefix}${n}${negated ? 'm' : ''}`, operator: 'equal', value: true };
+  if ('not' in n) return { not: engineCondition(n.not, prefix, !negated) } as TopLevelCondition;
+  if ('all' in n) return { all: n.all.map((c) => engineCondition(c, prefix, negated)) } as TopLevelCondition;
+  return { any: n.any.map((c) => engineCondition(c, prefix, negated)) } as TopLevelCondition;
 }
 
 function topCondition(shape: DirectionShape, match: Policy['scale_up_match'], count: number, prefix: string): TopLevelCondition {
@@ -49,25 +54,43 @@ function topCondition(shape: DirectionShape, match: Policy['scale_up_match'], co
   return match === 'any' ? { any: c } : { all: c };
 }
 
-/** The verdict of a tree for a vector of rule verdicts. */
-export function treeHolds(n: IndexTree, held: readonly boolean[]): boolean {
-  if (typeof n === 'number') return held[n] === true;
-  if ('not' in n) return !treeHolds(n.not, held);
-  if ('all' in n) return n.all.every((c) => treeHolds(c, held));
-  return n.any.some((c) => treeHolds(c, held));
+const NONE_FAILED: readonly boolean[] = Object.freeze([]);
+
+/**
+ * A tree's verdict in three values: `holds` (it holds whatever the failed rules' metrics would
+ * have said) and `may` (it would hold for some of their answers). A rule whose metric failed did
+ * not hold but may have; `not` turns "may" into "does not hold", so a tree holds only when it
+ * holds for certain.
+ */
+export function treeVerdict(n: IndexTree, held: readonly boolean[], failed: readonly boolean[] = NONE_FAILED): { holds: boolean; may: boolean } {
+  if (typeof n === 'number') {
+    const h = held[n] === true;
+    return { holds: h, may: h || failed[n] === true };
+  }
+  if ('not' in n) {
+    const v = treeVerdict(n.not, held, failed);
+    return { holds: !v.may, may: !v.holds };
+  }
+  const vs = ('all' in n ? n.all : n.any).map((c) => treeVerdict(c, held, failed));
+  return 'all' in n ? { holds: vs.every((v) => v.holds), may: vs.every((v) => v.may) } : { holds: vs.some((v) => v.holds), may: vs.some((v) => v.may) };
+}
+
+/** Whether a tree holds for certain (see treeVerdict). */
+export function treeHolds(n: IndexTree, held: readonly boolean[], failed: readonly boolean[] = NONE_FAILED): boolean {
+  return treeVerdict(n, held, failed).holds;
 }
 
 /**
  * The rules a direction that held takes its step from: those that held, and with a tree only
  * those it uses outside a `not`; when no such rule held (the tree held through a `not`), the
- * rules it uses inside one that did not hold.
+ * rules it uses inside one that did not hold (and whose metric answered).
  */
-export function stepRules(shape: DirectionShape, held: readonly boolean[]): boolean[] {
+export function stepRules(shape: DirectionShape, held: readonly boolean[], failed: readonly boolean[] = NONE_FAILED): boolean[] {
   const pol = shape.polarity;
   if (pol === null) return held.slice();
   const out = held.map((h, i) => h && ((pol[i] as number) & 1) !== 0);
   if (out.some((x) => x)) return out;
-  return held.map((h, i) => !h && ((pol[i] as number) & 2) !== 0);
+  return held.map((h, i) => !h && failed[i] !== true && ((pol[i] as number) & 2) !== 0);
 }
 
 /**
@@ -96,26 +119,38 @@ export class DirectionCombiner {
     }
   }
 
-  /** The memoised answer for this verdict vector, without a promise; undefined the first time. */
-  peek(up: readonly boolean[], down: readonly boolean[]): { up: boolean; down: boolean } | undefined {
-    return this.#memo.get(DirectionCombiner.#key(up, down));
+  /**
+   * The memoised answer for this verdict vector (`failed`: the rules whose metric failed, which
+   * did not hold), without a promise; undefined the first time.
+   */
+  peek(up: readonly boolean[], down: readonly boolean[], upFailed?: readonly boolean[], downFailed?: readonly boolean[]): { up: boolean; down: boolean } | undefined {
+    return this.#memo.get(this.#key(up, down, upFailed, downFailed));
   }
 
-  static #key(up: readonly boolean[], down: readonly boolean[]): string {
+  /** The vector as text: 1 held, 2 failed (told apart only where a tree can tell), 0 did not hold. */
+  #key(up: readonly boolean[], down: readonly boolean[], upFailed?: readonly boolean[], downFailed?: readonly boolean[]): string {
     let k = '';
-    for (const v of up) k += v ? '1' : '0';
+    const upTree = this.up.tree !== null && upFailed !== undefined;
+    const downTree = this.down.tree !== null && downFailed !== undefined;
+    for (let i = 0; i < up.length; i++) k += up[i] ? '1' : upTree && upFailed[i] ? '2' : '0';
     k += '|';
-    for (const v of down) k += v ? '1' : '0';
+    for (let i = 0; i < down.length; i++) k += down[i] ? '1' : downTree && downFailed[i] ? '2' : '0';
     return k;
   }
 
-  async combine(up: readonly boolean[], down: readonly boolean[]): Promise<{ up: boolean; down: boolean }> {
-    const key = DirectionCombiner.#key(up, down);
+  async combine(up: readonly boolean[], down: readonly boolean[], upFailed?: readonly boolean[], downFailed?: readonly boolean[]): Promise<{ up: boolean; down: boolean }> {
+    const key = this.#key(up, down, upFailed, downFailed);
     const hit = this.#memo.get(key);
     if (hit !== undefined) return hit;
     const facts: Record<string, boolean> = {};
-    up.forEach((v, i) => (facts[`up${i}`] = v));
-    down.forEach((v, i) => (facts[`down${i}`] = v));
+    up.forEach((v, i) => {
+      facts[`up${i}`] = v;
+      facts[`up${i}m`] = v || upFailed?.[i] === true;
+    });
+    down.forEach((v, i) => {
+      facts[`down${i}`] = v;
+      facts[`down${i}m`] = v || downFailed?.[i] === true;
+    });
     const { events } = await this.#engine.run(facts);
     const result = { up: events.some((e) => e.type === 'scale_up'), down: events.some((e) => e.type === 'scale_down') };
     this.#memo.set(key, result);
@@ -153,19 +188,28 @@ export function combinerFor(policy: Policy): DirectionCombiner {
 
 const nameOf = (rules: readonly Rule[], i: number): string => (rules[i] as Rule).name ?? `#${i}`;
 
-/** The tree with each node's verdict, rules by name. */
-export function conditionRecord(n: IndexTree, rules: readonly Rule[], held: readonly boolean[]): ConditionRecord {
-  if (typeof n === 'number') return { rule: nameOf(rules, n), held: held[n] === true };
+/**
+ * The tree with each node's verdict (holds for certain, see treeVerdict), rules by name; a rule
+ * whose metric failed is marked `error: true`.
+ */
+export function conditionRecord(n: IndexTree, rules: readonly Rule[], held: readonly boolean[], failed: readonly boolean[] = NONE_FAILED): ConditionRecord {
+  return recordOf(n, rules, held, failed).record;
+}
+
+function recordOf(n: IndexTree, rules: readonly Rule[], held: readonly boolean[], failed: readonly boolean[]): { record: ConditionRecord; may: boolean } {
+  if (typeof n === 'number') {
+    const h = held[n] === true;
+    const f = !h && failed[n] === true;
+    return { record: f ? { rule: nameOf(rules, n), held: false, error: true } : { rule: nameOf(rules, n), held: h }, may: h || f };
+  }
   if ('not' in n) {
-    const inner = conditionRecord(n.not, rules, held);
-    return { not: inner, held: !inner.held };
+    const inner = recordOf(n.not, rules, held, failed);
+    return { record: { not: inner.record, held: !inner.may }, may: !inner.record.held };
   }
-  if ('all' in n) {
-    const all = n.all.map((c) => conditionRecord(c, rules, held));
-    return { all, held: all.every((c) => c.held) };
-  }
-  const any = n.any.map((c) => conditionRecord(c, rules, held));
-  return { any, held: any.some((c) => c.held) };
+  const parts = ('all' in n ? n.all : n.any).map((c) => recordOf(c, rules, held, failed));
+  const list = parts.map((p) => p.record);
+  if ('all' in n) return { record: { all: list, held: list.every((c) => c.held) }, may: parts.every((p) => p.may) };
+  return { record: { any: list, held: list.some((c) => c.held) }, may: parts.some((p) => p.may) };
 }
 
 /** A tree as text over rule names: `a and (b or not c)`. */
@@ -182,9 +226,9 @@ export function conditionText(n: IndexTree, rules: readonly Rule[]): string {
  * The branch that decided a tree that held, as text: down through each `any` to its first child
  * that held; an `all`, a `not` or a name decides whole. Null when the tree did not hold.
  */
-export function decidingBranch(n: IndexTree, rules: readonly Rule[], held: readonly boolean[]): string | null {
-  if (!treeHolds(n, held)) return null;
+export function decidingBranch(n: IndexTree, rules: readonly Rule[], held: readonly boolean[], failed: readonly boolean[] = NONE_FAILED): string | null {
+  if (!treeHolds(n, held, failed)) return null;
   let node = n;
-  while (typeof node !== 'number' && 'any' in node) node = node.any.find((c) => treeHolds(c, held)) as IndexTree;
+  while (typeof node !== 'number' && 'any' in node) node = node.any.find((c) => treeHolds(c, held, failed)) as IndexTree;
   return conditionText(node, rules);
 }
