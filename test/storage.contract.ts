@@ -139,7 +139,8 @@ const HISTORY_KEYS = [
  * listHistory returns, members in the same order), the same order, the same next cursor.
  */
 function sameJsonPage(t: TapTest, json: HistoryJsonPage, page: { rows: HistoryRow[]; next_cursor: string | null }, what: string): void {
-  const parsed = json.rows.map((text) => JSON.parse(text) as HistoryRow);
+  const parsed = json.rows.map((text) => JSON.parse(text ?? 'null') as HistoryRow);
+  t.strictSame(json.ids, parsed.map((r) => r?.id), `${what}: ids in the order of the rows`);
   t.strictSame(parsed, page.rows, `${what}: listHistoryJson has listHistory's rows`);
   if (!parsed.every((r) => JSON.stringify(Object.keys(r)) === JSON.stringify(HISTORY_KEYS))) t.fail(`${what}: members in the order of a history row`);
   t.equal(json.next_cursor, page.next_cursor, `${what}: and its next cursor`);
@@ -809,7 +810,7 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     const order = newestFirst(rows);
     const seen: string[] = [];
     const first = await storage.listHistoryJson({ limit: 10 });
-    seen.push(...first.rows.map((x) => (JSON.parse(x) as HistoryRow).id));
+    seen.push(...first.rows.map((x) => (JSON.parse(x ?? 'null') as HistoryRow).id));
     t.strictSame(seen, order.slice(0, 10), 'the newest ten');
     // Appended while paging: a newer row is not on the later pages; a row older than the cursor is.
     const newer = historyRow({ executed_at: at(1000) });
@@ -823,7 +824,7 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
       const q = { limit: 10, cursor };
       const page = await storage.listHistoryJson(q);
       sameJsonPage(t, page, await storage.listHistory(q), 'a later page');
-      seen.push(...page.rows.map((x) => (JSON.parse(x) as HistoryRow).id));
+      seen.push(...page.rows.map((x) => (JSON.parse(x ?? 'null') as HistoryRow).id));
       cursor = page.next_cursor;
     }
     const expected = [...order.slice(0, 10), ...newestFirst([...rows.slice(0, 30), behind]).filter((id) => !order.slice(0, 10).includes(id)).filter((id) => !rows.slice(0, 5).some((r) => r.id === id))];
@@ -833,7 +834,42 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     const deep = await storage.listHistoryJson({ limit: 33 });
     t.equal(await storage.pruneHistory(at(400), 500), 36, 'every row before 6:40 pruned, the cursor\'s row among them');
     const after = await storage.listHistoryJson({ limit: 10, cursor: deep.next_cursor ?? '' });
-    t.strictSame(after, { rows: [], next_cursor: null }, 'nothing older is left');
+    t.strictSame(after, { ids: [], rows: [], next_cursor: null }, 'nothing older is left');
+  });
+
+  t.test(`${name}: a history page leaves out the texts its caller knows`, async (t) => {
+    const storage = await fresh(t);
+    const rows: HistoryRow[] = [];
+    for (let i = 0; i < 12; i += 1) rows.push(historyRow({ executed_at: at(i * 10), details: { i } }));
+    for (const r of rows) await storage.appendHistory(r);
+    const order = newestFirst(rows);
+    const knownIds = new Set([order[0], order[3], order[4], order[9]]);
+    const asked: string[] = [];
+    const page = await storage.listHistoryJson({ limit: 10 }, (id) => {
+      asked.push(id);
+      return knownIds.has(id);
+    });
+    t.strictSame(asked, order.slice(0, 10), 'known is asked once for each row of the page, in order');
+    t.strictSame(page.ids, order.slice(0, 10), 'every row of the page, known or not, in order');
+    const full = await storage.listHistory({ limit: 10 });
+    page.ids.forEach((id, i) => {
+      const text = page.rows[i];
+      if (knownIds.has(id)) t.equal(text, undefined, `row ${i}: known, so without its text`);
+      else t.strictSame(JSON.parse(text ?? 'null'), JSON.parse(JSON.stringify(full.rows[i])), `row ${i}: its text, the row listHistory reads`);
+    });
+    t.equal(page.next_cursor, full.next_cursor, 'the cursor as without known');
+    const all = await storage.listHistoryJson({ limit: 10 }, () => true);
+    t.strictSame({ ids: all.ids, texts: all.rows.filter((x) => x !== undefined).length }, { ids: order.slice(0, 10), texts: 0 }, 'every row known: only the keys are read');
+    // Filters and cursors as without known.
+    const q = { limit: 1, policy_name: 'some-policy', cursor: page.next_cursor ?? '' };
+    const after = await storage.listHistoryJson(q, (id) => id === order[11]);
+    const afterFull = await storage.listHistory(q);
+    t.strictSame([after.ids, after.rows.length, after.next_cursor], [[order[10]], 1, afterFull.next_cursor], 'a filtered page after a cursor lists the same row, with the same cursor');
+    t.strictSame(JSON.parse(after.rows[0] ?? 'null'), JSON.parse(JSON.stringify(afterFull.rows[0])), 'and its text');
+    // A known row that retention deleted is not on the page: which rows are listed comes from storage.
+    t.equal(await storage.pruneHistory(at(15), 10), 2, 'the two oldest rows pruned');
+    const rest = await storage.listHistoryJson({ limit: 20 }, () => true);
+    t.strictSame(rest.ids, order.slice(0, 10), 'the pruned rows are gone from the page though known says true for them');
   });
 
   t.test(`${name}: history is append-only`, async (t) => {
@@ -961,7 +997,7 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(Number(unanswered?.n), 0, 'every recorded row carries its stored answer');
     const texts = await storage.listHistoryJson({ limit: 1000 });
     const page = await storage.listHistory({ limit: 1000 });
-    t.same(texts.rows.map((r) => JSON.parse(r) as unknown), JSON.parse(JSON.stringify(page.rows)), 'the stored answers are the rows as read');
+    t.same(texts.rows.map((r) => JSON.parse(r ?? 'null') as unknown), JSON.parse(JSON.stringify(page.rows)), 'the stored answers are the rows as read');
     t.same(await storage.recordChanges([]), [], 'nothing to record');
     // A failing row fails the whole call: nothing of it is kept.
     const d = policies[3] as Policy;

@@ -4,7 +4,8 @@ import { parseQuery, timeRange } from '../api/query.js';
 import type { RuleRecord, TrackingRecord } from '../engine/decision.js';
 import { ScalerError } from '../errors.js';
 import type { PolicyService } from '../policy/policy-service.js';
-import type { HistoryJsonPage, HistoryQuery, HistoryRow, Storage } from '../storage/storage.js';
+import type { HistoryQuery, HistoryRow, Storage } from '../storage/storage.js';
+import { HistoryPages } from './history-pages.js';
 
 export const HISTORY_ACTIONS = ['scale_up', 'scale_down', 'scheduled', 'fallback', 'none'] as const;
 
@@ -79,19 +80,22 @@ function timelineOf(rows: readonly HistoryRow[]): { rules: unknown[]; target_tra
 }
 
 /**
- * Sends a page of history: the rows' stored JSON texts joined as they are, so a page of records
- * is neither parsed nor serialised again here. The same JSON, and the same Content-Type, as
- * Koa's serialisation of `{ history, next_cursor }` would give.
+ * Sends a page of history: the rows' stored JSON texts joined as they are (kept in memory as
+ * bytes once read, see HistoryPages), so a page of records is neither parsed nor serialised again
+ * here. The same JSON, and the same Content-Type, as Koa's serialisation of
+ * `{ history, next_cursor }` would give.
  */
-function sendHistoryPage(ctx: Context, page: HistoryJsonPage): void {
+async function sendHistoryPage(ctx: Context, pages: HistoryPages, query: HistoryQuery): Promise<void> {
+  const body = await pages.page(query);
   ctx.type = 'application/json';
-  ctx.body = `{"history":[${page.rows.join(',')}],"next_cursor":${JSON.stringify(page.next_cursor)}}`;
+  ctx.body = body;
 }
 
 /** Routes for /history and /policies/:id/history: newest first, keyset cursor. */
 export function registerHistoryRoutes(router: Router, storage: Storage, policies: PolicyService): void {
+  const pages = new HistoryPages(storage);
   router.get('/history', async (ctx) => {
-    sendHistoryPage(ctx, await storage.listHistoryJson(historyQuery(ctx.query)));
+    await sendHistoryPage(ctx, pages, historyQuery(ctx.query));
   });
 
   router.get('/history/:id', async (ctx) => {
@@ -118,6 +122,6 @@ export function registerHistoryRoutes(router: Router, storage: Storage, policies
 
   router.get('/policies/:id/history', async (ctx) => {
     const policy = await policies.get(ctx.params['id'] ?? '');
-    sendHistoryPage(ctx, await storage.listHistoryJson(historyQuery(ctx.query, policy.id)));
+    await sendHistoryPage(ctx, pages, historyQuery(ctx.query, policy.id));
   });
 }

@@ -50,6 +50,12 @@ export interface SqlDriver extends SqlExecutor {
    * are cheap one by one (SQLite, in the process).
    */
   readonly jsonRows: ((columns: string) => string) | undefined;
+  /**
+   * The column that finds a history row fastest once a listing named it: SQLite's `rowid` (the
+   * table's own key; `id` is a second index over random UUIDs), PostgreSQL's `id` (its primary
+   * key). Read together with `id`, which is what a row is matched by.
+   */
+  readonly historyLocator: string;
   close(): Promise<void>;
 }
 

@@ -690,37 +690,59 @@ export class SqlStorage implements Storage {
     });
   }
 
-  listHistoryJson(q: HistoryQuery): Promise<HistoryJsonPage> {
+  listHistoryJson(q: HistoryQuery, known?: (id: string) => boolean): Promise<HistoryJsonPage> {
     return this.#guard(async () => {
       const { where, params } = historyWhere(q);
+      // The page's keys first: every listing has an index on (…, executed_at, id), so this reads
+      // the index alone. The texts are read only for the rows the caller does not know already.
+      const loc = this.driver.historyLocator;
       const found = await this.driver.all<Row>(
-        `SELECT id, executed_at, answer_json FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+        `SELECT id, executed_at${loc === 'id' ? '' : `, ${loc} AS loc`} FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
         [...params, q.limit + 1],
       );
       const page = found.length > q.limit ? found.slice(0, q.limit) : found;
-      const rows = page.map((r) => r['answer_json']) as Array<string | null>;
-      // Rows appended without their text (before migration 011, or by an older daemon still
-      // running against the same database) are read whole and serialised as listHistory returns
-      // them. The table is append-only, so such a row can only have been pruned meanwhile; it
-      // is then left out, as it would be from a page read a moment later.
-      const missing = page.filter((r) => r['answer_json'] === null || r['answer_json'] === undefined).map((r) => str(r['id']));
-      if (missing.length > 0) {
-        const legacy = new Map<string, string>();
-        for (let i = 0; i < missing.length; i += 500) {
-          const chunk = missing.slice(i, i + 500);
-          const full = await this.driver.all<Row>(`SELECT ${HISTORY_COLUMNS} FROM scaling_history WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk);
-          for (const r of full) legacy.set(str(r['id']), JSON.stringify(historyFrom(r)));
-        }
-        page.forEach((r, i) => {
-          if (rows[i] === null || rows[i] === undefined) rows[i] = legacy.get(str(r['id'])) ?? null;
-        });
-      }
+      const ids = page.map((r) => str(r['id']));
+      const had = ids.map((id) => known?.(id) === true);
+      const wanted = page.filter((_, i) => !had[i]).map((r) => (loc === 'id' ? r['id'] : r['loc']));
+      const texts = wanted.length > 0 ? await this.#historyTexts(wanted) : new Map<string, string>();
+      // A row pruned between the two reads is left out, as it would be from a page read a moment
+      // later (the table is append-only: a row can only disappear, never change).
+      const kept = ids.filter((id, i) => had[i] === true || texts.has(id));
       const last = page.at(-1);
       return {
-        rows: rows.filter((x): x is string => typeof x === 'string'),
+        ids: kept,
+        rows: kept.map((id) => texts.get(id)),
         next_cursor: found.length > q.limit && last !== undefined ? encodeCursor({ executed_at: iso(last['executed_at']), id: str(last['id']) }) : null,
       };
     });
+  }
+
+  /**
+   * The JSON texts of the history rows at these locators (driver.historyLocator), by id: the text
+   * stored with each row (migration 011);
+   * a row appended without one (before that migration, or by an older daemon still running
+   * against the same database) is read whole and serialised as listHistory returns it. Rows that
+   * no longer exist are absent.
+   */
+  async #historyTexts(locators: readonly unknown[]): Promise<Map<string, string>> {
+    const loc = this.driver.historyLocator;
+    const texts = new Map<string, string>();
+    const legacy: string[] = [];
+    for (let i = 0; i < locators.length; i += 500) {
+      const chunk = locators.slice(i, i + 500);
+      const rows = await this.driver.all<Row>(`SELECT id, answer_json FROM scaling_history WHERE ${loc} IN (${chunk.map(() => '?').join(', ')})`, chunk);
+      for (const r of rows) {
+        const text = r['answer_json'];
+        if (typeof text === 'string') texts.set(str(r['id']), text);
+        else legacy.push(str(r['id']));
+      }
+    }
+    for (let i = 0; i < legacy.length; i += 500) {
+      const chunk = legacy.slice(i, i + 500);
+      const full = await this.driver.all<Row>(`SELECT ${HISTORY_COLUMNS} FROM scaling_history WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk);
+      for (const r of full) texts.set(str(r['id']), JSON.stringify(historyFrom(r)));
+    }
+    return texts;
   }
 
   getState(policyId: string): Promise<PolicyState | undefined> {

@@ -463,6 +463,7 @@ export class SqliteDriver implements SqlDriver {
   /** The lock file is held by this process itself: it cannot be lost while the process lives. */
   readonly fenceCondition = undefined;
   readonly jsonRows = undefined;
+  readonly historyLocator = 'rowid';
 
   async close(): Promise<void> {
     this.#closed = true;

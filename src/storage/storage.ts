@@ -96,7 +96,10 @@ export interface HistoryQuery {
  * `details` included), newest first, ready to be joined into `{"history": [...]}` unparsed.
  */
 export interface HistoryJsonPage {
-  rows: string[];
+  /** The page's row ids, newest first. */
+  ids: string[];
+  /** Each row's JSON text, in the order of `ids`; undefined for a row the caller said it knows. */
+  rows: Array<string | undefined>;
   next_cursor: string | null;
 }
 
@@ -187,9 +190,12 @@ export interface Storage {
    * The same page as listHistory (same rows, order, filters and cursor), each row as its JSON
    * text: the text stored with the row when it was appended, so that no decision record is parsed
    * or serialised per request. Rows written without one (by a version before this text was
-   * stored) are read from their columns and serialised as listHistory returns them.
+   * stored) are read from their columns and serialised as listHistory returns them. The rows for
+   * which `known` says true (called once for each row of the page, in order, before the texts
+   * are read) are on the page without their text: the caller has it. History rows never change,
+   * so a text once read stays the row's answer for as long as the row exists.
    */
-  listHistoryJson(query: HistoryQuery): Promise<HistoryJsonPage>;
+  listHistoryJson(query: HistoryQuery, known?: (id: string) => boolean): Promise<HistoryJsonPage>;
 
   /**
    * The replica changes of these policies (succeeded, not dry runs, not `none`) in [since, until),
