@@ -1,0 +1,145 @@
+/**
+ * HistoryPages on a real SQLite file: a page's bytes are the JSON of the rows listHistory reads
+ * (cold or with its rows kept), rows kept are not read again, rows appended or pruned show at
+ * once, the byte bound holds with the least recently listed dropped first, and pages built at
+ * the same time under a bound too small for them are still whole.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { HistoryPages } from '../src/history/history-pages.js';
+import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
+import type { SqlStorage } from '../src/storage/sql-storage.js';
+import type { HistoryQuery, HistoryRow } from '../src/storage/storage.js';
+
+const BASE = Date.UTC(2026, 2, 1, 8, 0, 0);
+const at = (minutes: number): string => new Date(BASE + minutes * 60_000).toISOString();
+
+function row(minute: number, extra: Partial<HistoryRow> = {}): HistoryRow {
+  return {
+    id: randomUUID(),
+    policy_id: null,
+    policy_name: minute % 2 === 0 ? 'even' : 'odd',
+    action: 'scale_up',
+    target_type: 'cdc-worker',
+    target_id: 'w',
+    previous_replicas: 1,
+    new_replicas: 2,
+    reason: `minute ${minute}: lag "high" — über 60`,
+    reason_code: 'rule_triggered',
+    triggered_by: 'rule',
+    dry_run: false,
+    status: 'succeeded',
+    error: null,
+    executed_at: at(minute),
+    details: { minute, text: 'x'.repeat(minute * 10) },
+    ...extra,
+  };
+}
+
+/** A SQLite store, with a count of the texts storage answered (not the rows it was told were known). */
+async function store(t: Test): Promise<{ storage: SqlStorage; texts: () => number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'ps-history-pages-'));
+  const storage = createSqliteStorage(join(dir, 'scaler.db'));
+  await storage.migrate();
+  t.teardown(async () => {
+    await storage.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  let texts = 0;
+  const list = storage.listHistoryJson.bind(storage);
+  storage.listHistoryJson = async (q, known) => {
+    const page = await list(q, known);
+    texts += page.rows.filter((r) => r !== undefined).length;
+    return page;
+  };
+  return { storage, texts: () => texts };
+}
+
+/** What the route answered before pages were built from bytes: listHistory's page, serialised. */
+async function expected(storage: SqlStorage, q: HistoryQuery): Promise<string> {
+  const page = await storage.listHistory(q);
+  return JSON.stringify({ history: page.rows, next_cursor: page.next_cursor });
+}
+
+t.test('a page is the JSON of listHistory\'s rows, cold and with its rows kept; kept rows are not read again', async (t) => {
+  const { storage, texts } = await store(t);
+  for (let m = 0; m < 30; m += 1) await storage.appendHistory(row(m));
+  const pages = new HistoryPages(storage);
+  const q = { limit: 10 };
+  const cold = await pages.page(q);
+  t.equal(cold.toString('utf8'), await expected(storage, q), 'cold: byte for byte');
+  t.equal(texts(), 10, 'ten texts read');
+  const warm = await pages.page(q);
+  t.ok(warm.equals(cold), 'warm: the same bytes');
+  t.equal(texts(), 10, 'no text read again');
+  t.strictSame(pages.size.rows, 10, 'ten rows kept');
+  // The next page by its cursor, and a filtered one overlapping the kept rows.
+  const next = { limit: 10, cursor: (JSON.parse(cold.toString('utf8')) as { next_cursor: string }).next_cursor };
+  t.equal((await pages.page(next)).toString('utf8'), await expected(storage, next), 'the next page');
+  const even = { limit: 12, policy_name: 'even' };
+  t.equal((await pages.page(even)).toString('utf8'), await expected(storage, even), 'a filtered page');
+  t.equal(texts(), 20 + 2, 'only the rows not kept were read: ten of the next page, two of the filtered one (minutes 8 and 6)');
+  const empty = { limit: 10, policy_name: 'nobody' };
+  t.equal((await pages.page(empty)).toString('utf8'), '{"history":[],"next_cursor":null}', 'an empty page');
+});
+
+t.test('rows appended and pruned show on the next page at once', async (t) => {
+  const { storage } = await store(t);
+  for (let m = 0; m < 10; m += 1) await storage.appendHistory(row(m));
+  const pages = new HistoryPages(storage);
+  const q = { limit: 5 };
+  await pages.page(q);
+  const newer = row(100);
+  await storage.appendHistory(newer);
+  const after = await pages.page(q);
+  t.equal(after.toString('utf8'), await expected(storage, q), 'the appended row leads the page');
+  t.match(after.toString('utf8'), new RegExp(`^\\{"history":\\[\\{"id":"${newer.id}"`));
+  await storage.pruneHistory(at(200), 100);
+  t.equal((await pages.page(q)).toString('utf8'), '{"history":[],"next_cursor":null}', 'every kept row pruned: none listed');
+});
+
+t.test('the byte bound: the least recently listed rows are dropped first; a row over the bound is answered, not kept', async (t) => {
+  const { storage, texts } = await store(t);
+  const rows = Array.from({ length: 10 }, (_, m) => row(m));
+  for (const r of rows) await storage.appendHistory(r);
+  const size = (r: HistoryRow): number => Buffer.byteLength(JSON.stringify(r));
+  const newestThree = rows.slice(7).reduce((n, r) => n + size(r), 0);
+  const pages = new HistoryPages(storage, newestThree);
+  const q = { limit: 10 };
+  t.equal((await pages.page(q)).toString('utf8'), await expected(storage, q), 'the page is whole');
+  t.ok(pages.size.bytes <= newestThree, `kept ${pages.size.bytes} bytes, at most ${newestThree}`);
+  t.equal(pages.size.rows, 3, 'the last three listed (the oldest of the page) kept');
+  const before = texts();
+  const top = { limit: 3 };
+  t.equal((await pages.page(top)).toString('utf8'), await expected(storage, top), 'the newest three');
+  t.equal(texts() - before, 3, 'read again: they had been dropped');
+  const old = { limit: 3, cursor: (JSON.parse((await pages.page({ limit: 7 })).toString('utf8')) as { next_cursor: string }).next_cursor };
+  const mid = texts();
+  await pages.page(old);
+  t.equal(texts() - mid, 3, 'the oldest three were dropped in turn, having been listed least recently');
+  const huge = row(50, { details: { blob: 'y'.repeat(newestThree) } });
+  await storage.appendHistory(huge);
+  const withHuge = await pages.page({ limit: 1 });
+  t.equal(withHuge.toString('utf8'), await expected(storage, { limit: 1 }), 'a row larger than the bound is answered');
+  t.ok(pages.size.bytes <= newestThree, 'and not kept');
+});
+
+t.test('pages built at once, with a bound that keeps two rows, are each whole', async (t) => {
+  const { storage } = await store(t);
+  for (let m = 0; m < 60; m += 1) await storage.appendHistory(row(m));
+  const pages = new HistoryPages(storage, 2 * Buffer.byteLength(JSON.stringify(row(59))));
+  const queries: HistoryQuery[] = [];
+  let cursor: string | undefined;
+  for (let i = 0; i < 6; i += 1) {
+    const q: HistoryQuery = cursor === undefined ? { limit: 10 } : { limit: 10, cursor };
+    queries.push(q, { ...q, limit: 7 }, { limit: 15, policy_name: i % 2 === 0 ? 'even' : 'odd' });
+    cursor = (await storage.listHistory(q)).next_cursor ?? undefined;
+  }
+  const answers = await Promise.all([...queries, ...queries].map((q) => pages.page(q)));
+  for (const [i, q] of [...queries, ...queries].entries()) {
+    t.equal(answers[i]?.toString('utf8'), await expected(storage, q), `page ${i}`);
+  }
+});
