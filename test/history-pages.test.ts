@@ -101,30 +101,36 @@ t.test('rows appended and pruned show on the next page at once', async (t) => {
   t.equal((await pages.page(q)).toString('utf8'), '{"history":[],"next_cursor":null}', 'every kept row pruned: none listed');
 });
 
-t.test('the byte bound: the least recently listed rows are dropped first; a row over the bound is answered, not kept', async (t) => {
+t.test('the byte bound: the rows listed longest ago are dropped; a row over half the bound is answered, not kept', async (t) => {
   const { storage, texts } = await store(t);
   const rows = Array.from({ length: 10 }, (_, m) => row(m));
   for (const r of rows) await storage.appendHistory(r);
   const size = (r: HistoryRow): number => Buffer.byteLength(JSON.stringify(r));
-  const newestThree = rows.slice(7).reduce((n, r) => n + size(r), 0);
-  const pages = new HistoryPages(storage, newestThree);
+  // Room for the four largest rows: two of them in each generation.
+  const bound = rows.slice(6).reduce((n, r) => n + size(r), 0);
+  const pages = new HistoryPages(storage, bound);
   const q = { limit: 10 };
   t.equal((await pages.page(q)).toString('utf8'), await expected(storage, q), 'the page is whole');
-  t.ok(pages.size.bytes <= newestThree, `kept ${pages.size.bytes} bytes, at most ${newestThree}`);
-  t.equal(pages.size.rows, 3, 'the last three listed (the oldest of the page) kept');
-  const before = texts();
+  t.ok(pages.size.bytes <= bound, `kept ${pages.size.bytes} bytes, at most ${bound}`);
+  t.ok(pages.size.rows >= 2 && pages.size.rows < 10, `some rows kept (${pages.size.rows}), not all`);
+  // The page's last two rows (the oldest, listed last) are kept: reading them reads no text.
+  const oldest = { limit: 2, cursor: (await storage.listHistory({ limit: 8 })).next_cursor ?? '' };
+  let before = texts();
+  t.equal((await pages.page(oldest)).toString('utf8'), await expected(storage, oldest), 'the two oldest');
+  t.equal(texts() - before, 0, 'listed last, so kept: no text read');
+  // The page's first rows were listed longest ago: dropped, read again.
+  before = texts();
   const top = { limit: 3 };
   t.equal((await pages.page(top)).toString('utf8'), await expected(storage, top), 'the newest three');
-  t.equal(texts() - before, 3, 'read again: they had been dropped');
-  const old = { limit: 3, cursor: (JSON.parse((await pages.page({ limit: 7 })).toString('utf8')) as { next_cursor: string }).next_cursor };
-  const mid = texts();
-  await pages.page(old);
-  t.equal(texts() - mid, 3, 'the oldest three were dropped in turn, having been listed least recently');
-  const huge = row(50, { details: { blob: 'y'.repeat(newestThree) } });
+  t.equal(texts() - before, 3, 'listed first, so dropped: read again');
+  t.ok(pages.size.bytes <= bound, 'still within the bound');
+  const huge = row(50, { details: { blob: 'y'.repeat(bound / 2) } });
   await storage.appendHistory(huge);
-  const withHuge = await pages.page({ limit: 1 });
-  t.equal(withHuge.toString('utf8'), await expected(storage, { limit: 1 }), 'a row larger than the bound is answered');
-  t.ok(pages.size.bytes <= newestThree, 'and not kept');
+  t.equal((await pages.page({ limit: 1 })).toString('utf8'), await expected(storage, { limit: 1 }), 'a row larger than half the bound is answered');
+  before = texts();
+  await pages.page({ limit: 1 });
+  t.equal(texts() - before, 1, 'and not kept: read again');
+  t.ok(pages.size.bytes <= bound, 'within the bound');
 });
 
 t.test('pages built at once, with a bound that keeps two rows, are each whole', async (t) => {

@@ -134,12 +134,15 @@ const HISTORY_KEYS = [
   'reason_code', 'triggered_by', 'dry_run', 'status', 'error', 'executed_at', 'details',
 ];
 
+/** A history text as listHistoryJson gives it (a string or its UTF-8 bytes), parsed; null for none. */
+const parseText = (text: string | Buffer | undefined): unknown => (text === undefined ? null : JSON.parse(text.toString()));
+
 /**
  * Checks that listHistoryJson's page is listHistory's: the same rows (each text parses to the row
  * listHistory returns, members in the same order), the same order, the same next cursor.
  */
 function sameJsonPage(t: TapTest, json: HistoryJsonPage, page: { rows: HistoryRow[]; next_cursor: string | null }, what: string): void {
-  const parsed = json.rows.map((text) => JSON.parse(text ?? 'null') as HistoryRow);
+  const parsed = json.rows.map((text) => parseText(text) as HistoryRow);
   t.strictSame(json.ids, parsed.map((r) => r?.id), `${what}: ids in the order of the rows`);
   t.strictSame(parsed, page.rows, `${what}: listHistoryJson has listHistory's rows`);
   if (!parsed.every((r) => JSON.stringify(Object.keys(r)) === JSON.stringify(HISTORY_KEYS))) t.fail(`${what}: members in the order of a history row`);
@@ -810,7 +813,7 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     const order = newestFirst(rows);
     const seen: string[] = [];
     const first = await storage.listHistoryJson({ limit: 10 });
-    seen.push(...first.rows.map((x) => (JSON.parse(x ?? 'null') as HistoryRow).id));
+    seen.push(...first.rows.map((x) => (parseText(x) as HistoryRow).id));
     t.strictSame(seen, order.slice(0, 10), 'the newest ten');
     // Appended while paging: a newer row is not on the later pages; a row older than the cursor is.
     const newer = historyRow({ executed_at: at(1000) });
@@ -824,7 +827,7 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
       const q = { limit: 10, cursor };
       const page = await storage.listHistoryJson(q);
       sameJsonPage(t, page, await storage.listHistory(q), 'a later page');
-      seen.push(...page.rows.map((x) => (JSON.parse(x ?? 'null') as HistoryRow).id));
+      seen.push(...page.rows.map((x) => (parseText(x) as HistoryRow).id));
       cursor = page.next_cursor;
     }
     const expected = [...order.slice(0, 10), ...newestFirst([...rows.slice(0, 30), behind]).filter((id) => !order.slice(0, 10).includes(id)).filter((id) => !rows.slice(0, 5).some((r) => r.id === id))];
@@ -855,7 +858,7 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     page.ids.forEach((id, i) => {
       const text = page.rows[i];
       if (knownIds.has(id)) t.equal(text, undefined, `row ${i}: known, so without its text`);
-      else t.strictSame(JSON.parse(text ?? 'null'), JSON.parse(JSON.stringify(full.rows[i])), `row ${i}: its text, the row listHistory reads`);
+      else t.strictSame(parseText(text), JSON.parse(JSON.stringify(full.rows[i])), `row ${i}: its text, the row listHistory reads`);
     });
     t.equal(page.next_cursor, full.next_cursor, 'the cursor as without known');
     const all = await storage.listHistoryJson({ limit: 10 }, () => true);
@@ -865,7 +868,7 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     const after = await storage.listHistoryJson(q, (id) => id === order[11]);
     const afterFull = await storage.listHistory(q);
     t.strictSame([after.ids, after.rows.length, after.next_cursor], [[order[10]], 1, afterFull.next_cursor], 'a filtered page after a cursor lists the same row, with the same cursor');
-    t.strictSame(JSON.parse(after.rows[0] ?? 'null'), JSON.parse(JSON.stringify(afterFull.rows[0])), 'and its text');
+    t.strictSame(parseText(after.rows[0]), JSON.parse(JSON.stringify(afterFull.rows[0])), 'and its text');
     // A known row that retention deleted is not on the page: which rows are listed comes from storage.
     t.equal(await storage.pruneHistory(at(15), 10), 2, 'the two oldest rows pruned');
     const rest = await storage.listHistoryJson({ limit: 20 }, () => true);
@@ -997,7 +1000,7 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(Number(unanswered?.n), 0, 'every recorded row carries its stored answer');
     const texts = await storage.listHistoryJson({ limit: 1000 });
     const page = await storage.listHistory({ limit: 1000 });
-    t.same(texts.rows.map((r) => JSON.parse(r ?? 'null') as unknown), JSON.parse(JSON.stringify(page.rows)), 'the stored answers are the rows as read');
+    t.same(texts.rows.map((r) => parseText(r) as unknown), JSON.parse(JSON.stringify(page.rows)), 'the stored answers are the rows as read');
     t.same(await storage.recordChanges([]), [], 'nothing to record');
     // A failing row fails the whole call: nothing of it is kept.
     const d = policies[3] as Policy;

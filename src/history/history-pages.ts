@@ -9,14 +9,21 @@ const COMMA = Buffer.from(',');
 /**
  * Pages of history as the API answers them, built from each row's answer bytes. History rows
  * never change once written (retention only deletes them), so the bytes of a row already answered
- * are kept, up to `maxBytes` with the least recently listed dropped first, and a page whose rows
- * are all kept reads only its keys from storage (an index, not the rows). Which rows are on a page,
- * and its cursor, always come from storage: a row appended or pruned by this daemon or by another
- * sharing the database is on the next page listed, or gone from it, exactly as without the cache.
+ * are kept, up to `maxBytes`, and a page whose rows are all kept reads only its keys from storage
+ * (an index, not the rows). Which rows are on a page, and its cursor, always come from storage: a
+ * row appended or pruned by this daemon or by another sharing the database is on the next page
+ * listed, or gone from it, exactly as without the kept bytes.
+ *
+ * The rows are kept in two generations of at most half the bytes each: rows listed go into the
+ * young one (a row found in the old one moves up); when the young one is full it becomes the old
+ * one and the old one is dropped. Rows not listed for a generation are dropped first, every step
+ * O(1) (a Map dropping its oldest entry one at a time rescans the holes left at its front).
  */
 export class HistoryPages {
-  readonly #rows = new Map<string, Buffer>();
-  #bytes = 0;
+  #young = new Map<string, Buffer>();
+  #old = new Map<string, Buffer>();
+  #youngBytes = 0;
+  #oldBytes = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -25,7 +32,7 @@ export class HistoryPages {
 
   /** The page's answer: `{"history":[…],"next_cursor":…}` as UTF-8 bytes. */
   async page(query: HistoryQuery): Promise<Buffer> {
-    // The buffers of the rows known when storage asks: taken then, so that other pages evicting
+    // The buffers of the rows known when storage asks: taken then, so that other pages dropping
     // them meanwhile cannot take them from this one.
     const held = new Map<string, Buffer>();
     const page = await this.storage.listHistoryJson(query, (id) => {
@@ -38,7 +45,7 @@ export class HistoryPages {
       const text = page.rows[i];
       let bytes = held.get(id);
       if (text !== undefined) {
-        bytes = Buffer.from(text);
+        bytes = typeof text === 'string' ? Buffer.from(text) : text;
         this.#keep(id, bytes);
       }
       if (bytes === undefined) throw new Error(`history row ${id} came without its answer`);
@@ -51,33 +58,39 @@ export class HistoryPages {
 
   /** Rows kept, and their bytes. */
   get size(): { rows: number; bytes: number } {
-    return { rows: this.#rows.size, bytes: this.#bytes };
+    return { rows: this.#young.size + this.#old.size, bytes: this.#youngBytes + this.#oldBytes };
   }
 
-  /** A kept row's bytes, now the most recently listed. */
+  /** A kept row's bytes; a row of the old generation moves to the young one. */
   #take(id: string): Buffer | undefined {
-    const b = this.#rows.get(id);
-    if (b !== undefined) {
-      this.#rows.delete(id);
-      this.#rows.set(id, b);
+    const young = this.#young.get(id);
+    if (young !== undefined) return young;
+    const old = this.#old.get(id);
+    if (old !== undefined) {
+      this.#old.delete(id);
+      this.#oldBytes -= old.length;
+      this.#keep(id, old);
     }
-    return b;
+    return old;
   }
 
   #keep(id: string, bytes: Buffer): void {
-    if (bytes.length > this.maxBytes) return;
-    const old = this.#rows.get(id);
-    if (old !== undefined) {
-      this.#rows.delete(id);
-      this.#bytes -= old.length;
+    const half = this.maxBytes / 2;
+    if (bytes.length > half || this.#young.has(id)) return;
+    if (this.#youngBytes + bytes.length > half) {
+      this.#old = this.#young;
+      this.#oldBytes = this.#youngBytes;
+      this.#young = new Map();
+      this.#youngBytes = 0;
     }
-    this.#rows.set(id, bytes);
-    this.#bytes += bytes.length;
-    // A Map iterates in insertion order: the first keys are the least recently listed.
-    for (const [oldest, b] of this.#rows) {
-      if (this.#bytes <= this.maxBytes) break;
-      this.#rows.delete(oldest);
-      this.#bytes -= b.length;
+    // A row moving up from the old generation is taken out of it before; one read again while
+    // still there (two pages reading it at once) is dropped from it now.
+    const stale = this.#old.get(id);
+    if (stale !== undefined) {
+      this.#old.delete(id);
+      this.#oldBytes -= stale.length;
     }
+    this.#young.set(id, bytes);
+    this.#youngBytes += bytes.length;
   }
 }

@@ -230,6 +230,7 @@ export class PostgresDriver implements SqlDriver {
    * gone (terminated, dropped, or replaced after a takeover) changes nothing.
    */
   readonly historyLocator = 'id';
+  readonly asBytes = undefined;
   readonly jsonRows = (columns: string): string => `json_to_recordset(?::json) AS v(${columns})`;
   readonly fenceCondition = `EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())

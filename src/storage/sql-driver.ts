@@ -56,6 +56,12 @@ export interface SqlDriver extends SqlExecutor {
    * key). Read together with `id`, which is what a row is matched by.
    */
   readonly historyLocator: string;
+  /**
+   * An expression reading a text column as its UTF-8 bytes, where the backend hands those over
+   * without decoding them (SQLite: `CAST(… AS BLOB)`, a Buffer); undefined where text is as cheap.
+   * A history page's texts are sent as bytes: read as bytes, they are never decoded to be encoded again.
+   */
+  readonly asBytes: ((column: string) => string) | undefined;
   close(): Promise<void>;
 }
 

@@ -704,7 +704,7 @@ export class SqlStorage implements Storage {
       const ids = page.map((r) => str(r['id']));
       const had = ids.map((id) => known?.(id) === true);
       const wanted = page.filter((_, i) => !had[i]).map((r) => (loc === 'id' ? r['id'] : r['loc']));
-      const texts = wanted.length > 0 ? await this.#historyTexts(wanted) : new Map<string, string>();
+      const texts = wanted.length > 0 ? await this.#historyTexts(wanted) : new Map<string, string | Buffer>();
       // A row pruned between the two reads is left out, as it would be from a page read a moment
       // later (the table is append-only: a row can only disappear, never change).
       const kept = ids.filter((id, i) => had[i] === true || texts.has(id));
@@ -724,16 +724,17 @@ export class SqlStorage implements Storage {
    * against the same database) is read whole and serialised as listHistory returns it. Rows that
    * no longer exist are absent.
    */
-  async #historyTexts(locators: readonly unknown[]): Promise<Map<string, string>> {
+  async #historyTexts(locators: readonly unknown[]): Promise<Map<string, string | Buffer>> {
     const loc = this.driver.historyLocator;
-    const texts = new Map<string, string>();
+    const column = this.driver.asBytes?.('answer_json') ?? 'answer_json';
+    const texts = new Map<string, string | Buffer>();
     const legacy: string[] = [];
     for (let i = 0; i < locators.length; i += 500) {
       const chunk = locators.slice(i, i + 500);
-      const rows = await this.driver.all<Row>(`SELECT id, answer_json FROM scaling_history WHERE ${loc} IN (${chunk.map(() => '?').join(', ')})`, chunk);
+      const rows = await this.driver.all<Row>(`SELECT id, ${column} AS answer FROM scaling_history WHERE ${loc} IN (${chunk.map(() => '?').join(', ')})`, chunk);
       for (const r of rows) {
-        const text = r['answer_json'];
-        if (typeof text === 'string') texts.set(str(r['id']), text);
+        const text = r['answer'];
+        if (typeof text === 'string' || Buffer.isBuffer(text)) texts.set(str(r['id']), text);
         else legacy.push(str(r['id']));
       }
     }

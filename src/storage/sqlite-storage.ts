@@ -464,6 +464,7 @@ export class SqliteDriver implements SqlDriver {
   readonly fenceCondition = undefined;
   readonly jsonRows = undefined;
   readonly historyLocator = 'rowid';
+  readonly asBytes = (column: string): string => `CAST(${column} AS BLOB)`;
 
   async close(): Promise<void> {
     this.#closed = true;

@@ -98,8 +98,11 @@ export interface HistoryQuery {
 export interface HistoryJsonPage {
   /** The page's row ids, newest first. */
   ids: string[];
-  /** Each row's JSON text, in the order of `ids`; undefined for a row the caller said it knows. */
-  rows: Array<string | undefined>;
+  /**
+   * Each row's JSON text (as a string, or as its UTF-8 bytes where the backend reads them so), in
+   * the order of `ids`; undefined for a row the caller said it knows.
+   */
+  rows: Array<string | Buffer | undefined>;
   next_cursor: string | null;
 }
 
