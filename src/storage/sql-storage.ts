@@ -693,36 +693,54 @@ export class SqlStorage implements Storage {
   listHistoryJson(q: HistoryQuery, known?: (id: string) => boolean): Promise<HistoryJsonPage> {
     return this.#guard(async () => {
       const { where, params } = historyWhere(q);
-      // The page's keys first: every listing has an index on (…, executed_at, id), so this reads
-      // the index alone. The texts are read only for the rows the caller does not know already.
-      const loc = this.driver.historyLocator;
+      const cursorAfter = (found: Row[]): string | null => {
+        const last = found.length > q.limit ? found[q.limit - 1] : undefined;
+        return last !== undefined ? encodeCursor({ executed_at: iso(last['executed_at']), id: str(last['id']) }) : null;
+      };
+      if (known !== undefined) {
+        // The page's keys first: every listing has an index on (…, executed_at, id), so this reads
+        // the index alone. When the caller knows most of the page, only the other rows are read.
+        const loc = this.driver.historyLocator;
+        const found = await this.driver.all<Row>(
+          `SELECT id, executed_at${loc === 'id' ? '' : `, ${loc} AS loc`} FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+          [...params, q.limit + 1],
+        );
+        const page = found.length > q.limit ? found.slice(0, q.limit) : found;
+        const ids = page.map((r) => str(r['id']));
+        const had = ids.map((id) => known(id));
+        const wanted = page.filter((_, i) => !had[i]).map((r) => (loc === 'id' ? r['id'] : r['loc']));
+        if (wanted.length <= page.length / 4) {
+          const texts = wanted.length > 0 ? await this.#historyTexts(wanted) : new Map<string, string | Buffer>();
+          // A row pruned between the two reads is left out, as it would be from a page read a
+          // moment later (the table is append-only: a row can only disappear, never change).
+          const kept = ids.filter((id, i) => had[i] === true || texts.has(id));
+          return { ids: kept, rows: kept.map((id) => texts.get(id)), next_cursor: cursorAfter(found) };
+        }
+        // Most of the page unknown: one read of the page with its texts costs less than a second
+        // lookup of each row (a round trip more on PostgreSQL, an index more on both).
+      }
+      const column = this.driver.asBytes?.('answer_json') ?? 'answer_json';
       const found = await this.driver.all<Row>(
-        `SELECT id, executed_at${loc === 'id' ? '' : `, ${loc} AS loc`} FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+        `SELECT id, executed_at, ${column} AS answer FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
         [...params, q.limit + 1],
       );
       const page = found.length > q.limit ? found.slice(0, q.limit) : found;
-      const ids = page.map((r) => str(r['id']));
-      const had = ids.map((id) => known?.(id) === true);
-      const wanted = page.filter((_, i) => !had[i]).map((r) => (loc === 'id' ? r['id'] : r['loc']));
-      const texts = wanted.length > 0 ? await this.#historyTexts(wanted) : new Map<string, string | Buffer>();
-      // A row pruned between the two reads is left out, as it would be from a page read a moment
-      // later (the table is append-only: a row can only disappear, never change).
-      const kept = ids.filter((id, i) => had[i] === true || texts.has(id));
-      const last = page.at(-1);
-      return {
-        ids: kept,
-        rows: kept.map((id) => texts.get(id)),
-        next_cursor: found.length > q.limit && last !== undefined ? encodeCursor({ executed_at: iso(last['executed_at']), id: str(last['id']) }) : null,
-      };
+      const texts = new Map<string, string | Buffer>();
+      const legacy: string[] = [];
+      for (const r of page) {
+        const text = r['answer'];
+        if (typeof text === 'string' || Buffer.isBuffer(text)) texts.set(str(r['id']), text);
+        else legacy.push(str(r['id']));
+      }
+      if (legacy.length > 0) await this.#legacyTexts(legacy, texts);
+      const kept = page.map((r) => str(r['id'])).filter((id) => texts.has(id));
+      return { ids: kept, rows: kept.map((id) => texts.get(id)), next_cursor: cursorAfter(found) };
     });
   }
 
   /**
    * The JSON texts of the history rows at these locators (driver.historyLocator), by id: the text
-   * stored with each row (migration 011);
-   * a row appended without one (before that migration, or by an older daemon still running
-   * against the same database) is read whole and serialised as listHistory returns it. Rows that
-   * no longer exist are absent.
+   * stored with each row (migration 011). Rows that no longer exist are absent.
    */
   async #historyTexts(locators: readonly unknown[]): Promise<Map<string, string | Buffer>> {
     const loc = this.driver.historyLocator;
@@ -738,12 +756,21 @@ export class SqlStorage implements Storage {
         else legacy.push(str(r['id']));
       }
     }
-    for (let i = 0; i < legacy.length; i += 500) {
-      const chunk = legacy.slice(i, i + 500);
+    if (legacy.length > 0) await this.#legacyTexts(legacy, texts);
+    return texts;
+  }
+
+  /**
+   * Rows appended without their text (before migration 011, or by an older daemon still running
+   * against the same database): read whole and serialised as listHistory returns them, into
+   * `texts`. A row pruned meanwhile is left out.
+   */
+  async #legacyTexts(ids: readonly string[], texts: Map<string, string | Buffer>): Promise<void> {
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
       const full = await this.driver.all<Row>(`SELECT ${HISTORY_COLUMNS} FROM scaling_history WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk);
       for (const r of full) texts.set(str(r['id']), JSON.stringify(historyFrom(r)));
     }
-    return texts;
   }
 
   getState(policyId: string): Promise<PolicyState | undefined> {

@@ -193,9 +193,10 @@ export interface Storage {
    * The same page as listHistory (same rows, order, filters and cursor), each row as its JSON
    * text: the text stored with the row when it was appended, so that no decision record is parsed
    * or serialised per request. Rows written without one (by a version before this text was
-   * stored) are read from their columns and serialised as listHistory returns them. The rows for
-   * which `known` says true (called once for each row of the page, in order, before the texts
-   * are read) are on the page without their text: the caller has it. History rows never change,
+   * stored) are read from their columns and serialised as listHistory returns them. When `known`
+   * is given it is called once for each row of the page, in order, before the texts are read; if
+   * it says true for at least three quarters of them, those rows are on the page without their
+   * text (the caller has it) and only the others are read; otherwise every row comes with its text. History rows never change,
    * so a text once read stays the row's answer for as long as the row exists.
    */
   listHistoryJson(query: HistoryQuery, known?: (id: string) => boolean): Promise<HistoryJsonPage>;
