@@ -72,18 +72,45 @@ t.test('a page is the JSON of listHistory\'s rows, cold and with its rows kept; 
   const cold = await pages.page(q);
   t.equal(cold.toString('utf8'), await expected(storage, q), 'cold: byte for byte');
   t.equal(texts(), 10, 'ten texts read');
+  t.equal(pages.size.rows, 0, 'a page asked for once: its rows are not kept');
+  t.ok((await pages.page(q)).equals(cold), 'asked again: the same bytes');
+  t.equal(texts(), 20, 'read again');
+  t.equal(pages.size.rows, 10, 'and kept now');
   const warm = await pages.page(q);
   t.ok(warm.equals(cold), 'warm: the same bytes');
-  t.equal(texts(), 10, 'no text read again');
-  t.strictSame(pages.size.rows, 10, 'ten rows kept');
-  // The next page by its cursor, and a filtered one overlapping the kept rows.
+  t.equal(texts(), 20, 'no text read again');
+  // The next page by its cursor (asked once: not kept), and a filtered one overlapping the kept rows.
   const next = { limit: 10, cursor: (JSON.parse(cold.toString('utf8')) as { next_cursor: string }).next_cursor };
   t.equal((await pages.page(next)).toString('utf8'), await expected(storage, next), 'the next page');
+  t.equal(pages.size.rows, 10, 'its rows not kept');
   const even = { limit: 12, policy_name: 'even' };
   t.equal((await pages.page(even)).toString('utf8'), await expected(storage, even), 'a filtered page');
-  t.equal(texts(), 20 + 2, 'only the rows not kept were read: ten of the next page, two of the filtered one (minutes 8 and 6)');
+  t.equal(texts(), 30 + 12, 'five of its twelve rows kept: under three quarters, so the page is read whole');
+  t.equal(pages.size.rows, 10 + 7, 'and the seven others kept, the page having kept rows');
+  const odd = { limit: 6, policy_name: 'odd' };
+  await pages.page(odd);
+  const before = texts();
+  t.equal((await pages.page({ limit: 8, policy_name: 'even' })).toString('utf8'), await expected(storage, { limit: 8, policy_name: 'even' }), 'a page of kept rows only');
+  t.equal(texts(), before, 'reads no text');
   const empty = { limit: 10, policy_name: 'nobody' };
   t.equal((await pages.page(empty)).toString('utf8'), '{"history":[],"next_cursor":null}', 'an empty page');
+});
+
+t.test('pages read once do not push out the rows of a page asked for again and again', async (t) => {
+  const { storage, texts } = await store(t);
+  for (let m = 0; m < 60; m += 1) await storage.appendHistory(row(m, { policy_name: `p${m % 20}` }));
+  const hot = { limit: 5 };
+  const hotBytes = Buffer.byteLength(await expected(storage, hot));
+  const pages = new HistoryPages(storage, 4 * hotBytes);
+  await pages.page(hot);
+  await pages.page(hot);
+  for (let p = 0; p < 20; p += 1) {
+    const q = { limit: 3, policy_name: `p${p}` };
+    t.equal((await pages.page(q)).toString('utf8'), await expected(storage, q), `p${p}'s page, read once`);
+  }
+  const before = texts();
+  t.equal((await pages.page(hot)).toString('utf8'), await expected(storage, hot), 'the page asked for again');
+  t.equal(texts(), before, 'still kept: no text read');
 });
 
 t.test('rows appended and pruned show on the next page at once', async (t) => {
@@ -92,6 +119,8 @@ t.test('rows appended and pruned show on the next page at once', async (t) => {
   const pages = new HistoryPages(storage);
   const q = { limit: 5 };
   await pages.page(q);
+  await pages.page(q);
+  t.equal(pages.size.rows, 5, 'asked twice: kept');
   const newer = row(100);
   await storage.appendHistory(newer);
   const after = await pages.page(q);
@@ -110,7 +139,8 @@ t.test('the byte bound: the rows listed longest ago are dropped; a row over half
   const bound = rows.slice(6).reduce((n, r) => n + size(r), 0);
   const pages = new HistoryPages(storage, bound);
   const q = { limit: 10 };
-  t.equal((await pages.page(q)).toString('utf8'), await expected(storage, q), 'the page is whole');
+  await pages.page(q);
+  t.equal((await pages.page(q)).toString('utf8'), await expected(storage, q), 'the page is whole, asked again');
   t.ok(pages.size.bytes <= bound, `kept ${pages.size.bytes} bytes, at most ${bound}`);
   t.ok(pages.size.rows >= 2 && pages.size.rows < 10, `some rows kept (${pages.size.rows}), not all`);
   // The page's last two rows (the oldest, listed last) are kept: reading them reads no text.
@@ -127,9 +157,11 @@ t.test('the byte bound: the rows listed longest ago are dropped; a row over half
   const huge = row(50, { details: { blob: 'y'.repeat(bound / 2) } });
   await storage.appendHistory(huge);
   t.equal((await pages.page({ limit: 1 })).toString('utf8'), await expected(storage, { limit: 1 }), 'a row larger than half the bound is answered');
-  before = texts();
-  await pages.page({ limit: 1 });
-  t.equal(texts() - before, 1, 'and not kept: read again');
+  for (const time of ['asked again', 'asked a third time']) {
+    before = texts();
+    await pages.page({ limit: 1 });
+    t.equal(texts() - before, 1, `${time}: read again, as it is not kept`);
+  }
   t.ok(pages.size.bytes <= bound, 'within the bound');
 });
 
