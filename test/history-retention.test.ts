@@ -13,8 +13,8 @@ import { HistoryRetention, PrunePacer } from '../src/history/history-retention.j
 import type { Executor, MetricSource } from '../src/plugins/api.js';
 import { IsolatedExecutor, IsolatedMetricSource } from '../src/plugins/plugin-manager.js';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
-import { createPostgresStorage } from '../src/storage/postgres-storage.js';
-import type { SqlStorage } from '../src/storage/sql-storage.js';
+import { createPostgresStorage, PostgresDriver } from '../src/storage/postgres-storage.js';
+import { SqlStorage } from '../src/storage/sql-storage.js';
 import type { HistoryRow } from '../src/storage/storage.js';
 import { tempSqliteStorage } from './helpers/fixtures.js';
 import { createFreshDatabase } from './helpers/pg.js';
@@ -106,6 +106,34 @@ for (const [name, open] of backends) {
     t.equal((await storage.listHistory({ limit: 100 })).rows.length, 4);
   });
 }
+
+t.test('postgres: retention keeps its pace while API reads hold every pooled connection', async (t) => {
+  const db = await createFreshDatabase('philotes_retention_busy');
+  const storage = new SqlStorage(new PostgresDriver(db.url, { max: 2 }));
+  await storage.migrate();
+  t.teardown(async () => {
+    await storage.close();
+    await db.drop();
+  });
+  for (let i = 0; i < 1500; i += 1) await storage.appendHistory(row(40));
+  // Readers that hold both connections nearly all the time, 100 ms a statement, as a busy API does.
+  let reading = true;
+  const reader = async (): Promise<void> => {
+    while (reading) await storage.driver.all('SELECT pg_sleep(0.1)');
+  };
+  const readers = [reader(), reader(), reader()];
+  await new Promise((r) => setTimeout(r, 50));
+  const timing = { waitedMs: 0 };
+  t.equal(await storage.pruneHistory(new Date(NOW - 30 * DAY).toISOString(), 10, timing), 10, 'ten rows deleted');
+  t.ok(timing.waitedMs >= 20, `the wait for a connection is reported (${timing.waitedMs.toFixed(0)} ms)`);
+  const retention = new HistoryRetention({ storage, logger: silent, retentionMs: 30 * DAY, now: () => new Date(NOW) });
+  const deleted = await retention.prune();
+  reading = false;
+  await Promise.all(readers);
+  // Counting each statement's wait for a connection (about 100 ms) as its cost shrank the
+  // batches to one row and rested 300 ms after each: about 15 rows in the pass's 2 s.
+  t.ok(deleted >= 300, `one pass of 2 s deletes ${deleted} of the 1,490 old rows left, batches sized by what the deletes cost`);
+});
 
 t.test('PrunePacer sizes statements by time and rests in proportion', async (t) => {
   const pacer = (first = 10): PrunePacer => new PrunePacer({ targetMs: 5, max: 500, restRatio: 3, first });

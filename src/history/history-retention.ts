@@ -114,8 +114,12 @@ export class HistoryRetention {
     for (;;) {
       const size = this.#pacer.size;
       const started = performance.now();
-      const n = await storage.pruneHistory(before, size);
-      const rest = this.#pacer.observe(n, performance.now() - started);
+      const timing = { waitedMs: 0 };
+      const n = await storage.pruneHistory(before, size, timing);
+      // The statement's cost, not the wait for a connection (PostgreSQL's pool busy with API
+      // reads) or behind other statements: counted, that wait shrank the batches to a row or so
+      // and retention to tens of rows a minute while the API was busy.
+      const rest = this.#pacer.observe(n, Math.max(0, performance.now() - started - timing.waitedMs));
       total += n;
       if (n < size || performance.now() + rest > until || this.#closed) break;
       await this.#pause(rest);

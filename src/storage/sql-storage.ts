@@ -804,10 +804,12 @@ export class SqlStorage implements Storage {
     return this.#guard(() => this.driver.transaction((tx) => this.#writeStates(tx, states, opts.fence, opts.unlessPaused === true)));
   }
 
-  pruneHistory(before: string, limit: number): Promise<number> {
+  pruneHistory(before: string, limit: number, timing?: { waitedMs: number }): Promise<number> {
     const cutoff = iso(before);
+    const called = performance.now();
     return this.#guard(() =>
       this.driver.transaction(async (tx) => {
+        if (timing !== undefined) timing.waitedMs = performance.now() - called;
         // The append-only trigger lets this transaction, and only it, delete rows older than the cutoff.
         await tx.run('UPDATE scaling_history_prune SET before = ? WHERE id = 1', [cutoff]);
         const deleted = await tx.run(

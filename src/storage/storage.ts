@@ -185,9 +185,11 @@ export interface Storage {
   appendHistory(row: HistoryRow): Promise<HistoryRow>;
   /**
    * Deletes at most `limit` history rows executed before `before`, oldest first (history
-   * retention); resolves to how many were deleted.
+   * retention); resolves to how many were deleted. When `timing` is given, its `waitedMs` is set
+   * to how long the call waited before its deletion began (for a connection, or behind other
+   * statements), so a caller pacing its deletions by their cost can leave that wait out.
    */
-  pruneHistory(before: string, limit: number): Promise<number>;
+  pruneHistory(before: string, limit: number, timing?: { waitedMs: number }): Promise<number>;
   listHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; next_cursor: string | null }>;
   /**
    * The same page as listHistory (same rows, order, filters and cursor), each row as its JSON
