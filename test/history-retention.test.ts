@@ -130,9 +130,9 @@ t.test('postgres: retention keeps its pace while API reads hold every pooled con
   const deleted = await retention.prune();
   reading = false;
   await Promise.all(readers);
-  // Counting each statement's wait for a connection (about 100 ms) as its cost shrank the
-  // batches to one row and rested 300 ms after each: about 15 rows in the pass's 2 s.
-  t.ok(deleted >= 300, `one pass of 2 s deletes ${deleted} of the 1,490 old rows left, batches sized by what the deletes cost`);
+  // Sized by their time (each statement's round trips waiting behind the readers), the batches
+  // shrank to one row with a 300 ms pause after each: about 15 rows in the pass's 2 s.
+  t.ok(deleted >= 300, `one pass of 2 s deletes ${deleted} of the 1,490 old rows left: batches of the largest size on PostgreSQL`);
 });
 
 t.test('PrunePacer sizes statements by time and rests in proportion', async (t) => {
@@ -159,6 +159,15 @@ t.test('PrunePacer sizes statements by time and rests in proportion', async (t) 
   for (let i = 0; i < 20; i++) p.observe(p.size, p.size * 0.25);
   t.equal(p.size, 20, 'settles on 20 rows at 0.25 ms a row');
   t.equal(new PrunePacer({ targetMs: 5, max: 3, restRatio: 1 }).size, 3, 'the first size is at most the max');
+});
+
+t.test('PrunePacer with bySize false: every statement the largest batch, pauses still by time', async (t) => {
+  const pacer = new PrunePacer({ targetMs: 5, max: 500, restRatio: 3, first: 10, bySize: false });
+  t.equal(pacer.size, 500, 'the largest batch from the first statement');
+  t.equal(pacer.observe(500, 40), 120, 'a slow statement: three times as long a pause');
+  t.equal(pacer.size, 500, 'and the same size after it');
+  t.equal(pacer.observe(1, 25), 75);
+  t.equal(pacer.size, 500, 'a one-row statement that took long does not shrink it either');
 });
 
 t.test('stop() ends the pause between two statements at once', async (t) => {

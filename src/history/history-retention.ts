@@ -27,6 +27,11 @@ export interface HistoryRetentionOptions {
  * the cost per row measured on the statements before, between 1 and `max`), and after each one
  * the pruner rests `restRatio` times as long as it took: pruning holds the database, and the event
  * loop, at most 1 / (1 + restRatio) of the time, in slices of about `targetMs`.
+ *
+ * With `bySize: false` every statement deletes `max` rows, and only the pauses follow the time
+ * taken: where a statement runs in the database server (PostgreSQL), its time is mostly round
+ * trips waiting on a busy event loop, not work that holds the daemon; sized by that time, batches
+ * fell to one row while the API was busy (500 rows take about 15 ms of the server's time).
  */
 export class PrunePacer {
   /** Rows the next statement deletes. */
@@ -34,17 +39,19 @@ export class PrunePacer {
   readonly #targetMs: number;
   readonly #max: number;
   readonly #restRatio: number;
+  readonly #bySize: boolean;
 
-  constructor(opts: { targetMs: number; max: number; restRatio: number; first?: number }) {
+  constructor(opts: { targetMs: number; max: number; restRatio: number; first?: number; bySize?: boolean }) {
     this.#targetMs = opts.targetMs;
     this.#max = Math.max(1, Math.floor(opts.max));
     this.#restRatio = opts.restRatio;
-    this.size = Math.min(this.#max, Math.max(1, Math.floor(opts.first ?? 10)));
+    this.#bySize = opts.bySize ?? true;
+    this.size = this.#bySize ? Math.min(this.#max, Math.max(1, Math.floor(opts.first ?? 10))) : this.#max;
   }
 
   /** Records a statement that deleted `rows` in `ms`; answers the pause before the next one, in ms. */
   observe(rows: number, ms: number): number {
-    if (rows > 0 && ms >= 0) {
+    if (this.#bySize && rows > 0 && ms >= 0) {
       const fits = this.#targetMs / Math.max(ms / rows, 0.001);
       // Half the way there (geometrically): one slow statement (a checkpoint, a busy moment)
       // does not swing the size from one extreme to the other.
@@ -76,7 +83,7 @@ export class HistoryRetention {
   constructor(opts: HistoryRetentionOptions) {
     this.#opts = { everyMs: 60_000, batch: 500, statementMs: 5, restRatio: 3, passBudgetMs: 2_000, now: () => new Date(), ...opts };
     // Kept across passes: each pass starts at the size the last one found.
-    this.#pacer = new PrunePacer({ targetMs: this.#opts.statementMs, max: this.#opts.batch, restRatio: this.#opts.restRatio });
+    this.#pacer = new PrunePacer({ targetMs: this.#opts.statementMs, max: this.#opts.batch, restRatio: this.#opts.restRatio, bySize: opts.storage.inProcess });
   }
 
   start(firstInMs = 5_000): void {

@@ -223,6 +223,7 @@ export class PostgresDriver implements SqlDriver {
   readonly kind = 'postgres';
   readonly migrationsFolder = 'postgres';
   readonly supportsSharedAccess = true;
+  readonly inProcess = false;
   /**
    * The leader lock, seen from any connection: a session-level advisory lock on one bigint key is
    * listed in pg_locks with the key's high and low 32 bits as classid and objid, and objsubid 1.

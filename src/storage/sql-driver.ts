@@ -16,6 +16,8 @@ export interface SqlDriver extends SqlExecutor {
   /** Folder under migrations/ with this backend's files. */
   readonly migrationsFolder: string;
   readonly supportsSharedAccess: boolean;
+  /** Whether statements run on the daemon's own thread, holding its event loop (see Storage.inProcess). */
+  readonly inProcess: boolean;
   /** Runs fn in one transaction; rolls back when it throws. */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
   /** Serialises migrations between processes (an advisory lock on PostgreSQL). */

@@ -315,6 +315,10 @@ export class SqlStorage implements Storage {
     return this.driver.kind;
   }
 
+  get inProcess(): boolean {
+    return this.driver.inProcess;
+  }
+
   get supportsSharedAccess(): boolean {
     return this.driver.supportsSharedAccess;
   }

@@ -143,6 +143,7 @@ export class SqliteDriver implements SqlDriver {
   readonly kind = 'sqlite';
   readonly migrationsFolder = 'sqlite';
   readonly supportsSharedAccess = false;
+  readonly inProcess = true;
   readonly #db: Db | undefined;
   readonly #exec: SqliteExecutor | undefined;
   readonly #lock = new Mutex();

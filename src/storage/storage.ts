@@ -120,6 +120,12 @@ export interface Storage {
   readonly kind: string;
   /** Whether several daemons may share this storage (and so need leader election). */
   readonly supportsSharedAccess: boolean;
+  /**
+   * Whether statements run on the daemon's own thread (SQLite): while one runs, nothing else in
+   * the daemon does, so background work sizes its statements by time. Elsewhere (PostgreSQL) a
+   * statement's time is mostly spent waiting, which holds nothing in the daemon.
+   */
+  readonly inProcess: boolean;
 
   /** Applies pending migrations in order, each in its own transaction, under the backend's lock. */
   migrate(): Promise<MigrationStatus[]>;
