@@ -790,6 +790,16 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     const all = [...old, ...fresh];
     const legacy = await storage.driver.all<{ id: string }>('SELECT id FROM scaling_history WHERE answer_json IS NULL');
     t.strictSame(new Set(legacy.map((r) => r.id)), new Set(old.map((r) => r.id)), 'the old rows keep no answer: nothing rewrites them');
+    // Known but for one old and one new row: those two read by locator, the old one serialised.
+    const top = await storage.listHistory({ limit: 8 });
+    const unknown = new Set([newestFirst(old)[0], newestFirst(fresh)[0]]);
+    const mostly = await storage.listHistoryJson({ limit: 8 }, (id) => !unknown.has(id));
+    t.strictSame(mostly.ids, top.rows.map((r) => r.id), 'mostly known: the page\'s rows');
+    t.strictSame(
+      mostly.rows.map((text, i) => (text === undefined ? null : [mostly.ids[i], parseText(text)])).filter((x) => x !== null),
+      top.rows.filter((r) => unknown.has(r.id)).map((r) => [r.id, JSON.parse(JSON.stringify(r))]),
+      'mostly known: the old row read by its locator and answered as listHistory reads it, the new one from its stored text',
+    );
     for (const [label, q, keep] of [
       ['all', {}, () => true],
       ['policy_id', { policy_id: p }, (r: HistoryRow) => r.policy_id === p],

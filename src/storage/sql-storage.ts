@@ -723,20 +723,12 @@ export class SqlStorage implements Storage {
         // Most of the page unknown: one read of the page with its texts costs less than a second
         // lookup of each row (a round trip more on PostgreSQL, an index more on both).
       }
-      const column = this.driver.asBytes?.('answer_json') ?? 'answer_json';
       const found = await this.driver.all<Row>(
-        `SELECT id, executed_at, ${column} AS answer FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+        `SELECT id, executed_at, ${this.#answerColumn()} AS answer FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
         [...params, q.limit + 1],
       );
       const page = found.length > q.limit ? found.slice(0, q.limit) : found;
-      const texts = new Map<string, string | Buffer>();
-      const legacy: string[] = [];
-      for (const r of page) {
-        const text = r['answer'];
-        if (typeof text === 'string' || Buffer.isBuffer(text)) texts.set(str(r['id']), text);
-        else legacy.push(str(r['id']));
-      }
-      if (legacy.length > 0) await this.#legacyTexts(legacy, texts);
+      const texts = await this.#answers(page);
       const kept = page.map((r) => str(r['id'])).filter((id) => texts.has(id));
       return { ids: kept, rows: kept.map((id) => texts.get(id)), next_cursor: cursorAfter(found) };
     });
@@ -747,34 +739,38 @@ export class SqlStorage implements Storage {
    * stored with each row (migration 011). Rows that no longer exist are absent.
    */
   async #historyTexts(locators: readonly unknown[]): Promise<Map<string, string | Buffer>> {
-    const loc = this.driver.historyLocator;
-    const column = this.driver.asBytes?.('answer_json') ?? 'answer_json';
-    const texts = new Map<string, string | Buffer>();
-    const legacy: string[] = [];
+    const rows: Row[] = [];
     for (let i = 0; i < locators.length; i += 500) {
       const chunk = locators.slice(i, i + 500);
-      const rows = await this.driver.all<Row>(`SELECT id, ${column} AS answer FROM scaling_history WHERE ${loc} IN (${chunk.map(() => '?').join(', ')})`, chunk);
-      for (const r of rows) {
-        const text = r['answer'];
-        if (typeof text === 'string' || Buffer.isBuffer(text)) texts.set(str(r['id']), text);
-        else legacy.push(str(r['id']));
-      }
+      rows.push(...(await this.driver.all<Row>(`SELECT id, ${this.#answerColumn()} AS answer FROM scaling_history WHERE ${this.driver.historyLocator} IN (${chunk.map(() => '?').join(', ')})`, chunk)));
     }
-    if (legacy.length > 0) await this.#legacyTexts(legacy, texts);
-    return texts;
+    return this.#answers(rows);
+  }
+
+  /** The stored answer as the query reads it: as bytes where the backend hands those over undecoded. */
+  #answerColumn(): string {
+    return this.driver.asBytes?.('answer_json') ?? 'answer_json';
   }
 
   /**
-   * Rows appended without their text (before migration 011, or by an older daemon still running
-   * against the same database): read whole and serialised as listHistory returns them, into
-   * `texts`. A row pruned meanwhile is left out.
+   * The texts of rows read with their stored `answer`, by id. Rows appended without one (before
+   * migration 011, or by an older daemon still running against the same database) are read whole
+   * and serialised as listHistory returns them; a row pruned meanwhile is left out.
    */
-  async #legacyTexts(ids: readonly string[], texts: Map<string, string | Buffer>): Promise<void> {
-    for (let i = 0; i < ids.length; i += 500) {
-      const chunk = ids.slice(i, i + 500);
+  async #answers(rows: readonly Row[]): Promise<Map<string, string | Buffer>> {
+    const texts = new Map<string, string | Buffer>();
+    const legacy: string[] = [];
+    for (const r of rows) {
+      const text = r['answer'];
+      if (typeof text === 'string' || Buffer.isBuffer(text)) texts.set(str(r['id']), text);
+      else legacy.push(str(r['id']));
+    }
+    for (let i = 0; i < legacy.length; i += 500) {
+      const chunk = legacy.slice(i, i + 500);
       const full = await this.driver.all<Row>(`SELECT ${HISTORY_COLUMNS} FROM scaling_history WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk);
       for (const r of full) texts.set(str(r['id']), JSON.stringify(historyFrom(r)));
     }
+    return texts;
   }
 
   getState(policyId: string): Promise<PolicyState | undefined> {

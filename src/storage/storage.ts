@@ -204,8 +204,9 @@ export interface Storage {
    * stored) are read from their columns and serialised as listHistory returns them. When `known`
    * is given it is called once for each row of the page, in order, before the texts are read; if
    * it says true for at least three quarters of them, those rows are on the page without their
-   * text (the caller has it) and only the others are read; otherwise every row comes with its text. History rows never change,
-   * so a text once read stays the row's answer for as long as the row exists.
+   * text (the caller has it) and only the others are read; otherwise every row comes with its
+   * text. History rows never change, so a text once read stays the row's answer for as long as
+   * the row exists.
    */
   listHistoryJson(query: HistoryQuery, known?: (id: string) => boolean): Promise<HistoryJsonPage>;
 
