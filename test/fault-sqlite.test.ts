@@ -9,11 +9,10 @@
  * database is never taken for another daemon's lock.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFileSync, existsSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import t from 'tap';
@@ -21,16 +20,7 @@ import { ScalerError } from '../src/errors.js';
 import type { Policy } from '../src/policy/policy-model.js';
 import { normalizePolicy } from '../src/policy/policy-normalize.js';
 import { createSqliteStorage, type SqliteLogger } from '../src/storage/sqlite-storage.js';
-import { REPO_ROOT, dryRunFallbackPolicy, readyz, request, roleOf, spawnDaemon, waitFor, type DaemonProcess, type LogLine } from './helpers/daemon-process.js';
-
-/** The folders from `path` up to / that other users cannot enter (no o+x). */
-function foldersClosedToOthers(path: string): string[] {
-  const closed: string[] = [];
-  for (let dir = path; ; dir = dirname(dir)) {
-    if ((statSync(dir).mode & 0o001) === 0) closed.push(dir);
-    if (dirname(dir) === dir) return closed;
-  }
-}
+import { dryRunFallbackPolicy, readyz, request, roleOf, spawnDaemon, waitFor, type DaemonProcess, type LogLine } from './helpers/daemon-process.js';
 
 const root = await mkdtemp(join(tmpdir(), 'philotes-fault-sqlite-'));
 const immutable = new Set<string>();
@@ -404,25 +394,18 @@ t.test('daemon: started on an immutable database file or folder, it exits naming
   t.same(await names(again), ['kept'], 'writable again: it starts with its data');
 });
 
-t.test('daemon as an unprivileged user: chmod 444 under it answers 503 until chmod 644; restarted on a 444 file, it exits naming it', async (t) => {
+t.test('daemon that the mode bits bind: chmod 444 under it answers 503 until chmod 644; restarted on a 444 file, it exits naming it', async (t) => {
   // Root writes whatever the mode bits say; a daemon normally runs as a user, for whom they count.
-  const nobody = 65534;
-  // The daemon runs this checkout's sources as that user: every folder above them must let others in.
-  const closed = foldersClosedToOthers(REPO_ROOT);
-  if (closed.length > 0) {
-    t.fail(`the checkout must be readable by other users for this test: ${closed.join(', ')} ${closed.length === 1 ? 'has' : 'have'} no o+x (chmod o+rx; mktemp -d makes 0700 folders)`);
-    return;
-  }
-  const { cwd, db } = await newDaemonDir('nobody');
-  await chmod(root, 0o755); // mkdtemp made it 0700
+  // Root without the capabilities that override them (setpriv) is bound by them the same way,
+  // and can still read this checkout wherever it lies (another user cannot enter a clone made
+  // under mktemp -d, a 0700 folder).
+  const via = ['setpriv', '--bounding-set=-dac_override,-dac_read_search', '--'];
+  const { cwd, db } = await newDaemonDir('bound');
   await mkdir(dirname(db));
   await mkdir(join(cwd, 'empty-policies'));
-  const drop = join(cwd, 'drop-privileges.mjs');
-  await writeFile(drop, `process.setgid(${nobody});\nprocess.setuid(${nobody});\n`);
-  for (const p of [cwd, dirname(db), join(cwd, 'empty-policies')]) await chown(p, nobody, nobody);
-  const env = { NODE_OPTIONS: `--import=${pathToFileURL(drop).href}`, PHILOTES_SCALING_EVALUATION_INTERVAL: '1s' };
+  const env = { PHILOTES_SCALING_EVALUATION_INTERVAL: '1s' };
 
-  const d = await spawnDaemon({ name: 'nobody', cwd, env });
+  const d = await spawnDaemon({ name: 'bound', cwd, env, via });
   t.teardown(() => d.destroy());
   t.equal((await request('POST', `${d.api}/policies`, dryRunFallbackPolicy('kept'))).status, 201);
   await chmod(db, 0o444);
@@ -437,7 +420,7 @@ t.test('daemon as an unprivileged user: chmod 444 under it answers 503 until chm
   t.same(await d.waitExit(), { code: 0, signal: null });
 
   await chmod(db, 0o444);
-  const started = await spawnDaemon({ name: 'nobody-444', cwd, env, waitHealthy: false });
+  const started = await spawnDaemon({ name: 'bound-444', cwd, env, via, waitHealthy: false });
   t.teardown(() => started.destroy());
   t.same(await started.waitExit(), { code: 1, signal: null }, 'the start fails');
   t.match(started.stderr(), new RegExp(`failed to start: .*database file ${db} is not writable \\(EACCES: check its permissions and owner\\)`), 'the message names the file');

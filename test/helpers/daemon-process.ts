@@ -46,6 +46,11 @@ export interface DaemonOptions {
   readyTimeoutMs?: number;
   /** false: return as soon as the process is spawned (to signal it during start-up). Default true. */
   waitHealthy?: boolean;
+  /**
+   * A command, with its arguments, that the daemon's node process is started through and that
+   * replaces itself with it (such as `setpriv …`), so the daemon keeps its pid and signals.
+   */
+  via?: string[];
 }
 
 export interface ExitInfo {
@@ -140,7 +145,7 @@ export async function spawnDaemon(opts: DaemonOptions = {}): Promise<DaemonProce
       },
       opts.env ?? {},
     );
-    const daemon = launch(name, port, cwd, env, ownCwd);
+    const daemon = launch(name, port, cwd, env, ownCwd, opts.via ?? []);
     if (opts.waitHealthy === false) return daemon.handle;
     try {
       await daemon.waitHealthy(opts.readyTimeoutMs ?? 30_000);
@@ -155,8 +160,10 @@ export async function spawnDaemon(opts: DaemonOptions = {}): Promise<DaemonProce
   }
 }
 
-function launch(name: string, port: number, cwd: string, env: Record<string, string>, ownCwd: boolean) {
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, join(REPO_ROOT, 'src', 'cli.ts'), 'serve'], {
+function launch(name: string, port: number, cwd: string, env: Record<string, string>, ownCwd: boolean, via: readonly string[]) {
+  const args = ['--import', TSX_LOADER, join(REPO_ROOT, 'src', 'cli.ts'), 'serve'];
+  const [command, ...wrapper] = via.length > 0 ? [...via, process.execPath] : [process.execPath];
+  const child = spawn(command as string, [...wrapper, ...args], {
     cwd,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
