@@ -19,12 +19,17 @@
 //      ONLY (comma-separated endpoint keys: by-id,list,create,history,history-cursor,
 //      policy-history,policy-history-cursor),
 //      PROFILE_DIR (the daemon writes a --cpu-prof profile there when it stops),
+//      STORAGE_FLOOR=1 (after each backend's HTTP runs, the daemon stopped: the same history
+//      queries asked of the storage layer directly in this process, no HTTP, no pruning, nothing
+//      kept in memory; the most pages a second storage alone reads on this machine),
+//      PIN=1 (the daemon on CPU 0, this process and autocannon on CPU 1, with taskset: on two
+//      cores the same run otherwise gave 1,300 or 2,500 req/s depending on where they ran),
 //      SEED_CACHE (a folder: the seeded SQLite file, and a PostgreSQL template database, are kept
 //      and copied for the next run with the same parameters, code and migrations, within 20 h).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
@@ -35,7 +40,7 @@ import type { Policy, PolicyInput } from '../src/policy/policy-model.js';
 import { createPostgresStorage } from '../src/storage/postgres-storage.js';
 import { historyJson } from '../src/storage/sql-storage.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
-import type { HistoryRow, Storage } from '../src/storage/storage.js';
+import type { HistoryQuery, HistoryRow, Storage } from '../src/storage/storage.js';
 import { freePort } from '../test/helpers/daemon-process.js';
 import { createFreshDatabase, PG_ADMIN_URL } from '../test/helpers/pg.js';
 
@@ -49,6 +54,8 @@ const PRUNE_BACKLOG = Number(env['PRUNE_BACKLOG'] ?? 600_000);
 const BACKENDS = (env['BACKENDS'] ?? 'sqlite,postgres').split(',').map((s) => s.trim()).filter((s) => s !== '');
 const ONLY = env['ONLY']?.split(',').map((s) => s.trim());
 const PROFILE_DIR = env['PROFILE_DIR'] === undefined ? undefined : resolve(env['PROFILE_DIR']);
+const STORAGE_FLOOR = env['STORAGE_FLOOR'] === '1';
+const PIN = env['PIN'] === '1';
 const SEED_CACHE = env['SEED_CACHE'] === undefined ? undefined : resolve(env['SEED_CACHE']);
 const API = '/api/v1/scaling';
 const GOAL = { rps: 3000, p99: 20 };
@@ -395,12 +402,24 @@ async function saveMeta(backend: string, key: string, seeded: Seeded, seededAt: 
   await writeFile(join(SEED_CACHE, `${backend}-${key}.json`), JSON.stringify({ seededAt, seeded } satisfies SeedMeta));
 }
 
+/** Waits until a file's data are on disk. */
+async function flushFile(path: string): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** The seeded SQLite file at `path`: copied from the cache, or seeded (and then cached). */
 async function sqliteSeed(path: string): Promise<Seeded> {
   const key = seedKey('sqlite');
   const cached = await cachedMeta('sqlite', key);
   if (SEED_CACHE !== undefined && cached !== undefined) {
     await copyFile(join(SEED_CACHE, `sqlite-${key}.db`), path);
+    // On disk before measuring: the kernel writing 8 GB back meanwhile would share the machine.
+    await flushFile(path);
     return cached;
   }
   const seededAt = Date.now();
@@ -680,6 +699,10 @@ async function startServer(name: string, dbEnv: Record<string, string>): Promise
   const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
   if (PROFILE_DIR !== undefined) await mkdir(PROFILE_DIR, { recursive: true });
   const child = spawn(process.execPath, [...profile, CLI, 'serve'], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (PIN && child.pid !== undefined) {
+    execFileSync('taskset', ['-a', '-p', '-c', '0', String(child.pid)], { stdio: 'ignore' });
+    execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+  }
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
   child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
@@ -717,13 +740,56 @@ async function startServer(name: string, dbEnv: Record<string, string>): Promise
 }
 
 // ---------------------------------------------------------------------------------------------
+// Storage floor (STORAGE_FLOOR=1)
+
+/**
+ * The history scenarios' queries asked of a storage directly: the pages a second the storage
+ * layer alone reads, with no HTTP, no retention and no page kept in memory (every row read with its
+ * answer), CONNECTIONS callers at once (on SQLite they queue behind one connection, as in the
+ * daemon). An upper bound on what the API can answer for pages not kept in memory.
+ */
+async function storageFloor(backend: string, storage: Storage, seeded: Seeded): Promise<void> {
+  const ids = seeded.policies.map((p) => p.id);
+  const queries: Array<{ label: string; query: (k: number) => HistoryQuery }> = [
+    { label: 'history?limit=100 (first page)', query: () => ({ limit: 100 }) },
+    { label: 'history?limit=100&cursor= (deep)', query: (k) => ({ limit: 100, cursor: seeded.cursors[k % seeded.cursors.length] }) },
+    { label: 'policies/:id/history?limit=100 (1,000 in turn)', query: (k) => ({ limit: 100, policy_id: ids[k % ids.length] }) },
+    { label: 'policies/:id/history?limit=100&cursor= (deep)', query: (k) => ({ limit: 100, policy_id: ids[(k * 7) % ids.length], cursor: seeded.cursors[k % seeded.cursors.length] }) },
+  ];
+  for (const { label, query } of queries) {
+    let k = 0;
+    let pages = 0;
+    let bytes = 0;
+    const runFor = async (ms: number): Promise<void> => {
+      const end = performance.now() + ms;
+      await Promise.all(
+        Array.from({ length: CONNECTIONS }, async () => {
+          while (performance.now() < end) {
+            const page = await storage.listHistoryJson(query(k++));
+            pages++;
+            for (const r of page.rows) bytes += r === undefined ? 0 : r.length;
+          }
+        }),
+      );
+    };
+    await runFor(WARMUP * 1000);
+    pages = 0;
+    bytes = 0;
+    const started = performance.now();
+    await runFor(DURATION * 1000);
+    const seconds = (performance.now() - started) / 1000;
+    console.log(`  storage floor ${backend}: ${label.padEnd(48)} ${(pages / seconds).toFixed(0).padStart(6)} pages/s  ${(bytes / pages / 1024).toFixed(1)} KiB of answers a page`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Main
 
 const cpus = os.cpus();
 console.log(`API benchmark: ${POLICIES} policies, ${HISTORY_ROWS.toLocaleString('en')} history rows, ${DURATION} s per endpoint (after ${WARMUP} s warm-up), ${CONNECTIONS} connections`);
 console.log(`machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node.js ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 checkBuild();
-console.log(`daemon: child process (node dist/src/cli.js serve, as npm start), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process`);
+console.log(`daemon: child process (node dist/src/cli.js serve, as npm start), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process${PIN ? '; daemon pinned to CPU 0, this process to CPU 1' : ''}`);
 console.log(
   PRUNE_BACKLOG > 0
     ? `history retention ${RETENTION}, a pass every 1 s: ${PRUNE_BACKLOG.toLocaleString('en')} more rows, older than the retention, are pruned during the measurements`
@@ -751,6 +817,14 @@ for (const backend of BACKENDS) {
         reader.close();
         await daemon.stop();
       }
+      if (STORAGE_FLOOR) {
+        const storage = createSqliteStorage(path);
+        try {
+          await storageFloor(backend, storage, seeded);
+        } finally {
+          await storage.close();
+        }
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -770,6 +844,14 @@ for (const backend of BACKENDS) {
       } finally {
         await reader.end();
         await daemon.stop();
+      }
+      if (STORAGE_FLOOR) {
+        const storage = createPostgresStorage(db.url);
+        try {
+          await storageFloor(backend, storage, seeded);
+        } finally {
+          await storage.close();
+        }
       }
     } finally {
       await db.drop();

@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -118,6 +119,8 @@ async function expectPage(t: Test, w: World, backend: string, url: string, q: Hi
   const res = await call('GET', url);
   t.equal(res.status, 200, `${what}: 200`);
   t.equal(res.headers.get('content-type'), 'application/json; charset=utf-8', `${what}: JSON`);
+  t.equal(res.headers.get('content-length'), String(Buffer.byteLength(res.text)), `${what}: its length`);
+  t.ok(res.headers.get('x-request-id'), `${what}: a request id`);
   const page = await w.storage.listHistory(q);
   const expected = { history: page.rows, next_cursor: page.next_cursor };
   t.strictSame(res.body, expected, `${what}: the rows listHistory reads, and its cursor`);
@@ -177,6 +180,27 @@ for (const [backend, open] of backends) {
       const one = await call('GET', `${api}/history/${r.id}`);
       t.strictSame(one.body, all.history.find((x) => x.id === r.id), `GET /history/:id of ${r.id.slice(0, 8)}`);
     }
+    // HEAD: the headers of the GET, no body.
+    const get = await call('GET', `${api}/history?limit=7`);
+    const head = await fetch(`${api}/history?limit=7`, { method: 'HEAD' });
+    t.equal(head.status, 200, 'HEAD /history: 200');
+    t.equal(head.headers.get('content-length'), String(Buffer.byteLength(get.text)), 'HEAD /history: the length of the GET answer');
+    t.equal(head.headers.get('content-type'), 'application/json; charset=utf-8', 'HEAD /history: JSON');
+    t.equal(await head.text(), '', 'HEAD /history: no body');
+
+    // A client gone before its page is sent: the daemon goes on answering.
+    const { port } = new URL(api);
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write(`GET ${new URL(api).pathname}/history?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n`);
+        socket.destroy();
+        resolve();
+      });
+      socket.on('error', reject);
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    await expectPage(t, w, backend, `${api}/history?limit=3`, { limit: 3 }, 'after a client went away');
+
     const timeline = await call('GET', `${api}/policies/${w.a.id}/timeline?since=${at(-60)}&until=${at(60)}`);
     t.equal(timeline.status, 200, 'the timeline reads the same rows');
     t.equal((timeline.body as { decisions: unknown[] }).decisions.length, rows.filter((r) => r.policy_id === w.a.id).length, 'every decision of policy-a');

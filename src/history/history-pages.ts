@@ -43,6 +43,16 @@ export class HistoryPages {
 
   /** The page's answer: `{"history":[…],"next_cursor":…}` as UTF-8 bytes. */
   async page(query: HistoryQuery): Promise<Buffer> {
+    const { parts, bytes } = await this.parts(query);
+    return Buffer.concat(parts, bytes);
+  }
+
+  /**
+   * The page's answer in pieces, in order (the opening, each row's bytes with the commas between,
+   * the cursor), and their total length: written to a socket as they are, a page is never copied
+   * into one buffer (a copy of 190 KB halved the answers a second a server sends).
+   */
+  async parts(query: HistoryQuery): Promise<{ parts: Buffer[]; bytes: number }> {
     // The buffers of the rows known when storage asks: taken then, so that other pages dropping
     // them meanwhile cannot take them from this one.
     const held = new Map<string, Buffer>();
@@ -53,19 +63,25 @@ export class HistoryPages {
     });
     const keep = held.size > 0 || this.#askedBefore(query);
     const parts: Buffer[] = [OPEN];
+    let bytes = OPEN.length;
     page.ids.forEach((id, i) => {
       const text = page.rows[i];
-      let bytes = held.get(id);
+      let row = held.get(id);
       if (text !== undefined) {
-        bytes = typeof text === 'string' ? Buffer.from(text) : text;
-        if (keep) this.#keep(id, bytes);
+        row = typeof text === 'string' ? Buffer.from(text) : text;
+        if (keep) this.#keep(id, row);
       }
-      if (bytes === undefined) throw new Error(`history row ${id} came without its answer`);
-      if (i > 0) parts.push(COMMA);
-      parts.push(bytes);
+      if (row === undefined) throw new Error(`history row ${id} came without its answer`);
+      if (i > 0) {
+        parts.push(COMMA);
+        bytes += COMMA.length;
+      }
+      parts.push(row);
+      bytes += row.length;
     });
-    parts.push(Buffer.from(`],"next_cursor":${JSON.stringify(page.next_cursor)}}`));
-    return Buffer.concat(parts);
+    const end = Buffer.from(`],"next_cursor":${JSON.stringify(page.next_cursor)}}`);
+    parts.push(end);
+    return { parts, bytes: bytes + end.length };
   }
 
   /** Rows kept, and their bytes. */
