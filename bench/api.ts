@@ -22,8 +22,9 @@
 //      STORAGE_FLOOR=1 (after each backend's HTTP runs, the daemon stopped: the same history
 //      queries asked of the storage layer directly in this process, no HTTP, no pruning, nothing
 //      kept in memory; the most pages a second storage alone reads on this machine),
-//      PIN=1 (the daemon on CPU 0, this process and autocannon on CPU 1, with taskset: on two
-//      cores the same run otherwise gave 1,300 or 2,500 req/s depending on where they ran),
+//      PIN (a CPU number: the daemon runs on that CPU, this process and autocannon on the other,
+//      with taskset; on this two-core machine one CPU at times ran at 55 % of the other's speed,
+//      see BENCHMARKS.md),
 //      SEED_CACHE (a folder: the seeded SQLite file, and a PostgreSQL template database, are kept
 //      and copied for the next run with the same parameters, code and migrations, within 20 h).
 import { execFileSync, spawn } from 'node:child_process';
@@ -55,7 +56,7 @@ const BACKENDS = (env['BACKENDS'] ?? 'sqlite,postgres').split(',').map((s) => s.
 const ONLY = env['ONLY']?.split(',').map((s) => s.trim());
 const PROFILE_DIR = env['PROFILE_DIR'] === undefined ? undefined : resolve(env['PROFILE_DIR']);
 const STORAGE_FLOOR = env['STORAGE_FLOOR'] === '1';
-const PIN = env['PIN'] === '1';
+const PIN = env['PIN'] === undefined || env['PIN'] === '' ? undefined : Number(env['PIN']);
 const SEED_CACHE = env['SEED_CACHE'] === undefined ? undefined : resolve(env['SEED_CACHE']);
 const API = '/api/v1/scaling';
 const GOAL = { rps: 3000, p99: 20 };
@@ -699,9 +700,9 @@ async function startServer(name: string, dbEnv: Record<string, string>): Promise
   const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
   if (PROFILE_DIR !== undefined) await mkdir(PROFILE_DIR, { recursive: true });
   const child = spawn(process.execPath, [...profile, CLI, 'serve'], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  if (PIN && child.pid !== undefined) {
-    execFileSync('taskset', ['-a', '-p', '-c', '0', String(child.pid)], { stdio: 'ignore' });
-    execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+  if (PIN !== undefined && child.pid !== undefined) {
+    execFileSync('taskset', ['-a', '-p', '-c', String(PIN), String(child.pid)], { stdio: 'ignore' });
+    execFileSync('taskset', ['-a', '-p', '-c', String(1 - PIN), String(process.pid)], { stdio: 'ignore' });
   }
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
@@ -789,7 +790,7 @@ const cpus = os.cpus();
 console.log(`API benchmark: ${POLICIES} policies, ${HISTORY_ROWS.toLocaleString('en')} history rows, ${DURATION} s per endpoint (after ${WARMUP} s warm-up), ${CONNECTIONS} connections`);
 console.log(`machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node.js ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 checkBuild();
-console.log(`daemon: child process (node dist/src/cli.js serve, as npm start), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process${PIN ? '; daemon pinned to CPU 0, this process to CPU 1' : ''}`);
+console.log(`daemon: child process (node dist/src/cli.js serve, as npm start), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process${PIN === undefined ? '' : `; daemon pinned to CPU ${PIN}, this process to CPU ${1 - PIN}`}`);
 console.log(
   PRUNE_BACKLOG > 0
     ? `history retention ${RETENTION}, a pass every 1 s: ${PRUNE_BACKLOG.toLocaleString('en')} more rows, older than the retention, are pruned during the measurements`

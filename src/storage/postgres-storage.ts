@@ -141,15 +141,30 @@ export function toPgPlaceholders(sql: string): string {
 
 /**
  * The query config of a statement: writes of a fixed shape (the loop's state and history writes,
- * thousands a cycle) are named, so each connection parses and plans them once. Reads are not: a
- * prepared `SELECT *` fails once a newer daemon's migration adds a column.
+ * thousands a cycle) are named, so each connection parses and plans them once, and so are reads
+ * that name their columns and take no list of values (the history listings' keys, asked for every
+ * page: planned once, not per request). Not `SELECT *`: prepared, it fails once a newer daemon's
+ * migration adds a column; nor `IN (…)` lists, whose every length would be a statement of its own.
  */
 const queryConfigs = new Map<string, pg.QueryConfig>();
+let namedWrites = 0;
+let namedReads = 0;
+/** The most statements named per kind: each is prepared on every pooled connection that runs it. */
+const MAX_NAMED_WRITES = 200;
+const MAX_NAMED_READS = 64;
+
 function queryConfig(sql: string, params: readonly unknown[]): pg.QueryConfig {
   let c = queryConfigs.get(sql);
   if (c === undefined) {
     const text = toPgPlaceholders(sql);
-    const named = !/^\s*SELECT/i.test(sql) && params.length <= 64 && queryConfigs.size < 200;
+    let named = false;
+    if (/^\s*SELECT/i.test(sql)) {
+      named = !sql.includes('*') && !/\bIN \(/i.test(sql) && namedReads < MAX_NAMED_READS;
+      if (named) namedReads++;
+    } else {
+      named = params.length <= 64 && namedWrites < MAX_NAMED_WRITES;
+      if (named) namedWrites++;
+    }
     c = named ? { name: `philotes_${queryConfigs.size}`, text } : { text };
     queryConfigs.set(sql, c);
   }
@@ -232,6 +247,7 @@ export class PostgresDriver implements SqlDriver {
    */
   readonly historyLocator = 'id';
   readonly asBytes = undefined;
+  readonly isoTime = (column: string): string => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
   readonly jsonRows = (columns: string): string => `json_to_recordset(?::json) AS v(${columns})`;
   readonly fenceCondition = `EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())

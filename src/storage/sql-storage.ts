@@ -699,14 +699,14 @@ export class SqlStorage implements Storage {
       const { where, params } = historyWhere(q);
       const cursorAfter = (found: Row[]): string | null => {
         const last = found.length > q.limit ? found[q.limit - 1] : undefined;
-        return last !== undefined ? encodeCursor({ executed_at: iso(last['executed_at']), id: str(last['id']) }) : null;
+        return last !== undefined ? encodeCursor({ executed_at: iso(last['executed_iso']), id: str(last['id']) }) : null;
       };
       if (known !== undefined) {
         // The page's keys first: every listing has an index on (…, executed_at, id), so this reads
         // the index alone. When the caller knows most of the page, only the other rows are read.
         const loc = this.driver.historyLocator;
         const found = await this.driver.all<Row>(
-          `SELECT id, executed_at${loc === 'id' ? '' : `, ${loc} AS loc`} FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+          `SELECT id, ${this.#executedAt()}${loc === 'id' ? '' : `, ${loc} AS loc`} FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
           [...params, q.limit + 1],
         );
         const page = found.length > q.limit ? found.slice(0, q.limit) : found;
@@ -724,7 +724,7 @@ export class SqlStorage implements Storage {
         // lookup of each row (a round trip more on PostgreSQL, an index more on both).
       }
       const found = await this.driver.all<Row>(
-        `SELECT id, executed_at, ${this.#answerColumn()} AS answer FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
+        `SELECT id, ${this.#executedAt()}, ${this.#answerColumn()} AS answer FROM scaling_history ${where} ORDER BY executed_at DESC, id DESC LIMIT ?`,
         [...params, q.limit + 1],
       );
       const page = found.length > q.limit ? found.slice(0, q.limit) : found;
@@ -745,6 +745,15 @@ export class SqlStorage implements Storage {
       rows.push(...(await this.driver.all<Row>(`SELECT id, ${this.#answerColumn()} AS answer FROM scaling_history WHERE ${this.driver.historyLocator} IN (${chunk.map(() => '?').join(', ')})`, chunk)));
     }
     return this.#answers(rows);
+  }
+
+  /**
+   * A history row's time as a listing reads it for its cursor, named `executed_iso`: ISO text, never
+   * a Date per row. Not named `executed_at`: ORDER BY would then sort by this expression, not by
+   * the column its index holds (PostgreSQL sorted every row for each page).
+   */
+  #executedAt(): string {
+    return `${this.driver.isoTime?.('executed_at') ?? 'executed_at'} AS executed_iso`;
   }
 
   /** The stored answer as the query reads it: as bytes where the backend hands those over undecoded. */

@@ -466,6 +466,7 @@ export class SqliteDriver implements SqlDriver {
   readonly jsonRows = undefined;
   readonly historyLocator = 'rowid';
   readonly asBytes = (column: string): string => `CAST(${column} AS BLOB)`;
+  readonly isoTime = undefined;
 
   async close(): Promise<void> {
     this.#closed = true;
