@@ -22,6 +22,7 @@
 //      STORAGE_FLOOR=1 (after each backend's HTTP runs, the daemon stopped: the same history
 //      queries asked of the storage layer directly in this process, no HTTP, no pruning, nothing
 //      kept in memory; the most pages a second storage alone reads on this machine),
+//      HISTORY_CACHE_MB (the daemon's history_cache_mb; its default, 32, when unset),
 //      PIN (a CPU number: the daemon runs on that CPU, this process and autocannon on the other,
 //      with taskset; on this two-core machine one CPU at times ran at 55 % of the other's speed,
 //      see BENCHMARKS.md),
@@ -56,6 +57,7 @@ const BACKENDS = (env['BACKENDS'] ?? 'sqlite,postgres').split(',').map((s) => s.
 const ONLY = env['ONLY']?.split(',').map((s) => s.trim());
 const PROFILE_DIR = env['PROFILE_DIR'] === undefined ? undefined : resolve(env['PROFILE_DIR']);
 const STORAGE_FLOOR = env['STORAGE_FLOOR'] === '1';
+const HISTORY_CACHE_MB = env['HISTORY_CACHE_MB'];
 const PIN = env['PIN'] === undefined || env['PIN'] === '' ? undefined : Number(env['PIN']);
 const SEED_CACHE = env['SEED_CACHE'] === undefined ? undefined : resolve(env['SEED_CACHE']);
 const API = '/api/v1/scaling';
@@ -695,6 +697,7 @@ async function startServer(name: string, dbEnv: Record<string, string>): Promise
     PHILOTES_SCALING_PROMETHEUS_URL: `http://127.0.0.1:${await freePort()}`,
     PHILOTES_SCALING_HISTORY_RETENTION: PRUNE_BACKLOG > 0 ? RETENTION : '0',
     PHILOTES_SCALING_HISTORY_PRUNE_INTERVAL: '1s',
+    ...(HISTORY_CACHE_MB === undefined ? {} : { PHILOTES_SCALING_HISTORY_CACHE_MB: HISTORY_CACHE_MB }),
     ...dbEnv,
   });
   const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
@@ -790,7 +793,7 @@ const cpus = os.cpus();
 console.log(`API benchmark: ${POLICIES} policies, ${HISTORY_ROWS.toLocaleString('en')} history rows, ${DURATION} s per endpoint (after ${WARMUP} s warm-up), ${CONNECTIONS} connections`);
 console.log(`machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node.js ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 checkBuild();
-console.log(`daemon: child process (node dist/src/cli.js serve, as npm start), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process${PIN === undefined ? '' : `; daemon pinned to CPU ${PIN}, this process to CPU ${1 - PIN}`}`);
+console.log(`daemon: child process (node dist/src/cli.js serve, as npm start), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process${PIN === undefined ? '' : `; daemon pinned to CPU ${PIN}, this process to CPU ${1 - PIN}`}${HISTORY_CACHE_MB === undefined ? '' : `; history_cache_mb ${HISTORY_CACHE_MB}`}`);
 console.log(
   PRUNE_BACKLOG > 0
     ? `history retention ${RETENTION}, a pass every 1 s: ${PRUNE_BACKLOG.toLocaleString('en')} more rows, older than the retention, are pruned during the measurements`

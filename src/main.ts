@@ -311,6 +311,7 @@ export async function startDaemon(config: ResolvedConfig, logger: Logger): Promi
       auth: { tokens: tokensFrom(config), openProbes: config.auth.open_probes },
       onWrite: () => policyCounts.changed(),
       bodyTimeoutMs: config.request_body_timeout_ms,
+      historyCacheBytes: config.history_cache_mb * 1024 * 1024,
     });
     // History retention prunes old rows in the background, on every daemon (batches serialise).
     const retention = new HistoryRetention({ storage, logger, retentionMs: config.history_retention_ms, everyMs: config.history_prune_interval_ms });

@@ -2,7 +2,8 @@
  * HistoryPages on a real SQLite file: a page's bytes are the JSON of the rows listHistory reads
  * (cold or with its rows kept), rows kept are not read again, rows appended or pruned show at
  * once, the byte bound holds with the least recently listed dropped first, and pages built at
- * the same time under a bound too small for them are still whole.
+ * the same time under a bound too small for them are still whole; a bound of 0 keeps nothing, and
+ * history_cache_mb sets the bound.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -180,4 +181,33 @@ t.test('pages built at once, with a bound that keeps two rows, are each whole', 
   for (const [i, q] of [...queries, ...queries].entries()) {
     t.equal(answers[i]?.toString('utf8'), await expected(storage, q), `page ${i}`);
   }
+});
+
+t.test('a bound of 0 (history_cache_mb: 0) keeps nothing and reads every page whole', async (t) => {
+  const { storage, texts } = await store(t);
+  for (let m = 0; m < 10; m += 1) await storage.appendHistory(row(m));
+  const pages = new HistoryPages(storage, 0);
+  const q = { limit: 5 };
+  for (let i = 0; i < 3; i += 1) t.equal((await pages.page(q)).toString('utf8'), await expected(storage, q), `asked ${i + 1} times: the rows as stored`);
+  t.strictSame(pages.size, { rows: 0, bytes: 0 }, 'nothing kept');
+  const before = texts();
+  await pages.page(q);
+  t.ok(texts() > before, 'the texts are read again');
+});
+
+t.test('history_cache_mb in the config: default 32, 0 to 4096, from the file or the environment', async (t) => {
+  const { loadConfig } = await import('../src/config/config.js');
+  t.equal(loadConfig({ env: {}, cwd: '/nonexistent' }).history_cache_mb, 32);
+  t.equal(loadConfig({ env: { PHILOTES_SCALING_HISTORY_CACHE_MB: '0' }, cwd: '/nonexistent' }).history_cache_mb, 0);
+  t.equal(loadConfig({ env: { PHILOTES_SCALING_HISTORY_CACHE_MB: '256' }, cwd: '/nonexistent' }).history_cache_mb, 256);
+  for (const bad of ['-1', '4097', 'lots', '1.5']) {
+    t.throws(() => loadConfig({ env: { PHILOTES_SCALING_HISTORY_CACHE_MB: bad }, cwd: '/nonexistent' }), /history_cache_mb|PHILOTES_SCALING_HISTORY_CACHE_MB/, bad);
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'ps-history-cache-config-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(join(dir, 'philotes-scaler.yaml'), 'history_cache_mb: 128\n');
+  t.equal(loadConfig({ env: {}, cwd: dir }).history_cache_mb, 128, 'from the config file');
+  await writeFile(join(dir, 'philotes-scaler.yaml'), 'history_cache_mb: "a lot"\n');
+  t.throws(() => loadConfig({ env: {}, cwd: dir }), /history_cache_mb/, 'a bad value in the file names the field');
 });

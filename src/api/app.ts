@@ -36,6 +36,8 @@ export interface AppDeps {
   onWrite?: () => void;
   /** How long a request body may take to arrive once a route reads it (default BODY_TIMEOUT_MS); then 408. */
   bodyTimeoutMs?: number;
+  /** Bytes of history answers kept in memory (history_cache_mb; default HISTORY_CACHE_BYTES). */
+  historyCacheBytes?: number;
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -111,7 +113,7 @@ export function createApp(deps: AppDeps): Koa {
 
   const scaling = new Router({ prefix: API_PREFIX });
   registerPolicyRoutes(scaling, deps.policies);
-  registerHistoryRoutes(scaling, deps.storage, deps.policies);
+  registerHistoryRoutes(scaling, deps.storage, deps.policies, deps.historyCacheBytes);
   for (const register of deps.extraRoutes ?? []) register(scaling, root);
 
   for (const r of [root, scaling]) {

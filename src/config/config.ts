@@ -28,6 +28,8 @@ export interface ScalerConfig {
   max_policy_file_bytes: number;
   history_retention: string;
   history_prune_interval: string;
+  /** MiB of history answers kept in memory (HistoryPages); 0 keeps none. */
+  history_cache_mb: number;
   max_concurrent_backtests: number;
   request_headers_timeout: string;
   request_body_timeout: string;
@@ -67,6 +69,7 @@ export const ENV_KEYS: Record<string, { key: keyof ScalerConfig; type: 'int' | '
   PHILOTES_SCALING_MAX_CONCURRENCY: { key: 'max_concurrency', type: 'int' },
   PHILOTES_SCALING_HISTORY_RETENTION: { key: 'history_retention', type: 'string' },
   PHILOTES_SCALING_HISTORY_PRUNE_INTERVAL: { key: 'history_prune_interval', type: 'string' },
+  PHILOTES_SCALING_HISTORY_CACHE_MB: { key: 'history_cache_mb', type: 'int' },
   PHILOTES_SCALING_API_TOKEN: { key: 'api_token', type: 'string' },
   PHILOTES_SCALING_API_READ_TOKEN: { key: 'api_read_token', type: 'string' },
 };

@@ -109,8 +109,8 @@ async function sendHistoryPage(ctx: Context, pages: HistoryPages, query: History
 }
 
 /** Routes for /history and /policies/:id/history: newest first, keyset cursor. */
-export function registerHistoryRoutes(router: Router, storage: Storage, policies: PolicyService): void {
-  const pages = new HistoryPages(storage);
+export function registerHistoryRoutes(router: Router, storage: Storage, policies: PolicyService, cacheBytes?: number): void {
+  const pages = new HistoryPages(storage, cacheBytes);
   router.get('/history', async (ctx) => {
     await sendHistoryPage(ctx, pages, historyQuery(ctx.query));
   });
