@@ -59,6 +59,7 @@ const PROFILE_DIR = env['PROFILE_DIR'] === undefined ? undefined : resolve(env['
 const STORAGE_FLOOR = env['STORAGE_FLOOR'] === '1';
 const HISTORY_CACHE_MB = env['HISTORY_CACHE_MB'];
 const PIN = env['PIN'] === undefined || env['PIN'] === '' ? undefined : Number(env['PIN']);
+if (PIN !== undefined && PIN !== 0 && PIN !== 1) throw new Error(`PIN must be 0 or 1 (the CPU the daemon runs on), got "${env['PIN']}"`);
 const SEED_CACHE = env['SEED_CACHE'] === undefined ? undefined : resolve(env['SEED_CACHE']);
 const API = '/api/v1/scaling';
 const GOAL = { rps: 3000, p99: 20 };
@@ -752,7 +753,16 @@ async function startServer(name: string, dbEnv: Record<string, string>): Promise
  * answer), CONNECTIONS callers at once (on SQLite they queue behind one connection, as in the
  * daemon). An upper bound on what the API can answer for pages not kept in memory.
  */
-async function storageFloor(backend: string, storage: Storage, seeded: Seeded): Promise<void> {
+async function storageFloor(backend: string, open: () => Storage, seeded: Seeded): Promise<void> {
+  const storage = open();
+  try {
+    await floorRuns(backend, storage, seeded);
+  } finally {
+    await storage.close();
+  }
+}
+
+async function floorRuns(backend: string, storage: Storage, seeded: Seeded): Promise<void> {
   const ids = seeded.policies.map((p) => p.id);
   const queries: Array<{ label: string; query: (k: number) => HistoryQuery }> = [
     { label: 'history?limit=100 (first page)', query: () => ({ limit: 100 }) },
@@ -771,7 +781,7 @@ async function storageFloor(backend: string, storage: Storage, seeded: Seeded): 
           while (performance.now() < end) {
             const page = await storage.listHistoryJson(query(k++));
             pages++;
-            for (const r of page.rows) bytes += r === undefined ? 0 : r.length;
+            for (const r of page.rows) bytes += r === undefined ? 0 : typeof r === 'string' ? Buffer.byteLength(r) : r.length;
           }
         }),
       );
@@ -821,14 +831,7 @@ for (const backend of BACKENDS) {
         reader.close();
         await daemon.stop();
       }
-      if (STORAGE_FLOOR) {
-        const storage = createSqliteStorage(path);
-        try {
-          await storageFloor(backend, storage, seeded);
-        } finally {
-          await storage.close();
-        }
-      }
+      if (STORAGE_FLOOR) await storageFloor(backend, () => createSqliteStorage(path), seeded);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -849,14 +852,7 @@ for (const backend of BACKENDS) {
         await reader.end();
         await daemon.stop();
       }
-      if (STORAGE_FLOOR) {
-        const storage = createPostgresStorage(db.url);
-        try {
-          await storageFloor(backend, storage, seeded);
-        } finally {
-          await storage.close();
-        }
-      }
+      if (STORAGE_FLOOR) await storageFloor(backend, () => createPostgresStorage(db.url), seeded);
     } finally {
       await db.drop();
     }
