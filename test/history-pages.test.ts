@@ -211,3 +211,20 @@ t.test('history_cache_mb in the config: default 32, 0 to 4096, from the file or 
   await writeFile(join(dir, 'philotes-scaler.yaml'), 'history_cache_mb: "a lot"\n');
   t.throws(() => loadConfig({ env: {}, cwd: dir }), /history_cache_mb/, 'a bad value in the file names the field');
 });
+
+t.test('a walk through more distinct pages than 1,024 is kept from its second time when the memory holds it', async (t) => {
+  const { storage, texts } = await store(t);
+  const walk = 1_100;
+  for (let m = 0; m < walk; m += 1) await storage.appendHistory(row(m, { policy_name: `p${m}`, details: { m } }));
+  const queries = Array.from({ length: walk }, (_, m): HistoryQuery => ({ limit: 1, policy_name: `p${m}` }));
+  // 40 MiB: the newer half holds every row many times over, and remembers 1,280 queries a generation.
+  const pages = new HistoryPages(storage, 40 * 1024 * 1024);
+  for (const q of queries) await pages.page(q);
+  t.equal(pages.size.rows, 0, 'the first walk keeps nothing');
+  for (const q of queries) await pages.page(q);
+  t.equal(pages.size.rows, walk, 'the second walk keeps every row');
+  const before = texts();
+  for (const [m, q] of queries.entries()) if (m % 100 === 0) t.equal((await pages.page(q)).toString('utf8'), await expected(storage, q), `p${m}'s page from memory`);
+  for (const q of queries) await pages.page(q);
+  t.equal(texts(), before, 'the third walk reads no text');
+});

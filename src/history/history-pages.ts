@@ -3,8 +3,15 @@ import type { HistoryQuery, Storage } from '../storage/storage.js';
 /** The most bytes of history answers kept in memory by default (about 17,000 rows of 1.9 KB). */
 export const HISTORY_CACHE_BYTES = 32 * 1024 * 1024;
 
-/** Distinct queries remembered per generation, to tell a page asked for again from one read once. */
-const SEEN_QUERIES = 512;
+/**
+ * Distinct queries remembered per generation, to tell a page asked for again from one read once:
+ * at least 512, and as many as half the memory holds pages of 16 KiB (about 8 rows), so that a
+ * walk through as many distinct pages as the newer half holds is remembered from one walk to the
+ * next (with 512 only, a dashboard walking 1,000 policies' pages was never kept, whatever the
+ * memory).
+ */
+const SEEN_QUERIES_AT_LEAST = 512;
+const SEEN_PAGE_BYTES = 16 * 1024;
 const OPEN = Buffer.from('{"history":[');
 const COMMA = Buffer.from(',');
 
@@ -16,9 +23,9 @@ const COMMA = Buffer.from(',');
  * row appended or pruned by this daemon or by another sharing the database is on the next page
  * listed, or gone from it, exactly as without the kept bytes.
  *
- * A page's rows are kept only when the page is asked for again (the same query, within the last
- * 1,000 or so distinct ones) or has rows kept already: rows read once, such as a walk through every
- * policy's history, would otherwise replace the rows that are read again and again at the cost of
+ * A page's rows are kept only when the page is asked for again (the same query, with at most
+ * #seenQueries other distinct ones asked between) or has rows kept already: rows read once, such
+ * as a single walk through every policy's history, would otherwise replace the rows that are read again and again at the cost of
  * reading them (keeping and dropping bytes costs collections; at 1,000 policies' pages in turn it
  * cost a third of the throughput and tripled the slowest answers).
  *
@@ -32,14 +39,17 @@ export class HistoryPages {
   #old = new Map<string, Buffer>();
   #youngBytes = 0;
   #oldBytes = 0;
-  /** The queries asked for lately, in two generations of at most SEEN_QUERIES each. */
+  /** The queries asked for lately, in two generations of at most #seenQueries each. */
   #seen = new Set<string>();
   #seenBefore = new Set<string>();
+  readonly #seenQueries: number;
 
   constructor(
     private readonly storage: Storage,
     readonly maxBytes: number = HISTORY_CACHE_BYTES,
-  ) {}
+  ) {
+    this.#seenQueries = Math.max(SEEN_QUERIES_AT_LEAST, Math.ceil(maxBytes / 2 / SEEN_PAGE_BYTES));
+  }
 
   /** The page's answer: `{"history":[…],"next_cursor":…}` as UTF-8 bytes. */
   async page(query: HistoryQuery): Promise<Buffer> {
@@ -94,7 +104,7 @@ export class HistoryPages {
     const key = JSON.stringify(query);
     if (this.#seen.has(key)) return true;
     const before = this.#seenBefore.has(key);
-    if (this.#seen.size >= SEEN_QUERIES) {
+    if (this.#seen.size >= this.#seenQueries) {
       this.#seenBefore = this.#seen;
       this.#seen = new Set();
     }
