@@ -257,5 +257,17 @@ for (const [backend, open] of backends) {
       }
     }
     t.equal((await call('GET', `${w.app.api}/policies/${randomUUID()}/history`)).status, 404, 'an unknown policy is a 404');
+    for (const route of ['history', 'timeline']) {
+      t.equal((await call('GET', `${w.app.api}/policies/no-such-policy/${route}`)).status, 404, `${route}: an unknown name is a 404`);
+      const bad = await call('GET', `${w.app.api}/policies/Not%20A%20Name/${route}`);
+      t.equal(bad.status, 400, `${route}: neither an id nor a name is a 400`);
+      t.strictSame((bad.body as { errors?: Array<{ field: string }> }).errors?.map((e) => e.field), ['/path/id'], `${route}: names /path/id`);
+      const upper = await call('GET', `${w.app.api}/policies/${w.a.id.toUpperCase()}/${route}`);
+      t.equal(upper.status, 200, `${route}: an id in capitals finds the policy`);
+      const byName = await call('GET', `${w.app.api}/policies/${w.a.name}/${route}`);
+      t.equal(byName.status, 200, `${route}: by name`);
+      if (route === 'timeline') t.equal((byName.body as { policy_id?: string }).policy_id, w.a.id, 'timeline by name: the policy\'s id');
+      else t.strictSame(byName.body, upper.body, 'history by name and by id: the same page');
+    }
   });
 }

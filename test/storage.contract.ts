@@ -214,6 +214,21 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(await storage.getPolicyByName('no-such-policy'), undefined, 'unknown name');
   });
 
+  t.test(`${name}: policyId finds a policy by id or by name, and nothing else`, async (t) => {
+    const storage = await fresh(t);
+    const a = await storage.createPolicy(makePolicy('id-by-name'));
+    const b = await storage.createPolicy(makePolicy('other-name'));
+    t.equal(await storage.policyId('id', a.id), a.id, 'by id');
+    t.equal(await storage.policyId('name', 'id-by-name'), a.id, 'by name');
+    t.equal(await storage.policyId('name', 'other-name'), b.id, 'another by name');
+    t.equal(await storage.policyId('id', randomUUID()), undefined, 'unknown id');
+    t.equal(await storage.policyId('name', 'no-such-policy'), undefined, 'unknown name');
+    t.equal(await storage.policyId('name', a.id), undefined, 'an id is not a name');
+    t.equal(await storage.policyId('id', 'id-by-name'), undefined, 'a name is not an id');
+    await storage.deletePolicy(a.id);
+    t.equal(await storage.policyId('id', a.id), undefined, 'deleted');
+  });
+
   t.test(`${name}: times in any ISO form are stored as instants`, async (t) => {
     const storage = await fresh(t);
     // Same instant order, different spellings: no millis, an offset, millis.

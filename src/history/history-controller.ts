@@ -124,12 +124,12 @@ export function registerHistoryRoutes(router: Router, storage: Storage, policies
   });
 
   router.get('/policies/:id/timeline', async (ctx) => {
-    const policy = await policies.get(ctx.params['id'] ?? '');
+    const policyId = await policies.idOf(ctx.params['id'] ?? '');
     const q = parseQuery(ctx.query, TIMELINE_QUERY);
     const { since, until } = timeRange(q, { now: Date.now(), defaultSeconds: 86_400, maxDays: MAX_TIMELINE_DAYS });
-    const page = await storage.listHistory({ policy_id: policy.id, since: new Date(since).toISOString(), until: new Date(until).toISOString(), limit: MAX_TIMELINE_ROWS });
+    const page = await storage.listHistory({ policy_id: policyId, since: new Date(since).toISOString(), until: new Date(until).toISOString(), limit: MAX_TIMELINE_ROWS });
     ctx.body = {
-      policy_id: policy.id,
+      policy_id: policyId,
       since: new Date(since).toISOString(),
       until: new Date(until).toISOString(),
       truncated: page.next_cursor !== null,
@@ -138,7 +138,6 @@ export function registerHistoryRoutes(router: Router, storage: Storage, policies
   });
 
   router.get('/policies/:id/history', async (ctx) => {
-    const policy = await policies.get(ctx.params['id'] ?? '');
-    await sendHistoryPage(ctx, pages, historyQuery(ctx.query, policy.id));
+    await sendHistoryPage(ctx, pages, historyQuery(ctx.query, await policies.idOf(ctx.params['id'] ?? '')));
   });
 }

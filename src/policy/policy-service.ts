@@ -9,6 +9,17 @@ import { validatePolicyInput, type ValidationContext } from './policy-validation
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
+/** How a path names a policy: by its UUID (compared lowercased) or by its name; 400 for neither. */
+function policyKey(idOrName: string): { by: 'id' | 'name'; value: string } {
+  if (UUID_RE.test(idOrName)) return { by: 'id', value: idOrName.toLowerCase() };
+  if (NAME_RE.test(idOrName)) return { by: 'name', value: idOrName };
+  throw new ScalerError('BAD_REQUEST', `"${idOrName.slice(0, 100)}" is neither a policy id (UUID) nor a policy name`, [
+    { field: '/path/id', message: 'must be a UUID or a policy name' },
+  ]);
+}
+
+const notFound = (idOrName: string): ScalerError => new ScalerError('NOT_FOUND', `no policy with id or name "${idOrName}"`);
+
 export interface PolicyServiceDeps {
   storage: Storage;
   validation: ValidationContext;
@@ -104,16 +115,22 @@ export class PolicyService {
 
   /** Finds a policy by UUID or by name; 400 for a string that can be neither, 404 when absent. */
   async get(idOrName: string): Promise<Policy> {
-    let found: Policy | undefined;
-    if (UUID_RE.test(idOrName)) found = await this.#storage.getPolicy(idOrName.toLowerCase());
-    else if (NAME_RE.test(idOrName)) found = await this.#storage.getPolicyByName(idOrName);
-    else {
-      throw new ScalerError('BAD_REQUEST', `"${idOrName.slice(0, 100)}" is neither a policy id (UUID) nor a policy name`, [
-        { field: '/path/id', message: 'must be a UUID or a policy name' },
-      ]);
-    }
-    if (found === undefined) throw new ScalerError('NOT_FOUND', `no policy with id or name "${idOrName}"`);
+    const { by, value } = policyKey(idOrName);
+    const found = by === 'id' ? await this.#storage.getPolicy(value) : await this.#storage.getPolicyByName(value);
+    if (found === undefined) throw notFound(idOrName);
     return found;
+  }
+
+  /**
+   * The id of the policy a path names, found as get() finds it (the same 400 and 404) without
+   * reading the policy itself: its history's routes need no more, and reading a policy with its
+   * rules and schedules took three statements per page on PostgreSQL.
+   */
+  async idOf(idOrName: string): Promise<string> {
+    const { by, value } = policyKey(idOrName);
+    const id = await this.#storage.policyId(by, value);
+    if (id === undefined) throw notFound(idOrName);
+    return id;
   }
 
   list(q: PolicyListQuery): Promise<{ policies: Policy[]; total: number }> {

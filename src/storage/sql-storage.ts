@@ -477,6 +477,15 @@ export class SqlStorage implements Storage {
     return this.#guard(async () => (await this.#load(this.driver, 'WHERE name = ?', [name]))[0]);
   }
 
+  policyId(by: 'id' | 'name', value: string): Promise<string | undefined> {
+    // Two fixed statements naming their column: prepared once per connection on PostgreSQL.
+    const sql = by === 'id' ? 'SELECT id FROM scaling_policies WHERE id = ?' : 'SELECT id FROM scaling_policies WHERE name = ?';
+    return this.#guard(async () => {
+      const [r] = await this.driver.all<Row>(sql, [value]);
+      return r === undefined ? undefined : str(r['id']);
+    });
+  }
+
   listPolicies(q: PolicyListQuery): Promise<{ policies: Policy[]; total: number }> {
     return this.#guard(async () => {
       const conds: string[] = [];

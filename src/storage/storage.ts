@@ -150,6 +150,11 @@ export interface Storage {
   replacePolicy(policy: Policy): Promise<Policy | undefined>;
   getPolicy(id: string): Promise<Policy | undefined>;
   getPolicyByName(name: string): Promise<Policy | undefined>;
+  /**
+   * The id of the policy with this id or name, read without the policy (one indexed column, no
+   * rules or schedules): for routes that only need to know the policy exists.
+   */
+  policyId(by: 'id' | 'name', value: string): Promise<string | undefined>;
   listPolicies(query: PolicyListQuery): Promise<{ policies: Policy[]; total: number }>;
   /** Every enabled policy that is not paused; the evaluation loop's read. */
   listEnabledPolicies(): Promise<Policy[]>;
