@@ -267,7 +267,11 @@ for (const [backend, open] of backends) {
       const byName = await call('GET', `${w.app.api}/policies/${w.a.name}/${route}`);
       t.equal(byName.status, 200, `${route}: by name`);
       if (route === 'timeline') t.equal((byName.body as { policy_id?: string }).policy_id, w.a.id, 'timeline by name: the policy\'s id');
-      else t.strictSame(byName.body, upper.body, 'history by name and by id: the same page');
+      else {
+        const listed = (byName.body as { history: HistoryRow[] }).history;
+        t.ok(listed.length > 0 && listed.every((r) => r.policy_id === w.a.id), 'history by name: policy-a\'s rows only');
+        t.strictSame(byName.body, upper.body, 'history by name and by id: the same page');
+      }
     }
   });
 }

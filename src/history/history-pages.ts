@@ -25,9 +25,9 @@ const COMMA = Buffer.from(',');
  *
  * A page's rows are kept only when the page is asked for again (the same query, with at most
  * #seenQueries other distinct ones asked between) or has rows kept already: rows read once, such
- * as a single walk through every policy's history, would otherwise replace the rows that are read again and again at the cost of
- * reading them (keeping and dropping bytes costs collections; at 1,000 policies' pages in turn it
- * cost a third of the throughput and tripled the slowest answers).
+ * as a single walk through every policy's history, would otherwise replace the rows that are read
+ * again and again at the cost of reading them (keeping and dropping bytes costs collections; at
+ * 1,000 policies' pages in turn it cost a third of the throughput and tripled the slowest answers).
  *
  * The rows are kept in two generations of at most half the bytes each: rows listed go into the
  * young one (a row found in the old one moves up); when the young one is full it becomes the old
