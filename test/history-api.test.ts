@@ -7,9 +7,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { type IncomingHttpHeaders, request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { createPostgresStorage } from '../src/storage/postgres-storage.js';
 import type { SqlStorage } from '../src/storage/sql-storage.js';
@@ -116,16 +118,38 @@ async function seed(w: World): Promise<HistoryRow[]> {
  * prints a record's members in its own order when a row is read from its columns.)
  */
 async function expectPage(t: Test, w: World, backend: string, url: string, q: HistoryQuery, what: string): Promise<string | null> {
-  const res = await call('GET', url);
+  const res = await call('GET', url, undefined, { 'accept-encoding': 'identity' });
   t.equal(res.status, 200, `${what}: 200`);
   t.equal(res.headers.get('content-type'), 'application/json; charset=utf-8', `${what}: JSON`);
   t.equal(res.headers.get('content-length'), String(Buffer.byteLength(res.text)), `${what}: its length`);
+  t.equal(res.headers.get('content-encoding'), null, `${what}: not compressed when the client accepts only identity`);
+  t.match(res.headers.get('vary') ?? '', /accept-encoding/i, `${what}: Vary names Accept-Encoding`);
   t.ok(res.headers.get('x-request-id'), `${what}: a request id`);
   const page = await w.storage.listHistory(q);
   const expected = { history: page.rows, next_cursor: page.next_cursor };
   t.strictSame(res.body, expected, `${what}: the rows listHistory reads, and its cursor`);
   if (backend === 'sqlite') t.equal(res.text, JSON.stringify(expected), `${what}: byte for byte`);
+  // The same page for a client that accepts gzip, as the bytes on the wire.
+  const gz = await rawGet(url, { 'accept-encoding': 'gzip, deflate' });
+  t.equal(gz.status, 200, `${what}, gzip: 200`);
+  t.equal(gz.headers['content-encoding'], 'gzip', `${what}, gzip: compressed`);
+  t.equal(gz.headers['content-length'], String(gz.body.length), `${what}, gzip: its compressed length`);
+  t.equal(gunzipSync(gz.body).toString('utf8'), res.text, `${what}, gzip: the same page once decompressed`);
   return page.next_cursor;
+}
+
+/** A request through node:http, which (unlike fetch) leaves the answer's bytes as they came. */
+function rawGet(url: string, headers: Record<string, string>, method = 'GET'): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 const backends: Array<[string, Open]> = [
@@ -180,9 +204,9 @@ for (const [backend, open] of backends) {
       const one = await call('GET', `${api}/history/${r.id}`);
       t.strictSame(one.body, all.history.find((x) => x.id === r.id), `GET /history/:id of ${r.id.slice(0, 8)}`);
     }
-    // HEAD: the headers of the GET, no body.
-    const get = await call('GET', `${api}/history?limit=7`);
-    const head = await fetch(`${api}/history?limit=7`, { method: 'HEAD' });
+    // HEAD: the headers of the GET, no body (uncompressed here; gzip is checked below).
+    const get = await call('GET', `${api}/history?limit=7`, undefined, { 'accept-encoding': 'identity' });
+    const head = await fetch(`${api}/history?limit=7`, { method: 'HEAD', headers: { 'accept-encoding': 'identity' } });
     t.equal(head.status, 200, 'HEAD /history: 200');
     t.equal(head.headers.get('content-length'), String(Buffer.byteLength(get.text)), 'HEAD /history: the length of the GET answer');
     t.equal(head.headers.get('content-type'), 'application/json; charset=utf-8', 'HEAD /history: JSON');
@@ -234,6 +258,43 @@ for (const [backend, open] of backends) {
     const byTime = (x: HistoryRow, y: HistoryRow): number => (x.executed_at === y.executed_at ? (x.id < y.id ? 1 : -1) : x.executed_at < y.executed_at ? 1 : -1);
     t.strictSame(seen, kept.sort(byTime).map((r) => r.id), 'every row once; those behind the cursor included; the newer and the pruned ones not');
     t.strictSame(((await call('GET', `${api}/history?limit=1`)).body as { history: HistoryRow[] }).history[0]?.id, newer.id, 'the newer row heads a fresh first page');
+  });
+
+  t.test(`${backend}: Accept-Encoding decides gzip or not; HEAD says the same length; a page kept compressed follows appended and pruned rows`, async (t) => {
+    const w = await world(t, open);
+    await seed(w);
+    for (const path of ['/history?limit=5', `/policies/${w.a.id}/history?limit=5`]) {
+      const url = `${w.app.api}${path}`;
+      const plain = await rawGet(url, {});
+      t.equal(plain.headers['content-encoding'], undefined, `${path}: no Accept-Encoding, not compressed`);
+      for (const refused of ['gzip;q=0', 'br', 'identity']) {
+        const res = await rawGet(url, { 'accept-encoding': refused });
+        t.equal(res.headers['content-encoding'], undefined, `${path}: "${refused}", not compressed`);
+        t.ok(res.body.equals(plain.body), `${path}: "${refused}", the same bytes`);
+      }
+      for (const accepted of ['gzip', 'br;q=1, gzip;q=0.5', '*', 'GZIP']) {
+        const res = await rawGet(url, { 'accept-encoding': accepted });
+        t.equal(res.headers['content-encoding'], 'gzip', `${path}: "${accepted}", gzip`);
+        t.ok(gunzipSync(res.body).equals(plain.body), `${path}: "${accepted}", the same page`);
+      }
+      const head = await rawGet(url, { 'accept-encoding': 'gzip' }, 'HEAD');
+      const get = await rawGet(url, { 'accept-encoding': 'gzip' });
+      t.equal(head.status, 200, `${path}: HEAD, 200`);
+      t.equal(head.body.length, 0, `${path}: HEAD, no body`);
+      t.equal(head.headers['content-length'], String(get.body.length), `${path}: HEAD, the compressed length`);
+    }
+    // Asked twice, the page is kept compressed; then a newer row and a pruning change it.
+    const url = `${w.app.api}/policies/${w.a.id}/history?limit=3`;
+    const page = async (): Promise<HistoryRow[]> => (JSON.parse(gunzipSync((await rawGet(url, { 'accept-encoding': 'gzip' })).body).toString('utf8')) as { history: HistoryRow[] }).history;
+    const before = await page();
+    t.strictSame(await page(), before, 'asked again: the same page');
+    const newer = row(w.a, 500);
+    await w.storage.appendHistory(newer);
+    const after = await page();
+    t.equal(after[0]?.id, newer.id, 'the appended row heads the page');
+    t.strictSame(after.slice(1).map((r) => r.id), before.slice(0, 2).map((r) => r.id), 'followed by the rows before it');
+    t.ok((await w.storage.pruneHistory(at(1000), 1000)) > 0, 'every row pruned');
+    t.strictSame(await page(), [], 'the pruned rows are gone from the page');
   });
 
   t.test(`${backend}: a bad cursor or limit is a 400 naming it, on both routes`, async (t) => {

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { HistoryPages } from '../src/history/history-pages.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
@@ -102,7 +103,8 @@ t.test('pages read once do not push out the rows of a page asked for again and a
   for (let m = 0; m < 60; m += 1) await storage.appendHistory(row(m, { policy_name: `p${m % 20}` }));
   const hot = { limit: 5 };
   const hotBytes = Buffer.byteLength(await expected(storage, hot));
-  const pages = new HistoryPages(storage, 4 * hotBytes);
+  // Rows have half the memory: four times the hot page.
+  const pages = new HistoryPages(storage, 2 * 4 * hotBytes);
   await pages.page(hot);
   await pages.page(hot);
   for (let p = 0; p < 20; p += 1) {
@@ -136,8 +138,8 @@ t.test('the byte bound: the rows listed longest ago are dropped; a row over half
   const rows = Array.from({ length: 10 }, (_, m) => row(m));
   for (const r of rows) await storage.appendHistory(r);
   const size = (r: HistoryRow): number => Buffer.byteLength(JSON.stringify(r));
-  // Room for the four largest rows: two of them in each generation.
-  const bound = rows.slice(6).reduce((n, r) => n + size(r), 0);
+  // Rows have half the bound: room for the four largest, two in each generation.
+  const bound = 2 * rows.slice(6).reduce((n, r) => n + size(r), 0);
   const pages = new HistoryPages(storage, bound);
   const q = { limit: 10 };
   await pages.page(q);
@@ -217,8 +219,9 @@ t.test('a walk through more distinct pages than 1,024 is kept from its second ti
   const walk = 1_100;
   for (let m = 0; m < walk; m += 1) await storage.appendHistory(row(m, { policy_name: `p${m}`, details: { m } }));
   const queries = Array.from({ length: walk }, (_, m): HistoryQuery => ({ limit: 1, policy_name: `p${m}` }));
-  // 40 MiB: the newer half holds every row many times over, and remembers 1,280 queries a generation.
-  const pages = new HistoryPages(storage, 40 * 1024 * 1024);
+  // 72 MiB, 36 of them for rows: the newer half holds every row many times over, and remembers
+  // 1,152 queries a generation.
+  const pages = new HistoryPages(storage, 72 * 1024 * 1024);
   for (const q of queries) await pages.page(q);
   t.equal(pages.size.rows, 0, 'the first walk keeps nothing');
   for (const q of queries) await pages.page(q);
@@ -227,4 +230,67 @@ t.test('a walk through more distinct pages than 1,024 is kept from its second ti
   for (const [m, q] of queries.entries()) if (m % 100 === 0) t.equal((await pages.page(q)).toString('utf8'), await expected(storage, q), `p${m}'s page from memory`);
   for (const q of queries) await pages.page(q);
   t.equal(texts(), before, 'the third walk reads no text');
+});
+
+t.test('compressed pages: the page gzipped; asked again, only its keys are read; rows appended or pruned rebuild it', async (t) => {
+  const { storage, texts } = await store(t);
+  for (let m = 0; m < 30; m += 1) await storage.appendHistory(row(m));
+  const pages = new HistoryPages(storage);
+  const q = { limit: 10 };
+  const first = await pages.gzipped(q);
+  t.equal(gunzipSync(first).toString('utf8'), await expected(storage, q), 'gunzipped: the page, byte for byte');
+  t.equal(texts(), 10, 'built from the ten rows\' texts');
+  t.strictSame(pages.compressedSize, { pages: 1, bytes: first.length }, 'kept');
+  const again = await pages.gzipped(q);
+  t.equal(again, first, 'asked again: the bytes kept');
+  t.equal(texts(), 10, 'no text read: the page\'s keys only');
+  const next = { limit: 10, cursor: (await storage.listHistory(q)).next_cursor ?? '' };
+  t.equal(gunzipSync(await pages.gzipped(next)).toString('utf8'), await expected(storage, next), 'the next page, another query');
+  t.equal(pages.compressedSize.pages, 2, 'two pages kept');
+
+  const newer = row(100);
+  await storage.appendHistory(newer);
+  const appended = await pages.gzipped(q);
+  t.equal(gunzipSync(appended).toString('utf8'), await expected(storage, q), 'a row appended: the page built anew');
+  t.match(gunzipSync(appended).toString('utf8'), new RegExp(`^\\{"history":\\[\\{"id":"${newer.id}"`), 'led by the new row');
+  t.equal(pages.compressedSize.pages, 2, 'replacing the page kept for the query');
+  await storage.pruneHistory(at(25), 100);
+  t.equal(gunzipSync(await pages.gzipped(q)).toString('utf8'), await expected(storage, q), 'rows pruned: the page built anew');
+  t.equal(gunzipSync(await pages.gzipped(next)).toString('utf8'), '{"history":[],"next_cursor":null}', 'the next page: every row on it pruned');
+});
+
+t.test('compressed pages: the bound (half the memory) drops the pages asked for longest ago; 0 keeps none', async (t) => {
+  const { storage, texts } = await store(t);
+  let before = 0;
+  for (let m = 0; m < 40; m += 1) await storage.appendHistory(row(m, { policy_name: `p${m % 8}` }));
+  const sizes = await Promise.all(Array.from({ length: 8 }, async (_, p) => (await new HistoryPages(storage, 0).gzipped({ limit: 5, policy_name: `p${p}` })).length));
+  const size = Math.max(...sizes);
+  // Pages have half the memory: room for three of the largest.
+  const pages = new HistoryPages(storage, size * 3 * 2);
+  for (let p = 0; p < 8; p += 1) await pages.gzipped({ limit: 5, policy_name: `p${p}` });
+  t.ok(pages.compressedSize.bytes <= size * 3, `at most three pages' bytes kept (${pages.compressedSize.bytes})`);
+  t.equal(pages.compressedSize.pages, 3, 'three pages kept');
+  // p5, p6 and p7 are kept; p5 and p7 asked for again, p6 is the one asked for longest ago.
+  before = texts();
+  await pages.gzipped({ limit: 5, policy_name: 'p5' });
+  t.equal(texts() - before, 0, 'p5 is kept');
+  before = texts();
+  await pages.gzipped({ limit: 5, policy_name: 'p7' });
+  t.equal(texts() - before, 0, 'the page asked last is kept');
+  before = texts();
+  t.equal(gunzipSync(await pages.gzipped({ limit: 5, policy_name: 'p0' })).toString('utf8'), await expected(storage, { limit: 5, policy_name: 'p0' }), 'the page asked first, answered');
+  t.equal(texts() - before, 5, 'dropped: built again from its rows');
+  before = texts();
+  await pages.gzipped({ limit: 5, policy_name: 'p5' });
+  await pages.gzipped({ limit: 5, policy_name: 'p7' });
+  t.equal(texts() - before, 0, 'p5 and p7 still kept');
+  before = texts();
+  await pages.gzipped({ limit: 5, policy_name: 'p6' });
+  t.equal(texts() - before, 5, 'p6, asked for longest ago, was dropped for p0');
+  const none = new HistoryPages(storage, 0);
+  await none.gzipped({ limit: 5 });
+  before = texts();
+  await none.gzipped({ limit: 5 });
+  t.equal(texts() - before, 5, 'a bound of 0: built anew each time');
+  t.strictSame(none.compressedSize, { pages: 0, bytes: 0 }, 'a bound of 0: none kept');
 });

@@ -85,15 +85,22 @@ function timelineOf(rows: readonly HistoryRow[]): { rules: unknown[]; target_tra
  * here. The same JSON, and the same Content-Type, as Koa's serialisation of
  * `{ history, next_cursor }` would give.
  *
+ * A client that accepts gzip (`Accept-Encoding`, q-values honoured) gets the page compressed, a
+ * tenth of its size, from the compressed pages HistoryPages keeps; any other gets it as it is.
+ * Either way the answer says `Vary: Accept-Encoding`.
+ *
  * The pieces are written to the response corked (one writev), not joined first: Koa sends one
  * body, and joining 190 KB per answer halved what a plain Node server answered a second. So this
  * route answers itself (`ctx.respond = false`) once the page is read; an error before that is
  * still answered by the problem middleware.
  */
 async function sendHistoryPage(ctx: Context, pages: HistoryPages, query: HistoryQuery): Promise<void> {
-  const { parts, bytes } = await pages.parts(query);
+  const compressed = ctx.acceptsEncodings('gzip', 'identity') === 'gzip';
+  const { parts, bytes } = compressed ? await gzippedParts(pages, query) : await pages.parts(query);
   ctx.status = 200;
   ctx.type = 'application/json';
+  ctx.vary('Accept-Encoding');
+  if (compressed) ctx.set('Content-Encoding', 'gzip');
   ctx.length = bytes;
   ctx.respond = false;
   const res = ctx.res;
@@ -106,6 +113,11 @@ async function sendHistoryPage(ctx: Context, pages: HistoryPages, query: History
   res.cork();
   for (const part of parts) res.write(part);
   res.end();
+}
+
+async function gzippedParts(pages: HistoryPages, query: HistoryQuery): Promise<{ parts: Buffer[]; bytes: number }> {
+  const gz = await pages.gzipped(query);
+  return { parts: [gz], bytes: gz.length };
 }
 
 /** Routes for /history and /policies/:id/history: newest first, keyset cursor. */
