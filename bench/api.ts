@@ -17,7 +17,8 @@
 //      POLICIES (1000), HISTORY_ROWS (1000000), PRUNE_BACKLOG (rows older than the retention,
 //      600000; 0: no pruning), BACKENDS (sqlite,postgres),
 //      ONLY (comma-separated endpoint keys: by-id,list,create,history,history-cursor,
-//      policy-history,policy-history-cursor),
+//      policy-history,policy-history-cursor, and each history key with -gzip: the same requests
+//      saying Accept-Encoding: gzip),
 //      PROFILE_DIR (the daemon writes a --cpu-prof profile there when it stops),
 //      STORAGE_FLOOR=1 (after each backend's HTTP runs, the daemon stopped: the same history
 //      queries asked of the storage layer directly in this process, no HTTP, no pruning, nothing
@@ -64,7 +65,11 @@ const SEED_CACHE = env['SEED_CACHE'] === undefined ? undefined : resolve(env['SE
 const API = '/api/v1/scaling';
 const GOAL = { rps: 3000, p99: 20 };
 /** Goal of the history listings, on both backends, while retention prunes. */
-const HISTORY_GOAL = { rps: 2000, p99: 20, endpoints: ['GET /history?limit=100', 'GET /policies/:id/history?limit=100'] };
+const HISTORY_GOAL = {
+  rps: 2000,
+  p99: 20,
+  endpoints: ['GET /history?limit=100', 'GET /policies/:id/history?limit=100', 'GET /history?limit=100 gzip', 'GET /policies/:id/history?limit=100 gzip'],
+};
 const DAY_MS = 86_400_000;
 /** The daemon's history_retention: the kept rows span the 179 days before now, the backlog lies before 180. */
 const RETENTION = '180d';
@@ -574,7 +579,26 @@ function scenarios(backend: string, policies: Policy[], cursors: string[]): Scen
       },
     },
   ];
-  return all.filter((s) => ONLY === undefined || ONLY.includes(s.key));
+  // Each history listing again for a client that accepts gzip (browsers, curl --compressed, most
+  // HTTP libraries): the daemon answers it with the page kept compressed.
+  const gzip = { 'accept-encoding': 'gzip' };
+  const compressed = all
+    .filter((s) => s.key.includes('history'))
+    .map(
+      (s): Scenario => ({
+        key: `${s.key}-gzip`,
+        label: `${s.label} gzip`,
+        requests: () => s.requests().map((r) => ({ ...r, headers: { ...r.headers, ...gzip } })),
+        check: async (base) => {
+          const [r] = s.requests();
+          const path = r?.path ?? r?.setupRequest?.({ method: 'GET', path: '/' } as autocannon.Request, undefined as never)?.path;
+          const res = await fetch(`${base}${path ?? ''}`, { headers: gzip });
+          if (res.headers.get('content-encoding') !== 'gzip') throw new Error(`${s.label} with Accept-Encoding: gzip was not compressed`);
+          await s.check(base);
+        },
+      }),
+    );
+  return [...all, ...compressed].filter((s) => ONLY === undefined || ONLY.includes(s.key));
 }
 
 interface Row {
