@@ -318,6 +318,32 @@ for (const [backend, open] of backends) {
       }
     }
     t.equal((await call('GET', `${w.app.api}/policies/${randomUUID()}/history`)).status, 404, 'an unknown policy is a 404');
+    // A deleted policy's rows stay in /history, but its own route is a 404, by id or by name,
+    // compressed or not; a policy without rows answers an empty page.
+    const gone = await call('POST', `${w.app.api}/policies`, { name: 'policy-gone', target_type: 'cdc-worker', min_replicas: 1, max_replicas: 5 });
+    const goneId = (gone.body as { id: string }).id;
+    for (let m = 0; m < 3; m += 1) await w.storage.appendHistory(row({ id: goneId, name: 'policy-gone' }, 40 + m));
+    for (const encoding of ['identity', 'gzip']) {
+      const res = await rawGet(`${w.app.api}/policies/${goneId}/history?limit=2`, { 'accept-encoding': encoding });
+      t.equal(res.status, 200, `${encoding}: before the delete, 200`);
+    }
+    t.equal((await call('DELETE', `${w.app.api}/policies/${goneId}`)).status, 204, 'deleted');
+    for (const encoding of ['identity', 'gzip']) {
+      for (const path of [`/policies/${goneId}/history?limit=2`, `/policies/${goneId.toUpperCase()}/history`, '/policies/policy-gone/history']) {
+        const res = await call('GET', `${w.app.api}${path}`, undefined, { 'accept-encoding': encoding });
+        t.equal(res.status, 404, `${encoding}: ${path} of a deleted policy is a 404`);
+        t.match(res.headers.get('content-type') ?? '', /problem\+json/, `${encoding}: ${path}: a problem`);
+      }
+    }
+    const kept = (await call('GET', `${w.app.api}/history?policy_id=${goneId}`)).body as { history: HistoryRow[] };
+    t.equal(kept.history.length, 3, 'its rows are still listed by /history');
+    const empty = await call('POST', `${w.app.api}/policies`, { name: 'policy-quiet', target_type: 'cdc-worker', min_replicas: 1, max_replicas: 5 });
+    const emptyId = (empty.body as { id: string }).id;
+    for (const encoding of ['identity', 'gzip']) {
+      const res = await call('GET', `${w.app.api}/policies/${emptyId}/history`, undefined, { 'accept-encoding': encoding });
+      t.equal(res.status, 200, `${encoding}: a policy without rows, 200`);
+      t.strictSame(res.body, { history: [], next_cursor: null }, `${encoding}: an empty page`);
+    }
     for (const route of ['history', 'timeline']) {
       t.equal((await call('GET', `${w.app.api}/policies/no-such-policy/${route}`)).status, 404, `${route}: an unknown name is a 404`);
       const bad = await call('GET', `${w.app.api}/policies/Not%20A%20Name/${route}`);

@@ -229,6 +229,21 @@ export function storageContract(t: TapTest, name: string, open: OpenStorage): vo
     t.equal(await storage.policyId('id', a.id), undefined, 'deleted');
   });
 
+  t.test(`${name}: policy_exists lists a policy's rows only while the policy exists`, async (t) => {
+    const storage = await fresh(t);
+    const a = await storage.createPolicy(makePolicy('listed-while-it-exists'));
+    for (let i = 0; i < 3; i += 1) await storage.appendHistory(historyRow({ policy_id: a.id, policy_name: a.name }));
+    const q = { limit: 10, policy_id: a.id, policy_exists: true };
+    t.equal((await storage.listHistory(q)).rows.length, 3, 'listHistory: its three rows');
+    t.equal((await storage.listHistoryJson(q)).ids.length, 3, 'listHistoryJson: its three rows');
+    t.equal((await storage.listHistoryJson(q, () => true)).ids.length, 3, 'listHistoryJson, keys only: its three rows');
+    await storage.deletePolicy(a.id);
+    t.equal((await storage.listHistory(q)).rows.length, 0, 'deleted: none listed');
+    t.equal((await storage.listHistoryJson(q)).ids.length, 0, 'deleted: none in the JSON page');
+    t.equal((await storage.listHistoryJson(q, () => true)).ids.length, 0, 'deleted: no keys');
+    t.equal((await storage.listHistory({ limit: 10, policy_id: a.id })).rows.length, 3, 'without policy_exists the rows outlive the policy');
+  });
+
   t.test(`${name}: times in any ISO form are stored as instants`, async (t) => {
     const storage = await fresh(t);
     // Same instant order, different spellings: no millis, an offset, millis.

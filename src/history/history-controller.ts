@@ -94,9 +94,10 @@ function timelineOf(rows: readonly HistoryRow[]): { rules: unknown[]; target_tra
  * route answers itself (`ctx.respond = false`) once the page is read; an error before that is
  * still answered by the problem middleware.
  */
-async function sendHistoryPage(ctx: Context, pages: HistoryPages, query: HistoryQuery): Promise<void> {
+async function sendHistoryPage(ctx: Context, pages: HistoryPages, query: HistoryQuery, ifEmpty?: () => Promise<unknown>): Promise<void> {
   const compressed = ctx.acceptsEncodings('gzip', 'identity') === 'gzip';
-  const { parts, bytes } = compressed ? await gzippedParts(pages, query) : await pages.parts(query);
+  const { parts, bytes, rows } = await pages.answer(query, compressed);
+  if (rows === 0) await ifEmpty?.();
   ctx.status = 200;
   ctx.type = 'application/json';
   ctx.vary('Accept-Encoding');
@@ -113,11 +114,6 @@ async function sendHistoryPage(ctx: Context, pages: HistoryPages, query: History
   res.cork();
   for (const part of parts) res.write(part);
   res.end();
-}
-
-async function gzippedParts(pages: HistoryPages, query: HistoryQuery): Promise<{ parts: Buffer[]; bytes: number }> {
-  const gz = await pages.gzipped(query);
-  return { parts: [gz], bytes: gz.length };
 }
 
 /** Routes for /history and /policies/:id/history: newest first, keyset cursor. */
@@ -150,6 +146,15 @@ export function registerHistoryRoutes(router: Router, storage: Storage, policies
   });
 
   router.get('/policies/:id/history', async (ctx) => {
-    await sendHistoryPage(ctx, pages, historyQuery(ctx.query, await policies.idOf(ctx.params['id'] ?? '')));
+    const key = ctx.params['id'] ?? '';
+    if (!UUID_RE.test(key)) {
+      await sendHistoryPage(ctx, pages, historyQuery(ctx.query, await policies.idOf(key)));
+      return;
+    }
+    // By id, the page's own query lists rows only while the policy exists, and only an empty page
+    // needs the lookup that tells an unknown policy (404) from one without such rows: one query
+    // for a page, not two (a round trip each on PostgreSQL).
+    const query: HistoryQuery = { ...historyQuery(ctx.query, key.toLowerCase()), policy_exists: true };
+    await sendHistoryPage(ctx, pages, query, () => policies.idOf(key));
   });
 }

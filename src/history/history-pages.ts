@@ -101,6 +101,23 @@ export class HistoryPages {
    * so the default memory keeps about 1,500 such pages (every first page of a thousand policies).
    */
   async gzipped(query: HistoryQuery): Promise<Buffer> {
+    return (await this.#compressedPage(query)).gz;
+  }
+
+  /**
+   * The page's answer as the route sends it: compressed (see gzipped) or in pieces (see parts),
+   * with the number of rows on it.
+   */
+  async answer(query: HistoryQuery, compressed: boolean): Promise<{ parts: Buffer[]; bytes: number; rows: number }> {
+    if (compressed) {
+      const page = await this.#compressedPage(query);
+      return { parts: [page.gz], bytes: page.gz.length, rows: page.ids.length };
+    }
+    const { parts, bytes, ids } = await this.#build(query);
+    return { parts, bytes, rows: ids.length };
+  }
+
+  async #compressedPage(query: HistoryQuery): Promise<CompressedPage> {
     const key = JSON.stringify(query);
     // Left in place while its keys are read, so that the same page asked for meanwhile finds it.
     const kept = this.#compressed.get(key);
@@ -109,15 +126,13 @@ export class HistoryPages {
       const now = await this.storage.listHistoryJson(query, () => true);
       if (now.next_cursor === kept.cursor && sameIds(now.ids, kept.ids)) {
         this.#keepCompressed(key, kept);
-        return kept.gz;
+        return kept;
       }
     }
     const { parts, bytes, ids, cursor } = await this.#build(query);
-    const gz = await gzipAsync(Buffer.concat(parts, bytes), {
-      level: GZIP_LEVEL,
-    });
-    this.#keepCompressed(key, { ids, cursor, gz });
-    return gz;
+    const page = { ids, cursor, gz: await gzipAsync(Buffer.concat(parts, bytes), { level: GZIP_LEVEL }) };
+    this.#keepCompressed(key, page);
+    return page;
   }
 
   /**

@@ -271,6 +271,7 @@ function historyWhere(q: HistoryQuery): { where: string; params: unknown[] } {
     params.push(...values);
   };
   if (q.policy_id !== undefined) add('policy_id = ?', q.policy_id);
+  if (q.policy_id !== undefined && q.policy_exists === true) add('EXISTS (SELECT 1 FROM scaling_policies WHERE id = ?)', q.policy_id);
   if (q.policy_name !== undefined) add('policy_name = ?', q.policy_name);
   if (q.action !== undefined) add('action = ?', q.action);
   if (q.status !== undefined) add('status = ?', q.status);

@@ -82,6 +82,11 @@ export interface HistoryQuery {
   /** Opaque cursor from a previous page's next_cursor. */
   cursor?: string;
   policy_id?: string;
+  /**
+   * With policy_id: rows only while that policy exists (a deleted policy's rows make an empty
+   * page), checked in the page's own statement.
+   */
+  policy_exists?: boolean;
   /** Rows recorded under this policy name (a deleted policy's rows keep it). */
   policy_name?: string;
   action?: HistoryAction;
