@@ -260,7 +260,7 @@ for (const [backend, open] of backends) {
     t.strictSame(((await call('GET', `${api}/history?limit=1`)).body as { history: HistoryRow[] }).history[0]?.id, newer.id, 'the newer row heads a fresh first page');
   });
 
-  t.test(`${backend}: Accept-Encoding decides gzip or not; HEAD says the same length; a page kept compressed follows appended and pruned rows`, async (t) => {
+  t.test(`${backend}: Accept-Encoding decides gzip or not (from a page's second ask); HEAD says the same length; a page kept compressed follows appended and pruned rows`, async (t) => {
     const w = await world(t, open);
     await seed(w);
     for (const path of ['/history?limit=5', `/policies/${w.a.id}/history?limit=5`]) {
@@ -285,9 +285,15 @@ for (const [backend, open] of backends) {
     }
     // Asked twice, the page is kept compressed; then a newer row and a pruning change it.
     const url = `${w.app.api}/policies/${w.a.id}/history?limit=3`;
-    const page = async (): Promise<HistoryRow[]> => (JSON.parse(gunzipSync((await rawGet(url, { 'accept-encoding': 'gzip' })).body).toString('utf8')) as { history: HistoryRow[] }).history;
+    const encodings: Array<string | undefined> = [];
+    const page = async (): Promise<HistoryRow[]> => {
+      const res = await rawGet(url, { 'accept-encoding': 'gzip' });
+      encodings.push(res.headers['content-encoding']);
+      return (JSON.parse((res.headers['content-encoding'] === 'gzip' ? gunzipSync(res.body) : res.body).toString('utf8')) as { history: HistoryRow[] }).history;
+    };
     const before = await page();
     t.strictSame(await page(), before, 'asked again: the same page');
+    t.strictSame(encodings, [undefined, 'gzip'], 'sent as it is when asked for once, compressed when asked for again');
     const newer = row(w.a, 500);
     await w.storage.appendHistory(newer);
     const after = await page();
@@ -295,6 +301,7 @@ for (const [backend, open] of backends) {
     t.strictSame(after.slice(1).map((r) => r.id), before.slice(0, 2).map((r) => r.id), 'followed by the rows before it');
     t.ok((await w.storage.pruneHistory(at(1000), 1000)) > 0, 'every row pruned');
     t.strictSame(await page(), [], 'the pruned rows are gone from the page');
+    t.strictSame(encodings, [undefined, 'gzip', 'gzip', 'gzip'], 'compressed since');
   });
 
   t.test(`${backend}: a bad cursor or limit is a 400 naming it, on both routes`, async (t) => {

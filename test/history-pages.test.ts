@@ -232,65 +232,92 @@ t.test('a walk through more distinct pages than 1,024 is kept from its second ti
   t.equal(texts(), before, 'the third walk reads no text');
 });
 
-t.test('compressed pages: the page gzipped; asked again, only its keys are read; rows appended or pruned rebuild it', async (t) => {
+/** The page for a client that accepts gzip: the bytes sent, decompressed when they are gzip. */
+async function gzipClient(pages: HistoryPages, q: HistoryQuery): Promise<{ text: string; gzip: boolean; sent: Buffer }> {
+  const a = await pages.answer(q, true);
+  const sent = Buffer.concat(a.parts, a.bytes);
+  return { text: (a.gzip ? gunzipSync(sent) : sent).toString('utf8'), gzip: a.gzip, sent };
+}
+
+t.test('compressed pages: a page asked for again is gzipped and kept; then only its keys are read; rows appended or pruned rebuild it', async (t) => {
   const { storage, texts } = await store(t);
   for (let m = 0; m < 30; m += 1) await storage.appendHistory(row(m));
   const pages = new HistoryPages(storage);
   const q = { limit: 10 };
-  const first = await pages.gzipped(q);
-  t.equal(gunzipSync(first).toString('utf8'), await expected(storage, q), 'gunzipped: the page, byte for byte');
-  t.equal(texts(), 10, 'built from the ten rows\' texts');
-  t.strictSame(pages.compressedSize, { pages: 1, bytes: first.length }, 'kept');
-  const again = await pages.gzipped(q);
-  t.equal(again, first, 'asked again: the bytes kept');
-  t.equal(texts(), 10, 'no text read: the page\'s keys only');
-  const next = { limit: 10, cursor: (await storage.listHistory(q)).next_cursor ?? '' };
-  t.equal(gunzipSync(await pages.gzipped(next)).toString('utf8'), await expected(storage, next), 'the next page, another query');
-  t.equal(pages.compressedSize.pages, 2, 'two pages kept');
+  const once = await gzipClient(pages, q);
+  t.equal(once.text, await expected(storage, q), 'asked once: the page');
+  t.equal(once.gzip, false, 'asked once: sent as it is');
+  t.strictSame(pages.compressedSize, { pages: 0, bytes: 0 }, 'asked once: nothing kept compressed');
+  t.equal(texts(), 10, 'the ten rows\' texts read');
+  const twice = await gzipClient(pages, q);
+  t.equal(twice.gzip, true, 'asked again: gzip');
+  t.equal(twice.text, await expected(storage, q), 'asked again: the page, byte for byte once decompressed');
+  t.strictSame(pages.compressedSize, { pages: 1, bytes: twice.sent.length }, 'kept compressed');
+  t.equal(texts(), 20, 'read again (its rows were not kept either)');
+  const thrice = await pages.answer(q, true);
+  t.ok(thrice.gzip && Buffer.concat(thrice.parts).equals(twice.sent), 'asked a third time: the bytes kept');
+  t.equal((await pages.answer(q, true)).parts[0], thrice.parts[0], 'the same buffer each time');
+  t.equal(thrice.rows, 10, 'ten rows on it');
+  t.equal(texts(), 20, 'no text read, twice: the page\'s keys only');
+  const identity = await pages.answer(q, false);
+  t.equal(identity.gzip, false, 'a client without gzip: as it is');
+  t.equal(Buffer.concat(identity.parts, identity.bytes).toString('utf8'), await expected(storage, q), 'the same page');
+  t.equal(texts(), 20, 'from the rows kept since the second ask');
 
   const newer = row(100);
   await storage.appendHistory(newer);
-  const appended = await pages.gzipped(q);
-  t.equal(gunzipSync(appended).toString('utf8'), await expected(storage, q), 'a row appended: the page built anew');
-  t.match(gunzipSync(appended).toString('utf8'), new RegExp(`^\\{"history":\\[\\{"id":"${newer.id}"`), 'led by the new row');
-  t.equal(pages.compressedSize.pages, 2, 'replacing the page kept for the query');
+  const appended = await gzipClient(pages, q);
+  t.equal(appended.gzip, true, 'a row appended: still gzip');
+  t.equal(appended.text, await expected(storage, q), 'a row appended: the page built anew');
+  t.match(appended.text, new RegExp(`^\\{"history":\\[\\{"id":"${newer.id}"`), 'led by the new row');
+  t.equal(texts(), 21, 'only the new row read');
+  t.equal(pages.compressedSize.pages, 1, 'in place of the page kept for the query');
   await storage.pruneHistory(at(25), 100);
-  t.equal(gunzipSync(await pages.gzipped(q)).toString('utf8'), await expected(storage, q), 'rows pruned: the page built anew');
-  t.equal(gunzipSync(await pages.gzipped(next)).toString('utf8'), '{"history":[],"next_cursor":null}', 'the next page: every row on it pruned');
+  const pruned = await gzipClient(pages, q);
+  t.equal(pruned.text, await expected(storage, q), 'rows pruned: the page built anew');
+  t.equal(pruned.gzip, true, 'rows pruned: gzip');
 });
 
 t.test('compressed pages: the bound (half the memory) drops the pages asked for longest ago; 0 keeps none', async (t) => {
   const { storage, texts } = await store(t);
-  let before = 0;
   for (let m = 0; m < 40; m += 1) await storage.appendHistory(row(m, { policy_name: `p${m % 8}` }));
-  const sizes = await Promise.all(Array.from({ length: 8 }, async (_, p) => (await new HistoryPages(storage, 0).gzipped({ limit: 5, policy_name: `p${p}` })).length));
+  const query = (p: number): HistoryQuery => ({ limit: 5, policy_name: `p${p}` });
+  const probe = new HistoryPages(storage);
+  const sizes: number[] = [];
+  for (let p = 0; p < 8; p += 1) {
+    await probe.answer(query(p), true);
+    sizes.push((await probe.answer(query(p), true)).bytes);
+  }
   const size = Math.max(...sizes);
   // Pages have half the memory: room for three of the largest.
   const pages = new HistoryPages(storage, size * 3 * 2);
-  for (let p = 0; p < 8; p += 1) await pages.gzipped({ limit: 5, policy_name: `p${p}` });
+  for (let p = 0; p < 8; p += 1) await pages.answer(query(p), true);
+  t.strictSame(pages.compressedSize, { pages: 0, bytes: 0 }, 'each asked once: none kept');
+  for (let p = 0; p < 8; p += 1) t.equal((await pages.answer(query(p), true)).gzip, true, `p${p} asked again: gzip`);
   t.ok(pages.compressedSize.bytes <= size * 3, `at most three pages' bytes kept (${pages.compressedSize.bytes})`);
-  t.equal(pages.compressedSize.pages, 3, 'three pages kept');
-  // p5, p6 and p7 are kept; p5 and p7 asked for again, p6 is the one asked for longest ago.
+  t.equal(pages.compressedSize.pages, 3, 'three pages kept: p5, p6, p7');
+  let before = texts();
+  await pages.answer(query(5), true);
+  await pages.answer(query(7), true);
+  t.equal(texts() - before, 0, 'p5 and p7 kept: keys only');
   before = texts();
-  await pages.gzipped({ limit: 5, policy_name: 'p5' });
-  t.equal(texts() - before, 0, 'p5 is kept');
+  const p0 = await gzipClient(pages, query(0));
+  t.equal(p0.text, await expected(storage, query(0)), 'p0, asked for before, answered');
+  t.equal(p0.gzip, true, 'p0 gzip');
+  t.ok(texts() - before > 0, 'p0 was not kept: built again');
   before = texts();
-  await pages.gzipped({ limit: 5, policy_name: 'p7' });
-  t.equal(texts() - before, 0, 'the page asked last is kept');
-  before = texts();
-  t.equal(gunzipSync(await pages.gzipped({ limit: 5, policy_name: 'p0' })).toString('utf8'), await expected(storage, { limit: 5, policy_name: 'p0' }), 'the page asked first, answered');
-  t.equal(texts() - before, 5, 'dropped: built again from its rows');
-  before = texts();
-  await pages.gzipped({ limit: 5, policy_name: 'p5' });
-  await pages.gzipped({ limit: 5, policy_name: 'p7' });
+  await pages.answer(query(5), true);
+  await pages.answer(query(7), true);
   t.equal(texts() - before, 0, 'p5 and p7 still kept');
   before = texts();
-  await pages.gzipped({ limit: 5, policy_name: 'p6' });
-  t.equal(texts() - before, 5, 'p6, asked for longest ago, was dropped for p0');
+  await pages.answer(query(6), true);
+  t.ok(texts() - before > 0, 'p6, asked for longest ago, was dropped for p0');
   const none = new HistoryPages(storage, 0);
-  await none.gzipped({ limit: 5 });
-  before = texts();
-  await none.gzipped({ limit: 5 });
-  t.equal(texts() - before, 5, 'a bound of 0: built anew each time');
+  for (let i = 0; i < 3; i += 1) {
+    before = texts();
+    const a = await gzipClient(none, query(1));
+    t.equal(a.text, await expected(storage, query(1)), `a bound of 0, ask ${i + 1}: the page`);
+    t.equal(texts() - before, 5, `a bound of 0, ask ${i + 1}: built from its rows`);
+  }
   t.strictSame(none.compressedSize, { pages: 0, bytes: 0 }, 'a bound of 0: none kept');
 });

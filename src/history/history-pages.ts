@@ -92,32 +92,22 @@ export class HistoryPages {
   }
 
   /**
-   * The page's answer compressed with gzip (for a client that accepts it). The compressed pages
-   * of recent queries are kept, by query, with the ids and cursor they were built from, in the
-   * other half of the memory: a page asked for again reads only its keys from storage (never its
-   * rows) and, when they are still the same rows in the same order with the same cursor, is
-   * answered with the bytes kept. A page that changed (a row appended or pruned since) is built
-   * and compressed anew. Compressed, a page of 100 decision records (190 KB) takes about 10 KB,
-   * so the default memory keeps about 1,500 such pages (every first page of a thousand policies).
+   * The page's answer as the route sends it, with the number of rows on it. For a client that
+   * accepts gzip, a page asked for again is answered compressed, and kept so by query with the ids
+   * and cursor it was built from, in the other half of the memory: asked for once more, it reads
+   * only its keys from storage (never its rows) and, when they are still the same rows in the same
+   * order with the same cursor, the bytes kept are the answer; a page that changed (a row appended
+   * or pruned since) is built and compressed anew. A page asked for once is sent as it is:
+   * compressing 190 KB costs more than answering it (a walk through pages read once, such as deep
+   * cursors, answered at a third of the rate compressed). "Again" is what it is for rows (see the
+   * class). Compressed, a page of 100 decision records (190 KB) takes about 10 KB, so the default
+   * memory keeps about 1,500 such pages (every first page of a thousand policies).
    */
-  async gzipped(query: HistoryQuery): Promise<Buffer> {
-    return (await this.#compressedPage(query)).gz;
-  }
-
-  /**
-   * The page's answer as the route sends it: compressed (see gzipped) or in pieces (see parts),
-   * with the number of rows on it.
-   */
-  async answer(query: HistoryQuery, compressed: boolean): Promise<{ parts: Buffer[]; bytes: number; rows: number }> {
-    if (compressed) {
-      const page = await this.#compressedPage(query);
-      return { parts: [page.gz], bytes: page.gz.length, rows: page.ids.length };
+  async answer(query: HistoryQuery, acceptsGzip: boolean): Promise<{ parts: Buffer[]; bytes: number; rows: number; gzip: boolean }> {
+    if (!acceptsGzip) {
+      const { parts, bytes, ids } = await this.#build(query, () => this.#askedBefore(query));
+      return { parts, bytes, rows: ids.length, gzip: false };
     }
-    const { parts, bytes, ids } = await this.#build(query);
-    return { parts, bytes, rows: ids.length };
-  }
-
-  async #compressedPage(query: HistoryQuery): Promise<CompressedPage> {
     const key = JSON.stringify(query);
     // Left in place while its keys are read, so that the same page asked for meanwhile finds it.
     const kept = this.#compressed.get(key);
@@ -126,13 +116,17 @@ export class HistoryPages {
       const now = await this.storage.listHistoryJson(query, () => true);
       if (now.next_cursor === kept.cursor && sameIds(now.ids, kept.ids)) {
         this.#keepCompressed(key, kept);
-        return kept;
+        return { parts: [kept.gz], bytes: kept.gz.length, rows: kept.ids.length, gzip: true };
       }
     }
-    const { parts, bytes, ids, cursor } = await this.#build(query);
-    const page = { ids, cursor, gz: await gzipAsync(Buffer.concat(parts, bytes), { level: GZIP_LEVEL }) };
-    this.#keepCompressed(key, page);
-    return page;
+    // A page kept compressed that changed is asked for again by definition.
+    let again: boolean | undefined = kept === undefined ? undefined : true;
+    const askedAgain = (): boolean => (again ??= this.#askedBefore(query));
+    const { parts, bytes, ids, cursor } = await this.#build(query, askedAgain);
+    if (!askedAgain()) return { parts, bytes, rows: ids.length, gzip: false };
+    const gz = await gzipAsync(Buffer.concat(parts, bytes), { level: GZIP_LEVEL });
+    this.#keepCompressed(key, { ids, cursor, gz });
+    return { parts: [gz], bytes: gz.length, rows: ids.length, gzip: true };
   }
 
   /**
@@ -141,16 +135,12 @@ export class HistoryPages {
    * into one buffer (joining 190 KB per answer halved what a plain Node server answered a second).
    */
   async parts(query: HistoryQuery): Promise<{ parts: Buffer[]; bytes: number }> {
-    const { parts, bytes } = await this.#build(query);
+    const { parts, bytes } = await this.#build(query, () => this.#askedBefore(query));
     return { parts, bytes };
   }
 
-  async #build(query: HistoryQuery): Promise<{
-    parts: Buffer[];
-    bytes: number;
-    ids: string[];
-    cursor: string | null;
-  }> {
+  /** The page in pieces; its rows are kept when `askedAgain()` says so, or when some are kept already. */
+  async #build(query: HistoryQuery, askedAgain: () => boolean): Promise<{ parts: Buffer[]; bytes: number; ids: string[]; cursor: string | null }> {
     // The buffers of the rows known when storage asks: taken then, so that other pages dropping
     // them meanwhile cannot take them from this one.
     const held = new Map<string, Buffer>();
@@ -159,7 +149,8 @@ export class HistoryPages {
       if (b !== undefined) held.set(id, b);
       return b !== undefined;
     });
-    const keep = held.size > 0 || this.#askedBefore(query);
+    // Asked even when rows are held, so that every ask of the query is remembered.
+    const keep = askedAgain() || held.size > 0;
     const parts: Buffer[] = [OPEN];
     let bytes = OPEN.length;
     page.ids.forEach((id, i) => {
