@@ -86,7 +86,7 @@ function timelineOf(rows: readonly HistoryRow[]): { rules: unknown[]; target_tra
  * `{ history, next_cursor }` would give.
  *
  * A client that accepts gzip (`Accept-Encoding`, q-values honoured) gets a page it asks for again
- * compressed, about a twentieth of its size, kept so by HistoryPages; a page asked for once, and
+ * compressed, about a fourteenth of its size, kept so by HistoryPages; a page asked for once, and
  * any page for another client, is sent as it is. Every answer says `Vary: Accept-Encoding`.
  *
  * The pieces are written to the response corked (one writev), not joined first: Koa sends one
