@@ -16,6 +16,8 @@
 // Env: DURATION (s per endpoint, 10), CONNECTIONS (10), WARMUP (s per endpoint, 2),
 //      POLICIES (1000), HISTORY_ROWS (1000000), PRUNE_BACKLOG (rows older than the retention,
 //      600000; 0: no pruning), BACKENDS (sqlite,postgres),
+//      LOAD (autocannon or raw: the load generator of every endpoint; by default autocannon, and
+//      bench/raw-load.ts for the -gzip keys, as autocannon decodes every answer into a string),
 //      ONLY (comma-separated endpoint keys: by-id,list,create,history,history-cursor,
 //      policy-history,policy-history-cursor, and each history key with -gzip: the same requests
 //      saying Accept-Encoding: gzip),
@@ -45,6 +47,7 @@ import { historyJson } from '../src/storage/sql-storage.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import type { HistoryQuery, HistoryRow, Storage } from '../src/storage/storage.js';
 import { freePort } from '../test/helpers/daemon-process.js';
+import { rawLoad } from './raw-load.js';
 import { createFreshDatabase, PG_ADMIN_URL } from '../test/helpers/pg.js';
 
 const env = process.env;
@@ -617,6 +620,7 @@ interface Row {
   pruned: number;
   /** Average answer size, bytes. */
   bytes: number;
+  generator: 'autocannon' | 'raw';
 }
 
 /** Counts the history rows, from the bench's own connection: the rows pruned are the difference. */
@@ -625,15 +629,52 @@ type HistoryCounter = () => Promise<number>;
 /** The first non-2xx answer of a run, to say what went wrong rather than only count it. */
 let firstFailure: string | undefined;
 
-async function load(base: string, s: Scenario, seconds: number): Promise<autocannon.Result> {
+interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  /** Bytes received per answer, headers included. */
+  bytes: number;
+  generator: 'autocannon' | 'raw';
+}
+
+/** The load generator of a scenario: LOAD=autocannon or LOAD=raw for all; by default raw for gzip answers (see bench/raw-load.ts). */
+function generatorOf(s: Scenario): 'autocannon' | 'raw' {
+  const chosen = env['LOAD'] === '' ? undefined : env['LOAD'];
+  if (chosen === 'autocannon' || chosen === 'raw') return chosen;
+  if (chosen !== undefined) throw new Error(`LOAD must be autocannon or raw, not "${chosen}"`);
+  return s.key.endsWith('-gzip') ? 'raw' : 'autocannon';
+}
+
+async function load(base: string, s: Scenario, seconds: number): Promise<LoadResult> {
   firstFailure = undefined;
+  if (generatorOf(s) === 'raw') {
+    const [r] = s.requests();
+    if (r === undefined) throw new Error(`${s.label}: no request`);
+    const path = (): string => r.path ?? r.setupRequest?.({ method: 'GET', path: '/' } as autocannon.Request, undefined as never)?.path ?? '/';
+    const headers = Object.fromEntries(Object.entries(r.headers ?? {}).map(([k, v]) => [k, String(v)]));
+    const out = await rawLoad({ url: base, connections: CONNECTIONS, seconds, path, headers });
+    firstFailure = out.firstFailure;
+    return { rps: out.rps, p50: out.p50, p99: out.p99, non2xx: out.non2xx, errors: out.errors, bytes: out.requests > 0 ? out.bytes / out.requests : 0, generator: 'raw' };
+  }
   const requests = s.requests().map((r) => ({
     ...r,
     onResponse: (status: number, body: string) => {
       if ((status < 200 || status > 299) && firstFailure === undefined) firstFailure = `${status} ${body.slice(0, 300)}`;
     },
   }));
-  return autocannon({ url: base, connections: CONNECTIONS, duration: seconds, timeout: 10, requests });
+  const r = await autocannon({ url: base, connections: CONNECTIONS, duration: seconds, timeout: 10, requests });
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    non2xx: r.non2xx,
+    errors: r.errors + r.timeouts,
+    bytes: r.requests.total > 0 ? r.throughput.total / r.requests.total : 0,
+    generator: 'autocannon',
+  };
 }
 
 /** Waits until retention has deleted a first batch, so that every measurement runs while it prunes. */
@@ -659,13 +700,14 @@ async function measure(backend: string, daemon: Server, seeded: Seeded, count: H
     const row: Row = {
       backend,
       endpoint: s.label,
-      rps: r.requests.average,
-      p50: r.latency.p50,
-      p99: r.latency.p99,
+      rps: r.rps,
+      p50: r.p50,
+      p99: r.p99,
       non2xx: r.non2xx,
-      errors: r.errors + r.timeouts,
+      errors: r.errors,
       pruned: Math.max(0, before - after),
-      bytes: r.requests.total > 0 ? r.throughput.total / r.requests.total : 0,
+      bytes: r.bytes,
+      generator: r.generator,
     };
     console.log(
       `  ${s.label.padEnd(52)} ${row.rps.toFixed(0).padStart(6)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  errors ${row.errors}  ` +
@@ -831,7 +873,7 @@ const cpus = os.cpus();
 console.log(`API benchmark: ${POLICIES} policies, ${HISTORY_ROWS.toLocaleString('en')} history rows, ${DURATION} s per endpoint (after ${WARMUP} s warm-up), ${CONNECTIONS} connections`);
 console.log(`machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node.js ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 checkBuild();
-console.log(`daemon: child process (node dist/src/cli.js serve, as npm start), evaluation loop disabled, LOG_LEVEL=warn; load: autocannon ${CONNECTIONS} connections in this process${PIN === undefined ? '' : `; daemon pinned to CPU ${PIN}, this process to CPU ${1 - PIN}`}${HISTORY_CACHE_MB === undefined ? '' : `; history_cache_mb ${HISTORY_CACHE_MB}`}`);
+console.log(`daemon: child process (node dist/src/cli.js serve, as npm start), evaluation loop disabled, LOG_LEVEL=warn; load: ${CONNECTIONS} connections in this process (autocannon; bench/raw-load.ts for gzip answers unless LOAD says otherwise)${PIN === undefined ? '' : `; daemon pinned to CPU ${PIN}, this process to CPU ${1 - PIN}`}${HISTORY_CACHE_MB === undefined ? '' : `; history_cache_mb ${HISTORY_CACHE_MB}`}`);
 console.log(
   PRUNE_BACKLOG > 0
     ? `history retention ${RETENTION}, a pass every 1 s: ${PRUNE_BACKLOG.toLocaleString('en')} more rows, older than the retention, are pruned during the measurements`
@@ -891,10 +933,10 @@ for (const backend of BACKENDS) {
 
 console.log('\nSeeding (setup, not measured):');
 for (const s of seeding) console.log(`  ${s}`);
-console.log(`\n| backend | endpoint | req/s (avg) | p50 ms | p99 ms | non-2xx | errors | KiB/answer | rows pruned meanwhile |`);
-console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+console.log(`\n| backend | endpoint | req/s (avg) | p50 ms | p99 ms | non-2xx | errors | KiB/answer | rows pruned meanwhile | load |`);
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---|');
 for (const r of results) {
-  console.log(`| ${r.backend} | ${r.endpoint} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${r.errors} | ${(r.bytes / 1024).toFixed(1)} | ${r.pruned.toLocaleString('en')} |`);
+  console.log(`| ${r.backend} | ${r.endpoint} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${r.errors} | ${(r.bytes / 1024).toFixed(1)} | ${r.pruned.toLocaleString('en')} | ${r.generator} |`);
 }
 for (const r of results.filter((x) => HISTORY_GOAL.endpoints.includes(x.endpoint))) {
   const met = r.rps >= HISTORY_GOAL.rps && r.p99 <= HISTORY_GOAL.p99 && r.non2xx === 0 && r.errors === 0 && (PRUNE_BACKLOG === 0 || r.pruned > 0);
