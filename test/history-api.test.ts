@@ -3,7 +3,10 @@
  * PostgreSQL server), through the real app: every page is the rows as listHistory reads them
  * (what these routes answered before pages were built from each row's stored text), rows written
  * without a stored text (by an older version) included, under filters, cursors across pages,
- * rows appended and pruned while paging, and the same 400s for a bad cursor or limit.
+ * rows appended and pruned while paging, and the same 400s for a bad cursor or limit. Every page
+ * is also checked as a client that accepts gzip gets it (the same bytes once decompressed), with
+ * Accept-Encoding negotiated (q-values, identity, HEAD); a deleted policy's own route is a 404 by
+ * id and by name while its rows stay in /history.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';

@@ -3,7 +3,9 @@
  * (cold or with its rows kept), rows kept are not read again, rows appended or pruned show at
  * once, the byte bound holds with the least recently listed dropped first, and pages built at
  * the same time under a bound too small for them are still whole; a bound of 0 keeps nothing, and
- * history_cache_mb sets the bound.
+ * history_cache_mb sets the bound. Compressed pages: sent as they are on a page's first ask,
+ * gzipped from its second and kept, then answered from their keys alone until a row is appended
+ * or pruned, within their half of the bound (the page asked for longest ago dropped first).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';

@@ -171,20 +171,12 @@ export class HistoryPages {
     });
     const end = Buffer.from(`],"next_cursor":${JSON.stringify(page.next_cursor)}}`);
     parts.push(end);
-    return {
-      parts,
-      bytes: bytes + end.length,
-      ids: page.ids,
-      cursor: page.next_cursor,
-    };
+    return { parts, bytes: bytes + end.length, ids: page.ids, cursor: page.next_cursor };
   }
 
   /** Rows kept, and their bytes. */
   get size(): { rows: number; bytes: number } {
-    return {
-      rows: this.#young.size + this.#old.size,
-      bytes: this.#youngBytes + this.#oldBytes,
-    };
+    return { rows: this.#young.size + this.#old.size, bytes: this.#youngBytes + this.#oldBytes };
   }
 
   /** Compressed pages kept, and their bytes. */
