@@ -3,7 +3,7 @@ import type { Context } from 'koa';
 import { parseQuery, timeRange } from '../api/query.js';
 import type { RuleRecord, TrackingRecord } from '../engine/decision.js';
 import { ScalerError } from '../errors.js';
-import type { PolicyService } from '../policy/policy-service.js';
+import { policyKey, type PolicyService } from '../policy/policy-service.js';
 import type { HistoryQuery, HistoryRow, Storage } from '../storage/storage.js';
 import { HistoryPages } from './history-pages.js';
 
@@ -145,15 +145,15 @@ export function registerHistoryRoutes(router: Router, storage: Storage, policies
   });
 
   router.get('/policies/:id/history', async (ctx) => {
-    const key = ctx.params['id'] ?? '';
-    if (!UUID_RE.test(key)) {
-      await sendHistoryPage(ctx, pages, historyQuery(ctx.query, await policies.idOf(key)));
+    const path = ctx.params['id'] ?? '';
+    const { by, value } = policyKey(path);
+    if (by === 'name') {
+      await sendHistoryPage(ctx, pages, historyQuery(ctx.query, await policies.idOf(path)));
       return;
     }
     // By id, the page's own query lists rows only while the policy exists, and only an empty page
     // needs the lookup that tells an unknown policy (404) from one without such rows: one query
     // for a page, not two (a round trip each on PostgreSQL).
-    const query: HistoryQuery = { ...historyQuery(ctx.query, key.toLowerCase()), policy_exists: true };
-    await sendHistoryPage(ctx, pages, query, () => policies.idOf(key));
+    await sendHistoryPage(ctx, pages, { ...historyQuery(ctx.query, value), policy_exists: true }, () => policies.idOf(path));
   });
 }

@@ -86,32 +86,32 @@ export class HistoryPages {
   /** The rows' share of the memory (half; compressed pages have the other half). */
   readonly #rowBytes: number;
 
-  /** The page's answer: `{"history":[…],"next_cursor":…}` as UTF-8 bytes. */
+  /** The page's answer, as it is: `{"history":[…],"next_cursor":…}` as UTF-8 bytes. */
   async page(query: HistoryQuery): Promise<Buffer> {
-    const { parts, bytes } = await this.parts(query);
+    const { parts, bytes } = await this.answer(query, false);
     return Buffer.concat(parts, bytes);
   }
 
   /**
-   * The page's answer as the route sends it, with the number of rows on it. For a client that
-   * accepts gzip, a page asked for again is answered compressed, and kept so by query with the ids
-   * and cursor it was built from, in the other half of the memory: asked for once more, it reads
-   * only its keys from storage (never its rows) and, when they are still the same rows in the same
-   * order with the same cursor, the bytes kept are the answer; a page that changed (a row appended
-   * or pruned since) is built and compressed anew. A page asked for once is sent as it is:
-   * compressing 190 KB costs more than answering it (a walk through pages read once, such as deep
-   * cursors, answered at a third of the rate compressed). "Again" is what it is for rows (see the
-   * class). Compressed, a page of 100 decision records (190 KB) takes about 14 KB, so the default
-   * memory keeps about 1,200 such pages (every first page of a thousand policies).
+   * The page's answer as the route sends it, with the number of rows on it. As it is, it comes in
+   * pieces, in order (the opening, each row's bytes with the commas between, the cursor), and their
+   * total length: written to a socket as they are, a page is never copied into one buffer (joining
+   * 190 KB per answer halved what a plain Node server answered a second).
+   *
+   * For a client that accepts gzip, a page asked for again is answered compressed, and kept so by
+   * query with the ids and cursor it was built from, in the other half of the memory: asked for
+   * once more, it reads only its keys from storage (never its rows) and, when they are still the
+   * same rows in the same order with the same cursor, the bytes kept are the answer; a page that
+   * changed (a row appended or pruned since) is built and compressed anew. A page asked for once is
+   * sent as it is: compressing 190 KB costs more than answering it (a walk through pages read once,
+   * such as deep cursors, answered at a third of the rate compressed). "Again" is what it is for
+   * rows (see the class). Compressed, a page of 100 decision records (190 KB) takes about 14 KB, so
+   * the default memory keeps about 1,200 such pages (every first page of a thousand policies).
    */
   async answer(query: HistoryQuery, acceptsGzip: boolean): Promise<{ parts: Buffer[]; bytes: number; rows: number; gzip: boolean }> {
-    if (!acceptsGzip) {
-      const { parts, bytes, ids } = await this.#build(query, () => this.#askedBefore(query));
-      return { parts, bytes, rows: ids.length, gzip: false };
-    }
     const key = JSON.stringify(query);
     // Left in place while its keys are read, so that the same page asked for meanwhile finds it.
-    const kept = this.#compressed.get(key);
+    const kept = acceptsGzip ? this.#compressed.get(key) : undefined;
     if (kept !== undefined) {
       // Every row "known": storage reads the page's keys only (an index), no row's text.
       const now = await this.storage.listHistoryJson(query, () => true);
@@ -121,27 +121,16 @@ export class HistoryPages {
       }
     }
     // A page kept compressed that changed is asked for again by definition.
-    let again: boolean | undefined = kept === undefined ? undefined : true;
-    const askedAgain = (): boolean => (again ??= this.#askedBefore(query));
-    const { parts, bytes, ids, cursor } = await this.#build(query, askedAgain);
-    if (!askedAgain()) return { parts, bytes, rows: ids.length, gzip: false };
+    const again = kept !== undefined || this.#askedBefore(key);
+    const { parts, bytes, ids, cursor } = await this.#build(query, again);
+    if (!acceptsGzip || !again) return { parts, bytes, rows: ids.length, gzip: false };
     const gz = await gzipAsync(Buffer.concat(parts, bytes), { level: GZIP_LEVEL });
     this.#keepCompressed(key, { ids, cursor, gz });
     return { parts: [gz], bytes: gz.length, rows: ids.length, gzip: true };
   }
 
-  /**
-   * The page's answer in pieces, in order (the opening, each row's bytes with the commas between,
-   * the cursor), and their total length: written to a socket as they are, a page is never copied
-   * into one buffer (joining 190 KB per answer halved what a plain Node server answered a second).
-   */
-  async parts(query: HistoryQuery): Promise<{ parts: Buffer[]; bytes: number }> {
-    const { parts, bytes } = await this.#build(query, () => this.#askedBefore(query));
-    return { parts, bytes };
-  }
-
-  /** The page in pieces; its rows are kept when `askedAgain()` says so, or when some are kept already. */
-  async #build(query: HistoryQuery, askedAgain: () => boolean): Promise<{ parts: Buffer[]; bytes: number; ids: string[]; cursor: string | null }> {
+  /** The page in pieces; its rows are kept when it is asked for again, or when some are kept already. */
+  async #build(query: HistoryQuery, again: boolean): Promise<{ parts: Buffer[]; bytes: number; ids: string[]; cursor: string | null }> {
     // The buffers of the rows known when storage asks: taken then, so that other pages dropping
     // them meanwhile cannot take them from this one.
     const held = new Map<string, Buffer>();
@@ -150,8 +139,7 @@ export class HistoryPages {
       if (b !== undefined) held.set(id, b);
       return b !== undefined;
     });
-    // Asked even when rows are held, so that every ask of the query is remembered.
-    const keep = askedAgain() || held.size > 0;
+    const keep = again || held.size > 0;
     const parts: Buffer[] = [OPEN];
     let bytes = OPEN.length;
     page.ids.forEach((id, i) => {
@@ -205,9 +193,8 @@ export class HistoryPages {
     }
   }
 
-  /** Whether this query was asked for lately; it is remembered as asked now. */
-  #askedBefore(query: HistoryQuery): boolean {
-    const key = JSON.stringify(query);
+  /** Whether this query (its JSON) was asked for lately; it is remembered as asked now. */
+  #askedBefore(key: string): boolean {
     if (this.#seen.has(key)) return true;
     const before = this.#seenBefore.has(key);
     if (this.#seen.size >= this.#seenQueries) {

@@ -10,7 +10,7 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 /** How a path names a policy: by its UUID (compared lowercased) or by its name; 400 for neither. */
-function policyKey(idOrName: string): { by: 'id' | 'name'; value: string } {
+export function policyKey(idOrName: string): { by: 'id' | 'name'; value: string } {
   if (UUID_RE.test(idOrName)) return { by: 'id', value: idOrName.toLowerCase() };
   if (NAME_RE.test(idOrName)) return { by: 'name', value: idOrName };
   throw new ScalerError('BAD_REQUEST', `"${idOrName.slice(0, 100)}" is neither a policy id (UUID) nor a policy name`, [
