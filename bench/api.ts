@@ -47,8 +47,8 @@ import { historyJson } from '../src/storage/sql-storage.js';
 import { createSqliteStorage } from '../src/storage/sqlite-storage.js';
 import type { HistoryQuery, HistoryRow, Storage } from '../src/storage/storage.js';
 import { freePort } from '../test/helpers/daemon-process.js';
-import { rawLoad } from './raw-load.js';
 import { createFreshDatabase, PG_ADMIN_URL } from '../test/helpers/pg.js';
+import { rawLoad, type RawLoadResult } from './raw-load.js';
 
 const env = process.env;
 const DURATION = Number(env['DURATION'] ?? 10);
@@ -68,11 +68,8 @@ const SEED_CACHE = env['SEED_CACHE'] === undefined ? undefined : resolve(env['SE
 const API = '/api/v1/scaling';
 const GOAL = { rps: 3000, p99: 20 };
 /** Goal of the history listings, on both backends, while retention prunes. */
-const HISTORY_GOAL = {
-  rps: 2000,
-  p99: 20,
-  endpoints: ['GET /history?limit=100', 'GET /policies/:id/history?limit=100', 'GET /history?limit=100 gzip', 'GET /policies/:id/history?limit=100 gzip'],
-};
+const HISTORY_GOAL_ENDPOINTS = ['GET /history?limit=100', 'GET /policies/:id/history?limit=100'];
+const HISTORY_GOAL = { rps: 2000, p99: 20, endpoints: [...HISTORY_GOAL_ENDPOINTS, ...HISTORY_GOAL_ENDPOINTS.map((e) => `${e} gzip`)] };
 const DAY_MS = 86_400_000;
 /** The daemon's history_retention: the kept rows span the 179 days before now, the backlog lies before 180. */
 const RETENTION = '180d';
@@ -595,10 +592,10 @@ function scenarios(backend: string, policies: Policy[], cursors: string[]): Scen
         requests: () => s.requests().map((r) => ({ ...r, headers: { ...r.headers, ...gzip } })),
         check: async (base) => {
           const [r] = s.requests();
-          const path = r?.path ?? r?.setupRequest?.({ method: 'GET', path: '/' } as autocannon.Request, undefined as never)?.path;
+          const path = r === undefined ? '/' : nextPath(r);
           // A page is compressed from the second time it is asked for.
-          await (await fetch(`${base}${path ?? ''}`, { headers: gzip })).arrayBuffer();
-          const res = await fetch(`${base}${path ?? ''}`, { headers: gzip });
+          await (await fetch(`${base}${path}`, { headers: gzip })).arrayBuffer();
+          const res = await fetch(`${base}${path}`, { headers: gzip });
           await res.arrayBuffer();
           if (res.headers.get('content-encoding') !== 'gzip') throw new Error(`${s.label} with Accept-Encoding: gzip was not compressed when asked again`);
           await s.check(base);
@@ -608,19 +605,11 @@ function scenarios(backend: string, policies: Policy[], cursors: string[]): Scen
   return [...all, ...compressed].filter((s) => ONLY === undefined || ONLY.includes(s.key));
 }
 
-interface Row {
+interface Row extends LoadResult {
   backend: string;
   endpoint: string;
-  rps: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
   /** History rows the daemon's retention deleted during the measurement (warm-up excluded). */
   pruned: number;
-  /** Average answer size, bytes. */
-  bytes: number;
-  generator: 'autocannon' | 'raw';
 }
 
 /** Counts the history rows, from the bench's own connection: the rows pruned are the difference. */
@@ -629,15 +618,16 @@ type HistoryCounter = () => Promise<number>;
 /** The first non-2xx answer of a run, to say what went wrong rather than only count it. */
 let firstFailure: string | undefined;
 
-interface LoadResult {
-  rps: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
+/** What one load run measured (the figures raw-load reports, from either generator). */
+type LoadResult = Pick<RawLoadResult, 'rps' | 'p50' | 'p99' | 'non2xx' | 'errors'> & {
   /** Bytes received per answer, headers included. */
   bytes: number;
   generator: 'autocannon' | 'raw';
+};
+
+/** The path of a scenario's next request, as autocannon would send it. */
+function nextPath(r: autocannon.Request): string {
+  return r.path ?? r.setupRequest?.({ method: 'GET', path: '/' } as autocannon.Request, undefined as never)?.path ?? '/';
 }
 
 /** The load generator of a scenario: LOAD=autocannon or LOAD=raw for all; by default raw for gzip answers (see bench/raw-load.ts). */
@@ -653,7 +643,7 @@ async function load(base: string, s: Scenario, seconds: number): Promise<LoadRes
   if (generatorOf(s) === 'raw') {
     const [r] = s.requests();
     if (r === undefined) throw new Error(`${s.label}: no request`);
-    const path = (): string => r.path ?? r.setupRequest?.({ method: 'GET', path: '/' } as autocannon.Request, undefined as never)?.path ?? '/';
+    const path = (): string => nextPath(r);
     const headers = Object.fromEntries(Object.entries(r.headers ?? {}).map(([k, v]) => [k, String(v)]));
     const out = await rawLoad({ url: base, connections: CONNECTIONS, seconds, path, headers });
     firstFailure = out.firstFailure;
@@ -697,18 +687,7 @@ async function measure(backend: string, daemon: Server, seeded: Seeded, count: H
     const before = await count();
     const r = await load(daemon.url, s, DURATION);
     const after = await count();
-    const row: Row = {
-      backend,
-      endpoint: s.label,
-      rps: r.rps,
-      p50: r.p50,
-      p99: r.p99,
-      non2xx: r.non2xx,
-      errors: r.errors,
-      pruned: Math.max(0, before - after),
-      bytes: r.bytes,
-      generator: r.generator,
-    };
+    const row: Row = { backend, endpoint: s.label, pruned: Math.max(0, before - after), ...r };
     console.log(
       `  ${s.label.padEnd(52)} ${row.rps.toFixed(0).padStart(6)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  errors ${row.errors}  ` +
         `${(row.bytes / 1024).toFixed(1)} KiB/answer  pruned ${row.pruned.toLocaleString('en')} rows (backlog left ${Math.max(0, after - HISTORY_ROWS).toLocaleString('en')})`,

@@ -58,9 +58,12 @@ export async function rawLoad(opts: RawLoadOptions): Promise<RawLoadResult> {
       let remaining = -1;
       let status = 0;
       let failureBody: Buffer[] | undefined;
+      /** Set when the run is over on this socket (its deadline passed). */
+      let finished = false;
 
       const send = (): void => {
         if (performance.now() >= deadline) {
+          finished = true;
           socket.end();
           resolve();
           return;
@@ -79,6 +82,7 @@ export async function rawLoad(opts: RawLoadOptions): Promise<RawLoadResult> {
         send();
       };
       const open = (): void => {
+        pending = Buffer.alloc(0);
         socket = connect({ host: hostname, port: Number(port) }, send);
         socket.setNoDelay(true);
         socket.on('data', (chunk: Buffer) => {
@@ -99,7 +103,6 @@ export async function rawLoad(opts: RawLoadOptions): Promise<RawLoadResult> {
                 // Not an answer this generator reads (chunked): counted, and the socket replaced.
                 errors++;
                 socket.destroy();
-                open();
                 return;
               }
               remaining = Number(length[1]);
@@ -122,8 +125,16 @@ export async function rawLoad(opts: RawLoadOptions): Promise<RawLoadResult> {
         });
         socket.on('error', () => {
           errors++;
+        });
+        // Closed before the run was over (an error, or the server closing it): a new socket while
+        // there is time, the request in flight lost.
+        socket.on('close', () => {
+          if (finished) return;
           if (performance.now() < deadline) setTimeout(open, 10);
-          else resolve();
+          else {
+            finished = true;
+            resolve();
+          }
         });
       };
       open();
