@@ -107,14 +107,15 @@ export class HistoryPages {
    * 190 KB per answer halved what a plain Node server answered a second).
    *
    * For a client that accepts gzip, a page asked for again is answered compressed, and kept so by
-   * query with the ids and cursor it was built from, in the other half of the memory: asked for
-   * once more, it reads only its keys from storage (never its rows) and, when they are still the
-   * same rows in the same order with the same cursor, the bytes kept are the answer; a page that
-   * changed (a row appended or pruned since) is built and compressed anew. A page asked for once is
-   * sent as it is: compressing 190 KB costs more than answering it (a walk through pages read once,
-   * such as deep cursors, answered at a third of the rate compressed). "Again" is what it is for
-   * rows (see the class). Compressed, a page of 100 decision records (190 KB) takes about 14 KB, so
-   * the default memory keeps about 1,200 such pages (every first page of a thousand policies).
+   * query with a digest of its rows' ids and the cursor it was built from, in the other half of the
+   * memory: asked for once more, it reads only its keys from storage (never its rows) and, when
+   * they are still the same rows in the same order with the same cursor, the bytes kept are the
+   * answer; a page that changed (a row appended or pruned since) is built and compressed anew. A
+   * page asked for once is sent as it is: compressing 190 KB costs more than answering it (a walk
+   * through pages read once, such as deep cursors, answered at a third of the rate compressed).
+   * "Again" is what it is for rows (see the class). Compressed, a page of 100 decision records (190
+   * KB) takes about 14 KB, so the default memory keeps about 1,200 such pages (every first page of
+   * a thousand policies).
    */
   async answer(query: HistoryQuery, acceptsGzip: boolean): Promise<{ parts: Buffer[]; bytes: number; rows: number; gzip: boolean }> {
     const key = JSON.stringify(query);
